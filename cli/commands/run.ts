@@ -1,0 +1,127 @@
+/** `tacit run launch|status|watch|cancel` (ML teams). */
+import type { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { CliError } from "../errors.ts";
+import { principalClient } from "./coordinator.ts";
+import { signBytes, privateKeyFromPem } from "../../shared/crypto/index.ts";
+import { parseRunSpec, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_TRAINING } from "../../shared/model/index.ts";
+import type { RunStatus } from "../../client/transport/coordinator-client.ts";
+import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
+import { join } from "node:path";
+
+interface Conn {
+  stateDir?: string;
+  coordinator?: string;
+  key?: string;
+  keyId?: string;
+  json?: boolean;
+}
+
+const withConn = (c: Command): Command =>
+  c
+    .option("--state-dir <dir>", "coordinator state dir (address and key defaults)", DEFAULT_COORDINATOR_STATE_DIR)
+    .option("--coordinator <host:port>", "coordinator address")
+    .option("--key <file>", "ML-team private key (PEM)")
+    .option("--key-id <id>", "key id registered with the coordinator", "ml-team-1")
+    .option("--ca <file>", "coordinator CA certificate (default: the state dir's tls/ca.pem)")
+    .option("--json", "print JSON");
+
+export function defaultRunSpec(): RunSpec {
+  const t = DEFAULT_TRAINING;
+  return {
+    name: "run",
+    model: DEFAULT_MODEL_SPEC,
+    rounds: 20,
+    cohortSize: 50,
+    minSurvivors: 25,
+    populationSize: 1000,
+    localEpochs: t.localEpochs,
+    maxLocalSteps: t.maxLocalSteps,
+    batchSize: t.batchSize,
+    clientLearningRate: t.clientLearningRate,
+    clientOptimizer: t.clientOptimizer,
+    serverOptimizer: t.serverOptimizer,
+    serverLearningRate: t.serverLearningRate,
+    serverMomentum: t.serverMomentum ?? 0,
+    clip: 1,
+    noiseMultiplier: 1,
+    delta: 1e-6,
+    mechanism: "ddgauss",
+    bits: 32,
+    dropoutTolerance: 0.2,
+    corruptTolerance: 0.1,
+    signals: ["shortcut", "click", "app-switch", "typing-burst"],
+    deadlines: DEFAULT_DEADLINES,
+    seed: 1,
+  };
+}
+
+function printStatus(st: RunStatus, json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(JSON.stringify({ ...st, spec: JSON.parse(st.specJson || "{}"), specJson: undefined, rounds: st.rounds.map((r) => ({ ...r, phases: JSON.parse(r.phaseCountsJson || "{}"), phaseCountsJson: undefined })) }) + "\n");
+    return;
+  }
+  process.stdout.write(`${st.runId}  ${st.state}  rounds ${st.roundsDone}/${st.roundsTotal}  phase ${st.currentPhase}  model ${st.modelHash.slice(0, 12)}${st.error ? `  error: ${st.error}` : ""}\n`);
+  for (const r of st.rounds) process.stdout.write(`  round ${r.round} ${r.status}: ${r.survivors}/${r.cohort} survived  ${r.detail}\n`);
+}
+
+export function registerRunCommands(program: Command): void {
+  const run = program.command("run").description("launch and follow training runs (ML team)");
+  withConn(run.command("launch").description("launch a run from a JSON spec (missing fields take defaults)"))
+    .option("--spec <file>", "run spec JSON")
+    .option("--print-default-spec", "print the default spec and exit")
+    .action(async (o: Conn & { spec?: string; printDefaultSpec?: boolean }) => {
+      if (o.printDefaultSpec) {
+        process.stdout.write(JSON.stringify(defaultRunSpec(), null, 2) + "\n");
+        return;
+      }
+      if (!o.spec) throw new CliError("--spec FILE is required (see --print-default-spec)");
+      let partial: unknown;
+      try {
+        partial = JSON.parse(readFileSync(o.spec, "utf8"));
+      } catch (err) {
+        throw new CliError(`cannot read run spec ${o.spec}: ${(err as Error).message}`);
+      }
+      const spec = parseRunSpec({ ...defaultRunSpec(), ...(partial as object) });
+      const specJson = JSON.stringify(spec);
+      const keyPath = o.key ?? join(coordinatorPaths(o.stateDir ?? DEFAULT_COORDINATOR_STATE_DIR).keysOut, `${o.keyId ?? "ml-team-1"}.key`);
+      const key = privateKeyFromPem(readFileSync(keyPath, "utf8"), keyPath);
+      const client = principalClient(o, "ml-team");
+      try {
+        const st = await client.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(key.privateKey, specJson)) });
+        printStatus(st, o.json);
+      } finally {
+        client.close();
+      }
+    });
+  withConn(run.command("status").description("show a run (or all runs)").argument("[runId]"))
+    .action(async (runId: string | undefined, o: Conn) => {
+      const client = principalClient(o, "ml-team");
+      try {
+        if (runId) printStatus(await client.unary<object, RunStatus>("RunControl", "GetRun", { runId }), o.json);
+        else for (const st of (await client.unary<object, { runs: RunStatus[] }>("RunControl", "ListRuns", {})).runs) printStatus(st, o.json);
+      } finally {
+        client.close();
+      }
+    });
+  withConn(run.command("watch").description("follow a run until it ends").argument("<runId>"))
+    .action(async (runId: string, o: Conn) => {
+      const client = principalClient(o, "ml-team");
+      await new Promise<void>((resolve, reject) => {
+        const s = client.watchRun(runId);
+        s.on("data", (st: RunStatus) => printStatus(st, o.json));
+        s.on("error", (e: Error & { details?: string }) => reject(new CliError(e.details ?? e.message)));
+        s.on("end", () => resolve());
+      }).finally(() => client.close());
+    });
+  withConn(run.command("cancel").description("cancel a run").argument("<runId>"))
+    .action(async (runId: string, o: Conn) => {
+      const client = principalClient(o, "ml-team");
+      try {
+        printStatus(await client.unary<object, RunStatus>("RunControl", "CancelRun", { runId }), o.json);
+      } finally {
+        client.close();
+      }
+    });
+}

@@ -1,0 +1,60 @@
+/** `tacit simulate`: the federated simulation on a dataset dir (see simulation/simulate.ts). */
+import type { Command } from "commander";
+import { existsSync, statSync } from "node:fs";
+import { CliError, parseNumber } from "../errors.ts";
+import { runSimulation, writeMetrics } from "../../simulation/simulate.ts";
+import { jsonWithInfinity } from "../../simulation/write-json-atomic.ts";
+
+export function registerSimulateCommand(program: Command): void {
+  program
+    .command("simulate")
+    .description("run a federated simulation: a real coordinator and one device client per user file, over gRPC on loopback")
+    .requiredOption("--dataset <dir>", "directory of per-user TSV files (<unix seconds>\\t<token>)")
+    .option("--clients <n>", "use only the first N user files")
+    .option("--rounds <r>", "federated rounds (or centralized epochs)", "20")
+    .option("--eval-dir <dir>", "evaluate on these files instead of the last 10% of each user")
+    .option("--out <dir>", "where metrics.json (and ledger, policy) are written", "out/simulation")
+    .option("--json", "print the final metrics object on stdout")
+    .option("--centralized", "train the same model on the pooled data instead (baseline)")
+    .option("--dropout <p>", "each device drops with probability P at a random phase of each round", "0")
+    .option("--noise-multiplier <z>", "DP noise multiplier (0 = clipping and SecAgg only)")
+    .option("--target-epsilon <eps>", "calibrate the noise multiplier so device ε after all rounds is this")
+    .option("--clip <c>", "L2 clip norm of each device's update", "1")
+    .option("--min-survivors <n>", "devices that must survive for a round to release (noise sized for them)")
+    .option("--delta <d>", "DP delta", "1e-6")
+    .option("--cohort <k>", "devices per round (default: all)")
+    .option("--local-epochs <e>", "local epochs per round")
+    .option("--workers <w>", "device-host worker threads")
+    .option("--state-dir <dir>", "coordinator state dir (default: a temporary dir)")
+    .option("--seed <s>", "seed of the model initialisation", "1")
+    .action(async (o: Record<string, string | boolean | undefined>) => {
+      const dataset = String(o.dataset);
+      if (!existsSync(dataset) || !statSync(dataset).isDirectory()) throw new CliError(`--dataset ${dataset}: no such directory`);
+      if (o.evalDir && (!existsSync(String(o.evalDir)) || !statSync(String(o.evalDir)).isDirectory())) throw new CliError(`--eval-dir ${o.evalDir}: no such directory`);
+      if (o.noiseMultiplier !== undefined && o.targetEpsilon !== undefined) throw new CliError("give either --noise-multiplier or --target-epsilon, not both");
+      const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
+      const metrics = await runSimulation({
+        dataset,
+        clients: num("clients", "--clients", { min: 2, integer: true }),
+        rounds: num("rounds", "--rounds", { min: 1, max: 10_000, integer: true })!,
+        evalDir: o.evalDir ? String(o.evalDir) : undefined,
+        out: String(o.out),
+        centralized: Boolean(o.centralized),
+        dropout: num("dropout", "--dropout", { min: 0, max: 0.9 })!,
+        noiseMultiplier: num("noiseMultiplier", "--noise-multiplier", { min: 0, max: 1000 }),
+        targetEpsilon: num("targetEpsilon", "--target-epsilon", { min: 1e-3, max: 1e6 }),
+        clip: num("clip", "--clip", { min: 1e-9, max: 1e6 })!,
+        minSurvivors: num("minSurvivors", "--min-survivors", { min: 2, integer: true }),
+        delta: num("delta", "--delta", { min: 1e-15, max: 0.1 })!,
+        cohort: num("cohort", "--cohort", { min: 2, integer: true }),
+        localEpochs: num("localEpochs", "--local-epochs", { min: 1, max: 100, integer: true }),
+        workers: num("workers", "--workers", { min: 1, max: 64, integer: true }),
+        stateDir: o.stateDir ? String(o.stateDir) : undefined,
+        seed: num("seed", "--seed", { min: 0, integer: true })!,
+        quiet: false,
+      });
+      const path = writeMetrics(String(o.out), metrics);
+      process.stderr.write(`metrics written to ${path}\n`);
+      if (o.json) process.stdout.write(jsonWithInfinity(metrics) + "\n");
+    });
+}

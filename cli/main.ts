@@ -1,0 +1,34 @@
+/**
+ * The `tacit` CLI: one binary, subcommands by role — coordinator (operators), client (the
+ * person on the laptop), run (ML teams), privacy and verify (reviewers), simulate.
+ */
+import { Command, CommanderError } from "commander";
+import { reportError } from "./errors.ts";
+import { registerSimulateCommand } from "./commands/simulate.ts";
+import { registerCoordinatorCommands } from "./commands/coordinator.ts";
+import { registerRunCommands } from "./commands/run.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("tacit")
+    .description("Tacit: privacy-preserving federated training of next-action models")
+    .version("0.1.0")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerCoordinatorCommands(program);
+  registerRunCommands(program);
+  registerSimulateCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    process.exitCode = reportError(err);
+  }
+}

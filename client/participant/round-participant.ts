@@ -1,0 +1,222 @@
+/**
+ * One device's part in rounds, driven by the coordinator's pushed events:
+ *   invite  → verify signature, checkpoint and guard → AdvertiseKeys (and start local training)
+ *   roster  → ShareKeys (Shamir shares encrypted to neighbours)
+ *   inbox   → await training → clip → distributed noise → quantize → attest → mask → MaskedInput
+ *   unmask  → reveal only what the SecAgg rules allow
+ * The pipeline order is written down here, once; each step is a function of its own module.
+ */
+import { createHash, type KeyObject } from "node:crypto";
+import type { Logger } from "pino";
+import { canonicalJson, publicKeyFromRaw, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
+import { aggregationLength, dpInputsFor, openRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { SecAggDevice, type AdvertisedKeys } from "../../shared/secagg/index.ts";
+import { calibrateDistributedDp, encodeClientUpdate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
+import type { CoordinatorClient, ServerEvent } from "../transport/coordinator-client.ts";
+import { checkRound, type DeviceLimits } from "./device-guard.ts";
+import type { BudgetRecord } from "./budget-record.ts";
+
+export type RoundPhase = "advertise" | "share" | "masked-input" | "unmask";
+
+export interface LocalUpdate {
+  delta: Float32Array;
+  loss: number;
+  examples: number;
+}
+
+export interface ParticipantHooks {
+  /** Trains on local data from the given global weights; returns the model delta. */
+  train(cfg: RoundConfig, weights: Float32Array): Promise<LocalUpdate>;
+  /** Simulation only: the phase at which this device vanishes this round, if any. */
+  dropAt?(cfg: RoundConfig): RoundPhase | undefined;
+  /** Called when the device vanishes (the host closes its connection). */
+  onDrop?(cfg: RoundConfig, phase: RoundPhase): void;
+  onEvent?(e: ParticipantEvent): void;
+}
+
+export type ParticipantEvent =
+  | { type: "declined"; runId: string; round: number; code: string; reason: string }
+  | { type: "joined"; runId: string; round: number; projectedEpsilon: number }
+  | { type: "submitted"; runId: string; round: number; loss: number; examples: number; clipped: boolean }
+  | { type: "outcome"; runId: string; round: number; status: string; modelHash: string }
+  | { type: "dropped"; runId: string; round: number; phase: RoundPhase }
+  | { type: "error"; runId: string; round: number; message: string };
+
+interface RoundState {
+  cfg: RoundConfig;
+  index: number;
+  secagg: SecAggDevice;
+  training: Promise<LocalUpdate>;
+  event: DpEvent;
+  dropAt: RoundPhase | undefined;
+  dropped: boolean;
+}
+
+export interface ParticipantOptions {
+  deviceId: string;
+  identity: Ed25519KeyPair;
+  coordinatorPublicKey: Uint8Array;
+  client: CoordinatorClient;
+  limits: DeviceLimits;
+  budget: BudgetRecord;
+  hooks: ParticipantHooks;
+  log?: Logger;
+}
+
+export class RoundParticipant {
+  private readonly rounds = new Map<string, RoundState>();
+  private readonly coordinatorKey: KeyObject;
+
+  constructor(private readonly o: ParticipantOptions) {
+    this.coordinatorKey = publicKeyFromRaw(o.coordinatorPublicKey);
+  }
+
+  /** Entry point for every pushed event; never throws (errors are reported as events). */
+  async handle(ev: ServerEvent): Promise<void> {
+    const refOf = (): { runId: string; round: number } =>
+      ev.invite ? { runId: "?", round: -1 } : (ev.roster?.ref ?? ev.inbox?.ref ?? ev.unmask?.ref ?? ev.outcome?.ref ?? { runId: "?", round: -1 });
+    try {
+      if (ev.invite) await this.onInvite(ev.invite);
+      else if (ev.roster) await this.onRoster(ev.roster);
+      else if (ev.inbox) await this.onInbox(ev.inbox);
+      else if (ev.unmask) await this.onUnmask(ev.unmask);
+      else if (ev.outcome) this.onOutcome(ev.outcome);
+    } catch (err) {
+      const r = refOf();
+      this.o.hooks.onEvent?.({ type: "error", runId: r.runId, round: r.round, message: (err as Error).message });
+      this.o.log?.warn({ err: (err as Error).message }, "round message failed");
+    }
+  }
+
+  private key(runId: string, round: number): string {
+    return `${runId}/${round}`;
+  }
+
+  private state(ref: { runId: string; round: number } | null): RoundState | undefined {
+    if (!ref) return undefined;
+    const st = this.rounds.get(this.key(ref.runId, ref.round));
+    return st && !st.dropped ? st : undefined;
+  }
+
+  /** Returns true (and vanishes) when the simulated dropout phase is reached. */
+  private dropsNow(st: RoundState, phase: RoundPhase): boolean {
+    if (st.dropAt !== phase) return false;
+    st.dropped = true;
+    this.o.hooks.onEvent?.({ type: "dropped", runId: st.cfg.runId, round: st.cfg.round, phase });
+    this.o.hooks.onDrop?.(st.cfg, phase);
+    return true;
+  }
+
+  private async onInvite(inv: NonNullable<ServerEvent["invite"]>): Promise<void> {
+    const cfg = openRoundConfig(inv.configJson, new Uint8Array(inv.configSignature), this.coordinatorKey);
+    const me = cfg.cohort.find((m) => m.deviceId === this.o.deviceId);
+    if (!me || me.index !== inv.index) throw new Error(`invitation for round ${cfg.round} does not list this device at index ${inv.index}`);
+    if (me.identityPublicKey !== Buffer.from(this.o.identity.publicRaw).toString("base64")) throw new Error("invitation lists another identity key for this device");
+    const cp = inv.checkpoint;
+    if (cp.length !== cfg.parameterCount * 4) throw new Error(`checkpoint is ${cp.length} bytes, expected ${cfg.parameterCount * 4}`);
+    const weights = new Float32Array(cfg.parameterCount);
+    Buffer.from(weights.buffer).set(cp);
+    const hash = createHash("sha256").update(cp).digest("hex");
+    if (hash !== cfg.modelHash) throw new Error(`checkpoint hash ${hash.slice(0, 12)} does not match the signed model hash ${cfg.modelHash.slice(0, 12)}`);
+
+    const ref = { runId: cfg.runId, round: cfg.round };
+    const dp = calibrateDistributedDp(dpInputsFor(cfg));
+    const event = roundEvent(dp);
+    const decision = checkRound(cfg, event, this.o.budget.events(), this.o.limits);
+    if (!decision.ok) {
+      this.o.hooks.onEvent?.({ type: "declined", ...ref, code: decision.code, reason: decision.reason });
+      await this.o.client.unary("Rounds", "Decline", { ref, reason: `${decision.code}: ${decision.reason}` });
+      return;
+    }
+    const secagg = new SecAggDevice(
+      { runId: cfg.runId, round: cfg.round, bits: cfg.secagg.bits, vectorLength: aggregationLength(cfg), threshold: cfg.secagg.threshold, degree: cfg.secagg.degree, roundSeed: Buffer.from(cfg.secagg.roundSeed, "base64"), minSurvivors: cfg.dp.minSurvivors },
+      me.index,
+      { privateKey: this.o.identity.privateKey },
+    );
+    const st: RoundState = { cfg, index: me.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false };
+    this.rounds.set(this.key(cfg.runId, cfg.round), st);
+    if (this.dropsNow(st, "advertise")) return;
+    this.o.hooks.onEvent?.({ type: "joined", ...ref, projectedEpsilon: decision.projectedEpsilon });
+    // Training starts now and overlaps the key phases; its result is awaited at MaskedInput.
+    st.training = this.o.hooks.train(cfg, weights);
+    st.training.catch(() => undefined);
+    const keys = secagg.advertiseKeys();
+    await this.o.client.unary("Rounds", "AdvertiseKeys", { ref, keys: toWireKeys(keys) });
+  }
+
+  private async onRoster(roster: NonNullable<ServerEvent["roster"]>): Promise<void> {
+    const st = this.state(roster.ref);
+    if (!st || this.dropsNow(st, "share")) return;
+    const identity = new Map(st.cfg.cohort.map((m) => [m.index, Buffer.from(m.identityPublicKey, "base64")]));
+    const entries = roster.keys.map((k) => {
+      const id = identity.get(k.index);
+      if (!id) throw new Error(`roster lists index ${k.index}, which is not in the signed cohort`);
+      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), signature: new Uint8Array(k.signature), identityPublicKey: new Uint8Array(id) };
+    });
+    const shares = st.secagg.shareKeys(entries);
+    await this.o.client.unary("Rounds", "ShareKeys", {
+      ref: { runId: st.cfg.runId, round: st.cfg.round },
+      shares: shares.map((s) => ({ from: s.from, to: s.to, ciphertext: Buffer.from(s.ciphertext) })),
+    });
+  }
+
+  private async onInbox(inbox: NonNullable<ServerEvent["inbox"]>): Promise<void> {
+    const st = this.state(inbox.ref);
+    if (!st) return;
+    const update = await st.training;
+    if (st.dropped || this.dropsNow(st, "masked-input")) return;
+    const cfg = st.cfg;
+    const ref = { runId: cfg.runId, round: cfg.round };
+    if (update.delta.length !== cfg.parameterCount) throw new Error(`local update has ${update.delta.length} values, expected ${cfg.parameterCount}`);
+    const dp = calibrateDistributedDp(dpInputsFor(cfg));
+    const { encoded, wasClipped } = encodeClientUpdate(update.delta, dp);
+    const masked = st.secagg.maskInput(
+      encoded,
+      inbox.shares.map((s) => ({ from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) })),
+    );
+    // Attest what this device added, then charge the budget before the input leaves.
+    const body = {
+      type: "tacit-attestation-v1",
+      deviceId: this.o.deviceId,
+      runId: cfg.runId,
+      round: cfg.round,
+      attempt: cfg.attempt,
+      modelHash: cfg.modelHash,
+      mechanism: cfg.dp.mechanism,
+      clip: cfg.dp.clip,
+      noiseMultiplier: cfg.dp.noiseMultiplier,
+      minSurvivors: cfg.dp.minSurvivors,
+      event: st.event,
+    };
+    const bodyJson = canonicalJson(body);
+    await this.o.client.unary("Rounds", "SubmitAttestation", { ref, bodyJson, signature: Buffer.from(signBytes(this.o.identity.privateKey, bodyJson)) });
+    this.o.budget.charge({ runId: cfg.runId, round: cfg.round, attempt: cfg.attempt, event: st.event, at: Date.now() });
+    const data = Buffer.from(masked.data.buffer, masked.data.byteOffset, masked.data.byteLength);
+    await this.o.client.unary("Rounds", "SubmitMaskedInput", { ref, bits: masked.bits, length: masked.length, data }, 120_000);
+    this.o.hooks.onEvent?.({ type: "submitted", ...ref, loss: update.loss, examples: update.examples, clipped: wasClipped });
+  }
+
+  private async onUnmask(req: NonNullable<ServerEvent["unmask"]>): Promise<void> {
+    const st = this.state(req.ref);
+    if (!st || this.dropsNow(st, "unmask")) return;
+    const u = st.secagg.unmask({ survivors: req.survivors, dropouts: req.dropouts });
+    this.o.budget.markRevealed(st.cfg.runId, st.cfg.round, st.cfg.attempt);
+    await this.o.client.unary("Rounds", "SubmitUnmasking", {
+      ref: { runId: st.cfg.runId, round: st.cfg.round },
+      selfMaskShares: u.selfMaskShares.map((s) => ({ owner: s.owner, share: Buffer.from(s.share) })),
+      secretKeyShares: u.secretKeyShares.map((s) => ({ owner: s.owner, share: Buffer.from(s.share) })),
+    });
+  }
+
+  private onOutcome(o: NonNullable<ServerEvent["outcome"]>): void {
+    if (!o.ref) return;
+    const k = this.key(o.ref.runId, o.ref.round);
+    if (this.rounds.has(k)) this.o.budget.markOutcome(o.ref.runId, o.ref.round, o.status === "completed" ? "completed" : "aborted");
+    this.rounds.delete(k);
+    this.o.hooks.onEvent?.({ type: "outcome", runId: o.ref.runId, round: o.ref.round, status: o.status, modelHash: o.modelHash });
+  }
+}
+
+function toWireKeys(k: AdvertisedKeys): { index: number; cPk: Buffer; sPk: Buffer; signature: Buffer } {
+  return { index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) };
+}

@@ -1,0 +1,213 @@
+/**
+ * Composition root of the coordinator process: Redis (REDIS_URL or embedded), device registry,
+ * run store, BullMQ round scheduler, the device hub and the gRPC server. `startCoordinator`
+ * returns a handle whose `stop()` closes everything in order.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import pino, { type Logger } from "pino";
+import type { Redis } from "ioredis";
+import { loadTacitProto, MAX_MESSAGE_BYTES } from "../shared/transport/proto.ts";
+import { parseRunSpec, type RunSpec } from "../shared/run/index.ts";
+import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
+import { initialWeights } from "../shared/model/index.ts";
+import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
+import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
+import { DeviceRegistry } from "./state/registry.ts";
+import { serverCredentials } from "./state/tls.ts";
+import { Authenticator } from "./server/authenticator.ts";
+import { buildServices } from "./server/handlers.ts";
+import { hardenService } from "./server/harden-service.ts";
+import { failedPrecondition, invalid, notFound, RpcError } from "./server/rpc-error.ts";
+import { DeviceHub } from "./rounds/device-hub.ts";
+import type { ActiveRound } from "./rounds/active-round.ts";
+import { RunStore, type RunRecord } from "./runs/run-store.ts";
+import { CheckpointStore } from "./runs/checkpoint-store.ts";
+import { RunScheduler } from "./runs/run-scheduler.ts";
+import { PrivacyLedger } from "./ledger/privacy-ledger.ts";
+
+export interface CoordinatorOptions {
+  stateDir: string;
+  host?: string;
+  port?: number;
+  /** Creates the state dir (keys) if missing: convenient for simulations and tests. */
+  autoInit?: boolean;
+  logger?: Logger;
+  /** Overrides the state dir's TLS certificate (tests of transport only). */
+  serverCredentials?: grpc.ServerCredentials;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class CoordinatorStartError extends Error {
+  override name = "CoordinatorStartError";
+}
+
+export class Coordinator {
+  readonly hub = new DeviceHub();
+  readonly active = new Map<string, ActiveRound>();
+  readonly registry: DeviceRegistry;
+  readonly runs: RunStore;
+  readonly checkpoints: CheckpointStore;
+  readonly auth: Authenticator;
+  readonly scheduler: RunScheduler;
+  readonly ledger: PrivacyLedger;
+  server: grpc.Server | undefined;
+  port = 0;
+
+  constructor(
+    readonly paths: CoordinatorPaths,
+    readonly redis: Redis,
+    readonly redisTarget: RedisTarget,
+    readonly signingKey: Ed25519KeyPair,
+    readonly log: Logger,
+  ) {
+    this.registry = new DeviceRegistry(redis);
+    this.runs = new RunStore(redis);
+    this.checkpoints = new CheckpointStore(paths.checkpoints);
+    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths));
+    this.ledger = PrivacyLedger.open(paths, signingKey);
+    this.scheduler = new RunScheduler(
+      redis,
+      this.runs,
+      {
+        hub: this.hub,
+        registry: this.registry,
+        checkpoints: this.checkpoints,
+        signingKey,
+        log,
+        active: this.active,
+        ledger: this.ledger,
+        onPhase: (runId, round, phase, state) => this.runs.recordPhase(runId, round, phase, state),
+      },
+      this.ledger,
+      log,
+    );
+  }
+
+  activeRound(ref: { runId: string; round: number }): ActiveRound {
+    const r = this.active.get(`${ref.runId}/${ref.round}`);
+    if (!r) throw failedPrecondition(`no active round ${ref.round} of run ${ref.runId} (finished, not started, or another round)`);
+    return r;
+  }
+
+  policyJson(): string | undefined {
+    return existsSync(this.paths.policy) ? readFileSync(this.paths.policy, "utf8") : undefined;
+  }
+
+  async installPolicy(json: string): Promise<void> {
+    const policy = this.ledger.validatePolicy(json);
+    writeFileAtomic(this.paths.policy, json, 0o644);
+    await this.ledger.policy(policy, json);
+  }
+
+  async launchRun(specJson: string, requestSignature: Uint8Array, requester: string): Promise<RunRecord> {
+    const spec: RunSpec = parseRunSpec(specJson);
+    const principal = loadPrincipals(this.paths).find((p) => p.keyId === requester);
+    if (!principal) throw new RpcError(grpc.status.PERMISSION_DENIED, `unknown requester ${requester}`);
+    if (!verifyBytes(publicKeyFromRaw(Buffer.from(principal.publicKey, "base64")), specJson, requestSignature)) {
+      throw invalid("request_signature does not verify: the ML team must sign spec_json with its key");
+    }
+    const policyJson = this.policyJson();
+    if (policyJson) this.ledger.assertRunAllowed(spec, policyJson);
+    const runId = `run-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(4).toString("hex")}`;
+    const weights = initialWeights(spec.model, spec.seed);
+    const hash = await this.checkpoints.save(runId, -1, spec.model, weights, null);
+    const rec: RunRecord = { runId, spec, state: "queued", roundsDone: 0, modelHash: hash, currentPhase: "queued", error: "", createdAt: Date.now(), requester };
+    await this.runs.create(rec);
+    await this.ledger.runLaunch(rec, { body: specJson, publicKey: principal.publicKey, signature: Buffer.from(requestSignature).toString("base64") }, hash);
+    await this.scheduler.enqueue(runId, 0, 0);
+    this.log.info({ runId, rounds: spec.rounds, cohort: spec.cohortSize }, "run launched");
+    return rec;
+  }
+
+  async cancelRun(runId: string): Promise<void> {
+    const run = await this.runs.get(runId);
+    if (!run) throw notFound(`no run ${runId}`);
+    if (run.state === "completed" || run.state === "failed" || run.state === "cancelled") throw failedPrecondition(`run ${runId} is already ${run.state}`);
+    await this.runs.update(runId, { state: "cancelled", currentPhase: "cancelled" });
+    await this.ledger.runEnded(run, "cancelled", "cancelled by the ML team");
+  }
+
+  async runStatus(runId: string): Promise<{ runId: string; state: string; roundsTotal: number; roundsDone: number; currentPhase: string; modelHash: string; rounds: object[]; specJson: string; error: string }> {
+    if (!runId) throw invalid("missing run_id");
+    const run = await this.runs.get(runId);
+    if (!run) throw notFound(`no run ${runId}`);
+    const rounds = await this.runs.rounds(runId);
+    return {
+      runId,
+      state: run.state,
+      roundsTotal: run.spec.rounds,
+      roundsDone: run.roundsDone,
+      currentPhase: run.currentPhase,
+      modelHash: run.modelHash,
+      specJson: JSON.stringify(run.spec),
+      error: run.error,
+      rounds: rounds.map((r) => ({
+        round: r.round,
+        status: r.status,
+        cohort: r.cohort,
+        survivors: r.survivors,
+        modelHash: r.modelHashAfter,
+        detail: r.detail,
+        phaseCountsJson: JSON.stringify({ attempt: r.attempt, ...r.phases, secagg: r.secagg, startedAt: r.startedAt, endedAt: r.endedAt }),
+      })),
+    };
+  }
+
+  async ledgerLines(fromSeq: number, deviceId?: string): Promise<string[]> {
+    return this.ledger.lines(fromSeq, deviceId);
+  }
+
+  async stop(): Promise<void> {
+    this.hub.closeAll();
+    for (const r of this.active.values()) r.gate?.finish();
+    await new Promise<void>((resolve) => {
+      if (!this.server) return resolve();
+      this.server.tryShutdown(() => resolve());
+      setTimeout(() => this.server?.forceShutdown(), 2000).unref();
+    });
+    await this.scheduler.close();
+    this.redis.disconnect();
+    await this.redisTarget.embedded?.stop();
+  }
+}
+
+export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
+  const log = opts.logger ?? pino({ name: "tacit-coordinator", level: process.env.TACIT_LOG_LEVEL ?? "info" });
+  const paths = opts.autoInit ? initCoordinatorState(opts.stateDir).paths : coordinatorPaths(opts.stateDir);
+  const signingKey = loadSigningKey(paths);
+  const target = await resolveRedis(paths.root, opts.env);
+  let redis: Redis;
+  try {
+    redis = await connectRedis(target.url, { forBullmq: true });
+  } catch (err) {
+    await target.embedded?.stop();
+    throw err;
+  }
+  const c = new Coordinator(paths, redis, target, signingKey, log);
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  });
+  const proto = loadTacitProto();
+  const services = buildServices(c);
+  server.addService(hardenService(proto.tacit.v1.Enrollment.service), services.enrollment!);
+  server.addService(hardenService(proto.tacit.v1.RunControl.service), services.runControl!);
+  server.addService(hardenService(proto.tacit.v1.Rounds.service), services.rounds!);
+  server.addService(hardenService(proto.tacit.v1.Ledger.service), services.ledger!);
+  const host = opts.host ?? "127.0.0.1";
+  const creds = opts.serverCredentials ?? serverCredentials(paths.root);
+  try {
+    c.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${host}:${opts.port ?? 0}`, creds, (err, port) => (err ? reject(err) : resolve(port))),
+    );
+  } catch (err) {
+    await c.stop();
+    throw new CoordinatorStartError(`cannot listen on ${host}:${opts.port ?? 0}: ${(err as Error).message}`);
+  }
+  c.server = server;
+  c.scheduler.start();
+  log.info({ port: c.port, redis: target.embedded ? "embedded" : "REDIS_URL" }, "coordinator listening");
+  return c;
+}

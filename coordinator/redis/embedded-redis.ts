@@ -1,0 +1,187 @@
+/**
+ * The embedded default: when REDIS_URL is not set, the coordinator runs its own private
+ * redis-server child bound to 127.0.0.1 on a free port, with its own data dir and AOF on, so
+ * round state survives a coordinator crash. The child is stopped when this process exits; a
+ * child orphaned by a crash (SIGKILL) is found through its pid file and stopped on the next
+ * start, which then reloads the same AOF.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+
+export class RedisUnavailableError extends Error {
+  override name = "RedisUnavailableError";
+}
+
+export const INSTALL_HINT =
+  "redis-server not found: install it with `sudo apt-get install -y redis-server`, or set REDIS_URL=redis://HOST:PORT to use an existing Redis";
+
+export function redisServerBinary(): string | undefined {
+  const found = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
+  const path = found.stdout.trim();
+  return found.status === 0 && path ? path : undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface EmbeddedRedis {
+  url: string;
+  port: number;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+/** True while `pid` is a live process (a zombie, dead but not yet reaped, counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function stopOrphan(dataDir: string): Promise<void> {
+  const pidFile = join(dataDir, "redis.pid");
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
+  if (Number.isInteger(pid) && pid > 1 && processAlive(pid)) {
+    let cmd = "";
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    } catch {
+      /* gone meanwhile */
+    }
+    if (cmd.includes("redis-server")) {
+      process.kill(pid, "SIGTERM");
+      // Wait for it to let go of the data dir (it flushes the AOF on SIGTERM).
+      const deadline = Date.now() + 10_000;
+      while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  rmSync(pidFile, { force: true });
+}
+
+async function waitForPing(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new RedisUnavailableError(`redis-server exited with code ${child.exitCode}`);
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on("error", () => undefined);
+    try {
+      await probe.connect();
+      const pong = await probe.ping();
+      // AOF reload can answer LOADING for a moment: PING succeeds only once loading is done.
+      if (pong === "PONG") {
+        probe.disconnect();
+        return;
+      }
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    probe.disconnect();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new RedisUnavailableError(`embedded redis-server did not answer within ${timeoutMs} ms (${lastError})`);
+}
+
+/** Starts a private redis-server with its data in `dataDir` (created 0700). */
+export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis> {
+  const bin = redisServerBinary();
+  if (!bin) throw new RedisUnavailableError(INSTALL_HINT);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  await stopOrphan(dataDir);
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const child = spawn(
+      bin,
+      [
+        "--bind", "127.0.0.1", "--port", String(port), "--protected-mode", "yes",
+        "--dir", dataDir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--pidfile", join(dataDir, "redis.pid"), "--daemonize", "no", "--loglevel", "warning",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    const url = `redis://127.0.0.1:${port}`;
+    try {
+      await waitForPing(url, child, 15_000);
+    } catch (err) {
+      child.kill("SIGKILL");
+      lastErr = new RedisUnavailableError(`${(err as Error).message}${stderr ? `: ${stderr.trim().split("\n").pop()}` : ""}`);
+      continue;
+    }
+    writeFileSync(join(dataDir, "redis.pid"), String(child.pid));
+    const onExit = (): void => {
+      child.kill("SIGTERM");
+    };
+    process.once("exit", onExit);
+    return {
+      url,
+      port,
+      dataDir,
+      stop: async () => {
+        process.removeListener("exit", onExit);
+        if (child.exitCode !== null) return;
+        await new Promise<void>((resolve) => {
+          child.once("exit", () => resolve());
+          child.kill("SIGTERM");
+        });
+        rmSync(join(dataDir, "redis.pid"), { force: true });
+      },
+    };
+  }
+  throw lastErr instanceof Error ? lastErr : new RedisUnavailableError(String(lastErr));
+}
+
+export interface RedisTarget {
+  url: string;
+  embedded?: EmbeddedRedis;
+}
+
+/** REDIS_URL when set, otherwise the embedded default in `<stateDir>/redis`. */
+export async function resolveRedis(stateDir: string, env = process.env): Promise<RedisTarget> {
+  const fromEnv = env.REDIS_URL?.trim();
+  if (fromEnv) return { url: fromEnv };
+  const embedded = await startEmbeddedRedis(join(stateDir, "redis"));
+  return { url: embedded.url, embedded };
+}
+
+/** Opens a connection and fails fast with one clear line if Redis cannot be reached. */
+export async function connectRedis(url: string, opts: { forBullmq?: boolean } = {}): Promise<Redis> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: opts.forBullmq ? null : 3,
+    enableReadyCheck: true,
+  });
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (err) {
+    client.disconnect();
+    throw new RedisUnavailableError(`cannot reach Redis at ${redact(url)}: ${(err as Error).message}`);
+  }
+  return client;
+}
+
+/** Hides a password in a redis URL before it is printed. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, "//$1:***@");
+}

@@ -1,0 +1,149 @@
+/**
+ * In-memory state of the one round a run is executing: the signed config, the SecAgg server
+ * (which holds only public keys, ciphertexts, masked inputs and revealed shares — never one
+ * device's update), and the gate of the current phase. RPC handlers route device messages
+ * here; every message is checked against the phase and the cohort before use.
+ */
+import type { KeyObject } from "node:crypto";
+import { SecAggServer, type AdvertisedKeys, type EncryptedShare, type UnmaskShares } from "../../shared/secagg/index.ts";
+import type { ModularVector } from "../../shared/modular/index.ts";
+import { aggregationLength, type RoundConfig } from "../../shared/run/index.ts";
+import { PhaseGate } from "./phase-gate.ts";
+import { RpcError, failedPrecondition, denied } from "../server/rpc-error.ts";
+import * as grpc from "@grpc/grpc-js";
+import { publicKeyFromRaw, verifyBytes } from "../../shared/crypto/index.ts";
+
+export type Phase = "advertise" | "share" | "masked-input" | "unmask" | "finished";
+
+export interface Attestation {
+  deviceId: string;
+  identityPublicKey: string;
+  body: string;
+  signature: Uint8Array;
+}
+
+export class ActiveRound {
+  phase: Phase = "advertise";
+  gate: PhaseGate | undefined;
+  readonly indexByDevice = new Map<string, number>();
+  readonly deviceByIndex = new Map<number, string>();
+  readonly declines = new Map<number, string>();
+  readonly attestations = new Map<number, Attestation>();
+  readonly answered: Record<Exclude<Phase, "finished">, Set<number>> = {
+    advertise: new Set(),
+    share: new Set(),
+    "masked-input": new Set(),
+    unmask: new Set(),
+  };
+  readonly secagg: SecAggServer;
+
+  constructor(
+    readonly config: RoundConfig,
+    identityKeys: Map<number, KeyObject>,
+  ) {
+    for (const m of config.cohort) {
+      this.indexByDevice.set(m.deviceId, m.index);
+      this.deviceByIndex.set(m.index, m.deviceId);
+    }
+    this.secagg = new SecAggServer(
+      {
+        runId: config.runId,
+        round: config.round,
+        bits: config.secagg.bits,
+        vectorLength: aggregationLength(config),
+        minSurvivors: config.dp.minSurvivors,
+        threshold: config.secagg.threshold,
+        degree: config.secagg.degree,
+        roundSeed: Buffer.from(config.secagg.roundSeed, "base64"),
+      },
+      config.cohort.map((m) => m.index),
+      identityKeys,
+    );
+  }
+
+  get key(): string {
+    return `${this.config.runId}/${this.config.round}`;
+  }
+
+  /** The cohort index of a calling device, or PERMISSION_DENIED if it is not in this round. */
+  memberIndex(deviceId: string): number {
+    const idx = this.indexByDevice.get(deviceId);
+    if (idx === undefined) throw denied(`device ${deviceId} is not in the cohort of round ${this.key}`);
+    return idx;
+  }
+
+  private expectPhase(p: Phase, idx: number): void {
+    if (this.phase !== p) throw failedPrecondition(`round ${this.key} is in phase ${this.phase}, not ${p}`);
+    if (!this.gate?.expects(idx)) {
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, `device index ${idx} is not expected in phase ${p} of round ${this.key} (dropped, duplicate, or not a survivor of the previous phase)`);
+    }
+  }
+
+  decline(deviceId: string, reason: string): void {
+    const idx = this.memberIndex(deviceId);
+    if (this.phase !== "advertise") throw failedPrecondition(`round ${this.key} is past the invitation (phase ${this.phase})`);
+    if (!this.gate?.expects(idx)) throw failedPrecondition(`device index ${idx} already answered the invitation`);
+    this.declines.set(idx, reason.slice(0, 200));
+    this.gate.settle(idx);
+  }
+
+  advertise(deviceId: string, keys: AdvertisedKeys): void {
+    const idx = this.memberIndex(deviceId);
+    if (keys.index !== idx) throw denied(`advertised keys claim index ${keys.index}, caller is ${idx}`);
+    this.expectPhase("advertise", idx);
+    this.secagg.receiveKeys(keys);
+    this.answered.advertise.add(idx);
+    this.gate!.settle(idx);
+  }
+
+  shares(deviceId: string, shares: EncryptedShare[]): void {
+    const idx = this.memberIndex(deviceId);
+    this.expectPhase("share", idx);
+    this.secagg.receiveShares(idx, shares);
+    this.answered.share.add(idx);
+    this.gate!.settle(idx);
+  }
+
+  attest(deviceId: string, body: string, signature: Uint8Array): void {
+    const idx = this.memberIndex(deviceId);
+    if (this.phase !== "masked-input" && this.phase !== "share") throw failedPrecondition(`round ${this.key} does not take attestations in phase ${this.phase}`);
+    if (this.attestations.has(idx)) throw new RpcError(grpc.status.ALREADY_EXISTS, `device index ${idx} already attested round ${this.key}`);
+    const member = this.config.cohort.find((m) => m.index === idx)!;
+    if (!verifyBytes(publicKeyFromRaw(Buffer.from(member.identityPublicKey, "base64")), body, signature)) {
+      throw new RpcError(grpc.status.INVALID_ARGUMENT, "attestation signature does not verify against the device identity");
+    }
+    let parsed: { deviceId?: unknown; runId?: unknown; round?: unknown };
+    try {
+      parsed = JSON.parse(body) as typeof parsed;
+    } catch {
+      throw new RpcError(grpc.status.INVALID_ARGUMENT, "attestation body is not JSON");
+    }
+    if (parsed.deviceId !== deviceId || parsed.runId !== this.config.runId || parsed.round !== this.config.round) {
+      throw new RpcError(grpc.status.INVALID_ARGUMENT, "attestation names another device, run or round");
+    }
+    this.attestations.set(idx, { deviceId, identityPublicKey: member.identityPublicKey, body, signature });
+  }
+
+  maskedInput(deviceId: string, y: ModularVector): void {
+    const idx = this.memberIndex(deviceId);
+    this.expectPhase("masked-input", idx);
+    this.secagg.receiveMaskedInput(idx, y);
+    this.answered["masked-input"].add(idx);
+    this.gate!.settle(idx);
+  }
+
+  unmask(deviceId: string, u: UnmaskShares): void {
+    const idx = this.memberIndex(deviceId);
+    if (u.from !== idx) throw denied(`unmasking shares claim sender ${u.from}, caller is ${idx}`);
+    this.expectPhase("unmask", idx);
+    this.secagg.receiveUnmask(u);
+    this.answered.unmask.add(idx);
+    this.gate!.settle(idx);
+  }
+
+  /** A device's stream closed: drop it from the current phase at once. */
+  dropDevice(deviceId: string): void {
+    const idx = this.indexByDevice.get(deviceId);
+    if (idx !== undefined) this.gate?.settle(idx);
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * Executes one round of a run as a sequence of phases with deadlines:
+ * select → invite/AdvertiseKeys → ShareKeys → MaskedInput → Unmasking → decode → server
+ * optimizer → checkpoint. Any SecAgg failure (too few survivors at some phase) aborts the round
+ * cleanly: the model is left unchanged and the run retries the round.
+ */
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import type { KeyObject } from "node:crypto";
+import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
+import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
+import { calibrateDistributedDp, decodeAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
+import { applyServerUpdate, parameterCount } from "../../shared/model/index.ts";
+import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import type { DeviceHub } from "./device-hub.ts";
+import { ActiveRound, type Attestation } from "./active-round.ts";
+import { PhaseGate } from "./phase-gate.ts";
+import { sampleCohort } from "./cohort.ts";
+import type { DeviceRegistry } from "../state/registry.ts";
+import type { CheckpointStore } from "../runs/checkpoint-store.ts";
+import type { PhaseCounts, RoundRecord, RunRecord } from "../runs/run-store.ts";
+import { serverStateFromJson, serverStateToJson } from "./server-state.ts";
+
+export interface RoundLedgerSink {
+  /** Called once per finished round (completed or aborted) with everything the ledger records. */
+  round(entry: {
+    run: RunRecord;
+    record: RoundRecord;
+    cohort: string[];
+    survivors: string[];
+    declines: Record<string, string>;
+    event: DpEvent | undefined;
+    attestations: Attestation[];
+  }): Promise<void>;
+}
+
+export interface RoundContext {
+  hub: DeviceHub;
+  registry: DeviceRegistry;
+  checkpoints: CheckpointStore;
+  signingKey: Ed25519KeyPair;
+  log: Logger;
+  active: Map<string, ActiveRound>;
+  ledger: RoundLedgerSink;
+  /** Persists the round's progress (phase, attempt, cohort, counts) in Redis. */
+  onPhase?: (runId: string, round: number, phase: string, state: { attempt: number; cohort: string[]; counts: PhaseCounts }) => Promise<void>;
+}
+
+export class RoundAbort extends Error {
+  override name = "RoundAbort";
+}
+
+const emptyCounts = (): PhaseCounts => ({
+  invited: 0,
+  declined: 0,
+  advertised: 0,
+  shared: 0,
+  maskedInput: 0,
+  unmasked: 0,
+  dropouts: { advertise: 0, share: 0, maskedInput: 0, unmask: 0 },
+});
+
+async function waitForEligible(hub: DeviceHub, want: number, deadline: number): Promise<string[]> {
+  for (;;) {
+    const eligible = hub.eligibleDevices();
+    if (eligible.length >= want || Date.now() >= deadline) return eligible;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function executeRound(ctx: RoundContext, run: RunRecord, round: number, attempt: number): Promise<{ record: RoundRecord; weights?: Float32Array }> {
+  const spec = run.spec;
+  const startedAt = Date.now();
+  const current = await ctx.checkpoints.latest(run.runId);
+  if (!current) throw new Error(`run ${run.runId} has no checkpoint`);
+  const counts = emptyCounts();
+  const base: Omit<RoundRecord, "status" | "survivors" | "modelHashAfter" | "detail" | "endedAt"> = {
+    round,
+    attempt,
+    cohort: 0,
+    modelHashBefore: current.hash,
+    phases: counts,
+    secagg: { threshold: 0, degree: 0, mode: "", guarantee: "", bits: spec.bits },
+    startedAt,
+  };
+  const abort = (detail: string): { record: RoundRecord } => ({
+    record: { ...base, status: "aborted", survivors: 0, modelHashAfter: current.hash, detail, endedAt: Date.now() },
+  });
+
+  await ctx.onPhase?.(run.runId, round, "selection", { attempt, cohort: [], counts });
+  const eligible = await waitForEligible(ctx.hub, spec.cohortSize, Date.now() + spec.deadlines.selectionMs);
+  const cohortIds = sampleCohort(eligible, spec.cohortSize);
+  base.cohort = cohortIds.length;
+  counts.invited = cohortIds.length;
+  if (cohortIds.length < spec.minSurvivors) {
+    return abort(`only ${cohortIds.length} eligible devices connected, the run needs at least minSurvivors=${spec.minSurvivors}`);
+  }
+
+  const params = chooseParams({
+    cohortSize: cohortIds.length,
+    dropoutFraction: spec.dropoutTolerance,
+    corruptFraction: spec.corruptTolerance,
+    minSurvivors: spec.minSurvivors,
+  });
+  base.secagg = { threshold: params.threshold, degree: params.degree, mode: params.mode, guarantee: params.guarantee, bits: spec.bits };
+
+  const identityKeys = new Map<number, KeyObject>();
+  const cohort: RoundConfig["cohort"] = [];
+  for (const [index, deviceId] of cohortIds.entries()) {
+    const rec = await ctx.registry.get(deviceId);
+    if (!rec) continue;
+    identityKeys.set(index, publicKeyFromRaw(Buffer.from(rec.identityPublicKey, "base64")));
+    cohort.push({ index, deviceId, identityPublicKey: rec.identityPublicKey });
+  }
+  const dim = parameterCount(spec.model);
+  const now = Date.now();
+  const d = spec.deadlines;
+  const config: RoundConfig = {
+    protocol: "tacit-round-v1",
+    runId: run.runId,
+    round,
+    attempt,
+    modelHash: current.hash,
+    parameterCount: dim,
+    model: spec.model,
+    training: {
+      localEpochs: spec.localEpochs,
+      maxLocalSteps: spec.maxLocalSteps,
+      batchSize: spec.batchSize,
+      learningRate: spec.clientLearningRate,
+      optimizer: spec.clientOptimizer,
+      seed: (spec.seed * 1_000_003 + round * 7919 + attempt) % 2 ** 31,
+    },
+    dp: {
+      mechanism: spec.mechanism,
+      clip: spec.clip,
+      noiseMultiplier: spec.noiseMultiplier,
+      minSurvivors: spec.minSurvivors,
+      // Upper bound on the number of inputs summed: sizes the modulus headroom.
+      expectedSurvivors: cohort.length,
+      delta: spec.delta,
+      rotationSeed: randomBytes(32).toString("base64"),
+    },
+    secagg: {
+      bits: spec.bits,
+      threshold: params.threshold,
+      degree: params.degree,
+      mode: params.mode,
+      roundSeed: randomBytes(32).toString("base64"),
+      guarantee: params.guarantee,
+    },
+    signals: spec.signals,
+    cohort,
+    populationSize: spec.populationSize,
+    deadlines: {
+      advertise: now + d.advertiseMs,
+      share: now + d.advertiseMs + d.shareMs,
+      maskedInput: now + d.advertiseMs + d.shareMs + d.maskedInputMs,
+      unmask: now + d.advertiseMs + d.shareMs + d.maskedInputMs + d.unmaskMs,
+    },
+    issuedAt: now,
+  };
+  const signed = signRoundConfig(config, ctx.signingKey.privateKey);
+  const active = new ActiveRound(config, identityKeys);
+  ctx.active.set(active.key, active);
+  const onDisconnect = (deviceId: string): void => active.dropDevice(deviceId);
+  ctx.hub.on("disconnect", onDisconnect);
+  const deviceOf = (i: number): string => active.deviceByIndex.get(i)!;
+  const ref = { runId: run.runId, round };
+
+  try {
+    // Phase 1: invitation + AdvertiseKeys.
+    await ctx.onPhase?.(run.runId, round, "advertise", { attempt, cohort: cohortIds, counts });
+    const checkpointBytes = Buffer.from(current.weights.buffer, current.weights.byteOffset, current.weights.byteLength);
+    active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
+    for (const m of cohort) {
+      const sent = ctx.hub.send(m.deviceId, { invite: { configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes, index: m.index } });
+      if (!sent) active.gate.settle(m.index);
+    }
+    await active.gate.done;
+    counts.declined = active.declines.size;
+    counts.advertised = active.answered.advertise.size;
+    counts.dropouts.advertise = cohort.length - counts.declined - counts.advertised;
+    const roster = active.secagg.closeAdvertise();
+
+    // Phase 2: ShareKeys.
+    active.phase = "share";
+    await ctx.onPhase?.(run.runId, round, "share", { attempt, cohort: cohortIds, counts });
+    const advertisers = [...active.answered.advertise];
+    active.gate = new PhaseGate(advertisers, config.deadlines.share);
+    const rosterMsg = { roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } };
+    for (const i of advertisers) if (!ctx.hub.send(deviceOf(i), rosterMsg)) active.gate.settle(i);
+    await active.gate.done;
+    counts.shared = active.answered.share.size;
+    counts.dropouts.share = advertisers.length - counts.shared;
+    const inboxes = active.secagg.closeShareKeys();
+
+    // Phase 3: MaskedInput (devices train, clip, noise, quantize and mask meanwhile).
+    active.phase = "masked-input";
+    await ctx.onPhase?.(run.runId, round, "masked-input", { attempt, cohort: cohortIds, counts });
+    const sharers = [...active.answered.share];
+    active.gate = new PhaseGate(sharers, config.deadlines.maskedInput);
+    for (const i of sharers) {
+      const inbox = (inboxes.get(i) ?? []).map((s) => ({ from: s.from, to: s.to, ciphertext: Buffer.from(s.ciphertext) }));
+      if (!ctx.hub.send(deviceOf(i), { inbox: { ref, shares: inbox } })) active.gate.settle(i);
+    }
+    await active.gate.done;
+    counts.maskedInput = active.answered["masked-input"].size;
+    counts.dropouts.maskedInput = sharers.length - counts.maskedInput;
+    const request = active.secagg.closeMaskedInput();
+
+    // Phase 4: Unmasking.
+    active.phase = "unmask";
+    await ctx.onPhase?.(run.runId, round, "unmask", { attempt, cohort: cohortIds, counts });
+    active.gate = new PhaseGate(request.survivors, config.deadlines.unmask);
+    for (const i of request.survivors) {
+      if (!ctx.hub.send(deviceOf(i), { unmask: { ref, survivors: request.survivors, dropouts: request.dropouts } })) active.gate.settle(i);
+    }
+    await active.gate.done;
+    counts.unmasked = active.answered.unmask.size;
+    counts.dropouts.unmask = request.survivors.length - counts.unmasked;
+    const sum = active.secagg.finish();
+    active.phase = "finished";
+
+    // Decode the noised sum, average over the survivors, apply the server optimizer.
+    const survivors = request.survivors;
+    const dp = calibrateDistributedDp(dpInputsFor(config));
+    const deltaSum = decodeAggregate(sum, dp);
+    const meanDelta = new Float32Array(dim);
+    // Uniform weighting: every survivor's delta is clipped to the same norm C, which is what
+    // the sensitivity analysis assumes; weighting by example counts would let one device's
+    // weight (and so its influence) exceed C / |survivors|.
+    for (let i = 0; i < dim; i++) meanDelta[i] = deltaSum[i]! / survivors.length;
+    const next = applyServerUpdate(
+      serverStateFromJson(current.serverState),
+      current.weights,
+      meanDelta,
+      { optimizer: spec.serverOptimizer, learningRate: spec.serverLearningRate, momentum: spec.serverMomentum },
+    );
+    const hashAfter = await ctx.checkpoints.save(run.runId, round, spec.model, next.weights, serverStateToJson(next.state));
+    const record: RoundRecord = {
+      ...base,
+      status: "completed",
+      survivors: survivors.length,
+      modelHashAfter: hashAfter,
+      detail: `${survivors.length} of ${cohort.length} devices survived`,
+      endedAt: Date.now(),
+    };
+    const survivorIds = survivors.map(deviceOf);
+    await ctx.ledger.round({
+      run,
+      record,
+      cohort: cohortIds,
+      survivors: survivorIds,
+      declines: Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])),
+      event: roundEvent(dp),
+      attestations: survivors.map((i) => active.attestations.get(i)).filter((a): a is Attestation => a !== undefined),
+    });
+    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
+    return { record, weights: next.weights };
+  } catch (err) {
+    if (!(err instanceof SecAggError)) throw err;
+    const res = abort(`secure aggregation aborted in phase ${active.phase}: ${err.message}`);
+    active.phase = "finished";
+    await ctx.ledger.round({ run, record: res.record, cohort: cohortIds, survivors: [], declines: Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])), event: undefined, attestations: [] });
+    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "aborted", modelHash: current.hash, detail: res.record.detail, survivors: 0 } });
+    return res;
+  } finally {
+    active.gate?.finish();
+    ctx.hub.off("disconnect", onDisconnect);
+    ctx.active.delete(active.key);
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The coordinator's state dir (default ./tacit-state): its ed25519 signing key, the keys of
+ * the principals allowed to call it (ML team operators, privacy reviewers), checkpoints, the
+ * ledger and the embedded Redis data. Key files are 0600, the dir 0700.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { generateEd25519, privateKeyFromPem, privateKeyToPem, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
+import { ensureTls } from "./tls.ts";
+
+export const DEFAULT_COORDINATOR_STATE_DIR = "./tacit-state";
+
+export type Role = "device" | "ml-team" | "reviewer" | "admin";
+
+const principalsSchema = z.array(
+  z.object({ keyId: z.string().regex(/^[\w.:-]{1,128}$/), role: z.enum(["ml-team", "reviewer", "admin"]), publicKey: z.string() }).strict(),
+);
+export type Principal = z.infer<typeof principalsSchema>[number];
+
+export class StateDirError extends Error {
+  override name = "StateDirError";
+}
+
+export interface CoordinatorPaths {
+  root: string;
+  signingKey: string;
+  principals: string;
+  checkpoints: string;
+  ledger: string;
+  policy: string;
+  redisData: string;
+  keysOut: string;
+}
+
+export function coordinatorPaths(stateDir: string): CoordinatorPaths {
+  const root = resolve(stateDir);
+  return {
+    root,
+    signingKey: join(root, "coordinator.key"),
+    principals: join(root, "principals.json"),
+    checkpoints: join(root, "checkpoints"),
+    ledger: join(root, "ledger.jsonl"),
+    policy: join(root, "policy.json"),
+    redisData: join(root, "redis"),
+    keysOut: join(root, "keys"),
+  };
+}
+
+/** Writes a file atomically: temp file, fsync, rename (readers never see half a file). */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, "r");
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+export interface InitResult {
+  paths: CoordinatorPaths;
+  created: string[];
+}
+
+/**
+ * Creates the state dir if needed: TLS CA and server certificate, the coordinator signing key,
+ * and one ML-team, reviewer and admin key pair whose private halves are written to keys/ for
+ * the operator to hand out (and delete).
+ */
+export function initCoordinatorState(stateDir: string, extraTlsNames: string[] = []): InitResult {
+  const paths = coordinatorPaths(stateDir);
+  const created: string[] = [];
+  mkdirSync(paths.root, { recursive: true, mode: 0o700 });
+  chmodSync(paths.root, 0o700);
+  mkdirSync(paths.checkpoints, { recursive: true, mode: 0o700 });
+  mkdirSync(paths.keysOut, { recursive: true, mode: 0o700 });
+  if (!existsSync(paths.signingKey)) {
+    writeFileAtomic(paths.signingKey, privateKeyToPem(generateEd25519().privateKey));
+    created.push(paths.signingKey);
+  }
+  if (!existsSync(paths.principals)) {
+    const principals: Principal[] = [];
+    for (const role of ["ml-team", "reviewer", "admin"] as const) {
+      const kp = generateEd25519();
+      const keyId = `${role}-1`;
+      const file = join(paths.keysOut, `${keyId}.key`);
+      writeFileAtomic(file, privateKeyToPem(kp.privateKey));
+      created.push(file);
+      principals.push({ keyId, role, publicKey: Buffer.from(kp.publicRaw).toString("base64") });
+    }
+    writeFileAtomic(paths.principals, JSON.stringify(principals, null, 2) + "\n");
+    created.push(paths.principals);
+  }
+  created.push(...ensureTls(paths.root, extraTlsNames));
+  return { paths, created };
+}
+
+export function loadSigningKey(paths: CoordinatorPaths): Ed25519KeyPair {
+  if (!existsSync(paths.signingKey)) {
+    throw new StateDirError(`no coordinator key at ${paths.signingKey}: run \`tacit coordinator init --state-dir ${paths.root}\` first`);
+  }
+  return privateKeyFromPem(readFileSync(paths.signingKey, "utf8"), `coordinator key ${paths.signingKey}`);
+}
+
+export function loadPrincipals(paths: CoordinatorPaths): Principal[] {
+  if (!existsSync(paths.principals)) return [];
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(paths.principals, "utf8"));
+  } catch (err) {
+    throw new StateDirError(`${paths.principals} is not valid JSON: ${(err as Error).message}`);
+  }
+  const parsed = principalsSchema.safeParse(raw);
+  if (!parsed.success) throw new StateDirError(`${paths.principals}: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  return parsed.data;
+}

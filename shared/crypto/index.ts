@@ -1,0 +1,2 @@
+export * from "./ed25519.ts";
+export * from "./canonical-json.ts";

@@ -1,0 +1,61 @@
+/**
+ * Ledger entries: JSONL, one per line, each hash-chained to the previous and signed by the
+ * coordinator's ed25519 key:
+ *   hash = SHA-256(canonicalJson({ seq, prevHash, time, type, body }))
+ *   signature = ed25519(coordinator, hash as ASCII hex)
+ * The first entry (`genesis`) carries the coordinator's public key.
+ */
+import { createHash, type KeyObject } from "node:crypto";
+import { canonicalJson } from "../crypto/canonical-json.ts";
+import { signBytes, verifyBytes } from "../crypto/ed25519.ts";
+
+export const GENESIS_PREV = "0".repeat(64);
+export const ENTRY_TYPES = ["genesis", "policy", "run-launch", "round", "attestation", "run-end"] as const;
+export type EntryType = (typeof ENTRY_TYPES)[number];
+
+export interface LedgerEntry {
+  seq: number;
+  prevHash: string;
+  time: number;
+  type: EntryType;
+  body: Record<string, unknown>;
+  hash: string;
+  signature: string;
+}
+
+export function entryHash(e: Pick<LedgerEntry, "seq" | "prevHash" | "time" | "type" | "body">): string {
+  return createHash("sha256").update(canonicalJson({ seq: e.seq, prevHash: e.prevHash, time: e.time, type: e.type, body: e.body })).digest("hex");
+}
+
+export function sealEntry(partial: Pick<LedgerEntry, "seq" | "prevHash" | "time" | "type" | "body">, key: KeyObject): LedgerEntry {
+  const hash = entryHash(partial);
+  return { ...partial, hash, signature: Buffer.from(signBytes(key, hash)).toString("base64") };
+}
+
+export function entrySignatureValid(e: LedgerEntry, coordinatorKey: KeyObject): boolean {
+  return verifyBytes(coordinatorKey, e.hash, Buffer.from(e.signature, "base64"));
+}
+
+/** What one device signs about its contribution to a round. */
+export interface AttestationBody {
+  type: "tacit-attestation-v1";
+  deviceId: string;
+  runId: string;
+  round: number;
+  attempt: number;
+  modelHash: string;
+  mechanism: string;
+  clip: number;
+  noiseMultiplier: number;
+  minSurvivors: number;
+  event: unknown;
+}
+
+export function signAttestation(body: AttestationBody, devicePrivateKey: KeyObject): { bodyJson: string; signature: string } {
+  const bodyJson = canonicalJson(body);
+  return { bodyJson, signature: Buffer.from(signBytes(devicePrivateKey, bodyJson)).toString("base64") };
+}
+
+export function verifyAttestation(bodyJson: string, signature: string, devicePublicKey: KeyObject): boolean {
+  return verifyBytes(devicePublicKey, bodyJson, Buffer.from(signature, "base64"));
+}

@@ -1,0 +1,76 @@
+/**
+ * The next-action model's spec (DESIGN.md §4). The coordinator fixes it per run, so every device
+ * hashes tokens into the same V buckets and no device reveals its vocabulary.
+ * Ids: 0 = padding, 1 = session start, 2..V+1 = hash buckets.
+ */
+import { createHash } from "node:crypto";
+import { z } from "zod";
+
+export interface ModelSpec {
+  version: 1;
+  vocabBuckets: number;
+  window: number;
+  embedDim: number;
+  hidden: number;
+  sessionGapSeconds: number;
+}
+
+export const PAD_ID = 0;
+export const SESSION_START_ID = 1;
+export const SPECIAL_IDS = 2;
+
+export const DEFAULT_MODEL_SPEC: ModelSpec = {
+  version: 1,
+  vocabBuckets: 1024,
+  window: 8,
+  embedDim: 32,
+  hidden: 128,
+  sessionGapSeconds: 1800,
+};
+
+const specSchema = z
+  .object({
+    version: z.literal(1),
+    vocabBuckets: z.number().int().min(16).max(65_536),
+    window: z.number().int().min(1).max(64),
+    embedDim: z.number().int().min(1).max(512),
+    hidden: z.number().int().min(1).max(2048),
+    sessionGapSeconds: z.number().int().min(1),
+  })
+  .strict();
+
+export class ModelSpecError extends Error {
+  override name = "ModelSpecError";
+}
+
+export function validateModelSpec(x: unknown): ModelSpec {
+  const r = specSchema.safeParse(x);
+  if (!r.success) throw new ModelSpecError(`invalid model spec: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  return r.data;
+}
+
+export function outputSize(spec: ModelSpec): number {
+  return spec.vocabBuckets + SPECIAL_IDS;
+}
+
+/** Parameter layout, in the order of the flat weight vector. */
+export function parameterShapes(spec: ModelSpec): { name: string; shape: number[] }[] {
+  const v = outputSize(spec);
+  return [
+    { name: "embedding", shape: [v, spec.embedDim] },
+    { name: "hidden/kernel", shape: [spec.window * spec.embedDim, spec.hidden] },
+    { name: "hidden/bias", shape: [spec.hidden] },
+    { name: "output/kernel", shape: [spec.hidden, v] },
+    { name: "output/bias", shape: [v] },
+  ];
+}
+
+export function parameterCount(spec: ModelSpec): number {
+  return parameterShapes(spec).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+}
+
+/** Stable bucket of a token: first 4 bytes of SHA-256, mod V, offset past the special ids. */
+export function tokenBucket(token: string, spec: ModelSpec): number {
+  const h = createHash("sha256").update(token).digest();
+  return SPECIAL_IDS + (h.readUInt32BE(0) % spec.vocabBuckets);
+}

@@ -1,0 +1,152 @@
+/**
+ * The next-action model on tfjs-core: one-hot × embedding matrix (the wasm backend lacks the
+ * UnsortedSegmentSum kernel that a gather embedding needs in backprop), a ReLU hidden layer
+ * over the concatenated window, and a softmax over the hashed vocabulary. One Trainer holds one
+ * set of variables and is reused across rounds; weights move in and out as flat vectors.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { outputSize, parameterCount, parameterShapes, type ModelSpec } from "./spec.ts";
+import type { Examples } from "./examples.ts";
+import { seededRandom } from "./weights.ts";
+
+export interface TrainOptions {
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  optimizer?: "sgd" | "adam";
+  /** Stop after this many steps (a fresh random subset of the data each call). */
+  maxSteps?: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  top1: number;
+  top3: number;
+  count: number;
+}
+
+export class WeightShapeError extends Error {
+  override name = "WeightShapeError";
+}
+
+export class Trainer {
+  private readonly vars: tf.Variable[];
+  private readonly size: number;
+  readonly outputs: number;
+
+  constructor(readonly spec: ModelSpec) {
+    this.size = parameterCount(spec);
+    this.outputs = outputSize(spec);
+    this.vars = parameterShapes(spec).map((p) => tf.variable(tf.zeros(p.shape), true, `${p.name}-${Math.random().toString(36).slice(2)}`));
+  }
+
+  setWeights(flat: Float32Array): void {
+    if (flat.length !== this.size) throw new WeightShapeError(`weights have ${flat.length} values, the model has ${this.size}`);
+    let o = 0;
+    for (const v of this.vars) {
+      const n = v.size;
+      tf.tidy(() => v.assign(tf.tensor(flat.subarray(o, o + n), v.shape)));
+      o += n;
+    }
+  }
+
+  getWeights(): Float32Array {
+    const out = new Float32Array(this.size);
+    let o = 0;
+    for (const v of this.vars) {
+      out.set(v.dataSync() as Float32Array, o);
+      o += v.size;
+    }
+    return out;
+  }
+
+  private logits(x: tf.Tensor2D): tf.Tensor2D {
+    const [emb, w1, b1, w2, b2] = this.vars as [tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable];
+    const [batch, T] = x.shape;
+    // One-hot × table rather than a gather: the wasm backend lacks UnsortedSegmentSum, which a
+    // gather's gradient needs (and a gather forward with a one-hot gradient measured slower).
+    const oneHot = tf.oneHot(tf.reshape(x, [batch * T]) as tf.Tensor1D, this.outputs);
+    const e = tf.matMul(oneHot, emb as tf.Tensor2D); // [B*T, D]
+    const h = tf.relu(tf.add(tf.matMul(tf.reshape(e, [batch, T * this.spec.embedDim]), w1 as tf.Tensor2D), b1));
+    return tf.add(tf.matMul(h, w2 as tf.Tensor2D), b2) as tf.Tensor2D;
+  }
+
+  private batchTensors(ex: Examples, idx: Int32Array | number[], from: number, to: number): { x: tf.Tensor2D; y: tf.Tensor1D } {
+    const T = this.spec.window;
+    const n = to - from;
+    const xb = new Int32Array(n * T);
+    const yb = new Int32Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = idx[from + k]!;
+      xb.set(ex.x.subarray(i * T, i * T + T), k * T);
+      yb[k] = ex.y[i]!;
+    }
+    return { x: tf.tensor2d(xb, [n, T], "int32"), y: tf.tensor1d(yb, "int32") };
+  }
+
+  /** Trains in place; returns the mean training loss over all steps. */
+  async train(ex: Examples, o: TrainOptions): Promise<{ loss: number; steps: number }> {
+    if (ex.count === 0) return { loss: NaN, steps: 0 };
+    const opt = o.optimizer === "adam" ? tf.train.adam(o.learningRate) : tf.train.sgd(o.learningRate);
+    const rand = seededRandom(o.seed);
+    const idx = Array.from({ length: ex.count }, (_, i) => i);
+    let total = 0;
+    let steps = 0;
+    try {
+      const maxSteps = o.maxSteps ?? Infinity;
+      for (let epoch = 0; epoch < o.epochs && steps < maxSteps; epoch++) {
+        for (let i = idx.length - 1; i > 0; i--) {
+          const j = Math.floor(rand() * (i + 1));
+          [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+        }
+        for (let from = 0; from < ex.count && steps < maxSteps; from += o.batchSize) {
+          const to = Math.min(ex.count, from + o.batchSize);
+          const lossT = tf.tidy((): tf.Scalar => {
+            const { x, y } = this.batchTensors(ex, idx, from, to);
+            const labels = tf.oneHot(y, this.outputs);
+            return opt.minimize(() => tf.losses.softmaxCrossEntropy(labels, this.logits(x)) as tf.Scalar, true, this.vars)!;
+          });
+          total += (await lossT.data())[0]!;
+          lossT.dispose();
+          steps += 1;
+        }
+      }
+    } finally {
+      opt.dispose();
+    }
+    return { loss: total / steps, steps };
+  }
+
+  async evaluate(ex: Examples): Promise<EvalResult> {
+    if (ex.count === 0) return { loss: NaN, top1: 0, top3: 0, count: 0 };
+    const seq = Array.from({ length: ex.count }, (_, i) => i);
+    let loss = 0;
+    let hit1 = 0;
+    let hit3 = 0;
+    const B = 2048;
+    for (let from = 0; from < ex.count; from += B) {
+      const to = Math.min(ex.count, from + B);
+      const [l, top] = tf.tidy(() => {
+        const { x, y } = this.batchTensors(ex, seq, from, to);
+        const logits = this.logits(x);
+        const lossSum = tf.sum(tf.losses.softmaxCrossEntropy(tf.oneHot(y, this.outputs), logits, undefined, undefined, tf.Reduction.NONE));
+        return [lossSum, tf.topk(logits, 3).indices] as const;
+      });
+      loss += (await l.data())[0]!;
+      const ids = (await top.data()) as Int32Array;
+      l.dispose();
+      top.dispose();
+      for (let k = 0; k < to - from; k++) {
+        const target = ex.y[from + k]!;
+        if (ids[k * 3] === target) hit1 += 1;
+        if (ids[k * 3] === target || ids[k * 3 + 1] === target || ids[k * 3 + 2] === target) hit3 += 1;
+      }
+    }
+    return { loss: loss / ex.count, top1: hit1 / ex.count, top3: hit3 / ex.count, count: ex.count };
+  }
+
+  dispose(): void {
+    for (const v of this.vars) v.dispose();
+  }
+}

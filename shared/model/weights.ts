@@ -1,0 +1,37 @@
+/** Flat weight vectors: deterministic initialisation and content hashing. */
+import { createHash } from "node:crypto";
+import { parameterShapes, type ModelSpec } from "./spec.ts";
+
+/** mulberry32: a small seeded PRNG for reproducible initialisation and shuffling (not for secrets). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Glorot-uniform kernels and embedding, zero biases, from `seed`. */
+export function initialWeights(spec: ModelSpec, seed: number): Float32Array {
+  const rand = seededRandom(seed);
+  const shapes = parameterShapes(spec);
+  const total = shapes.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  const out = new Float32Array(total);
+  let o = 0;
+  for (const p of shapes) {
+    const n = p.shape.reduce((x, y) => x * y, 1);
+    if (p.shape.length === 2) {
+      const limit = Math.sqrt(6 / (p.shape[0]! + p.shape[1]!));
+      for (let i = 0; i < n; i++) out[o + i] = (rand() * 2 - 1) * limit;
+    }
+    o += n;
+  }
+  return out;
+}
+
+export function weightsHash(flat: Float32Array): string {
+  return createHash("sha256").update(new Uint8Array(flat.buffer, flat.byteOffset, flat.byteLength)).digest("hex");
+}

@@ -1,0 +1,43 @@
+/**
+ * The privacy a run's spec implies before it starts: the per-round event of one participating
+ * device, device ε if a device joined every round, and population ε under the claimed uniform
+ * sampling of cohortSize out of populationSize. Used by the launch policy check and the CLI.
+ */
+import { calibrateDistributedDp, deviceEpsilon, populationEpsilon, roundEvent, type DpEvent } from "../dp/index.ts";
+import { parameterCount } from "../model/index.ts";
+import type { RunSpec } from "./run-spec.ts";
+
+export interface RunProjection {
+  perRound: DpEvent;
+  deviceEpsilon: number;
+  populationEpsilon: number;
+  samplingProbability: number;
+  delta: number;
+}
+
+export function perRoundEvent(spec: RunSpec): DpEvent {
+  const cfg = calibrateDistributedDp({
+    mechanism: spec.mechanism,
+    clip: spec.clip,
+    noiseMultiplier: spec.noiseMultiplier,
+    minSurvivors: spec.minSurvivors,
+    expectedSurvivors: spec.cohortSize,
+    bits: spec.bits,
+    dimension: parameterCount(spec.model),
+    rotationSeed: new Uint8Array(32),
+  });
+  return roundEvent(cfg);
+}
+
+export function projectRun(spec: RunSpec, delta = spec.delta): RunProjection {
+  const perRound = perRoundEvent(spec);
+  const q = spec.cohortSize / spec.populationSize;
+  const noNoise = spec.noiseMultiplier === 0;
+  return {
+    perRound,
+    deviceEpsilon: noNoise ? Infinity : deviceEpsilon(Array.from({ length: spec.rounds }, () => perRound), delta),
+    populationEpsilon: noNoise ? Infinity : populationEpsilon({ perRound, samplingProbability: q, rounds: spec.rounds, delta }),
+    samplingProbability: q,
+    delta,
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * The coordinator-signed description of one round, sent with every invitation. Devices verify
+ * the signature and check every field against their own limits (the device guard) before they
+ * spend any privacy budget on it.
+ */
+import { z } from "zod";
+import type { KeyObject } from "node:crypto";
+import { canonicalJson } from "../crypto/canonical-json.ts";
+import { signBytes, verifyBytes } from "../crypto/ed25519.ts";
+import { modelSpecSchema, SIGNAL_KINDS } from "./run-spec.ts";
+
+const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "base64");
+
+export const roundConfigSchema = z
+  .object({
+    protocol: z.literal("tacit-round-v1"),
+    runId: z.string().min(1).max(128),
+    round: z.number().int().min(0),
+    attempt: z.number().int().min(0),
+    modelHash: z.string().regex(/^[0-9a-f]{64}$/),
+    parameterCount: z.number().int().min(1).max(50_000_000),
+    model: modelSpecSchema,
+    training: z
+      .object({
+        localEpochs: z.number().int().min(1).max(100),
+        maxLocalSteps: z.number().int().min(1),
+        batchSize: z.number().int().min(1).max(4096),
+        learningRate: z.number().positive().max(100),
+        optimizer: z.enum(["sgd", "adam"]),
+        seed: z.number().int().min(0),
+      })
+      .strict(),
+    dp: z
+      .object({
+        mechanism: z.enum(["ddgauss", "skellam"]),
+        clip: z.number().positive(),
+        noiseMultiplier: z.number().min(0),
+        minSurvivors: z.number().int().min(1),
+        expectedSurvivors: z.number().int().min(1),
+        delta: z.number().gt(0).lt(1),
+        rotationSeed: b64,
+      })
+      .strict(),
+    secagg: z
+      .object({
+        bits: z.number().int().min(32).max(64),
+        threshold: z.number().int().min(1),
+        degree: z.number().int().min(1),
+        mode: z.enum(["full", "secagg+"]),
+        roundSeed: b64,
+        guarantee: z.string(),
+      })
+      .strict(),
+    signals: z.array(z.enum(SIGNAL_KINDS)),
+    cohort: z
+      .array(z.object({ index: z.number().int().min(0), deviceId: z.string(), identityPublicKey: b64 }).strict())
+      .min(1),
+    /** Population size behind the sampling claim (population ε). */
+    populationSize: z.number().int().min(1),
+    deadlines: z
+      .object({ advertise: z.number().int(), share: z.number().int(), maskedInput: z.number().int(), unmask: z.number().int() })
+      .strict(),
+    issuedAt: z.number().int(),
+  })
+  .strict();
+
+export type RoundConfig = z.infer<typeof roundConfigSchema>;
+
+export class RoundConfigError extends Error {
+  override name = "RoundConfigError";
+}
+
+export function signRoundConfig(cfg: RoundConfig, coordinatorKey: KeyObject): { json: string; signature: Uint8Array } {
+  const json = canonicalJson(cfg);
+  return { json, signature: signBytes(coordinatorKey, json) };
+}
+
+/** Verifies the coordinator's signature, then the schema. Throws RoundConfigError naming the fault. */
+export function openRoundConfig(json: string, signature: Uint8Array, coordinatorPublicKey: KeyObject): RoundConfig {
+  if (!verifyBytes(coordinatorPublicKey, json, signature)) {
+    throw new RoundConfigError("round config signature does not verify against the coordinator key");
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    throw new RoundConfigError("round config is not JSON");
+  }
+  const parsed = roundConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new RoundConfigError(`round config invalid: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  return parsed.data;
+}

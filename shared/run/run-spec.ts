@@ -1,0 +1,94 @@
+/**
+ * What an ML team launches: model, federated schedule, privacy mechanism and phase deadlines.
+ * Validated with zod at every edge (CLI, gRPC) before anything acts on it.
+ */
+import { z } from "zod";
+
+export const SIGNAL_KINDS = ["shortcut", "click", "app-switch", "typing-burst", "key", "commit", "file-change"] as const;
+
+export const modelSpecSchema = z
+  .object({
+    version: z.literal(1),
+    vocabBuckets: z.number().int().min(16).max(65_536),
+    window: z.number().int().min(1).max(64),
+    embedDim: z.number().int().min(1).max(512),
+    hidden: z.number().int().min(1).max(2048),
+    sessionGapSeconds: z.number().int().min(1).max(86_400 * 30),
+  })
+  .strict();
+
+export const deadlinesSchema = z
+  .object({
+    selectionMs: z.number().int().min(100).max(3_600_000),
+    advertiseMs: z.number().int().min(100).max(3_600_000),
+    shareMs: z.number().int().min(100).max(3_600_000),
+    maskedInputMs: z.number().int().min(100).max(24 * 3_600_000),
+    unmaskMs: z.number().int().min(100).max(3_600_000),
+  })
+  .strict();
+
+export const runSpecSchema = z
+  .object({
+    name: z.string().min(1).max(100).regex(/^[\w.-]+$/, "letters, digits, '.', '_' and '-' only"),
+    model: modelSpecSchema,
+    rounds: z.number().int().min(1).max(100_000),
+    cohortSize: z.number().int().min(2).max(100_000),
+    minSurvivors: z.number().int().min(2).max(100_000),
+    /** Devices in the population the cohort is drawn from: the sampling claim behind population ε. */
+    populationSize: z.number().int().min(2).max(10_000_000),
+    localEpochs: z.number().int().min(1).max(100),
+    /** Cap on local steps per round (FedAvg's "local steps"); bounds a round's device time. */
+    maxLocalSteps: z.number().int().min(1).max(1_000_000),
+    batchSize: z.number().int().min(1).max(4096),
+    clientLearningRate: z.number().positive().max(100),
+    clientOptimizer: z.enum(["sgd", "adam"]),
+    serverOptimizer: z.enum(["fedavg", "fedavgm", "fedadam"]),
+    serverLearningRate: z.number().positive().max(100),
+    serverMomentum: z.number().min(0).max(0.999),
+    clip: z.number().positive().max(1e6),
+    noiseMultiplier: z.number().min(0).max(1000),
+    delta: z.number().gt(0).lt(1),
+    mechanism: z.enum(["ddgauss", "skellam"]),
+    bits: z.number().int().min(32).max(64),
+    dropoutTolerance: z.number().min(0).max(0.9),
+    corruptTolerance: z.number().min(0).max(0.5),
+    signals: z.array(z.enum(SIGNAL_KINDS)).min(1),
+    deadlines: deadlinesSchema,
+    seed: z.number().int().min(0).max(2 ** 31 - 1),
+  })
+  .strict()
+  .refine((s) => s.minSurvivors <= s.cohortSize, { message: "minSurvivors cannot exceed cohortSize", path: ["minSurvivors"] })
+  .refine((s) => s.cohortSize <= s.populationSize, { message: "cohortSize cannot exceed populationSize", path: ["cohortSize"] });
+
+export type RunSpec = z.infer<typeof runSpecSchema>;
+export type Deadlines = z.infer<typeof deadlinesSchema>;
+
+export const DEFAULT_DEADLINES: Deadlines = {
+  selectionMs: 60_000,
+  advertiseMs: 30_000,
+  shareMs: 30_000,
+  maskedInputMs: 600_000,
+  unmaskMs: 30_000,
+};
+
+export class RunSpecError extends Error {
+  override name = "RunSpecError";
+}
+
+/** Parses untrusted JSON into a RunSpec, naming every offending field. */
+export function parseRunSpec(input: unknown): RunSpec {
+  let value = input;
+  if (typeof input === "string") {
+    try {
+      value = JSON.parse(input);
+    } catch (err) {
+      throw new RunSpecError(`run spec is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const parsed = runSpecSchema.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+    throw new RunSpecError(`invalid run spec: ${issues}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,140 @@
+/**
+ * The device's side of SecAgg / SecAgg+ (Bonawitz et al. CCS 2017, Fig. 4; Bell et al. CCS
+ * 2020) as an explicit stage machine: advertise → share → mask → unmask → done. Each method
+ * checks the stage and refuses out-of-order calls; the per-round secrets (c_sk, s_sk, b) never
+ * leave this object except as Shamir shares encrypted to neighbours.
+ */
+import { randomBytes, type KeyObject } from "node:crypto";
+import { addWordsInPlace, limbsFor, type ModularVector } from "../modular/index.ts";
+import { publicKeyFromRaw, signBytes, verifyBytes } from "../crypto/ed25519.ts";
+import { SecAggError } from "./errors.ts";
+import { createShares, bytesToField, fieldToBytes, SHARE_BYTES } from "./shamir.ts";
+import { agree, generateX25519, x25519Public, type X25519Pair } from "./x25519.ts";
+import { expandMask, pairMaskKey, selfMaskKey } from "./prg.ts";
+import { openShare, sealShare } from "./share-box.ts";
+import { neighbourGraph } from "./graph.ts";
+import { advertisePayload, type AdvertisedKeys, type EncryptedShare, type RosterEntry, type SecAggConfig, type UnmaskRequest, type UnmaskShares } from "./messages.ts";
+
+type Stage = "advertise" | "share" | "mask" | "unmask" | "done";
+
+export class SecAggDevice {
+  private stage: Stage = "advertise";
+  private readonly c: X25519Pair = generateX25519();
+  private readonly s: X25519Pair = generateX25519();
+  private readonly seed = new Uint8Array(randomBytes(32));
+  private roster = new Map<number, RosterEntry>();
+  private neighbours: number[] = [];
+  /** Shares held for each neighbour v: [b_v-share, s_sk_v-share]. */
+  private readonly held = new Map<number, { b: Uint8Array; s: Uint8Array }>();
+  private maskedWith: number[] = [];
+
+  constructor(
+    readonly cfg: SecAggConfig,
+    readonly self: number,
+    private readonly identity: { privateKey: KeyObject },
+  ) {
+    limbsFor(cfg.bits);
+  }
+
+  private expect(stage: Stage): void {
+    if (this.stage !== stage) throw new SecAggError("STAGE", `device ${this.self}: expected stage ${stage}, in stage ${this.stage}`);
+  }
+
+  advertiseKeys(): AdvertisedKeys {
+    this.expect("advertise");
+    this.stage = "share";
+    const payload = advertisePayload(this.cfg, this.self, this.c.publicRaw, this.s.publicRaw);
+    return { index: this.self, cPk: this.c.publicRaw, sPk: this.s.publicRaw, signature: signBytes(this.identity.privateKey, payload) };
+  }
+
+  /** Verifies every advertisement, then Shamir-shares b and s_sk among the neighbours. */
+  shareKeys(roster: RosterEntry[]): EncryptedShare[] {
+    this.expect("share");
+    const seen = new Map<number, RosterEntry>();
+    for (const r of roster) {
+      if (seen.has(r.index)) throw new SecAggError("DUPLICATE", `roster lists device ${r.index} twice`);
+      const idKey = r.identityPublicKey instanceof Uint8Array ? publicKeyFromRaw(r.identityPublicKey) : r.identityPublicKey;
+      if (!verifyBytes(idKey, advertisePayload(this.cfg, r.index, r.cPk, r.sPk), r.signature)) {
+        throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${r.index} are not signed by its identity`);
+      }
+      seen.set(r.index, r);
+    }
+    const mine = seen.get(this.self);
+    if (!mine || Buffer.compare(Buffer.from(mine.sPk), Buffer.from(this.s.publicRaw)) !== 0 || Buffer.compare(Buffer.from(mine.cPk), Buffer.from(this.c.publicRaw)) !== 0) {
+      throw new SecAggError("UNKNOWN_PEER", "the roster does not carry this device's own advertised keys");
+    }
+    if (seen.size < this.cfg.threshold + 1) throw new SecAggError("TOO_FEW_SURVIVORS", `only ${seen.size} devices advertised keys; threshold is ${this.cfg.threshold}`);
+    this.roster = seen;
+    const graph = neighbourGraph(this.cfg, [...seen.keys()]);
+    this.neighbours = graph.get(this.self) ?? [];
+    if (this.neighbours.length < this.cfg.threshold) throw new SecAggError("TOO_FEW_SURVIVORS", `device ${this.self} has ${this.neighbours.length} neighbours, threshold ${this.cfg.threshold}`);
+    const xs = this.neighbours.map((v) => v + 1);
+    const bShares = createShares(bytesToField(this.seed), this.cfg.threshold, xs);
+    const sShares = createShares(bytesToField(this.s.privateRaw), this.cfg.threshold, xs);
+    this.stage = "mask";
+    return this.neighbours.map((v, i) => {
+      const plaintext = Buffer.concat([fieldToBytes(bShares[i]!.y), fieldToBytes(sShares[i]!.y)]);
+      const agreed = agree(this.c.privateKey, x25519Public(seen.get(v)!.cPk));
+      return { from: this.self, to: v, ciphertext: sealShare(agreed, this.cfg, this.self, v, plaintext) };
+    });
+  }
+
+  /** Stores the shares addressed to it and returns y = x + PRG(b) + Σ ±PRG(s_uv) mod 2^bits. */
+  maskInput(input: ModularVector, received: EncryptedShare[]): ModularVector {
+    this.expect("mask");
+    if (input.bits !== this.cfg.bits || input.length !== this.cfg.vectorLength) {
+      throw new SecAggError("BAD_LENGTH", `input is ${input.length} @ ${input.bits} bits; the round needs ${this.cfg.vectorLength} @ ${this.cfg.bits}`);
+    }
+    const neighbourSet = new Set(this.neighbours);
+    for (const sh of received) {
+      if (sh.to !== this.self) throw new SecAggError("UNKNOWN_PEER", `share addressed to ${sh.to} delivered to ${this.self}`);
+      if (!neighbourSet.has(sh.from)) throw new SecAggError("NOT_NEIGHBOUR", `share from ${sh.from}, which is not a neighbour of ${this.self}`);
+      if (this.held.has(sh.from)) throw new SecAggError("DUPLICATE", `two shares from ${sh.from}`);
+      const agreed = agree(this.c.privateKey, x25519Public(this.roster.get(sh.from)!.cPk));
+      const plain = openShare(agreed, this.cfg, sh.from, this.self, sh.ciphertext);
+      if (plain.length !== 2 * SHARE_BYTES) throw new SecAggError("BAD_SHARE", `share from ${sh.from} has ${plain.length} bytes`);
+      this.held.set(sh.from, { b: plain.subarray(0, SHARE_BYTES), s: plain.subarray(SHARE_BYTES) });
+    }
+    // Pairwise masks only with neighbours that completed ShareKeys (their shares reached us),
+    // so the server can cancel exactly these masks for any of them that drops later.
+    this.maskedWith = this.neighbours.filter((v) => this.held.has(v));
+    const words = input.length * limbsFor(input.bits);
+    const y = new Uint32Array(input.data);
+    addWordsInPlace(input.bits, y, expandMask(selfMaskKey(this.seed, this.cfg, this.self), words), 1);
+    for (const v of this.maskedWith) {
+      const agreed = agree(this.s.privateKey, x25519Public(this.roster.get(v)!.sPk));
+      addWordsInPlace(input.bits, y, expandMask(pairMaskKey(agreed, this.cfg, this.self, v), words), this.self < v ? 1 : -1);
+    }
+    this.stage = "unmask";
+    return { bits: input.bits, length: input.length, data: y };
+  }
+
+  /**
+   * Reveals b-shares of surviving neighbours and s_sk-shares of dropped ones — never both kinds
+   * for one peer, once per round, and only if the survivor set is large enough that the
+   * coordinator learns a sum, not an individual input.
+   */
+  unmask(req: UnmaskRequest): UnmaskShares {
+    this.expect("unmask");
+    const survivors = new Set(req.survivors);
+    const dropouts = new Set(req.dropouts);
+    if (survivors.size !== req.survivors.length || dropouts.size !== req.dropouts.length) throw new SecAggError("UNSAFE_UNMASK", "duplicate indices in the unmasking request");
+    for (const v of dropouts) if (survivors.has(v)) throw new SecAggError("UNSAFE_UNMASK", `device ${v} is listed as both surviving and dropped`);
+    if (!survivors.has(this.self)) throw new SecAggError("UNSAFE_UNMASK", "this device is not listed among the survivors");
+    const floor = Math.max(this.cfg.threshold, this.cfg.minSurvivors ?? 0);
+    if (survivors.size < floor) throw new SecAggError("UNSAFE_UNMASK", `only ${survivors.size} survivors; refusing to help unmask fewer than ${floor} inputs`);
+    for (const v of [...survivors, ...dropouts]) if (!this.roster.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
+    const neighbourSet = new Set(this.neighbours);
+    for (const v of dropouts) {
+      // Only neighbours concern this device. A dropped neighbour must be one it exchanged shares
+      // with (the server lists only devices that completed ShareKeys); otherwise the request
+      // lies about membership.
+      if (neighbourSet.has(v) && !this.held.has(v)) throw new SecAggError("UNSAFE_UNMASK", `neighbour ${v} is declared dropped but never shared keys with this device`);
+    }
+    this.stage = "done";
+    const selfMaskShares = [...survivors].filter((v) => this.held.has(v)).map((v) => ({ owner: v, share: this.held.get(v)!.b }));
+    const secretKeyShares = [...dropouts].filter((v) => this.held.has(v)).map((v) => ({ owner: v, share: this.held.get(v)!.s }));
+    // This device's own b is revealed to the server only through its neighbours' shares.
+    return { from: this.self, selfMaskShares, secretKeyShares };
+  }
+}

@@ -1,0 +1,51 @@
+/** Protocol messages (byte arrays, ready for protobuf `bytes` fields). */
+import type { KeyObject } from "node:crypto";
+
+export interface SecAggConfig {
+  runId: string;
+  round: number;
+  bits: number;
+  vectorLength: number;
+  threshold: number;
+  /** Neighbours per device; ≥ n − 1 means the full graph. */
+  degree: number;
+  /** Public 32-byte seed of this round (neighbour graph). */
+  roundSeed: Uint8Array;
+  /** The round releases a sum only over at least this many inputs (the DP noise is sized for it). */
+  minSurvivors?: number;
+}
+
+export interface AdvertisedKeys {
+  index: number;
+  cPk: Uint8Array;
+  sPk: Uint8Array;
+  signature: Uint8Array;
+}
+
+export type RosterEntry = AdvertisedKeys & { identityPublicKey: KeyObject | Uint8Array };
+
+export interface EncryptedShare {
+  from: number;
+  to: number;
+  ciphertext: Uint8Array;
+}
+
+export interface RevealedShare {
+  owner: number;
+  share: Uint8Array;
+}
+
+export interface UnmaskShares {
+  from: number;
+  selfMaskShares: RevealedShare[];
+  secretKeyShares: RevealedShare[];
+}
+
+export interface UnmaskRequest {
+  survivors: number[];
+  dropouts: number[];
+}
+
+export function advertisePayload(cfg: { runId: string; round: number }, index: number, cPk: Uint8Array, sPk: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from(`tacit-advertise-v1|${cfg.runId}|${cfg.round}|${index}|`), Buffer.from(cPk), Buffer.from(sPk)]);
+}

@@ -1,0 +1,102 @@
+/**
+ * Shamir t-of-n secret sharing (Shamir 1979) over the prime field GF(p), p = 2^521 − 1 (a
+ * Mersenne prime, so a 32-byte secret is a field element with room to spare). Coefficients are
+ * drawn with crypto.randomBytes by rejection sampling, so each is uniform in GF(p); any t−1
+ * shares are then independent of the secret.
+ */
+import { randomBytes } from "node:crypto";
+import { SecAggError } from "./errors.ts";
+
+export const FIELD_PRIME = (1n << 521n) - 1n;
+export const SHARE_BYTES = 66; // ceil(521 / 8)
+
+export interface Share {
+  /** x-coordinate (1-based holder index + 1; never 0). */
+  x: number;
+  y: bigint;
+}
+
+function mod(a: bigint): bigint {
+  const r = a % FIELD_PRIME;
+  return r < 0n ? r + FIELD_PRIME : r;
+}
+
+function randomFieldElement(): bigint {
+  for (;;) {
+    const b = randomBytes(SHARE_BYTES);
+    b[0]! &= 0x01; // keep 521 bits
+    const v = BigInt("0x" + b.toString("hex"));
+    if (v < FIELD_PRIME) return v;
+  }
+}
+
+function modPow(base: bigint, exp: bigint): bigint {
+  let result = 1n;
+  let b = mod(base);
+  let e = exp;
+  while (e > 0n) {
+    if (e & 1n) result = (result * b) % FIELD_PRIME;
+    b = (b * b) % FIELD_PRIME;
+    e >>= 1n;
+  }
+  return result;
+}
+
+function inverse(a: bigint): bigint {
+  if (mod(a) === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+  return modPow(a, FIELD_PRIME - 2n); // Fermat: a^(p-2) = a^-1 in GF(p)
+}
+
+export function bytesToField(b: Uint8Array): bigint {
+  if (b.length === 0) return 0n;
+  const v = BigInt("0x" + Buffer.from(b).toString("hex"));
+  if (v >= FIELD_PRIME) throw new SecAggError("BAD_SHARE", "value is not a field element");
+  return v;
+}
+
+export function fieldToBytes(v: bigint, length = SHARE_BYTES): Uint8Array {
+  const hex = v.toString(16).padStart(length * 2, "0");
+  if (hex.length > length * 2) throw new SecAggError("BAD_SHARE", "field element does not fit");
+  return new Uint8Array(Buffer.from(hex, "hex"));
+}
+
+/** Splits `secret` (< p) into shares at x = xs[i], any `threshold` of which reconstruct it. */
+export function createShares(secret: bigint, threshold: number, xs: readonly number[]): Share[] {
+  if (threshold < 1 || threshold > xs.length) throw new SecAggError("BAD_SHARE", `threshold ${threshold} not in [1, ${xs.length}]`);
+  if (secret < 0n || secret >= FIELD_PRIME) throw new SecAggError("BAD_SHARE", "secret is not a field element");
+  const coeffs = [secret];
+  for (let i = 1; i < threshold; i++) coeffs.push(randomFieldElement());
+  return xs.map((x) => {
+    if (!Number.isInteger(x) || x <= 0) throw new SecAggError("BAD_SHARE", `share x-coordinate must be a positive integer, got ${x}`);
+    const bx = BigInt(x);
+    let y = 0n;
+    for (let i = coeffs.length - 1; i >= 0; i--) y = (y * bx + coeffs[i]!) % FIELD_PRIME; // Horner
+    return { x, y };
+  });
+}
+
+/** Lagrange coefficients at 0 for the given x-coordinates (reusable for many secrets). */
+export function lagrangeAtZero(xs: readonly number[]): bigint[] {
+  const bx = xs.map(BigInt);
+  return bx.map((xi, i) => {
+    let num = 1n;
+    let den = 1n;
+    for (let j = 0; j < bx.length; j++) {
+      if (j === i) continue;
+      num = (num * mod(-bx[j]!)) % FIELD_PRIME;
+      den = (den * mod(xi - bx[j]!)) % FIELD_PRIME;
+    }
+    return (num * inverse(den)) % FIELD_PRIME;
+  });
+}
+
+/** Reconstructs the secret from at least `threshold` shares (uses the first `threshold`). */
+export function combineShares(shares: readonly Share[], threshold: number): bigint {
+  if (shares.length < threshold) throw new SecAggError("TOO_FEW_SURVIVORS", `need ${threshold} shares, have ${shares.length}`);
+  const use = shares.slice(0, threshold);
+  if (new Set(use.map((s) => s.x)).size !== use.length) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+  const lambda = lagrangeAtZero(use.map((s) => s.x));
+  let acc = 0n;
+  for (let i = 0; i < use.length; i++) acc = (acc + lambda[i]! * use[i]!.y) % FIELD_PRIME;
+  return acc;
+}

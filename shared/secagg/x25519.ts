@@ -1,0 +1,35 @@
+/** X25519 with node:crypto KeyObjects (26 µs per agreement here vs 424 µs in tweetnacl). */
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { SecAggError } from "./errors.ts";
+
+export interface X25519Pair {
+  privateKey: KeyObject;
+  publicRaw: Uint8Array;
+  privateRaw: Uint8Array;
+}
+
+const b64u = (b: Uint8Array): string => Buffer.from(b).toString("base64url");
+
+export function generateX25519(): X25519Pair {
+  const { privateKey, publicKey } = generateKeyPairSync("x25519");
+  const jwk = privateKey.export({ format: "jwk" });
+  return { privateKey, publicRaw: new Uint8Array(Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url")), privateRaw: new Uint8Array(Buffer.from(jwk.d!, "base64url")) };
+}
+
+export function x25519Public(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new SecAggError("BAD_SHARE", `X25519 public key must be 32 bytes, got ${raw.length}`);
+  return createPublicKey({ key: { kty: "OKP", crv: "X25519", x: b64u(raw) }, format: "jwk" });
+}
+
+/** Rebuilds a private key from its raw scalar (after Shamir reconstruction). */
+export function x25519Private(raw: Uint8Array, publicRaw: Uint8Array): KeyObject {
+  try {
+    return createPrivateKey({ key: { kty: "OKP", crv: "X25519", d: b64u(raw), x: b64u(publicRaw) }, format: "jwk" });
+  } catch (err) {
+    throw new SecAggError("BAD_SHARE", `reconstructed key is not a valid X25519 key: ${(err as Error).message}`);
+  }
+}
+
+export function agree(privateKey: KeyObject, publicKey: KeyObject): Uint8Array {
+  return new Uint8Array(diffieHellman({ privateKey, publicKey }));
+}

@@ -1,0 +1,104 @@
+/**
+ * A worker thread hosting several simulated devices. Each device is a real client: its own
+ * ed25519 identity, enrolled with its own single-use token, its own signed gRPC calls and
+ * Subscribe stream over loopback. The devices of one thread share one tfjs model instance
+ * and train one at a time (the thread has one core's worth of compute anyway).
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { randomInt } from "node:crypto";
+import { generateEd25519 } from "../shared/crypto/index.ts";
+import { buildExamples, initBackend, Trainer, type ModelSpec, type Examples } from "../shared/model/index.ts";
+import type { RoundConfig } from "../shared/run/index.ts";
+import { CoordinatorClient } from "../client/transport/coordinator-client.ts";
+import { RoundParticipant, type RoundPhase } from "../client/participant/round-participant.ts";
+import { BudgetRecord } from "../client/participant/budget-record.ts";
+import { RoundSubscription } from "../client/transport/round-subscription.ts";
+import type { HostInit, HostMessage } from "./messages.ts";
+
+const init = workerData as HostInit;
+const post = (m: HostMessage): void => parentPort!.postMessage(m);
+const PHASES: RoundPhase[] = ["advertise", "share", "masked-input", "unmask"];
+
+let trainer: Trainer | undefined;
+let trainerSpec = "";
+let chain: Promise<unknown> = Promise.resolve();
+
+/** Serialises training on this thread's single model instance. */
+function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  const next = chain.then(fn, fn);
+  chain = next.catch(() => undefined);
+  return next;
+}
+
+function trainerFor(spec: ModelSpec): Trainer {
+  const key = JSON.stringify(spec);
+  if (!trainer || trainerSpec !== key) {
+    trainer?.dispose();
+    trainer = new Trainer(spec);
+    trainerSpec = key;
+  }
+  return trainer;
+}
+
+async function main(): Promise<void> {
+  const backend = await initBackend(init.backend);
+  const deviceIds: Record<string, string> = {};
+  const examplesCache = new Map<string, { spec: string; ex: Examples }>();
+
+  for (const dev of init.devices) {
+    const identity = generateEd25519();
+    const client = new CoordinatorClient({ address: init.address, caFile: init.caFile });
+    const enrolled = await client.unary<object, { deviceId: string; coordinatorPublicKey: Buffer }>("Enrollment", "Enroll", {
+      token: dev.token,
+      identityPublicKey: Buffer.from(identity.publicRaw),
+      deviceLabel: dev.userId,
+    });
+    client.credentials = { keyId: enrolled.deviceId, privateKey: identity.privateKey };
+    deviceIds[dev.userId] = enrolled.deviceId;
+    const sequence = { userId: dev.userId, source: dev.userId, events: dev.events.map(([time, token]) => ({ time, token })) };
+
+    let subscription: RoundSubscription | undefined;
+    const participant = new RoundParticipant({
+      deviceId: enrolled.deviceId,
+      identity,
+      coordinatorPublicKey: new Uint8Array(enrolled.coordinatorPublicKey),
+      client,
+      limits: init.limits,
+      budget: new BudgetRecord(),
+      hooks: {
+        train: (cfg: RoundConfig, weights: Float32Array) =>
+          exclusive(async () => {
+            const specKey = JSON.stringify(cfg.model);
+            let cached = examplesCache.get(dev.userId);
+            if (!cached || cached.spec !== specKey) {
+              cached = { spec: specKey, ex: buildExamples(sequence, cfg.model) };
+              examplesCache.set(dev.userId, cached);
+            }
+            const t = trainerFor(cfg.model);
+            t.setWeights(weights);
+            const res = await t.train(cached.ex, {
+              epochs: cfg.training.localEpochs,
+              maxSteps: cfg.training.maxLocalSteps,
+              batchSize: cfg.training.batchSize,
+              learningRate: cfg.training.learningRate,
+              optimizer: cfg.training.optimizer,
+              seed: cfg.training.seed,
+            });
+            const after = t.getWeights();
+            const delta = new Float32Array(after.length);
+            for (let i = 0; i < after.length; i++) delta[i] = after[i]! - weights[i]!;
+            return { delta, loss: res.loss, examples: cached.ex.count };
+          }),
+        dropAt: () => (init.dropout > 0 && Math.random() < init.dropout ? PHASES[randomInt(PHASES.length)] : undefined),
+        // The laptop goes offline: the stream closes now and comes back a moment later.
+        onDrop: () => subscription?.goOffline(300),
+        onEvent: (event) => post({ type: "event", userId: dev.userId, deviceId: enrolled.deviceId, event }),
+      },
+    });
+    subscription = new RoundSubscription({ client, backend, eligible: () => true, onEvent: (ev) => participant.handle(ev) });
+    subscription.start();
+  }
+  post({ type: "ready", backend, deviceIds });
+}
+
+main().catch((err: unknown) => post({ type: "fatal", message: (err as Error).message }));

@@ -1,0 +1,36 @@
+/** The shape of metrics.json written by `tacit simulate`. */
+import type { EvalMetrics } from "./evaluation.ts";
+import type { RunSpec } from "../shared/run/index.ts";
+
+export interface RoundMetrics {
+  round: number;
+  status: string;
+  trainLoss: number | null;
+  eval: EvalMetrics;
+  cohort: number;
+  survivors: number;
+  declines: number;
+  phases: unknown;
+  secagg?: unknown;
+  deviceEpsilon: { max: number; median: number };
+  populationEpsilon: number;
+  wallSeconds: number;
+}
+
+export interface SimulationMetrics {
+  mode: "federated" | "centralized";
+  dataset: string;
+  evalSource: string;
+  users: number;
+  trainEvents: number;
+  evalEvents: number;
+  rounds: RoundMetrics[];
+  final: RoundMetrics | undefined;
+  backend: string;
+  parameterCount: number;
+  wallSeconds: number;
+  spec?: RunSpec;
+  privacy: { noiseMultiplier: number; clip: number; delta: number; minSurvivors: number; mechanism: string; note: string };
+  runId?: string;
+}
+

@@ -1,0 +1,350 @@
+/**
+ * `tacit simulate`: a real coordinator (gRPC on loopback, BullMQ on Redis) and one real device
+ * client per user file, hosted on worker threads; an ML team launches one run and this harness
+ * evaluates every new global checkpoint on held-out data. `--centralized` trains the same model
+ * on the pooled training data instead, reporting the same metrics.
+ */
+import { Worker } from "node:worker_threads";
+import { availableParallelism } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, copyFileSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import pino from "pino";
+import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
+import { buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, initBackend, initialWeights, parameterCount, Trainer, type Examples } from "../shared/model/index.ts";
+import { DEFAULT_DEADLINES, type RunSpec } from "../shared/run/index.ts";
+import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
+import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, type DpEvent } from "../shared/dp/index.ts";
+import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
+import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
+import { evaluateSets, type EvalMetrics, type EvalSet } from "./evaluation.ts";
+import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
+import { writeJsonAtomic } from "./write-json-atomic.ts";
+import { SimulationProgress } from "./progress.ts";
+import type { RoundMetrics, SimulationMetrics } from "./metrics-types.ts";
+
+export type { RoundMetrics, SimulationMetrics };
+
+export interface SimulateOptions {
+  dataset: string;
+  clients?: number;
+  rounds: number;
+  evalDir?: string;
+  out: string;
+  centralized: boolean;
+  dropout: number;
+  noiseMultiplier?: number;
+  targetEpsilon?: number;
+  clip: number;
+  minSurvivors?: number;
+  delta: number;
+  workers?: number;
+  stateDir?: string;
+  cohort?: number;
+  localEpochs?: number;
+  seed: number;
+  quiet?: boolean;
+}
+
+export class SimulationError extends Error {
+  override name = "SimulationError";
+}
+
+interface Prepared {
+  users: UserSequence[];
+  train: UserSequence[];
+  evalSets: EvalSet[];
+  evalSource: string;
+}
+
+async function prepare(opts: SimulateOptions): Promise<Prepared> {
+  let users = await readDevactionsDir(opts.dataset);
+  if (opts.clients !== undefined) {
+    if (opts.clients > users.length) throw new SimulationError(`--clients ${opts.clients} exceeds the ${users.length} user files in ${opts.dataset}`);
+    users = users.slice(0, opts.clients);
+  }
+  const spec = DEFAULT_MODEL_SPEC;
+  if (opts.evalDir) {
+    const evalUsers = await readDevactionsDir(opts.evalDir);
+    const byId = new Map(users.map((u) => [u.userId, u]));
+    return {
+      users,
+      train: users,
+      evalSets: evalUsers.map((e) => {
+        const ctx = byId.get(e.userId);
+        return { userId: e.userId, examples: buildExamples(e, spec, ctx ? { contextFrom: ctx } : undefined) };
+      }),
+      evalSource: resolve(opts.evalDir),
+    };
+  }
+  const splits = users.map((u) => ({ u, ...splitHoldout(u, 0.1) }));
+  return {
+    users,
+    train: splits.map((s) => s.train),
+    evalSets: splits.map((s) => ({ userId: s.u.userId, examples: buildExamples(s.eval, spec, { contextFrom: s.train }) })),
+    evalSource: "last 10% of each user's sequence",
+  };
+}
+
+function privacyNote(z: number): string {
+  return z > 0
+    ? "device ε: composition over the rounds a device joined, no amplification; population ε assumes the coordinator's uniform cohort sampling"
+    : "noise multiplier 0: updates are clipped and securely aggregated but carry no DP noise (ε = ∞)";
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export async function runSimulation(opts: SimulateOptions): Promise<SimulationMetrics> {
+  const started = Date.now();
+  const data = await prepare(opts);
+  const backend = await initBackend();
+  const spec = DEFAULT_MODEL_SPEC;
+  const evalTrainer = new Trainer(spec);
+  const progress = new SimulationProgress(opts.rounds, Boolean(opts.quiet));
+  const trainEvents = data.train.reduce((a, u) => a + u.events.length, 0);
+  const evalEvents = data.evalSets.reduce((a, s) => a + s.examples.count, 0);
+  try {
+    if (opts.centralized) return await runCentralized(opts, data, backend, evalTrainer, progress, started, trainEvents, evalEvents);
+    return await runFederated(opts, data, backend, evalTrainer, progress, started, trainEvents, evalEvents);
+  } finally {
+    progress.stop();
+    evalTrainer.dispose();
+  }
+}
+
+async function runCentralized(opts: SimulateOptions, data: Prepared, backend: string, trainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
+  const spec = DEFAULT_MODEL_SPEC;
+  const parts = data.train.map((u) => buildExamples(u, spec));
+  const pooled = concatExamples(parts, spec.window);
+  let weights = initialWeights(spec, opts.seed);
+  const rounds: RoundMetrics[] = [];
+  const training = DEFAULT_TRAINING;
+  for (let r = 0; r < opts.rounds; r++) {
+    const t0 = Date.now();
+    progress.startRound(r, 1, "centralized epoch");
+    trainer.setWeights(weights);
+    const res = await trainer.train(pooled, {
+      epochs: 1,
+      batchSize: training.centralizedBatchSize ?? training.batchSize,
+      learningRate: training.centralizedLearningRate ?? training.clientLearningRate,
+      optimizer: training.centralizedOptimizer ?? training.clientOptimizer,
+      seed: opts.seed + r,
+    });
+    weights = trainer.getWeights();
+    const ev = await evaluateSets(trainer, weights, data.evalSets);
+    const m: RoundMetrics = {
+      round: r, status: "completed", trainLoss: res.loss, eval: ev, cohort: 1, survivors: 1, declines: 0, phases: null,
+      deviceEpsilon: { max: Infinity, median: Infinity }, populationEpsilon: Infinity, wallSeconds: (Date.now() - t0) / 1000,
+    };
+    rounds.push(m);
+    progress.endRound(r, m);
+  }
+  return {
+    mode: "centralized", dataset: resolve(opts.dataset), evalSource: data.evalSource, users: data.users.length, trainEvents, evalEvents,
+    rounds, final: rounds.at(-1), backend, parameterCount: parameterCount(spec), wallSeconds: (Date.now() - started) / 1000,
+    privacy: { noiseMultiplier: 0, clip: 0, delta: opts.delta, minSurvivors: 0, mechanism: "none", note: "centralized baseline: pooled raw data, no privacy" },
+  };
+}
+
+function concatExamples(parts: Examples[], window: number): Examples {
+  const count = parts.reduce((a, p) => a + p.count, 0);
+  const x = new Int32Array(count * window);
+  const y = new Int32Array(count);
+  let o = 0;
+  for (const p of parts) {
+    x.set(p.x.subarray(0, p.count * window), o * window);
+    y.set(p.y.subarray(0, p.count), o);
+    o += p.count;
+  }
+  return { x, y, count };
+}
+
+function buildRunSpec(opts: SimulateOptions, n: number, noiseMultiplier: number): RunSpec {
+  const t = DEFAULT_TRAINING;
+  const cohort = Math.min(opts.cohort ?? n, n);
+  const minSurvivors = opts.minSurvivors ?? Math.max(2, Math.floor(cohort / 2));
+  return {
+    name: "simulation",
+    model: DEFAULT_MODEL_SPEC,
+    rounds: opts.rounds,
+    cohortSize: cohort,
+    minSurvivors,
+    populationSize: n,
+    localEpochs: opts.localEpochs ?? t.localEpochs,
+    maxLocalSteps: t.maxLocalSteps,
+    batchSize: t.batchSize,
+    clientLearningRate: t.clientLearningRate,
+    clientOptimizer: t.clientOptimizer,
+    serverOptimizer: t.serverOptimizer,
+    serverLearningRate: t.serverLearningRate,
+    serverMomentum: t.serverMomentum ?? 0,
+    clip: opts.clip,
+    noiseMultiplier,
+    delta: opts.delta,
+    mechanism: "ddgauss",
+    bits: 32,
+    dropoutTolerance: Math.min(0.9, Math.max(0.1, opts.dropout * 1.5)),
+    corruptTolerance: 0.1,
+    signals: ["commit", "file-change"],
+    deadlines: { ...DEFAULT_DEADLINES, selectionMs: 30_000, advertiseMs: 60_000, shareMs: 60_000, maskedInputMs: 900_000, unmaskMs: 60_000 },
+    seed: opts.seed,
+  };
+}
+
+async function runFederated(opts: SimulateOptions, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
+  const n = data.train.length;
+  const ownState = !opts.stateDir;
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "tacit-sim-"));
+  const logger = pino({ level: process.env.TACIT_LOG_LEVEL ?? "warn" }, pino.destination(2));
+  let noiseMultiplier = opts.noiseMultiplier ?? 0;
+  if (opts.targetEpsilon !== undefined) {
+    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: opts.rounds });
+  }
+  const spec = buildRunSpec(opts, n, noiseMultiplier);
+  let coordinator: Coordinator | undefined;
+  const workers: Worker[] = [];
+  try {
+    coordinator = await startCoordinator({ stateDir, autoInit: true, logger });
+    const address = `localhost:${coordinator.port}`;
+    const caFile = join(coordinator.paths.root, "tls", "ca.pem");
+    const keysDir = coordinator.paths.keysOut;
+    const admin = new CoordinatorClient({ address, caFile, credentials: { keyId: "admin-1", privateKey: privateKeyFromPem(readFileSync(join(keysDir, "admin-1.key"), "utf8")).privateKey } });
+    const mlTeamKey = privateKeyFromPem(readFileSync(join(keysDir, "ml-team-1.key"), "utf8"));
+    const mlTeam = new CoordinatorClient({ address, caFile, credentials: { keyId: "ml-team-1", privateKey: mlTeamKey.privateKey } });
+
+    const devices: SimDeviceSpec[] = [];
+    for (const u of data.train) {
+      const t = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 3600, label: u.userId });
+      devices.push({ userId: u.userId, token: t.token, events: u.events.map((e) => [e.time, e.token]) });
+    }
+    const hostCount = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), devices.length));
+    const limits = { maxDeviceEpsilon: Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2 };
+    const perDevice = new Map<string, { events: DpEvent[]; loss?: number; examples?: number }>();
+    const roundLoss = new Map<number, { sum: number; n: number }>();
+    const roundDeclines = new Map<number, number>();
+    let fatal: string | undefined;
+    const ready: Promise<void>[] = [];
+    const dpProbe = calibrateDistributedDp({ mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: spec.minSurvivors, bits: spec.bits, dimension: parameterCount(spec.model), rotationSeed: new Uint8Array(32) });
+    const perRoundEvent = roundEvent(dpProbe);
+    for (let h = 0; h < hostCount; h++) {
+      const mine = devices.filter((_, i) => i % hostCount === h);
+      const init: HostInit = { address, caFile, devices: mine, limits, dropout: opts.dropout, hostIndex: h };
+      const w = new Worker(new URL("./worker-entry.mjs", import.meta.url), { workerData: init });
+      workers.push(w);
+      ready.push(
+        new Promise<void>((res, rej) => {
+          w.on("message", (m: HostMessage) => {
+            if (m.type === "ready") res();
+            else if (m.type === "fatal") {
+              fatal = m.message;
+              rej(new SimulationError(`device host ${h} failed: ${m.message}`));
+            } else if (m.type === "event") {
+              const e = m.event;
+              if (e.type === "submitted") {
+                const d = perDevice.get(m.userId) ?? { events: [] };
+                d.events.push(perRoundEvent);
+                perDevice.set(m.userId, d);
+                const l = roundLoss.get(e.round) ?? { sum: 0, n: 0 };
+                l.sum += e.loss * e.examples;
+                l.n += e.examples;
+                roundLoss.set(e.round, l);
+                progress.deviceSubmitted(e.round);
+              } else if (e.type === "declined") {
+                roundDeclines.set(e.round, (roundDeclines.get(e.round) ?? 0) + 1);
+              }
+            }
+          });
+          w.on("error", (err) => rej(new SimulationError(`device host ${h} crashed: ${err.message}`)));
+        }),
+      );
+    }
+    await Promise.all(ready);
+    // Wait until every device's Subscribe stream is registered.
+    const connectDeadline = Date.now() + 30_000;
+    while (coordinator.hub.eligibleDevices().length < n && Date.now() < connectDeadline) await new Promise((r) => setTimeout(r, 50));
+
+    const specJson = JSON.stringify(spec);
+    const launched = await mlTeam.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(mlTeamKey.privateKey, specJson)) });
+    const runId = launched.runId;
+    const rounds: RoundMetrics[] = [];
+    let lastWall = Date.now();
+    let seen = 0;
+    let roundIndex = 0;
+    progress.startRound(0, spec.cohortSize, "advertise");
+    for (;;) {
+      if (fatal) throw new SimulationError(fatal);
+      const st = await mlTeam.unary<object, RunStatus>("RunControl", "GetRun", { runId });
+      progress.phase(st.currentPhase);
+      while (seen < st.rounds.length) {
+        const r = st.rounds[seen]!;
+        seen += 1;
+        const phases = JSON.parse(r.phaseCountsJson) as Record<string, unknown>;
+        let evalMetrics: EvalMetrics;
+        if (r.status === "completed") {
+          const cp = await coordinator.checkpoints.latest(runId);
+          evalMetrics = await evaluateSets(evalTrainer, cp!.weights, data.evalSets);
+        } else {
+          evalMetrics = rounds.at(-1)?.eval ?? (await evaluateSets(evalTrainer, (await coordinator.checkpoints.latest(runId))!.weights, data.evalSets));
+        }
+        const deviceEps = [...perDevice.values()].map((d) => (d.events.length ? deviceEpsilon(d.events, opts.delta) : 0));
+        const completedRounds = rounds.filter((x) => x.status === "completed").length + (r.status === "completed" ? 1 : 0);
+        const loss = roundLoss.get(r.round);
+        const m: RoundMetrics = {
+          round: r.round,
+          status: r.status,
+          trainLoss: loss && loss.n > 0 ? loss.sum / loss.n : null,
+          eval: evalMetrics,
+          cohort: r.cohort,
+          survivors: r.survivors,
+          declines: roundDeclines.get(r.round) ?? 0,
+          phases,
+          secagg: phases.secagg,
+          deviceEpsilon: { max: Math.max(0, ...deviceEps), median: median(deviceEps) },
+          populationEpsilon: noiseMultiplier > 0 ? populationEpsilon({ perRound: perRoundEvent, samplingProbability: spec.cohortSize / spec.populationSize, rounds: completedRounds, delta: opts.delta }) : Infinity,
+          wallSeconds: (Date.now() - lastWall) / 1000,
+        };
+        lastWall = Date.now();
+        rounds.push(m);
+        progress.endRound(r.round, m);
+        roundLoss.delete(r.round);
+        if (r.status === "completed") roundIndex = r.round + 1;
+        if (roundIndex < spec.rounds) progress.startRound(roundIndex, spec.cohortSize, st.currentPhase);
+      }
+      if (st.state === "completed" || st.state === "failed" || st.state === "cancelled") {
+        if (st.state !== "completed") throw new SimulationError(`run ${runId} ${st.state}: ${st.error}`);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    mkdirSync(opts.out, { recursive: true });
+    for (const f of ["ledger.jsonl", "policy.json"]) {
+      const src = join(coordinator.paths.root, f);
+      if (existsSync(src)) copyFileSync(src, join(opts.out, f));
+    }
+    admin.close();
+    mlTeam.close();
+    const completed = rounds.filter((x) => x.status === "completed");
+    return {
+      mode: "federated", dataset: resolve(opts.dataset), evalSource: data.evalSource, users: n, trainEvents, evalEvents,
+      rounds, final: completed.at(-1), backend, parameterCount: parameterCount(spec.model), wallSeconds: (Date.now() - started) / 1000,
+      spec, runId,
+      privacy: { noiseMultiplier, clip: spec.clip, delta: opts.delta, minSurvivors: spec.minSurvivors, mechanism: spec.mechanism, note: privacyNote(noiseMultiplier) },
+    };
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+    await coordinator?.stop();
+    if (ownState) rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+export function writeMetrics(out: string, metrics: SimulationMetrics): string {
+  mkdirSync(out, { recursive: true });
+  const path = join(out, "metrics.json");
+  writeJsonAtomic(path, metrics);
+  return path;
+}
