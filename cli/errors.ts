@@ -16,6 +16,7 @@ export class CliError extends Error {
 const EXPECTED = new Set([
   "CliError", "DatasetError", "RedisUnavailableError", "CoordinatorStartError", "StateDirError", "RunSpecError",
   "RpcCallError", "SimulationError", "KeyFormatError", "PolicyError", "ModularError", "RoundConfigError", "EnrollmentError",
+  "AccountantInputError", "UnsupportedEventError", "LedgerFormatError", "CaFileError", "TlsSetupError", "IdentityError", "DistributedDpError", "CheckpointError", "ModelSpecError",
 ]);
 
 export function reportError(err: unknown): number {

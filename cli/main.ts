@@ -6,7 +6,9 @@ import { Command, CommanderError } from "commander";
 import { reportError } from "./errors.ts";
 import { registerSimulateCommand } from "./commands/simulate.ts";
 import { registerCoordinatorCommands } from "./commands/coordinator.ts";
-import { registerRunCommands } from "./commands/run.ts";
+import { epsilonForRun, registerRunCommands } from "./commands/run.ts";
+import { registerPrivacyCommands } from "./commands/privacy.ts";
+import { registerVerifyCommand } from "./commands/verify.ts";
 
 export function buildProgram(): Command {
   const program = new Command("tacit")
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
     .exitOverride();
   registerCoordinatorCommands(program);
   registerRunCommands(program);
+  registerPrivacyCommands(program, { epsilonForRun });
+  registerVerifyCommand(program);
   registerSimulateCommand(program);
   return program;
 }

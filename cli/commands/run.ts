@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
 import { principalClient } from "./coordinator.ts";
 import { signBytes, privateKeyFromPem } from "../../shared/crypto/index.ts";
-import { parseRunSpec, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
+import { parseRunSpec, projectRun, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
 import { DEFAULT_MODEL_SPEC, DEFAULT_TRAINING } from "../../shared/model/index.ts";
 import type { RunStatus } from "../../client/transport/coordinator-client.ts";
 import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
@@ -124,4 +124,29 @@ export function registerRunCommands(program: Command): void {
         client.close();
       }
     });
+}
+
+/** `tacit privacy epsilon --run RUN_ID`: device and population ε of a launched run. */
+export async function epsilonForRun(runId: string, o: { delta: number; stateDir?: string; coordinator?: string }): Promise<object> {
+  const client = principalClient({ ...o }, "ml-team");
+  try {
+    const st = await client.unary<object, RunStatus>("RunControl", "GetRun", { runId });
+    const spec = parseRunSpec(st.specJson);
+    const done = st.rounds.filter((r) => r.status === "completed").length;
+    const p = projectRun({ ...spec, rounds: Math.max(done, 0) }, o.delta);
+    const full = projectRun(spec, o.delta);
+    const inf = (x: number): number | string => (Number.isFinite(x) ? x : "Infinity");
+    return {
+      runId,
+      roundsCompleted: done,
+      delta: o.delta,
+      epsilon: inf(p.deviceEpsilon),
+      deviceEpsilon: inf(p.deviceEpsilon),
+      populationEpsilon: inf(p.populationEpsilon),
+      populationEpsilonRestsOn: `uniform sampling of ${spec.cohortSize} of ${spec.populationSize} devices per round, as the coordinator claims`,
+      projectedAtEnd: { rounds: spec.rounds, deviceEpsilon: inf(full.deviceEpsilon), populationEpsilon: inf(full.populationEpsilon) },
+    };
+  } finally {
+    client.close();
+  }
 }

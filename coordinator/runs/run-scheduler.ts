@@ -29,6 +29,7 @@ const inflightKey = (runId: string): string => `tacit:run:${runId}:inflight`;
 export class RunScheduler {
   private readonly queue: Queue<RoundJob>;
   private worker: Worker<RoundJob> | undefined;
+  private workerConnection: Redis | undefined;
 
   constructor(
     private readonly connection: Redis,
@@ -41,8 +42,11 @@ export class RunScheduler {
   }
 
   start(): void {
+    // BullMQ workers block on their connection, so they get their own (closed in close()).
+    this.workerConnection = this.connection.duplicate();
+    this.workerConnection.on("error", () => undefined);
     this.worker = new Worker<RoundJob>(ROUNDS_QUEUE, (job) => this.process(job), {
-      connection: this.connection.duplicate(),
+      connection: this.workerConnection,
       concurrency: 4,
       // Rounds run for minutes; the lock is renewed while this process lives. A dead
       // coordinator's job becomes stalled after lockDuration and is picked up again.
@@ -125,5 +129,6 @@ export class RunScheduler {
   async close(): Promise<void> {
     await this.worker?.close(true);
     await this.queue.close();
+    this.workerConnection?.disconnect();
   }
 }

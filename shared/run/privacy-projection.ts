@@ -4,7 +4,7 @@
  * sampling of cohortSize out of populationSize. Used by the launch policy check and the CLI.
  */
 import { calibrateDistributedDp, deviceEpsilon, populationEpsilon, roundEvent, type DpEvent } from "../dp/index.ts";
-import { parameterCount } from "../model/index.ts";
+import { parameterCount } from "../model/spec.ts";
 import type { RunSpec } from "./run-spec.ts";
 
 export interface RunProjection {

@@ -1,0 +1,61 @@
+/** `tacit verify --ledger FILE [--policy FILE] [--report OUT.html] [--json]` (privacy reviewers). */
+import type { Command } from "commander";
+import { readFileSync, writeFileSync, renameSync } from "node:fs";
+import { CliError } from "../errors.ts";
+import { verifyLedger, LedgerFormatError } from "../../shared/ledger/index.ts";
+import { renderReport } from "../../shared/ledger/report.ts";
+import { verifyPolicy, PolicyError, type PolicyFile } from "../../shared/dp/index.ts";
+import { jsonWithInfinity } from "../../simulation/write-json-atomic.ts";
+
+export function registerVerifyCommand(program: Command): void {
+  program
+    .command("verify")
+    .description("verify a privacy ledger and recompute every ε from it (reviewers)")
+    .requiredOption("--ledger <file>", "ledger.jsonl")
+    .option("--policy <file>", "the signed policy you hold; must be the one in the ledger")
+    .option("--coordinator-key <base64>", "the coordinator's public key you trust")
+    .option("--delta <d>", "δ for every ε", "1e-6")
+    .option("--report <out.html>", "write a self-contained HTML report")
+    .option("--json", "print findings as JSON")
+    .action(async (o: { ledger: string; policy?: string; coordinatorKey?: string; delta: string; report?: string; json?: boolean }) => {
+      let text: string;
+      try {
+        text = readFileSync(o.ledger, "utf8");
+      } catch {
+        throw new CliError(`cannot read ledger ${o.ledger}`);
+      }
+      let policy: PolicyFile | undefined;
+      if (o.policy) {
+        try {
+          policy = verifyPolicy(readFileSync(o.policy, "utf8"));
+        } catch (err) {
+          throw new CliError(`policy ${o.policy}: ${err instanceof PolicyError ? err.message : "cannot read the file"}`);
+        }
+      }
+      const delta = Number(o.delta);
+      if (!(delta > 0 && delta < 1)) throw new CliError(`--delta must be in (0, 1), got ${o.delta}`);
+      let findings;
+      try {
+        findings = verifyLedger(text, { ...(policy ? { policy } : {}), ...(o.coordinatorKey ? { trustedCoordinatorKey: o.coordinatorKey } : {}), delta });
+      } catch (err) {
+        if (err instanceof LedgerFormatError) throw new CliError(`ledger ${o.ledger} ${err.message}`);
+        throw err;
+      }
+      if (o.report) {
+        const tmp = `${o.report}.tmp-${process.pid}`;
+        writeFileSync(tmp, await renderReport(findings, policy));
+        renameSync(tmp, o.report);
+      }
+      if (o.json) process.stdout.write(jsonWithInfinity(findings) + "\n");
+      else {
+        process.stdout.write(findings.ok ? `VERIFIED: ${findings.entries} entries; chain, signatures and budgets hold\n` : `NOT VERIFIED: ${findings.violations.length} violation(s)\n`);
+        for (const v of findings.violations) process.stdout.write(`  ${v.code}${v.line ? ` (line ${v.line})` : ""}: ${v.message}\n`);
+        for (const r of findings.runs) {
+          const last = r.rounds.filter((x) => x.status === "completed").at(-1);
+          const f = (x: number | undefined): string => (x === undefined ? "—" : Number.isFinite(x) ? x.toFixed(3) : "∞");
+          process.stdout.write(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)}, population ε ${f(last?.populationEpsilon)} (rests on the claimed sampling)\n`);
+        }
+      }
+      process.exitCode = findings.ok ? 0 : 1;
+    });
+}

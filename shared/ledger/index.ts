@@ -1,0 +1,3 @@
+export * from "./entry.ts";
+export * from "./writer.ts";
+export * from "./verify.ts";

@@ -1,0 +1,269 @@
+/**
+ * The reviewer's verification of a ledger, from the entries alone: the hash chain, every
+ * coordinator and device signature, ordering and gaps; device ε per device (composition of the
+ * rounds it survived, no amplification) and population ε (amplified by the sampling rate the
+ * coordinator claims) recomputed with Tacit's accountant — never read from figures the
+ * coordinator wrote; and every run checked against the policy in force at its launch.
+ */
+import { canonicalJson } from "../crypto/canonical-json.ts";
+import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
+import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilon, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
+import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, type LedgerEntry } from "./entry.ts";
+
+export interface Violation {
+  code: string;
+  line?: number;
+  message: string;
+}
+
+export interface RoundFigures {
+  round: number;
+  attempt: number;
+  status: string;
+  cohort: number;
+  survivors: number;
+  worstDeviceEpsilon: number;
+  medianDeviceEpsilon: number;
+  populationEpsilon: number;
+}
+
+export interface RunFigures {
+  runId: string;
+  launchedAtLine: number;
+  spec: RunSpec | undefined;
+  policyLine: number | undefined;
+  rounds: RoundFigures[];
+  state: string;
+}
+
+export interface Findings {
+  ok: boolean;
+  entries: number;
+  delta: number;
+  coordinatorPublicKey: string | undefined;
+  runs: RunFigures[];
+  devices: { deviceId: string; rounds: number; deviceEpsilon: number }[];
+  violations: Violation[];
+}
+
+export class LedgerFormatError extends Error {
+  override name = "LedgerFormatError";
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Parses one line strictly; throws LedgerFormatError naming the line and the problem. */
+export function parseEntry(line: string, lineNo: number): LedgerEntry {
+  let e: unknown;
+  try {
+    e = JSON.parse(line);
+  } catch {
+    throw new LedgerFormatError(`line ${lineNo}: not JSON (truncated or corrupted entry)`);
+  }
+  const x = e as Partial<LedgerEntry>;
+  if (typeof x !== "object" || x === null) throw new LedgerFormatError(`line ${lineNo}: not a JSON object`);
+  if (!Number.isInteger(x.seq)) throw new LedgerFormatError(`line ${lineNo}: missing or non-integer seq`);
+  if (typeof x.prevHash !== "string" || !/^[0-9a-f]{64}$/.test(x.prevHash)) throw new LedgerFormatError(`line ${lineNo}: missing or malformed prevHash`);
+  if (typeof x.time !== "number") throw new LedgerFormatError(`line ${lineNo}: missing time`);
+  if (typeof x.type !== "string" || !(ENTRY_TYPES as readonly string[]).includes(x.type)) throw new LedgerFormatError(`line ${lineNo}: unknown entry type '${String(x.type)}'`);
+  if (typeof x.body !== "object" || x.body === null) throw new LedgerFormatError(`line ${lineNo}: missing body`);
+  if (typeof x.hash !== "string" || !/^[0-9a-f]{64}$/.test(x.hash)) throw new LedgerFormatError(`line ${lineNo}: missing or malformed hash`);
+  if (typeof x.signature !== "string") throw new LedgerFormatError(`line ${lineNo}: missing signature`);
+  return x as LedgerEntry;
+}
+
+export interface VerifyOptions {
+  /** A policy file the reviewer holds: must match a policy entry of the ledger. */
+  policy?: PolicyFile;
+  /** Base64 raw ed25519 key the reviewer trusts as the coordinator's. */
+  trustedCoordinatorKey?: string;
+  delta?: number;
+}
+
+export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
+  if (text.length === 0) throw new LedgerFormatError("ledger is empty");
+  if (!text.endsWith("\n")) throw new LedgerFormatError(`line ${text.split("\n").length}: truncated (no newline at the end of the last entry)`);
+  const lines = text.slice(0, -1).split("\n");
+  const entries = lines.map((l, i) => parseEntry(l, i + 1));
+  const v: Violation[] = [];
+  const add = (code: string, line: number | undefined, message: string): void => {
+    v.push({ code, ...(line !== undefined ? { line } : {}), message });
+  };
+
+  // Chain, hashes, coordinator signatures.
+  const genesis = entries[0]!;
+  let coordinatorKeyB64: string | undefined;
+  if (genesis.type !== "genesis") add("NO_GENESIS", 1, "the first entry is not the genesis entry");
+  else coordinatorKeyB64 = String((genesis.body as { coordinatorPublicKey?: unknown }).coordinatorPublicKey ?? "");
+  if (opts.trustedCoordinatorKey && coordinatorKeyB64 !== opts.trustedCoordinatorKey) add("UNTRUSTED_COORDINATOR", 1, "the genesis key is not the coordinator key you trust");
+  let coordinatorKey: ReturnType<typeof publicKeyFromRaw> | undefined;
+  try {
+    coordinatorKey = publicKeyFromRaw(Buffer.from(coordinatorKeyB64 ?? "", "base64"));
+  } catch {
+    add("BAD_GENESIS_KEY", 1, "the genesis entry does not carry a valid ed25519 key");
+  }
+  entries.forEach((e, i) => {
+    const line = i + 1;
+    if (e.seq !== i) add("SEQUENCE", line, `entry has seq ${e.seq}, expected ${i} (an entry was deleted, duplicated or reordered)`);
+    const prev = i === 0 ? GENESIS_PREV : entries[i - 1]!.hash;
+    if (e.prevHash !== prev) add("CHAIN", line, "prevHash does not match the previous entry's hash (chain broken)");
+    if (entryHash(e) !== e.hash) add("HASH", line, "the entry's content does not match its hash (edited)");
+    if (coordinatorKey && !entrySignatureValid(e, coordinatorKey)) add("SIGNATURE", line, "the coordinator's signature does not verify");
+    if (i > 0 && e.type === "genesis") add("GENESIS_AGAIN", line, "a second genesis entry");
+  });
+
+  // Semantics: policies, runs, rounds, attestations.
+  const delta = opts.delta ?? 1e-6;
+  let policy: { file: PolicyFile; line: number } | undefined;
+  const policyLines: { file: PolicyFile; line: number }[] = [];
+  const runs = new Map<string, RunFigures & { perRound?: DpEvent; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>> }>();
+  const deviceEvents = new Map<string, DpEvent[]>();
+
+  entries.forEach((e, i) => {
+    const line = i + 1;
+    const b = e.body as Record<string, unknown>;
+    if (e.type === "policy") {
+      try {
+        const file = verifyPolicy(b.policy);
+        policy = { file, line };
+        policyLines.push(policy);
+      } catch (err) {
+        add("POLICY_SIGNATURE", line, (err as Error).message);
+      }
+    } else if (e.type === "run-launch") {
+      const runId = String(b.runId);
+      if (runs.has(runId)) add("RUN_TWICE", line, `run ${runId} launched twice`);
+      let spec: RunSpec | undefined;
+      try {
+        spec = parseRunSpec(b.spec);
+      } catch (err) {
+        add("RUN_SPEC", line, (err as Error).message);
+      }
+      const req = b.request as { body?: string; publicKey?: string; signature?: string } | undefined;
+      try {
+        if (!req?.body || !req.publicKey || !req.signature || !verifyBytes(publicKeyFromRaw(Buffer.from(req.publicKey, "base64")), req.body, Buffer.from(req.signature, "base64"))) {
+          add("LAUNCH_REQUEST", line, `run ${runId}: the ML team's signed request does not verify`);
+        } else if (spec && canonicalJson(JSON.parse(req.body)) !== canonicalJson(spec)) {
+          add("LAUNCH_REQUEST", line, `run ${runId}: the recorded spec differs from what the ML team signed`);
+        }
+      } catch {
+        add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
+      }
+      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, q: spec ? spec.cohortSize / spec.populationSize : 1, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>() };
+      runs.set(runId, fig);
+      if (spec && policy) {
+        const proj = projectRun(spec, policy.file.body.delta);
+        for (const pv of checkRunAgainstPolicy({ noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, signals: spec.signals, projectedDeviceEpsilon: proj.deviceEpsilon }, policy.file.body)) {
+          add(`POLICY_${pv.rule}`, line, `run ${runId}: ${pv.message}`);
+        }
+      }
+    } else if (e.type === "round") {
+      const runId = String(b.runId);
+      const run = runs.get(runId);
+      if (!run) {
+        add("ROUND_WITHOUT_RUN", line, `round of run ${runId}, which was never launched`);
+        return;
+      }
+      const round = Number(b.round);
+      const status = String(b.status);
+      if (round !== run.nextRound) add("ROUND_ORDER", line, `run ${runId}: round ${round} recorded when round ${run.nextRound} was expected`);
+      const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
+      const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
+      if (survivors.some((s) => !cohort.includes(s))) add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} round ${round}: a survivor is not in the cohort`);
+      let event: DpEvent | undefined;
+      if (status === "completed") {
+        try {
+          event = parseDpEvent(b.mechanism);
+        } catch (err) {
+          add("MECHANISM", line, `run ${runId} round ${round}: ${(err as Error).message}`);
+        }
+        run.nextRound = round + 1;
+        const minSurvivors = run.spec?.minSurvivors ?? 0;
+        if (survivors.length < minSurvivors) add("TOO_FEW_SURVIVORS", line, `run ${runId} round ${round}: released with ${survivors.length} survivors < minSurvivors ${minSurvivors}`);
+      }
+      run.survivorsByRound.set(round, new Set(survivors));
+      if (event) {
+        run.perRound ??= event;
+        for (const d of survivors) {
+          const list = deviceEvents.get(d) ?? [];
+          list.push(event);
+          deviceEvents.set(d, list);
+        }
+      }
+      const epsNow = [...deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, delta));
+      const completedRounds = run.rounds.filter((r) => r.status === "completed").length + (status === "completed" ? 1 : 0);
+      run.rounds.push({
+        round,
+        attempt: Number(b.attempt ?? 0),
+        status,
+        cohort: cohort.length,
+        survivors: survivors.length,
+        worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
+        medianDeviceEpsilon: median(epsNow),
+        populationEpsilon: run.perRound ? safePop(run.perRound, run.q, completedRounds, delta) : 0,
+      });
+    } else if (e.type === "attestation") {
+      const runId = String(b.runId);
+      const round = Number(b.round);
+      const deviceId = String(b.deviceId);
+      try {
+        const key = publicKeyFromRaw(Buffer.from(String(b.identityPublicKey), "base64"));
+        if (!verifyBytes(key, String(b.bodyJson), Buffer.from(String(b.signature), "base64"))) add("ATTESTATION_SIGNATURE", line, `device ${deviceId}'s attestation for run ${runId} round ${round} does not verify`);
+        const body = JSON.parse(String(b.bodyJson)) as { deviceId?: string; runId?: string; round?: number; event?: unknown };
+        if (body.deviceId !== deviceId || body.runId !== runId || body.round !== round) add("ATTESTATION_MISMATCH", line, `attestation body names another device, run or round`);
+        const run = runs.get(runId);
+        if (run?.perRound && canonicalJson(body.event) !== canonicalJson(run.perRound)) add("ATTESTATION_MECHANISM", line, `device ${deviceId} attests a mechanism that differs from the round's`);
+        if (!run?.survivorsByRound.get(round)?.has(deviceId)) add("ATTESTATION_NOT_SURVIVOR", line, `device ${deviceId} attests round ${round} of ${runId} but is not among its survivors`);
+      } catch {
+        add("ATTESTATION_MALFORMED", line, "malformed attestation");
+      }
+    } else if (e.type === "run-end") {
+      const run = runs.get(String(b.runId));
+      if (!run) add("END_WITHOUT_RUN", line, `run ${String(b.runId)} ended but was never launched`);
+      else run.state = String(b.state);
+    }
+  });
+
+  if (opts.policy) {
+    const want = canonicalJson(opts.policy);
+    if (!policyLines.some((p) => canonicalJson(p.file) === want)) add("POLICY_NOT_IN_LEDGER", undefined, "the policy file you hold is not the one recorded in the ledger");
+  }
+  const devices = [...deviceEvents.entries()].map(([deviceId, evs]) => ({ deviceId, rounds: evs.length, deviceEpsilon: safeEps(evs, delta) }));
+  const limit = policy?.file.body.maxDeviceEpsilon;
+  if (limit !== undefined) for (const d of devices) if (!(d.deviceEpsilon <= limit)) add("DEVICE_BUDGET", undefined, `device ${d.deviceId} reached ε ${fmt(d.deviceEpsilon)} > policy maximum ${limit}`);
+  return {
+    ok: v.length === 0,
+    entries: entries.length,
+    delta,
+    coordinatorPublicKey: coordinatorKeyB64,
+    runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
+    devices,
+    violations: v,
+  };
+}
+
+function safeEps(evs: DpEvent[], delta: number): number {
+  try {
+    return deviceEpsilon(evs, delta);
+  } catch {
+    return Infinity;
+  }
+}
+
+function safePop(perRound: DpEvent, q: number, rounds: number, delta: number): number {
+  try {
+    return populationEpsilon({ perRound, samplingProbability: Math.min(1, q), rounds, delta });
+  } catch {
+    return Infinity;
+  }
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toFixed(3) : "∞";
+}

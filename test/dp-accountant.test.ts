@@ -1,0 +1,90 @@
+/**
+ * The RDP accountant against reference values computed with Google's dp_accounting 0.6
+ * (scripts/dp-reference/generate-vectors.py): within 1 % and never below, across noise
+ * multipliers 0.5–4, sample rates 0.001–1, steps 1–10,000, δ 1e-8–1e-5, Poisson and fixed-size
+ * sampling; plus the accountant's own invariants.
+ */
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { AccountantInputError, makeAccountant, RdpAccountant, UnsupportedEventError, type DpEvent } from "../shared/dp/index.ts";
+import { epsilonFor } from "../cli/commands/privacy.ts";
+
+interface Vector {
+  z: number;
+  q: number;
+  steps: number;
+  delta: number;
+  sampling: "poisson" | "fixed";
+  population?: number;
+  rdp: number;
+}
+
+const vectors = (JSON.parse(readFileSync("test/fixtures/dp-accounting-vectors.json", "utf8")) as { vectors: Vector[] }).vectors;
+
+describe("RDP accountant vs dp_accounting 0.6", () => {
+  it(`matches all ${vectors.length} reference vectors within 1% and never below`, () => {
+    let worst = 0;
+    for (const v of vectors) {
+      const eps = epsilonFor({ noiseMultiplier: v.z, sampleRate: v.q, steps: v.steps, delta: v.delta, accountant: "rdp", sampling: v.sampling, population: v.population ?? 1_000_000 });
+      expect(eps, JSON.stringify(v)).toBeGreaterThanOrEqual(v.rdp * (1 - 1e-9));
+      expect(eps, JSON.stringify(v)).toBeLessThanOrEqual(v.rdp * 1.01);
+      worst = Math.max(worst, Math.abs(eps / v.rdp - 1));
+    }
+    console.log(`accountant: ${vectors.length} reference vectors, worst relative difference ${worst.toExponential(2)}`);
+    expect(new Set(vectors.map((v) => v.sampling))).toEqual(new Set(["poisson", "fixed"]));
+  });
+
+  it("composes monotonically and checks before it changes anything", () => {
+    const g: DpEvent = { kind: "poissonSampled", samplingProbability: 0.01, event: { kind: "gaussian", noiseMultiplier: 1.1 } };
+    const a = new RdpAccountant();
+    let last = 0;
+    for (let i = 0; i < 5; i++) {
+      a.compose(g, 100);
+      const e = a.getEpsilon(1e-5);
+      expect(e).toBeGreaterThan(last);
+      last = e;
+    }
+    expect(() => a.compose({ kind: "poissonSampled", samplingProbability: 0.1, event: { kind: "nonsense" } as unknown as DpEvent })).toThrow(UnsupportedEventError);
+    expect(a.getEpsilon(1e-5)).toBe(last); // unchanged by the refused event
+    expect(new RdpAccountant().compose({ kind: "nonPrivate" }).getEpsilon(1e-5)).toBe(Infinity);
+    expect(new RdpAccountant().compose({ kind: "noOp" }).getEpsilon(1e-5)).toBe(0);
+    expect(() => new RdpAccountant().getEpsilon(0)).toThrow(AccountantInputError);
+    // δ(ε(δ)) ≤ δ: the two conversions agree.
+    const d = a.getDelta(last);
+    expect(d).toBeLessThanOrEqual(1e-5 * 1.0001);
+  });
+
+  it("says clearly that PLD is not available yet", () => {
+    expect(() => makeAccountant("pld")).toThrow(/not implemented/);
+  });
+
+  it("prints exactly one JSON object through the CLI contract", () => {
+    const out = execFileSync(process.execPath, ["bin/tacit.js", "privacy", "epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5", "--accountant", "rdp", "--json"], { encoding: "utf8" });
+    const lines = out.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const v = vectors.find((x) => x.z === 1 && x.q === 0.01 && x.steps === 1000 && x.sampling === "poisson");
+    const obj = JSON.parse(lines[0]!) as { epsilon: number };
+    expect(typeof obj.epsilon).toBe("number");
+    if (v && v.delta === 1e-5) expect(obj.epsilon).toBeCloseTo(v.rdp, 6);
+  });
+
+  it.each([
+    [["--noise-multiplier", "abc", "--sample-rate", "0.1", "--steps", "10"], /must be a number/],
+    [["--noise-multiplier", "1", "--sample-rate", "1.5", "--steps", "10"], /at most 1/],
+    [["--noise-multiplier", "1", "--sample-rate", "0.1", "--steps", "10", "--accountant", "xyz"], /rdp or pld/],
+    [["--noise-multiplier", "1", "--sample-rate", "0.1"], /--steps is required/],
+  ])("refuses bad CLI values %j with a specific error and exit 2", (args, re) => {
+    let status = 0;
+    let stderr = "";
+    try {
+      execFileSync(process.execPath, ["bin/tacit.js", "privacy", "epsilon", ...args, "--json"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    } catch (err) {
+      status = (err as { status: number }).status;
+      stderr = String((err as { stderr: string }).stderr);
+    }
+    expect(status).toBe(2);
+    expect(stderr).toMatch(re);
+    expect(stderr).not.toMatch(/at .*\.ts:\d+/); // no stack trace
+  });
+});
