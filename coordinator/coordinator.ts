@@ -37,6 +37,8 @@ export interface CoordinatorOptions {
   /** Overrides the state dir's TLS certificate (tests of transport only). */
   serverCredentials?: grpc.ServerCredentials;
   env?: NodeJS.ProcessEnv;
+  /** Per-caller token bucket (default burst 60, 20 requests/s). */
+  rateLimit?: { burst: number; perSecond: number };
 }
 
 export class CoordinatorStartError extends Error {
@@ -61,11 +63,12 @@ export class Coordinator {
     readonly redisTarget: RedisTarget,
     readonly signingKey: Ed25519KeyPair,
     readonly log: Logger,
+    rateLimit?: { burst: number; perSecond: number },
   ) {
     this.registry = new DeviceRegistry(redis);
     this.runs = new RunStore(redis);
     this.checkpoints = new CheckpointStore(paths.checkpoints);
-    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths));
+    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), rateLimit);
     this.ledger = PrivacyLedger.open(paths, signingKey);
     this.scheduler = new RunScheduler(
       redis,
@@ -185,7 +188,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     await target.embedded?.stop();
     throw err;
   }
-  const c = new Coordinator(paths, redis, target, signingKey, log);
+  const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -207,7 +210,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     throw new CoordinatorStartError(`cannot listen on ${host}:${opts.port ?? 0}: ${(err as Error).message}`);
   }
   c.server = server;
-  c.scheduler.start();
+  await c.scheduler.start();
   log.info({ port: c.port, redis: target.embedded ? "embedded" : "REDIS_URL" }, "coordinator listening");
   return c;
 }

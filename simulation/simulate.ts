@@ -12,9 +12,9 @@ import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
 import { buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, initBackend, initialWeights, parameterCount, Trainer, type Examples } from "../shared/model/index.ts";
-import { DEFAULT_DEADLINES, type RunSpec } from "../shared/run/index.ts";
+import { DEFAULT_DEADLINES, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
-import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, type DpEvent } from "../shared/dp/index.ts";
+import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
 import { evaluateSets, type EvalMetrics, type EvalSet } from "./evaluation.ts";
@@ -203,7 +203,10 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
   const logger = pino({ level: process.env.TACIT_LOG_LEVEL ?? "warn" }, pino.destination(2));
   let noiseMultiplier = opts.noiseMultiplier ?? 0;
   if (opts.targetEpsilon !== undefined) {
-    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: opts.rounds });
+    // Calibrate against the real per-round event (distributed discrete Gaussian with its
+    // rounding inflation), so that devices consenting to the target accept every round.
+    const base = buildRunSpec(opts, n, 1);
+    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: opts.rounds, eventFor: (z) => perRoundEvent({ ...base, noiseMultiplier: z }) });
   }
   const spec = buildRunSpec(opts, n, noiseMultiplier);
   let coordinator: Coordinator | undefined;
@@ -223,7 +226,8 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
       devices.push({ userId: u.userId, token: t.token, events: u.events.map((e) => [e.time, e.token]) });
     }
     const hostCount = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), devices.length));
-    const limits = { maxDeviceEpsilon: Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2 };
+    // Each simulated person consents to the target ε (if any): the device guard enforces it.
+    const limits = { maxDeviceEpsilon: opts.targetEpsilon ?? Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2 };
     const perDevice = new Map<string, { events: DpEvent[]; loss?: number; examples?: number }>();
     const roundLoss = new Map<number, { sum: number; n: number }>();
     const roundDeclines = new Map<number, number>();
@@ -268,6 +272,27 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
     const connectDeadline = Date.now() + 30_000;
     while (coordinator.hub.eligibleDevices().length < n && Date.now() < connectDeadline) await new Promise((r) => setTimeout(r, 50));
 
+    if (noiseMultiplier > 0) {
+      // A reviewer signs the policy this run is held to, and installs it on the coordinator.
+      const reviewerKey = privateKeyFromPem(readFileSync(join(keysDir, "reviewer-1.key"), "utf8"));
+      const reviewer = new CoordinatorClient({ address, caFile, credentials: { keyId: "reviewer-1", privateKey: reviewerKey.privateKey } });
+      const projected = projectRun(spec, opts.delta).deviceEpsilon;
+      const policy = signPolicy(
+        {
+          version: 1,
+          minNoiseMultiplier: noiseMultiplier,
+          maxDeviceEpsilon: Math.min(1e6, opts.targetEpsilon ?? Math.ceil(projected * 1.01 * 1000) / 1000),
+          delta: opts.delta,
+          minSurvivors: spec.minSurvivors,
+          allowedSignals: spec.signals,
+          note: "signed by the simulation's reviewer key for this run",
+        },
+        reviewerKey.privateKey,
+        reviewerKey.publicKey,
+      );
+      await reviewer.unary("Ledger", "SetPolicy", { json: JSON.stringify(policy) });
+      reviewer.close();
+    }
     const specJson = JSON.stringify(spec);
     const launched = await mlTeam.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(mlTeamKey.privateKey, specJson)) });
     const runId = launched.runId;

@@ -41,7 +41,7 @@ export class RunScheduler {
     this.queue = new Queue<RoundJob>(ROUNDS_QUEUE, { connection });
   }
 
-  start(): void {
+  async start(): Promise<void> {
     // BullMQ workers block on their connection, so they get their own (closed in close()).
     this.workerConnection = this.connection.duplicate();
     this.workerConnection.on("error", () => undefined);
@@ -55,6 +55,8 @@ export class RunScheduler {
       maxStalledCount: 10,
     });
     this.worker.on("failed", (job, err) => this.log.error({ job: job?.id, err: err.message }, "round job failed"));
+    this.worker.on("error", (err) => this.log.error({ err: err.message }, "round worker error"));
+    await Promise.all([this.queue.waitUntilReady(), this.worker.waitUntilReady()]);
   }
 
   async enqueue(runId: string, round: number, attempt: number, delayMs = 0): Promise<void> {
@@ -127,6 +129,7 @@ export class RunScheduler {
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([this.queue.waitUntilReady(), this.worker?.waitUntilReady()]);
     await this.worker?.close(true);
     await this.queue.close();
     this.workerConnection?.disconnect();

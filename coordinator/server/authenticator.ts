@@ -22,13 +22,15 @@ export interface Caller {
 export class Authenticator {
   private readonly principals = new Map<string, { role: Role; key: KeyObject }>();
   private readonly deviceKeys = new Map<string, KeyObject>();
-  private readonly limiter = new RateLimiter();
+  private readonly limiter: RateLimiter;
 
   constructor(
     private readonly redis: Redis,
     private readonly registry: DeviceRegistry,
     principals: Principal[],
+    rateLimit?: { burst: number; perSecond: number },
   ) {
+    this.limiter = new RateLimiter(rateLimit?.burst, rateLimit?.perSecond);
     for (const p of principals) this.principals.set(p.keyId, { role: p.role, key: publicKeyFromRaw(Buffer.from(p.publicKey, "base64")) });
   }
 

@@ -132,7 +132,7 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
           await new Promise((r) => setTimeout(r, 250));
         }
         call.end();
-      })().catch((err: unknown) => call.destroy(toServiceError(err)));
+      })().catch((err: unknown) => call.emit("error", toServiceError(err)));
     },
   };
 
@@ -143,6 +143,8 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         if (isMalformed(call.request)) throw invalid(`malformed Subscribe message: ${call.request[MALFORMED]}`);
         const stream = { write: (ev: ServerEvent) => call.write(ev), end: () => call.end() };
         c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
+        // An immediate heartbeat tells the device it is connected (and flushes headers).
+        call.write({ heartbeat: { timeMs: String(Date.now()) } });
         const heartbeat = setInterval(() => call.write({ heartbeat: { timeMs: String(Date.now()) } }), 15_000);
         const gone = (): void => {
           clearInterval(heartbeat);
@@ -151,7 +153,7 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         call.on("cancelled", gone);
         call.on("close", gone);
         call.on("error", gone);
-      })().catch((err: unknown) => call.destroy(toServiceError(err)));
+      })().catch((err: unknown) => call.emit("error", toServiceError(err)));
     },
     Decline: unary<{ ref: RoundRef__Output | null; reason: string }, object>(auth, log, `${svc}Rounds/Decline`, deviceOnly, async (req, caller) => {
       c.activeRound(ref(req.ref)).decline(caller.keyId, req.reason ?? "");
@@ -225,7 +227,7 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         }
         for (const line of await c.ledgerLines(Number(call.request.fromSeq || 0), onlyDevice)) call.write({ line });
         call.end();
-      })().catch((err: unknown) => call.destroy(toServiceError(err)));
+      })().catch((err: unknown) => call.emit("error", toServiceError(err)));
     },
     GetPolicy: unary<object, object>(auth, log, `${svc}Ledger/GetPolicy`, ["reviewer", "ml-team", "device"], async () => {
       const json = c.policyJson();
