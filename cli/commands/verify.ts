@@ -15,9 +15,16 @@ export function registerVerifyCommand(program: Command): void {
     .option("--policy <file>", "the signed policy you hold; must be the one in the ledger")
     .option("--coordinator-key <base64>", "the coordinator's public key you trust")
     .option("--delta <d>", "δ for every ε", "1e-6")
+    .option("--head <seq:hash>", "the last entry known out of band (detects a ledger cut at an entry boundary)")
     .option("--report <out.html>", "write a self-contained HTML report")
     .option("--json", "print findings as JSON")
-    .action(async (o: { ledger: string; policy?: string; coordinatorKey?: string; delta: string; report?: string; json?: boolean }) => {
+    .action(async (o: { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; report?: string; json?: boolean }) => {
+      let expectedHead: { seq: number; hash: string } | undefined;
+      if (o.head) {
+        const m = /^(\d+):([0-9a-f]{64})$/.exec(o.head);
+        if (!m) throw new CliError("--head must be SEQ:HASH (the entry's seq and its 64-hex-digit hash)");
+        expectedHead = { seq: Number(m[1]), hash: m[2]! };
+      }
       let text: string;
       try {
         text = readFileSync(o.ledger, "utf8");
@@ -36,7 +43,7 @@ export function registerVerifyCommand(program: Command): void {
       if (!(delta > 0 && delta < 1)) throw new CliError(`--delta must be in (0, 1), got ${o.delta}`);
       let findings;
       try {
-        findings = verifyLedger(text, { ...(policy ? { policy } : {}), ...(o.coordinatorKey ? { trustedCoordinatorKey: o.coordinatorKey } : {}), delta });
+        findings = verifyLedger(text, { ...(policy ? { policy } : {}), ...(expectedHead ? { expectedHead } : {}), ...(o.coordinatorKey ? { trustedCoordinatorKey: o.coordinatorKey } : {}), delta });
       } catch (err) {
         if (err instanceof LedgerFormatError) throw new CliError(`ledger ${o.ledger} ${err.message}`);
         throw err;

@@ -32,8 +32,16 @@ export function sealEntry(partial: Pick<LedgerEntry, "seq" | "prevHash" | "time"
   return { ...partial, hash, signature: Buffer.from(signBytes(key, hash)).toString("base64") };
 }
 
+/** Strict base64: Node's decoder ignores stray characters and trailing bits, a ledger must not. */
+export function strictBase64(s: unknown, bytes: number): Buffer | undefined {
+  if (typeof s !== "string") return undefined;
+  const b = Buffer.from(s, "base64");
+  return b.length === bytes && b.toString("base64") === s ? b : undefined;
+}
+
 export function entrySignatureValid(e: LedgerEntry, coordinatorKey: KeyObject): boolean {
-  return verifyBytes(coordinatorKey, e.hash, Buffer.from(e.signature, "base64"));
+  const sig = strictBase64(e.signature, 64);
+  return sig !== undefined && verifyBytes(coordinatorKey, e.hash, sig);
 }
 
 /** What one device signs about its contribution to a round. */

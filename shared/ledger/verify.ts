@@ -9,7 +9,7 @@ import { canonicalJson } from "../crypto/canonical-json.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilon, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
 import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
-import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, type LedgerEntry } from "./entry.ts";
+import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
 export interface Violation {
   code: string;
@@ -84,6 +84,14 @@ export interface VerifyOptions {
   /** Base64 raw ed25519 key the reviewer trusts as the coordinator's. */
   trustedCoordinatorKey?: string;
   delta?: number;
+  /**
+   * The head (last entry's seq and hash) obtained out of band — from a device's local copy, the
+   * coordinator's signed run status or an earlier verification. A chain cut at an entry boundary
+   * is otherwise indistinguishable from a shorter ledger.
+   */
+  expectedHead?: { seq: number; hash: string };
+  /** Check only the chain, hashes and signatures (no budgets): for bulk tamper scans. */
+  integrityOnly?: boolean;
 }
 
 export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
@@ -117,6 +125,15 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     if (coordinatorKey && !entrySignatureValid(e, coordinatorKey)) add("SIGNATURE", line, "the coordinator's signature does not verify");
     if (i > 0 && e.type === "genesis") add("GENESIS_AGAIN", line, "a second genesis entry");
   });
+
+  if (opts.expectedHead) {
+    const h = entries[opts.expectedHead.seq];
+    if (!h) add("TRUNCATED", undefined, `the ledger ends at seq ${entries.length - 1}, but entry ${opts.expectedHead.seq} is known to exist (entries were cut off)`);
+    else if (h.hash !== opts.expectedHead.hash) add("HEAD_MISMATCH", opts.expectedHead.seq + 1, `entry ${opts.expectedHead.seq} is not the one known out of band (history was rewritten)`);
+  }
+  if (opts.integrityOnly) {
+    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], violations: v };
+  }
 
   // Semantics: policies, runs, rounds, attestations.
   const delta = opts.delta ?? 1e-6;
@@ -214,7 +231,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       const deviceId = String(b.deviceId);
       try {
         const key = publicKeyFromRaw(Buffer.from(String(b.identityPublicKey), "base64"));
-        if (!verifyBytes(key, String(b.bodyJson), Buffer.from(String(b.signature), "base64"))) add("ATTESTATION_SIGNATURE", line, `device ${deviceId}'s attestation for run ${runId} round ${round} does not verify`);
+        const sig = strictBase64(b.signature, 64);
+        if (!sig || !verifyBytes(key, String(b.bodyJson), sig)) add("ATTESTATION_SIGNATURE", line, `device ${deviceId}'s attestation for run ${runId} round ${round} does not verify`);
         const body = JSON.parse(String(b.bodyJson)) as { deviceId?: string; runId?: string; round?: number; event?: unknown };
         if (body.deviceId !== deviceId || body.runId !== runId || body.round !== round) add("ATTESTATION_MISMATCH", line, `attestation body names another device, run or round`);
         const run = runs.get(runId);
