@@ -30,21 +30,19 @@ function randomFieldElement(): bigint {
   }
 }
 
-function modPow(base: bigint, exp: bigint): bigint {
-  let result = 1n;
-  let b = mod(base);
-  let e = exp;
-  while (e > 0n) {
-    if (e & 1n) result = (result * b) % FIELD_PRIME;
-    b = (b * b) % FIELD_PRIME;
-    e >>= 1n;
-  }
-  return result;
-}
-
+/** a⁻¹ mod p by the extended Euclidean algorithm (far cheaper than Fermat for 521-bit p). */
 function inverse(a: bigint): bigint {
-  if (mod(a) === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
-  return modPow(a, FIELD_PRIME - 2n); // Fermat: a^(p-2) = a^-1 in GF(p)
+  let r0 = mod(a);
+  if (r0 === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+  let r1 = FIELD_PRIME;
+  let s0 = 1n;
+  let s1 = 0n;
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
+  }
+  return mod(s0);
 }
 
 export function bytesToField(b: Uint8Array): bigint {
@@ -75,7 +73,11 @@ export function createShares(secret: bigint, threshold: number, xs: readonly num
   });
 }
 
-/** Lagrange coefficients at 0 for the given x-coordinates (reusable for many secrets). */
+/**
+ * Lagrange coefficients at 0 for the given x-coordinates (reusable for many secrets):
+ * λ_i = Π_{j≠i} x_j / (x_j − x_i). The x are small integers, so the products are exact BigInts
+ * and only one modular inversion per coefficient is needed.
+ */
 export function lagrangeAtZero(xs: readonly number[]): bigint[] {
   const bx = xs.map(BigInt);
   return bx.map((xi, i) => {
@@ -83,10 +85,10 @@ export function lagrangeAtZero(xs: readonly number[]): bigint[] {
     let den = 1n;
     for (let j = 0; j < bx.length; j++) {
       if (j === i) continue;
-      num = (num * mod(-bx[j]!)) % FIELD_PRIME;
-      den = (den * mod(xi - bx[j]!)) % FIELD_PRIME;
+      num *= bx[j]!;
+      den *= bx[j]! - xi;
     }
-    return (num * inverse(den)) % FIELD_PRIME;
+    return (mod(num) * inverse(den)) % FIELD_PRIME;
   });
 }
 
