@@ -32,7 +32,7 @@ for (let r = 0; r < rounds; r++) {
   const sum = new Float32Array(w.length);
   for (const [i, ex] of train.entries()) {
     t.setWeights(w);
-    await t.train(ex, { epochs: 1, batchSize: batch, learningRate: clientLr, seed: r * 1000 + i, maxSteps });
+    await t.train(ex, { epochs: 1, batchSize: batch, learningRate: clientLr, seed: r * 1000 + i, maxSteps, optimizer: (process.env.CLIENT_OPT ?? "sgd") as "sgd" | "adam" });
     const after = t.getWeights();
     for (let k = 0; k < w.length; k++) sum[k]! += after[k]! - w[k]!;
   }
