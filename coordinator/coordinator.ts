@@ -189,6 +189,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     throw err;
   }
   const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit);
+  // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
+  grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -207,7 +209,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     );
   } catch (err) {
     await c.stop();
-    throw new CoordinatorStartError(`cannot listen on ${host}:${opts.port ?? 0}: ${(err as Error).message}`);
+    const msg = (err as Error).message;
+    const reason = /EADDRINUSE/.test(msg) ? "the address is already in use" : /EACCES/.test(msg) ? "permission denied" : msg;
+    throw new CoordinatorStartError(`cannot listen on ${host}:${opts.port ?? 0}: ${reason}`);
   }
   c.server = server;
   await c.scheduler.start();

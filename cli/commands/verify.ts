@@ -18,51 +18,76 @@ export function registerVerifyCommand(program: Command): void {
     .option("--head <seq:hash>", "the last entry known out of band (detects a ledger cut at an entry boundary)")
     .option("--report <out.html>", "write a self-contained HTML report")
     .option("--json", "print findings as JSON")
-    .action(async (o: { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; report?: string; json?: boolean }) => {
-      let expectedHead: { seq: number; hash: string } | undefined;
-      if (o.head) {
-        const m = /^(\d+):([0-9a-f]{64})$/.exec(o.head);
-        if (!m) throw new CliError("--head must be SEQ:HASH (the entry's seq and its 64-hex-digit hash)");
-        expectedHead = { seq: Number(m[1]), hash: m[2]! };
-      }
-      let text: string;
-      try {
-        text = readFileSync(o.ledger, "utf8");
-      } catch {
-        throw new CliError(`cannot read ledger ${o.ledger}`);
-      }
-      let policy: PolicyFile | undefined;
-      if (o.policy) {
-        try {
-          policy = verifyPolicy(readFileSync(o.policy, "utf8"));
-        } catch (err) {
-          throw new CliError(`policy ${o.policy}: ${err instanceof PolicyError ? err.message : "cannot read the file"}`);
-        }
-      }
-      const delta = Number(o.delta);
-      if (!(delta > 0 && delta < 1)) throw new CliError(`--delta must be in (0, 1), got ${o.delta}`);
-      let findings;
-      try {
-        findings = verifyLedger(text, { ...(policy ? { policy } : {}), ...(expectedHead ? { expectedHead } : {}), ...(o.coordinatorKey ? { trustedCoordinatorKey: o.coordinatorKey } : {}), delta });
-      } catch (err) {
-        if (err instanceof LedgerFormatError) throw new CliError(`ledger ${o.ledger} ${err.message}`);
-        throw err;
-      }
-      if (o.report) {
-        const tmp = `${o.report}.tmp-${process.pid}`;
-        writeFileSync(tmp, await renderReport(findings, policy));
-        renameSync(tmp, o.report);
-      }
-      if (o.json) process.stdout.write(jsonWithInfinity(findings) + "\n");
-      else {
-        process.stdout.write(findings.ok ? `VERIFIED: ${findings.entries} entries; chain, signatures and budgets hold\n` : `NOT VERIFIED: ${findings.violations.length} violation(s)\n`);
-        for (const v of findings.violations) process.stdout.write(`  ${v.code}${v.line ? ` (line ${v.line})` : ""}: ${v.message}\n`);
-        for (const r of findings.runs) {
-          const last = r.rounds.filter((x) => x.status === "completed").at(-1);
-          const f = (x: number | undefined): string => (x === undefined ? "—" : Number.isFinite(x) ? x.toFixed(3) : "∞");
-          process.stdout.write(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)}, population ε ${f(last?.populationEpsilon)} (rests on the claimed sampling)\n`);
-        }
-      }
-      process.exitCode = findings.ok ? 0 : 1;
+    .action(async (o: VerifyOptions) => {
+      const r = await runVerify(o);
+      process.stdout.write(r.stdout);
+      process.stderr.write(r.stderr);
+      process.exitCode = r.exitCode;
     });
+}
+
+/** Options of `tacit verify`, as commander parses them. */
+export interface VerifyOptions { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; report?: string; json?: boolean }
+
+/**
+ * The whole `tacit verify` command without a process: exit 0 when everything holds, 1 naming
+ * each violation, 2 for bad input (message on stderr, never a stack trace).
+ */
+export async function runVerify(o: VerifyOptions): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const out: string[] = [];
+  try {
+    const ok = await verifyInto(o, out);
+    return { exitCode: ok ? 0 : 1, stdout: out.join(""), stderr: "" };
+  } catch (err) {
+    if (err instanceof CliError) return { exitCode: err.exitCode, stdout: out.join(""), stderr: `tacit verify: ${err.message}\n` };
+    throw err;
+  }
+}
+
+async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
+  let expectedHead: { seq: number; hash: string } | undefined;
+  if (o.head) {
+    const m = /^(\d+):([0-9a-f]{64})$/.exec(o.head);
+    if (!m) throw new CliError("--head must be SEQ:HASH (the entry's seq and its 64-hex-digit hash)");
+    expectedHead = { seq: Number(m[1]), hash: m[2]! };
+  }
+  let text: string;
+  try {
+    text = readFileSync(o.ledger, "utf8");
+  } catch {
+    throw new CliError(`cannot read ledger ${o.ledger}`);
+  }
+  let policy: PolicyFile | undefined;
+  if (o.policy) {
+    try {
+      policy = verifyPolicy(readFileSync(o.policy, "utf8"));
+    } catch (err) {
+      throw new CliError(`policy ${o.policy}: ${err instanceof PolicyError ? err.message : "cannot read the file"}`);
+    }
+  }
+  const delta = Number(o.delta);
+  if (!(delta > 0 && delta < 1)) throw new CliError(`--delta must be in (0, 1), got ${o.delta}`);
+  let findings;
+  try {
+    findings = verifyLedger(text, { ...(policy ? { policy } : {}), ...(expectedHead ? { expectedHead } : {}), ...(o.coordinatorKey ? { trustedCoordinatorKey: o.coordinatorKey } : {}), delta });
+  } catch (err) {
+    if (err instanceof LedgerFormatError) throw new CliError(`ledger ${o.ledger} ${err.message}`);
+    throw err;
+  }
+  if (o.report) {
+    const tmp = `${o.report}.tmp-${process.pid}`;
+    writeFileSync(tmp, await renderReport(findings, policy));
+    renameSync(tmp, o.report);
+  }
+  if (o.json) out.push(jsonWithInfinity(findings) + "\n");
+  else {
+    out.push(findings.ok ? `VERIFIED: ${findings.entries} entries; chain, signatures and budgets hold\n` : `NOT VERIFIED: ${findings.violations.length} violation(s)\n`);
+    for (const v of findings.violations) out.push(`  ${v.code}${v.line ? ` (line ${v.line})` : ""}: ${v.message}\n`);
+    for (const r of findings.runs) {
+      const last = r.rounds.filter((x) => x.status === "completed").at(-1);
+      const f = (x: number | undefined): string => (x === undefined ? "—" : Number.isFinite(x) ? x.toFixed(3) : "∞");
+      out.push(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)}, population ε ${f(last?.populationEpsilon)} (rests on the claimed sampling)\n`);
+    }
+  }
+  return findings.ok;
 }

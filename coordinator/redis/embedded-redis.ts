@@ -104,6 +104,16 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
   const bin = redisServerBinary();
   if (!bin) throw new RedisUnavailableError(INSTALL_HINT);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // The redis child belongs to one coordinator process at a time: never stop the Redis of a
+  // coordinator that is still running on this state dir.
+  const ownerFile = join(dataDir, "owner.pid");
+  if (existsSync(ownerFile)) {
+    const owner = Number(readFileSync(ownerFile, "utf8").trim());
+    if (Number.isInteger(owner) && owner !== process.pid && processAlive(owner)) {
+      throw new RedisUnavailableError(`the state dir ${dataDir} is in use by another coordinator (pid ${owner}); stop it first or use another --state-dir`);
+    }
+  }
+  writeFileSync(ownerFile, String(process.pid));
   await stopOrphan(dataDir);
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -144,6 +154,7 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
           child.kill("SIGTERM");
         });
         rmSync(join(dataDir, "redis.pid"), { force: true });
+        rmSync(ownerFile, { force: true });
       },
     };
   }

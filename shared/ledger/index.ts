@@ -1,3 +1,4 @@
 export * from "./entry.ts";
 export * from "./writer.ts";
 export * from "./verify.ts";
+export * from "./local-copy.ts";
