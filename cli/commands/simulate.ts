@@ -19,7 +19,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--dropout <p>", "each device drops with probability P at a random phase of each round", "0")
     .option("--noise-multiplier <z>", "DP noise multiplier (0 = clipping and SecAgg only)")
     .option("--target-epsilon <eps>", "calibrate the noise multiplier so device ε after all rounds is this")
-    .option("--clip <c>", "L2 clip norm of each device's update", "1")
+    .option("--clip <c>", "L2 clip norm of each device's update (rarely binding at 5 without noise; set it for DP runs)", "5")
     .option("--min-survivors <n>", "devices that must survive for a round to release (noise sized for them)")
     .option("--delta <d>", "DP delta", "1e-6")
     .option("--cohort <k>", "devices per round (default: all)")
