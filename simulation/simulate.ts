@@ -6,13 +6,13 @@
  */
 import { Worker } from "node:worker_threads";
 import { availableParallelism } from "node:os";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, copyFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
 import { buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, initBackend, initialWeights, parameterCount, Trainer, type Examples } from "../shared/model/index.ts";
-import { DEFAULT_DEADLINES, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
+import { DEFAULT_DEADLINES, defaultTrainingFields, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
@@ -165,7 +165,6 @@ function concatExamples(parts: Examples[], window: number): Examples {
 }
 
 function buildRunSpec(opts: SimulateOptions, n: number, noiseMultiplier: number): RunSpec {
-  const t = DEFAULT_TRAINING;
   const cohort = Math.min(opts.cohort ?? n, n);
   const minSurvivors = opts.minSurvivors ?? Math.max(2, Math.floor(cohort / 2));
   return {
@@ -175,14 +174,8 @@ function buildRunSpec(opts: SimulateOptions, n: number, noiseMultiplier: number)
     cohortSize: cohort,
     minSurvivors,
     populationSize: n,
-    localEpochs: opts.localEpochs ?? t.localEpochs,
-    maxLocalSteps: t.maxLocalSteps,
-    batchSize: t.batchSize,
-    clientLearningRate: t.clientLearningRate,
-    clientOptimizer: t.clientOptimizer,
-    serverOptimizer: t.serverOptimizer,
-    serverLearningRate: t.serverLearningRate,
-    serverMomentum: t.serverMomentum ?? 0,
+    ...defaultTrainingFields(),
+    ...(opts.localEpochs !== undefined ? { localEpochs: opts.localEpochs } : {}),
     clip: opts.clip,
     noiseMultiplier,
     delta: opts.delta,
@@ -351,6 +344,10 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
       const src = join(coordinator.paths.root, f);
       if (existsSync(src)) copyFileSync(src, join(opts.out, f));
     }
+    // The ledger head, for `tacit verify --head` (a ledger cut at an entry boundary is caught).
+    const lines = readFileSync(join(opts.out, "ledger.jsonl"), "utf8").trim().split("\n");
+    const head = JSON.parse(lines.at(-1)!) as { seq: number; hash: string };
+    writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
     admin.close();
     mlTeam.close();
     const completed = rounds.filter((x) => x.status === "completed");

@@ -4,8 +4,8 @@ import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
 import { principalClient } from "./coordinator.ts";
 import { signBytes, privateKeyFromPem } from "../../shared/crypto/index.ts";
-import { parseRunSpec, projectRun, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
-import { DEFAULT_MODEL_SPEC, DEFAULT_TRAINING } from "../../shared/model/index.ts";
+import { defaultTrainingFields, parseRunSpec, projectRun, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
+import { DEFAULT_MODEL_SPEC } from "../../shared/model/index.ts";
 import type { RunStatus } from "../../client/transport/coordinator-client.ts";
 import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
 import { join } from "node:path";
@@ -28,7 +28,6 @@ const withConn = (c: Command): Command =>
     .option("--json", "print JSON");
 
 export function defaultRunSpec(): RunSpec {
-  const t = DEFAULT_TRAINING;
   return {
     name: "run",
     model: DEFAULT_MODEL_SPEC,
@@ -36,14 +35,7 @@ export function defaultRunSpec(): RunSpec {
     cohortSize: 50,
     minSurvivors: 25,
     populationSize: 1000,
-    localEpochs: t.localEpochs,
-    maxLocalSteps: t.maxLocalSteps,
-    batchSize: t.batchSize,
-    clientLearningRate: t.clientLearningRate,
-    clientOptimizer: t.clientOptimizer,
-    serverOptimizer: t.serverOptimizer,
-    serverLearningRate: t.serverLearningRate,
-    serverMomentum: t.serverMomentum ?? 0,
+    ...defaultTrainingFields(),
     clip: 1,
     noiseMultiplier: 1,
     delta: 1e-6,

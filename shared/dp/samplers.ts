@@ -90,13 +90,3 @@ export function rationalOf(x: number): Rational {
   }
   return { num: BigInt(v), den };
 }
-
-/**
- * Fast path for the many draws one vector needs: N_Z(0, σ²) samples for all coordinates with a
- * single RandomSource. Still exact (same algorithm).
- */
-export function discreteGaussianVector(n: number, sigma2: Rational, rng = new RandomSource()): Int32Array | Float64Array {
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = Number(discreteGaussian(rng, sigma2));
-  return out;
-}

@@ -28,14 +28,14 @@ export const DEFAULT_MODEL_SPEC: ModelSpec = {
   sessionGapSeconds: 1800,
 };
 
-const specSchema = z
+export const modelSpecSchema = z
   .object({
     version: z.literal(1),
     vocabBuckets: z.number().int().min(16).max(65_536),
     window: z.number().int().min(1).max(64),
     embedDim: z.number().int().min(1).max(512),
     hidden: z.number().int().min(1).max(2048),
-    sessionGapSeconds: z.number().int().min(1),
+    sessionGapSeconds: z.number().int().min(1).max(86_400 * 30),
   })
   .strict();
 
@@ -44,7 +44,7 @@ export class ModelSpecError extends Error {
 }
 
 export function validateModelSpec(x: unknown): ModelSpec {
-  const r = specSchema.safeParse(x);
+  const r = modelSpecSchema.safeParse(x);
   if (!r.success) throw new ModelSpecError(`invalid model spec: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   return r.data;
 }

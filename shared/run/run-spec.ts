@@ -3,19 +3,12 @@
  * Validated with zod at every edge (CLI, gRPC) before anything acts on it.
  */
 import { z } from "zod";
+import { modelSpecSchema } from "../model/spec.ts";
+import { DEFAULT_TRAINING } from "../model/defaults.ts";
+
+export { modelSpecSchema };
 
 export const SIGNAL_KINDS = ["shortcut", "click", "app-switch", "typing-burst", "key", "commit", "file-change"] as const;
-
-export const modelSpecSchema = z
-  .object({
-    version: z.literal(1),
-    vocabBuckets: z.number().int().min(16).max(65_536),
-    window: z.number().int().min(1).max(64),
-    embedDim: z.number().int().min(1).max(512),
-    hidden: z.number().int().min(1).max(2048),
-    sessionGapSeconds: z.number().int().min(1).max(86_400 * 30),
-  })
-  .strict();
 
 export const deadlinesSchema = z
   .object({
@@ -70,6 +63,21 @@ export const DEFAULT_DEADLINES: Deadlines = {
   maskedInputMs: 600_000,
   unmaskMs: 30_000,
 };
+
+/** The training fields of a run spec from the measured defaults (shared/model/defaults.ts). */
+export function defaultTrainingFields(): Pick<RunSpec, "localEpochs" | "maxLocalSteps" | "batchSize" | "clientLearningRate" | "clientOptimizer" | "serverOptimizer" | "serverLearningRate" | "serverMomentum"> {
+  const t = DEFAULT_TRAINING;
+  return {
+    localEpochs: t.localEpochs,
+    maxLocalSteps: t.maxLocalSteps,
+    batchSize: t.batchSize,
+    clientLearningRate: t.clientLearningRate,
+    clientOptimizer: t.clientOptimizer,
+    serverOptimizer: t.serverOptimizer,
+    serverLearningRate: t.serverLearningRate,
+    serverMomentum: t.serverMomentum ?? 0,
+  };
+}
 
 export class RunSpecError extends Error {
   override name = "RunSpecError";

@@ -1,0 +1,70 @@
+/**
+ * The device side of the budget: the guard declines rounds that fall short of what the person
+ * consented to, and the local budget record never under-counts (a re-run attempt after a
+ * coordinator crash supersedes an unrevealed earlier attempt, nothing else is refunded).
+ */
+import { describe, expect, it } from "vitest";
+import { checkRound } from "../client/participant/device-guard.ts";
+import { BudgetRecord } from "../client/participant/budget-record.ts";
+import { deviceEpsilon, type DpEvent } from "../shared/dp/index.ts";
+import type { RoundConfig } from "../shared/run/index.ts";
+
+const EVENT: DpEvent = { kind: "gaussian", noiseMultiplier: 1 };
+const cfg = (over: Partial<RoundConfig["dp"]> = {}, signals: RoundConfig["signals"] = ["commit"]): RoundConfig =>
+  ({ dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 1, minSurvivors: 10, expectedSurvivors: 20, delta: 1e-6, rotationSeed: "", ...over }, signals }) as unknown as RoundConfig;
+const limits = { maxDeviceEpsilon: 20, delta: 1e-6, minNoiseMultiplier: 0.8, minSurvivors: 5, signals: ["commit", "shortcut"] };
+
+describe("device guard", () => {
+  it("accepts a round within every limit and reports the projected ε", () => {
+    const d = checkRound(cfg(), EVENT, [], limits);
+    expect(d.ok).toBe(true);
+    if (d.ok) expect(d.projectedEpsilon).toBeCloseTo(deviceEpsilon([EVENT], 1e-6), 9);
+  });
+
+  it.each([
+    [cfg({ noiseMultiplier: 0.5 }), "NOISE_TOO_LOW"],
+    [cfg({ minSurvivors: 3 }), "TOO_FEW_SURVIVORS"],
+    [cfg({ delta: 1e-3 }), "DELTA_TOO_LARGE"],
+    [cfg({}, ["commit", "typing-burst"]), "SIGNAL_NOT_CONSENTED"],
+  ] as const)("declines %#: %s", (c, code) => {
+    const d = checkRound(c, EVENT, [], limits);
+    expect(d.ok).toBe(false);
+    if (!d.ok) expect(d.code).toBe(code);
+  });
+
+  it("declines once the composed budget would exceed the person's maximum", () => {
+    const spent: DpEvent[] = [];
+    let joined = 0;
+    for (;;) {
+      const d = checkRound(cfg(), EVENT, spent, limits);
+      if (!d.ok) {
+        expect(d.code).toBe("BUDGET_EXHAUSTED");
+        expect(d.reason).toMatch(/> limit 20/);
+        break;
+      }
+      spent.push(EVENT);
+      joined++;
+    }
+    expect(joined).toBeGreaterThan(0);
+    expect(deviceEpsilon(spent, 1e-6)).toBeLessThanOrEqual(20);
+    expect(deviceEpsilon([...spent, EVENT], 1e-6)).toBeGreaterThan(20);
+  });
+});
+
+describe("device budget record", () => {
+  it("charges once per attempt, never refunds an aborted round, supersedes only unrevealed re-run attempts", () => {
+    const b = new BudgetRecord();
+    b.charge({ runId: "r", round: 0, attempt: 0, event: EVENT, at: 1 });
+    b.charge({ runId: "r", round: 0, attempt: 0, event: EVENT, at: 2 }); // duplicate delivery
+    expect(b.events()).toHaveLength(1);
+    b.markOutcome("r", 0, "aborted");
+    expect(b.events()).toHaveLength(1); // aborted is not refunded
+    b.charge({ runId: "r", round: 1, attempt: 0, event: EVENT, at: 3 }); // coordinator crashes here
+    b.charge({ runId: "r", round: 1, attempt: 1, event: EVENT, at: 4 }); // the round is re-run
+    expect(b.events()).toHaveLength(2); // round 1 counted once
+    b.charge({ runId: "r", round: 2, attempt: 0, event: EVENT, at: 5 });
+    b.markRevealed("r", 2, 0); // this device helped unmask attempt 0
+    b.charge({ runId: "r", round: 2, attempt: 1, event: EVENT, at: 6 });
+    expect(b.events()).toHaveLength(4); // a revealed attempt stays charged
+  });
+});
