@@ -48,6 +48,8 @@ export class SimulationProgress {
     this.bar?.stop();
     this.bar = undefined;
     const loss = m.trainLoss === null ? "n/a" : m.trainLoss.toFixed(3);
+    const sa = m.secagg as { mode?: string; degree?: number; threshold?: number; guarantee?: string } | undefined;
+    if (sa?.mode && round === 0) process.stderr.write(`secure aggregation: ${sa.guarantee}\n`);
     process.stderr.write(
       `round ${round + 1}/${this.rounds} ${m.status}: survivors ${m.survivors}/${m.cohort}, train loss ${loss}, held-out top-1 ${(100 * m.eval.top1Micro).toFixed(1)}% top-3 ${(100 * m.eval.top3Micro).toFixed(1)}% (micro), ${m.wallSeconds.toFixed(1)} s\n`,
     );

@@ -55,7 +55,11 @@ function printStatus(st: RunStatus, json: boolean | undefined): void {
     return;
   }
   process.stdout.write(`${st.runId}  ${st.state}  rounds ${st.roundsDone}/${st.roundsTotal}  phase ${st.currentPhase}  model ${st.modelHash.slice(0, 12)}${st.error ? `  error: ${st.error}` : ""}\n`);
-  for (const r of st.rounds) process.stdout.write(`  round ${r.round} ${r.status}: ${r.survivors}/${r.cohort} survived  ${r.detail}\n`);
+  for (const r of st.rounds) {
+    const p = JSON.parse(r.phaseCountsJson || "{}") as { secagg?: { mode: string; degree: number; threshold: number; guarantee: string } };
+    process.stdout.write(`  round ${r.round} ${r.status}: ${r.survivors}/${r.cohort} survived  ${r.detail}\n`);
+    if (p.secagg?.mode) process.stdout.write(`    secure aggregation: ${p.secagg.guarantee}\n`);
+  }
 }
 
 export function registerRunCommands(program: Command): void {
