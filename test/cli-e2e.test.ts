@@ -101,6 +101,23 @@ describe("tacit CLI", () => {
     expect(existsSync(join(out, "metrics.json"))).toBe(false);
   });
 
+  it("evaluates on --eval-dir files, including a user with no training data, and compares with --centralized in the same units", () => {
+    const evalDir = mkdtempSync(join(tmpdir(), "tacit-eval-"));
+    writeFileSync(join(evalDir, "user-06.tsv"), readFileSync("data/devactions/user-06.tsv"));
+    writeFileSync(join(evalDir, "user-unseen.tsv"), readFileSync("data/devactions/user-40.tsv"));
+    const out = mkdtempSync(join(tmpdir(), "tacit-sim-eval-"));
+    const fed = tacit(["simulate", "--dataset", "data/devactions", "--clients", "3", "--rounds", "1", "--eval-dir", evalDir, "--out", out, "--json"]);
+    expect(fed.status, fed.stderr).toBe(0);
+    const m = JSON.parse(fed.stdout) as { evalSource: string; final: { eval: { users: number; events: number; top3Micro: number; top3Macro: number } } };
+    expect(m.evalSource).toBe(evalDir);
+    expect(m.final.eval.users).toBe(2);
+    const cen = tacit(["simulate", "--dataset", "data/devactions", "--clients", "3", "--rounds", "1", "--eval-dir", evalDir, "--centralized", "--out", out, "--json"]);
+    expect(cen.status, cen.stderr).toBe(0);
+    const c = JSON.parse(cen.stdout) as { mode: string; final: { eval: { users: number; events: number } } };
+    expect(c.mode).toBe("centralized");
+    expect(c.final.eval.events).toBe(m.final.eval.events); // same held-out events, same units
+  });
+
   it("runs a small simulation with dropouts and records survivors and dropouts per phase", () => {
     const out = mkdtempSync(join(tmpdir(), "tacit-sim-"));
     const r = tacit(["simulate", "--dataset", "data/devactions", "--clients", "8", "--rounds", "2", "--dropout", "0.3", "--min-survivors", "3", "--local-epochs", "1", "--out", out, "--json"]);
