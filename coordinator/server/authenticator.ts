@@ -23,6 +23,8 @@ export class Authenticator {
   private readonly principals = new Map<string, { role: Role; key: KeyObject }>();
   private readonly deviceKeys = new Map<string, KeyObject>();
   private readonly limiter: RateLimiter;
+  /** Operators enroll fleets of laptops and watch runs: a larger bucket than any one device. */
+  private readonly principalLimiter: RateLimiter;
 
   constructor(
     private readonly redis: Redis,
@@ -31,6 +33,7 @@ export class Authenticator {
     rateLimit?: { burst: number; perSecond: number },
   ) {
     this.limiter = new RateLimiter(rateLimit?.burst, rateLimit?.perSecond);
+    this.principalLimiter = new RateLimiter((rateLimit?.burst ?? 60) * 50, (rateLimit?.perSecond ?? 20) * 50);
     for (const p of principals) this.principals.set(p.keyId, { role: p.role, key: publicKeyFromRaw(Buffer.from(p.publicKey, "base64")) });
   }
 
@@ -59,7 +62,8 @@ export class Authenticator {
     if (!entry) throw new AuthError(`unknown key id ${parsed.keyId}: enroll the device or register the key with the coordinator`);
     verifyAuth(parsed, method, entry.key);
     // Counted only after the signature verifies, so nobody can exhaust another caller's bucket.
-    if (!this.limiter.take(parsed.keyId)) throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `rate limit exceeded for ${parsed.keyId}: slow down and retry`);
+    const limiter = entry.role === "device" ? this.limiter : this.principalLimiter;
+    if (!limiter.take(parsed.keyId)) throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `rate limit exceeded for ${parsed.keyId}: slow down and retry`);
     const fresh = await this.redis.set(`tacit:nonce:${parsed.keyId}:${parsed.nonce}`, "1", "PX", 2 * AUTH_MAX_SKEW_MS, "NX");
     if (fresh === null) throw new AuthError("replayed request: this nonce was already used");
     if (!allowed.includes(entry.role)) {

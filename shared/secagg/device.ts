@@ -53,12 +53,16 @@ export class SecAggDevice {
     const seen = new Map<number, RosterEntry>();
     for (const r of roster) {
       if (seen.has(r.index)) throw new SecAggError("DUPLICATE", `roster lists device ${r.index} twice`);
+      seen.set(r.index, r);
+    }
+    // Only neighbours' keys are ever used, so only their signatures need checking: k, not n,
+    // verifications per device (this is what keeps SecAgg+ device cost at O(log n)).
+    const verify = (r: RosterEntry): void => {
       const idKey = r.identityPublicKey instanceof Uint8Array ? publicKeyFromRaw(r.identityPublicKey) : r.identityPublicKey;
       if (!verifyBytes(idKey, advertisePayload(this.cfg, r.index, r.cPk, r.sPk), r.signature)) {
         throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${r.index} are not signed by its identity`);
       }
-      seen.set(r.index, r);
-    }
+    };
     const mine = seen.get(this.self);
     if (!mine || Buffer.compare(Buffer.from(mine.sPk), Buffer.from(this.s.publicRaw)) !== 0 || Buffer.compare(Buffer.from(mine.cPk), Buffer.from(this.c.publicRaw)) !== 0) {
       throw new SecAggError("UNKNOWN_PEER", "the roster does not carry this device's own advertised keys");
@@ -67,6 +71,7 @@ export class SecAggDevice {
     this.roster = seen;
     const graph = neighbourGraph(this.cfg, [...seen.keys()]);
     this.neighbours = graph.get(this.self) ?? [];
+    for (const v of this.neighbours) verify(seen.get(v)!);
     if (this.neighbours.length < this.cfg.threshold) throw new SecAggError("TOO_FEW_SURVIVORS", `device ${this.self} has ${this.neighbours.length} neighbours, threshold ${this.cfg.threshold}`);
     const xs = this.neighbours.map((v) => v + 1);
     const bShares = createShares(bytesToField(this.seed), this.cfg.threshold, xs);
