@@ -9,6 +9,7 @@ import { registerCoordinatorCommands } from "./commands/coordinator.ts";
 import { epsilonForRun, registerRunCommands } from "./commands/run.ts";
 import { registerPrivacyCommands } from "./commands/privacy.ts";
 import { registerVerifyCommand } from "./commands/verify.ts";
+import { registerClientCommands } from "./commands/client.ts";
 
 export function buildProgram(): Command {
   const program = new Command("tacit")
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerCoordinatorCommands(program);
+  registerClientCommands(program);
   registerRunCommands(program);
   registerPrivacyCommands(program, { epsilonForRun });
   registerVerifyCommand(program);

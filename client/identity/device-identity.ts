@@ -3,7 +3,8 @@
  * anywhere but its public half), and the enrollment record (device id, coordinator address,
  * pinned CA, coordinator public key). Key file 0600 in a 0700 dir.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { generateEd25519, privateKeyFromPem, privateKeyToPem, KeyFormatError, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
@@ -36,10 +37,7 @@ export function identityPaths(stateDir: string): IdentityPaths {
 }
 
 function writeSecret(path: string, data: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  writeFileAtomic(path, data, 0o600);
 }
 
 /** Generates the identity key if none exists yet; returns it. */

@@ -49,6 +49,8 @@ export interface ConnectOptions {
   /** The coordinator's CA certificate (PEM): the only CA this client trusts. */
   caFile: string;
   credentials?: Credentials;
+  /** Client interceptors on every service (tests record what leaves the laptop with one). */
+  interceptors?: grpc.Interceptor[];
 }
 
 /** One connection to the coordinator with all four services. */
@@ -62,10 +64,11 @@ export class CoordinatorClient {
   constructor(opts: ConnectOptions) {
     const proto = loadTacitProto();
     const chan = pinnedCaCredentials(opts.caFile);
-    this.enrollment = new proto.tacit.v1.Enrollment(opts.address, chan, CHANNEL_OPTIONS);
+    const base = { ...CHANNEL_OPTIONS, interceptors: opts.interceptors ?? [] } as grpc.ClientOptions;
+    this.enrollment = new proto.tacit.v1.Enrollment(opts.address, chan, base);
     // Share one channel for the other services.
     const channelOverride = this.enrollment.getChannel();
-    const shared = { ...CHANNEL_OPTIONS, channelOverride } as grpc.ClientOptions;
+    const shared = { ...base, channelOverride } as grpc.ClientOptions;
     this.rounds = new proto.tacit.v1.Rounds(opts.address, chan, shared);
     this.runControl = new proto.tacit.v1.RunControl(opts.address, chan, shared);
     this.ledgerSvc = new proto.tacit.v1.Ledger(opts.address, chan, shared);
