@@ -55,8 +55,9 @@ describe("RDP accountant vs dp_accounting 0.6", () => {
     expect(d).toBeLessThanOrEqual(1e-5 * 1.0001);
   });
 
-  it("says clearly that PLD is not available yet", () => {
-    expect(() => makeAccountant("pld")).toThrow(/not implemented/);
+  it("offers the PLD accountant beside RDP (its own tests: test/dp-pld.test.ts)", () => {
+    expect(makeAccountant("pld").supports({ kind: "gaussian", noiseMultiplier: 1 })).toBe(true);
+    expect(() => makeAccountant("xyz" as "pld")).toThrow(/unknown accountant/);
   });
 
   it("prints exactly one JSON object through the CLI contract", () => {

@@ -36,7 +36,7 @@ export function registerPrivacyCommands(program: Command, deps: PrivacyDeps = {}
     .option("--sample-rate <q>", "sampling probability per step (1 = no sampling)")
     .option("--steps <t>", "number of steps (rounds)")
     .option("--delta <d>", "target δ", "1e-6")
-    .option("--accountant <kind>", "rdp or pld", "rdp")
+    .option("--accountant <kind>", "rdp or pld (PLD: Poisson sampling or none, as dp_accounting 0.6)", "rdp")
     .option("--sampling <kind>", "poisson or fixed (fixed-size sampling without replacement)", "poisson")
     .option("--population <n>", "dataset size for --sampling fixed", "1000000")
     .option("--run <runId>", "compute device and population ε of a launched run")

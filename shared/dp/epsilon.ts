@@ -7,13 +7,12 @@
  */
 import type { DpEvent } from "./events.ts";
 import { RdpAccountant } from "./rdp-accountant.ts";
+import { PldAccountant } from "./pld/pld-accountant.ts";
 import { AccountantInputError, type PrivacyAccountant } from "./accountant.ts";
 
 export function makeAccountant(kind: "rdp" | "pld"): PrivacyAccountant {
   if (kind === "rdp") return new RdpAccountant();
-  // The PLD accountant (Doroshenko et al. 2022) is not implemented yet; say so rather than
-  // silently answering with another accountant.
-  if (kind === "pld") throw new AccountantInputError("the PLD accountant is not implemented yet in this version; use --accountant rdp");
+  if (kind === "pld") return new PldAccountant();
   throw new AccountantInputError(`unknown accountant '${String(kind)}' (rdp or pld)`);
 }
 

@@ -2,6 +2,7 @@ export * from "./events.ts";
 export * from "./accountant.ts";
 export { RdpAccountant, DEFAULT_RDP_ORDERS, epsilonFromRdp, deltaFromRdp, rdpOfEvent } from "./rdp-accountant.ts";
 export * from "./epsilon.ts";
+export { PldAccountant, equivalentNoiseMultiplier } from "./pld/index.ts";
 export * from "./distributed-dp.ts";
 export { RandomSource } from "./random-source.ts";
 export { bernoulliExp, discreteLaplace, discreteGaussian, rationalOf, type Rational } from "./samplers.ts";
