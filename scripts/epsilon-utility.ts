@@ -3,7 +3,7 @@
  * several device ε (no amplification, δ = 1e-6) next to the same federation without noise and
  * the centralized non-private model, all on the same users, rounds and held-out split.
  *
- *   npx tsx scripts/epsilon-utility.ts [--dataset DIR] [--clients N] [--rounds R] [--clip C]
+ *   npx tsx scripts/epsilon-utility.ts [--dataset DIR] [--clients N] [--rounds R] [--clip C] [--out DIR]
  *
  * Defaults use `devactions-large` from ../shared (population scale: device-level DP needs many
  * devices per round before the noise on the mean becomes small). Each point is one real
@@ -18,10 +18,12 @@ import { parseArgs } from "node:util";
 const { values } = parseArgs({
   options: {
     dataset: { type: "string", default: resolve("../shared/datasets/devactions-large") },
-    clients: { type: "string", default: "300" },
-    rounds: { type: "string", default: "3" },
+    clients: { type: "string", default: "150" },
+    rounds: { type: "string", default: "10" },
     clip: { type: "string", default: "1" },
-    epsilons: { type: "string", default: "1,4,8,16,inf" },
+    epsilons: { type: "string", default: "inf,16,8,4,1" },
+    // Resumable: a point whose metrics.json already exists in --out is read, not re-run.
+    out: { type: "string" },
   },
 });
 if (!existsSync(values.dataset)) {
@@ -29,7 +31,7 @@ if (!existsSync(values.dataset)) {
   process.exit(2);
 }
 const clients = Number(values.clients);
-const out = mkdtempSync(join(tmpdir(), "tacit-eps-"));
+const out = values.out ?? mkdtempSync(join(tmpdir(), "tacit-eps-"));
 const bin = resolve("bin/tacit.js");
 
 interface Final {
@@ -40,6 +42,7 @@ interface Final {
 
 function simulate(name: string, extra: string[]): Final {
   const dir = join(out, name);
+  if (existsSync(join(dir, "metrics.json"))) return JSON.parse(readFileSync(join(dir, "metrics.json"), "utf8")) as Final;
   const args = [bin, "simulate", "--dataset", values.dataset, "--clients", String(clients), "--rounds", values.rounds, "--clip", values.clip, "--out", dir, ...extra];
   process.stderr.write(`$ tacit ${args.slice(1).join(" ")}\n`);
   execFileSync(process.execPath, args, { stdio: ["ignore", "ignore", "inherit"] });
@@ -52,6 +55,7 @@ const rows: string[] = [];
 for (const e of values.epsilons.split(",")) {
   const m = e === "inf" ? simulate("eps-inf", ["--noise-multiplier", "0"]) : simulate(`eps-${e}`, ["--target-epsilon", e, "--min-survivors", minSurvivors]);
   const f = m.final;
+  process.stderr.write(`ε=${e}: top-3 micro ${(100 * f.eval.top3Micro).toFixed(2)} %\n`);
   rows.push(
     `| ${e === "inf" ? "∞ (no noise)" : e} | ${m.privacy.noiseMultiplier.toFixed(3)} | ${Number.isFinite(f.deviceEpsilon.max) ? f.deviceEpsilon.max.toFixed(2) : "∞"} | ${Number.isFinite(f.populationEpsilon) ? f.populationEpsilon.toFixed(2) : "∞"} | ${(100 * f.eval.top3Micro).toFixed(2)} % | ${(100 * f.eval.top3Macro).toFixed(2)} % | ${(m.wallSeconds / 60).toFixed(1)} min |`,
   );

@@ -8,7 +8,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { randomInt } from "node:crypto";
 import { generateEd25519 } from "../shared/crypto/index.ts";
 import { buildExamples, initBackend, Trainer, type ModelSpec, type Examples } from "../shared/model/index.ts";
-import type { RoundConfig } from "../shared/run/index.ts";
+import { localTrainOptions, type RoundConfig } from "../shared/run/index.ts";
 import { CoordinatorClient } from "../client/transport/coordinator-client.ts";
 import { RoundParticipant, type RoundPhase } from "../client/participant/round-participant.ts";
 import { BudgetRecord } from "../client/participant/budget-record.ts";
@@ -76,14 +76,7 @@ async function main(): Promise<void> {
             }
             const t = trainerFor(cfg.model);
             t.setWeights(weights);
-            const res = await t.train(cached.ex, {
-              epochs: cfg.training.localEpochs,
-              maxSteps: cfg.training.maxLocalSteps,
-              batchSize: cfg.training.batchSize,
-              learningRate: cfg.training.learningRate,
-              optimizer: cfg.training.optimizer,
-              seed: cfg.training.seed,
-            });
+            const res = await t.train(cached.ex, localTrainOptions(cfg));
             const after = t.getWeights();
             const delta = new Float32Array(after.length);
             for (let i = 0; i < after.length; i++) delta[i] = after[i]! - weights[i]!;

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { requireXTools, startXvfb, type XServer } from "./support/xvfb.ts";
 import { ClientDaemon } from "../client/daemon/client-daemon.ts";
 import { CaptureService } from "../client/capture/capture-service.ts";
 import { ActionStore } from "../client/store/action-store.ts";
@@ -47,7 +48,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
   let xdg: string;
   let stateDir: string;
   let display: string;
-  let xvfb: ChildProcess;
+  let x: XServer;
   let window: ChildProcess;
   let daemon: ClientDaemon | undefined;
   const sent: Buffer[] = [];
@@ -71,15 +72,11 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
   };
 
   beforeAll(async () => {
-    if (spawnSync("sh", ["-c", "command -v Xvfb && command -v xdotool && command -v xmessage"]).status !== 0) {
-      throw new Error("this test needs a real X server: apt-get install -y xvfb xdotool x11-utils");
-    }
-    const n = 90 + Math.floor(Math.random() * 400);
-    display = `:${n}`;
-    xvfb = spawn("Xvfb", [display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"], { stdio: "ignore" });
-    await waitFor("Xvfb", () => existsSync(`/tmp/.X11-unix/X${n}`), 10_000);
+    requireXTools();
+    x = await startXvfb();
+    display = x.display;
     window = spawn("xmessage", ["-geometry", "600x200+10+10", "Tacit capture test window"], { env: { ...process.env, DISPLAY: display }, stdio: "ignore" });
-    await waitFor("the test window", () => spawnSync("xdotool", ["search", "--class", "xmessage"], { env: { ...process.env, DISPLAY: display } }).status === 0, 10_000);
+    await waitFor("the test window", () => spawnSync("xdotool", ["search", "--onlyvisible", "--class", "xmessage"], { env: { ...process.env, DISPLAY: display } }).status === 0, 20_000);
     cluster = await TestCluster.start();
     xdg = mkdtempSync(join(tmpdir(), "tacit-xdg-"));
     stateDir = join(xdg, "tacit");
@@ -89,9 +86,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
   afterAll(async () => {
     await daemon?.stop();
     window?.kill();
-    // uiohook keeps an X connection for the life of the process and Xlib exits the process when
-    // its server vanishes: the server is stopped only after this test process has exited.
-    if (xvfb?.pid) spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.5; done; kill ${xvfb.pid}`], { detached: true, stdio: "ignore" }).unref();
+    x?.stopAfterExit();
     await cluster?.stop();
     if (xdg) rmSync(xdg, { recursive: true, force: true });
   });
@@ -162,7 +157,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
       onParticipantEvent: (e) => events.push(e),
     });
     await daemon.start();
-    const win = xdotool("search", "--class", "xmessage").split("\n")[0]!;
+    const win = xdotool("search", "--onlyvisible", "--class", "xmessage").split("\n")[0]!;
     xdotool("windowfocus", "--sync", win);
     for (let i = 0; i < 12; i++) {
       xdotool("type", "--delay", "5", CANARY);
@@ -242,7 +237,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
       capture: (onAction, consent) => new CaptureService({ consent: { apps: consent.apps, kinds: consent.kinds }, onAction, idleFlushMs: 300 }),
     });
     await daemon.start();
-    const win = xdotool("search", "--class", "xmessage").split("\n")[0]!;
+    const win = xdotool("search", "--onlyvisible", "--class", "xmessage").split("\n")[0]!;
     xdotool("windowfocus", "--sync", win);
     expect((await cli(["client", "pause"])).code).toBe(0);
     await waitFor("the daemon to see the pause", () => daemon!.status().capture === "paused", 5000);
@@ -256,6 +251,10 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     await waitFor("the daemon to resume", () => daemon!.status().capture === "running", 5000);
     xdotool("key", "ctrl+s");
     await waitFor("capture after resume", () => daemon!.status().storedActions > before, 5000);
+    // Still buffered in the daemon: review asks it to seal first, so it sees every action.
+    const live = await cli(["client", "review", "--json"]);
+    expect(JSON.parse(live.stdout).total).toBe(daemon.status().storedActions);
+    expect(daemon.status().flushedAt).toBeGreaterThan(0);
     await daemon.stop();
     daemon = undefined;
 

@@ -19,7 +19,7 @@ import { deleteIdentity, ensureIdentity, identityPaths, loadEnrollment, loadIden
 import { DEFAULT_LIMITS, SIGNAL_KINDS, appNameSchema, loadConsent, saveConsent, setPaused, type Consent, type SignalKind } from "../../client/consent/consent.ts";
 import { CoordinatorClient, RpcCallError } from "../../client/transport/coordinator-client.ts";
 import { BudgetRecord } from "../../client/participant/budget-record.ts";
-import { ClientDaemon, runningDaemonPid, type DaemonStatus } from "../../client/daemon/client-daemon.ts";
+import { ClientDaemon, requestDaemonFlush, runningDaemonPid, type DaemonStatus } from "../../client/daemon/client-daemon.ts";
 import { verifyLedgerCopy } from "../../client/daemon/ledger-copy.ts";
 import { systemdUserUnit } from "../../client/daemon/systemd-unit.ts";
 import { ActionStore, summarize } from "../../client/store/action-store.ts";
@@ -248,7 +248,8 @@ export function registerClientCommands(program: Command): void {
   stateDirOption(client.command("review").description("what was captured: counts per app and kind, a timeline per day"))
     .option("--day <YYYY-MM-DD>", "only this day (UTC)")
     .option("--json", "print JSON")
-    .action((o: StateOpt & { day?: string; json?: boolean }) => {
+    .action(async (o: StateOpt & { day?: string; json?: boolean }) => {
+      await requestDaemonFlush(o.stateDir);
       const store = ActionStore.open(clientPaths(o.stateDir).store);
       const { records, problems } = store.read(o.day ? { day: o.day } : undefined);
       const s = summarize(records);
@@ -267,7 +268,8 @@ export function registerClientCommands(program: Command): void {
   stateDirOption(client.command("export").description("write everything captured about you as JSON"))
     .requiredOption("--out <file>", "output file (written 0600)")
     .option("--day <YYYY-MM-DD>", "only this day (UTC)")
-    .action((o: StateOpt & { out: string; day?: string }) => {
+    .action(async (o: StateOpt & { out: string; day?: string }) => {
+      await requestDaemonFlush(o.stateDir);
       const store = ActionStore.open(clientPaths(o.stateDir).store);
       const { records, problems } = store.read(o.day ? { day: o.day } : undefined);
       store.close();
@@ -280,10 +282,11 @@ export function registerClientCommands(program: Command): void {
     .option("--day <YYYY-MM-DD>", "one day (UTC): its key is destroyed")
     .option("--app <name>", "everything from one application")
     .option("--all", "everything")
-    .action((o: StateOpt & { day?: string; app?: string; all?: boolean }) => {
+    .action(async (o: StateOpt & { day?: string; app?: string; all?: boolean }) => {
       const chosen = [o.day !== undefined, o.app !== undefined, o.all === true].filter(Boolean).length;
       if (chosen !== 1) throw new CliError("say what to delete: exactly one of --day YYYY-MM-DD, --app NAME or --all");
       if (o.day !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.day)) throw new CliError(`--day must look like 2026-11-25, got '${o.day}'`);
+      await requestDaemonFlush(o.stateDir);
       const store = ActionStore.open(clientPaths(o.stateDir).store);
       let msg: string;
       if (o.all) {

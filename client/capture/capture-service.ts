@@ -13,7 +13,10 @@
  * attributed with the fresh answer, so the first keys after a switch count for the new app.
  *
  * Nothing here logs key codes, characters or non-consented application names.
- * uiohook-napi is a process-wide singleton: run one CaptureService per process.
+ * uiohook-napi is a process-wide singleton: run one CaptureService per process. libuiohook
+ * keeps an X connection from the moment it loads until the process exits, and Xlib ends a
+ * process whose X server goes away: when the session ends, the daemon ends with it (unflushed
+ * store records are lost then, at most one flush interval's worth).
  */
 import type { Logger } from "pino";
 import { execFile } from "node:child_process";
@@ -79,6 +82,8 @@ export class CaptureService {
   private readonly listener = (e: HookEvent): void => this.onHook(e);
   private readonly tokenizer: Tokenizer;
   private probe: ActiveAppProbe | undefined;
+  /** The probe this service made (and so closes); a probe passed in belongs to the caller. */
+  private ownProbe: ActiveAppProbe | undefined;
   private readonly appTtlMs: number;
   private readonly log: Logger | undefined;
   private apps = new Set<string>();
@@ -129,15 +134,24 @@ export class CaptureService {
   async start(): Promise<void> {
     if (this.hook) return;
     this.stopped = false;
-    const probe = this.probe ?? (await defaultProbe());
+    this.tokenizer.reset(); // nothing typed before a stop continues into this run
+    this.consentedApp = undefined;
+    this.appCheckedAt = -Infinity;
+    const probe = this.probe ?? (this.ownProbe = await defaultProbe());
     this.probe = probe;
     try {
       await probe.activeApp();
     } catch (err) {
+      this.releaseProbe();
       if (err instanceof ActiveAppError) throw new CaptureUnavailableError(/DISPLAY/.test(err.message) ? "no-display" : "missing-tool", err.message);
       throw err;
     }
-    if (process.platform === "linux") await checkXRecord(); // libuiohook aborts the process when X or RECORD is missing
+    try {
+      if (process.platform === "linux") await checkXRecord(); // libuiohook aborts the process when X or RECORD is missing
+    } catch (err) {
+      this.releaseProbe();
+      throw err;
+    }
     let hook: Hook;
     try {
       const mod = (await import("uiohook-napi")) as unknown as { uIOhook?: Hook; default?: { uIOhook?: Hook } };
@@ -145,6 +159,7 @@ export class CaptureService {
       if (!h) throw new Error("uIOhook export missing");
       hook = h;
     } catch (err) {
+      this.releaseProbe();
       throw new CaptureUnavailableError("module-load", `uiohook-napi failed to load (${(err as Error).message}): reinstall with \`npm ci\` on this platform (needs libxtst6 on Linux)`);
     }
     hook.on("input", this.listener);
@@ -152,10 +167,12 @@ export class CaptureService {
       hook.start();
     } catch (err) {
       hook.off("input", this.listener);
+      this.releaseProbe();
       throw new CaptureUnavailableError("start-failed", `input capture could not start (${(err as Error).message}): the session does not permit input monitoring`);
     }
     this.hook = hook;
     this.log?.info({ apps: this.apps.size, kinds: [...this.kinds] }, "capture started");
+    if (process.env.XDG_SESSION_TYPE === "wayland") this.log?.warn("Wayland session: only applications running under XWayland are seen");
   }
 
   /** Stops listening; a pending typing burst is emitted first. */
@@ -168,6 +185,7 @@ export class CaptureService {
     this.hook = undefined;
     this.clearIdle();
     this.queue = [];
+    this.releaseProbe();
     this.log?.info("capture stopped");
   }
 
@@ -189,6 +207,13 @@ export class CaptureService {
     this.pausedFlag = false;
     this.appCheckedAt = -Infinity;
     this.log?.info("capture resumed");
+  }
+
+  private releaseProbe(): void {
+    if (!this.ownProbe) return;
+    this.ownProbe.close?.();
+    if (this.probe === this.ownProbe) this.probe = undefined;
+    this.ownProbe = undefined;
   }
 
   /** Test and benchmark entry: feeds one event as if it came from the hook. */

@@ -57,7 +57,34 @@ export interface DaemonStatus {
   idle: boolean;
   eligible: boolean;
   storedActions: number;
+  /** When the buffer was last sealed at another command's request (see requestDaemonFlush). */
+  flushedAt?: number;
   lastEvent?: ParticipantEvent;
+}
+
+/** SIGUSR1 belongs to Node's inspector. */
+const FLUSH_SIGNAL = "SIGUSR2";
+
+/**
+ * Asks a running daemon to seal its buffered actions now, and waits (up to `timeoutMs`) until
+ * it has, so that review/export/delete see and reach everything captured so far.
+ */
+export async function requestDaemonFlush(stateDir: string, timeoutMs = 3000): Promise<boolean> {
+  const pid = runningDaemonPid(stateDir);
+  if (!pid) return false;
+  const asked = Date.now();
+  process.kill(pid, FLUSH_SIGNAL);
+  const statusFile = clientPaths(stateDir).daemonStatus;
+  for (const end = asked + timeoutMs; Date.now() < end; ) {
+    try {
+      const st = JSON.parse(readFileSync(statusFile, "utf8")) as DaemonStatus;
+      if ((st.flushedAt ?? 0) >= asked) return true;
+    } catch {
+      // Being replaced right now; read again.
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }
 
 export class DaemonAlreadyRunningError extends Error {
@@ -98,6 +125,16 @@ export class ClientDaemon {
   private timer: NodeJS.Timeout | undefined;
   private consentMtime = 0;
   private readonly startedAt = Date.now();
+  private flushedAt: number | undefined;
+  private recountAt: number | undefined;
+  private readonly onFlushRequest = (): void => {
+    // review/export/delete read the store through their own handle: seal our buffer first, and
+    // recount a moment later (a delete may follow).
+    this.store.flush();
+    this.flushedAt = Date.now();
+    this.recountAt = Date.now() + 3000;
+    this.writeStatus();
+  };
   private lastInputFallback = Date.now();
 
   constructor(private readonly o: DaemonOptions) {
@@ -178,6 +215,7 @@ export class ClientDaemon {
       },
     });
     this.subscription.start();
+    process.on(FLUSH_SIGNAL, this.onFlushRequest);
     this.timer = setInterval(() => this.tick(), 1000);
     this.writeStatus();
     this.o.log.info({ deviceId: enrollment.deviceId, capture: this.capture ? "on" : "off" }, "tacit daemon started");
@@ -222,6 +260,10 @@ export class ClientDaemon {
 
   private tick(): void {
     this.reloadConsent();
+    if (this.recountAt !== undefined && Date.now() >= this.recountAt) {
+      this.recountAt = undefined;
+      this.storedActions = this.store.read().records.length;
+    }
     if (this.activeRounds.size === 0 && this.eligible() !== this.announcedEligible) {
       this.o.log.info({ eligible: this.eligible() }, "eligibility changed");
       this.subscription.refresh();
@@ -267,6 +309,7 @@ export class ClientDaemon {
       idle: this.idle(),
       eligible: this.eligible(),
       storedActions: this.storedActions,
+      flushedAt: this.flushedAt,
       lastEvent: this.lastEvent,
     };
   }
@@ -281,6 +324,7 @@ export class ClientDaemon {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    process.off(FLUSH_SIGNAL, this.onFlushRequest);
     this.subscription?.stop();
     await this.capture?.stop();
     this.store?.close();

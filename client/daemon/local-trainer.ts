@@ -5,7 +5,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { buildExamples, type Examples } from "../../shared/model/index.ts";
-import type { RoundConfig } from "../../shared/run/index.ts";
+import { localTrainOptions, type RoundConfig } from "../../shared/run/index.ts";
 import type { LocalUpdate } from "../participant/round-participant.ts";
 import type { ActionRecord } from "../store/action-store.ts";
 import type { TrainJob, TrainReply } from "./train-worker.ts";
@@ -60,14 +60,7 @@ export class LocalTrainer {
       spec: cfg.model,
       weights,
       examples,
-      options: {
-        epochs: cfg.training.localEpochs,
-        maxSteps: cfg.training.maxLocalSteps,
-        batchSize: cfg.training.batchSize,
-        learningRate: cfg.training.learningRate,
-        optimizer: cfg.training.optimizer,
-        seed: cfg.training.seed,
-      },
+      options: localTrainOptions(cfg),
     };
     const reply = await new Promise<TrainReply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });

@@ -100,6 +100,7 @@ export class ActionStore {
   flush(): void {
     this.clearTimer();
     if (this.buffer.length === 0) return;
+    ensurePrivateDir(this.segDir);
     const byDay = groupByDay(this.buffer);
     for (const [day, recs] of byDay) {
       const { keyId, key } = this.keys.dataKeyForWrite(day);
@@ -203,6 +204,7 @@ export class ActionStore {
   deleteAll(): void {
     this.clearTimer();
     this.buffer = [];
+    ensurePrivateDir(this.segDir);
     for (const name of readdirSync(this.segDir)) unlinkSync(join(this.segDir, name));
     fsyncDir(this.segDir);
     this.keys.destroyAll();
@@ -233,9 +235,14 @@ export class ActionStore {
   }
 
   private segments(): SegmentRef[] {
-    return readdirSync(this.segDir)
-      .filter((n) => segmentName.test(n))
-      .map((name) => ({ name, path: join(this.segDir, name) }));
+    let names: string[];
+    try {
+      names = readdirSync(this.segDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return []; // removed under us: nothing stored
+      throw err;
+    }
+    return names.filter((n) => segmentName.test(n)).map((name) => ({ name, path: join(this.segDir, name) }));
   }
 
   /**

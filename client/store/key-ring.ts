@@ -16,7 +16,7 @@
  * the master key, so once a key file is gone no master key can bring the day back.
  */
 import { createHmac, randomBytes } from "node:crypto";
-import { existsSync, linkSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import nacl from "tweetnacl";
 import { writeBytesDurably, ensurePrivateDir, fsyncDir, shredFile } from "./durable-file.ts";
@@ -33,6 +33,12 @@ export class KeyRing {
 
   constructor(readonly dir: string) {
     ensurePrivateDir(dir);
+    // Keys readable by other users (a careless copy or chmod) are made private again.
+    for (const n of readdirSync(dir)) {
+      const p = join(dir, n);
+      const st = statSync(p);
+      if (st.isFile() && st.mode & 0o077) chmodSync(p, 0o600);
+    }
     this.masterKey = this.loadOrCreateMaster();
   }
 
@@ -116,8 +122,9 @@ export class KeyRing {
     const bytes = readFileSync(file);
     if (bytes.length !== 32) {
       // A damaged master key cannot be repaired; replacing it makes existing key files report
-      // "sealed under another master key" on read instead of stopping capture for good.
-      shredFile(file);
+      // "sealed under another master key" on read instead of stopping capture for good. The
+      // damaged file is kept aside (not deleted): opening a store never destroys anything.
+      renameSync(file, join(this.dir, `master.key.damaged-${Date.now()}`));
       this.createExclusive(file, randomBytes(32));
       return new Uint8Array(readFileSync(file));
     }

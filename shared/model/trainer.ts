@@ -110,6 +110,10 @@ export class Trainer {
           total += (await lossT.data())[0]!;
           lossT.dispose();
           steps += 1;
+          // The backends resolve data() as a microtask: without a macrotask turn per step, a
+          // thread training many devices back to back starves its own gRPC I/O (keepalive
+          // acks, submissions) for minutes and the coordinator drops all of them.
+          await new Promise<void>((resolve) => setImmediate(resolve));
         }
       }
     } finally {

@@ -92,3 +92,9 @@ export function openRoundConfig(json: string, signature: Uint8Array, coordinator
   }
   return parsed.data;
 }
+
+/** The local-training options a device uses for this round (the model's TrainOptions shape). */
+export function localTrainOptions(cfg: Pick<RoundConfig, "training">): { epochs: number; maxSteps: number; batchSize: number; learningRate: number; optimizer: "sgd" | "adam"; seed: number } {
+  const t = cfg.training;
+  return { epochs: t.localEpochs, maxSteps: t.maxLocalSteps, batchSize: t.batchSize, learningRate: t.learningRate, optimizer: t.optimizer, seed: t.seed };
+}
