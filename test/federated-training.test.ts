@@ -94,4 +94,20 @@ describe("federated training over real gRPC and Redis", () => {
     const phases = JSON.parse(r.phaseCountsJson) as { dropouts: Record<string, number> };
     expect(Object.values(phases.dropouts).reduce((a, b) => a + b, 0)).toBe(1);
   });
+
+  it("goes on without a laptop that declines because its person paused it", async () => {
+    const paused = await cluster.addDevice("laptop-paused", {
+      train: trainerHook(users[3]!.train, trainer),
+      unavailable: () => ({ code: "PAUSED", reason: "paused by the user" }),
+    });
+    await cluster.waitConnected(4);
+    const runId = await cluster.launch(tinyRunSpec({ model: MODEL, rounds: 1, cohortSize: 4, minSurvivors: 2, populationSize: 4, maxLocalSteps: 5 }));
+    const st = await cluster.waitRun(runId, 90_000);
+    expect(st.state).toBe("completed");
+    const r = st.rounds.find((x) => x.status === "completed")!;
+    expect((JSON.parse(r.phaseCountsJson) as { declined: number }).declined).toBe(1);
+    expect(r.survivors).toBe(3);
+    expect(paused.events.find((e) => e.type === "declined")).toMatchObject({ code: "PAUSED" });
+    expect(paused.budget.list()).toEqual([]);
+  });
 });

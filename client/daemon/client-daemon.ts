@@ -123,7 +123,6 @@ export class ClientDaemon {
   private connected = false;
   private lastEvent: ParticipantEvent | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private consentMtime = 0;
   private readonly startedAt = Date.now();
   private flushedAt: number | undefined;
   private recountAt: number | undefined;
@@ -147,7 +146,6 @@ export class ClientDaemon {
     const identity = loadIdentity(this.o.stateDir);
     const enrollment = loadEnrollment(this.o.stateDir);
     this.consent = requireConsent(this.paths.consent);
-    this.consentMtime = Date.now();
     writeFileAtomic(this.paths.daemonPid, `${process.pid}\n`, 0o600);
 
     this.store = ActionStore.open(this.paths.store);
@@ -185,6 +183,10 @@ export class ClientDaemon {
       budget: this.budget,
       log: this.o.log,
       hooks: {
+        // The coordinator only invites devices announced eligible, but an invite can cross a
+        // pause or a keystroke on the wire: the laptop decides again.
+        unavailable: () =>
+          this.consent.paused ? { code: "PAUSED", reason: "paused by the user" } : !this.idle() ? { code: "IN_USE", reason: "the laptop is in use" } : undefined,
         train: async (cfg, weights) => {
           this.store.flush();
           return this.trainer.train(cfg, weights, this.store.read().records);
@@ -316,7 +318,8 @@ export class ClientDaemon {
 
   private writeStatus(): void {
     try {
-      writeFileAtomic(this.paths.daemonStatus, JSON.stringify(this.status()) + "\n", 0o600);
+      // Rewritten every second and worthless after a crash: atomic, but not fsynced.
+      writeFileAtomic(this.paths.daemonStatus, JSON.stringify(this.status()) + "\n", 0o600, { durable: false });
     } catch (err) {
       this.o.log.warn({ err: (err as Error).message }, "could not write the daemon status file");
     }

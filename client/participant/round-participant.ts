@@ -27,6 +27,11 @@ export interface LocalUpdate {
 export interface ParticipantHooks {
   /** Trains on local data from the given global weights; returns the model delta. */
   train(cfg: RoundConfig, weights: Float32Array): Promise<LocalUpdate>;
+  /**
+   * The laptop's own reasons not to join right now (paused by its person, in use), checked
+   * before anything is spent; a reason makes this a normal decline.
+   */
+  unavailable?(): { code: string; reason: string } | undefined;
   /** Simulation only: the phase at which this device vanishes this round, if any. */
   dropAt?(cfg: RoundConfig): RoundPhase | undefined;
   /** Called when the device vanishes (the host closes its connection). */
@@ -122,7 +127,8 @@ export class RoundParticipant {
     const ref = { runId: cfg.runId, round: cfg.round };
     const dp = calibrateDistributedDp(dpInputsFor(cfg));
     const event = roundEvent(dp);
-    const decision = checkRound(cfg, event, this.o.budget.events(), this.o.limits);
+    const busy = this.o.hooks.unavailable?.();
+    const decision = busy ? ({ ok: false, ...busy } as const) : checkRound(cfg, event, this.o.budget.events(), this.o.limits);
     if (!decision.ok) {
       this.o.hooks.onEvent?.({ type: "declined", ...ref, code: decision.code, reason: decision.reason });
       await this.o.client.unary("Rounds", "Decline", { ref, reason: `${decision.code}: ${decision.reason}` });

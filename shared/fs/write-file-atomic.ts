@@ -4,11 +4,13 @@
  */
 import { closeSync, fsyncSync, openSync, renameSync, writeFileSync } from "node:fs";
 
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, o: { durable?: boolean } = {}): void {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
+  if (o.durable !== false) {
+    const fd = openSync(tmp, "r");
+    fsyncSync(fd);
+    closeSync(fd);
+  }
   renameSync(tmp, path);
 }
