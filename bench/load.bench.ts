@@ -4,10 +4,12 @@
  * training replaced by a small fixed update) complete one secure-aggregation round against a
  * coordinator running as its own process with default deadlines. Reports round time and the
  * coordinator's CPU and peak RSS, for increasing N (default 100, 250, 500, 1000).
+ * The devices are spread over several device processes (LOAD_DEVICE_PROCS, default 2; this
+ * file re-run with `--devices`), each enrolling its share with its own admin-signed tokens.
  * Usage: npm run bench:load [-- 100 1000]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateEd25519, privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
@@ -22,6 +24,92 @@ const here = new URL("..", import.meta.url).pathname;
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const NS = sizes.length ? sizes : [100, 250, 500, 1000];
 const MODEL = { version: 1 as const, vocabBuckets: 16, window: 2, embedDim: 4, hidden: 8, sessionGapSeconds: 1800 };
+const DEVICE_PROCS = Number(process.env.LOAD_DEVICE_PROCS ?? 2);
+/** LOAD_CPU_PROF_DIR=DIR writes a V8 CPU profile of the coordinator and every device process. */
+const PROF_ARGS = [
+  ...(process.env.LOAD_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.LOAD_CPU_PROF_DIR}`] : []),
+  // e.g. LOAD_NODE_ARGS="--report-on-signal --report-directory=/tmp/r": `kill -USR2` a stuck process for its stacks.
+  ...(process.env.LOAD_NODE_ARGS ? process.env.LOAD_NODE_ARGS.split(" ").filter(Boolean) : []),
+];
+
+interface DeviceProcInit {
+  address: string;
+  caFile: string;
+  adminKeyFile: string;
+  count: number;
+  offset: number;
+}
+
+/** A device process: enrolls and subscribes `count` devices, prints "ready", runs until killed. */
+async function deviceProcess(init: DeviceProcInit): Promise<void> {
+  const admin = new CoordinatorClient({ address: init.address, caFile: init.caFile, credentials: { keyId: "admin-1", privateKey: privateKeyFromPem(readFileSync(init.adminKeyFile, "utf8")).privateKey } });
+  const subs: RoundSubscription[] = [];
+  // Hundreds of devices share this process's event loop, which no real device does: each round
+  // message is handled in a loop iteration of its own, so one device's crypto never holds up the
+  // others' network I/O (gRPC keepalive acks, RPC replies) for seconds.
+  const turns: (() => void)[] = [];
+  let scheduled = false;
+  const drain = (): void => {
+    const job = turns.shift();
+    scheduled = turns.length > 0;
+    if (scheduled) setImmediate(drain);
+    job?.();
+  };
+  const inTurn = <T>(fn: () => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      turns.push(() => void fn().then(resolve, reject));
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(drain);
+      }
+    });
+  // What went wrong on the device side (errors and stream losses), printed when stopped.
+  const problems = new Map<string, number>();
+  const report = (): void => {
+    if (problems.size) process.stderr.write(`device process ${init.offset}: ${JSON.stringify(Object.fromEntries(problems))}\n`);
+  };
+  process.on("uncaughtException", (err) => {
+    process.stderr.write(`device process ${init.offset} crashed: ${err.stack ?? err.message}\n`);
+    report();
+    process.exit(1);
+  });
+  for (let i = 0; i < init.count; i++) {
+    const { token } = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 600 });
+    const identity = generateEd25519();
+    const client = new CoordinatorClient({ address: init.address, caFile: init.caFile });
+    const e = await client.unary<object, { deviceId: string; coordinatorPublicKey: Buffer }>("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: `load-${init.offset + i}` });
+    client.credentials = { keyId: e.deviceId, privateKey: identity.privateKey };
+    const p = new RoundParticipant({
+      deviceId: e.deviceId,
+      identity,
+      coordinatorPublicKey: new Uint8Array(e.coordinatorPublicKey),
+      client,
+      limits: { maxDeviceEpsilon: Infinity, delta: 1e-5, minNoiseMultiplier: 0, minSurvivors: 2 },
+      budget: new BudgetRecord(),
+      hooks: {
+        train: async (cfg) => ({ delta: new Float32Array(cfg.parameterCount).fill(0.001), loss: 0, examples: 1 }),
+        onEvent: (ev) => {
+          if (ev.type === "error") problems.set(ev.message.slice(0, 120), (problems.get(ev.message.slice(0, 120)) ?? 0) + 1);
+        },
+      },
+    });
+    const s = new RoundSubscription({
+      client, backend: "none", eligible: () => true, onEvent: (ev) => (ev.heartbeat ? Promise.resolve() : inTurn(() => p.handle(ev))),
+      onStatus: (st) => {
+        if (!st.connected) problems.set(`disconnected: ${st.detail ?? ""}`.slice(0, 120), (problems.get(`disconnected: ${st.detail ?? ""}`.slice(0, 120)) ?? 0) + 1);
+      },
+    });
+    s.start();
+    subs.push(s);
+  }
+  admin.close();
+  process.stdout.write("ready\n");
+  process.on("SIGTERM", () => {
+    report();
+    for (const s of subs) s.stop();
+    process.exit(0);
+  });
+}
 
 function procStats(pid: number): { cpuSeconds: number; rssMb: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -35,7 +123,7 @@ function procStats(pid: number): { cpuSeconds: number; rssMb: number } {
 async function startCoordinatorProcess(stateDir: string): Promise<{ child: ChildProcess; address: string }> {
   const init = spawn(process.execPath, [join(here, "bin/tacit.js"), "coordinator", "init", "--state-dir", stateDir], { stdio: "ignore" });
   await new Promise((r) => init.on("exit", r));
-  const child = spawn(process.execPath, [join(here, "bin/tacit.js"), "coordinator", "start", "--state-dir", stateDir, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, TACIT_LOG_LEVEL: "warn" } });
+  const child = spawn(process.execPath, [...PROF_ARGS, join(here, "bin/tacit.js"), "coordinator", "start", "--state-dir", stateDir, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, TACIT_LOG_LEVEL: "warn" } });
   await new Promise<void>((resolve, reject) => {
     let err = "";
     child.stderr!.on("data", (d: Buffer) => ((err += d.toString()), err.includes("listening on") && resolve()));
@@ -53,29 +141,27 @@ async function one(n: number): Promise<string> {
   const admin = new CoordinatorClient({ address, caFile, credentials: { keyId: "admin-1", privateKey: key("admin-1").privateKey } });
   const ml = key("ml-team-1");
   const mlTeam = new CoordinatorClient({ address, caFile, credentials: { keyId: "ml-team-1", privateKey: ml.privateKey } });
-  const subs: RoundSubscription[] = [];
-  const clients: CoordinatorClient[] = [];
+  const procs: ChildProcess[] = [];
   try {
-    for (let i = 0; i < n; i++) {
-      const { token } = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 600 });
-      const identity = generateEd25519();
-      const client = new CoordinatorClient({ address, caFile });
-      clients.push(client);
-      const e = await client.unary<object, { deviceId: string; coordinatorPublicKey: Buffer }>("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: `load-${i}` });
-      client.credentials = { keyId: e.deviceId, privateKey: identity.privateKey };
-      const p = new RoundParticipant({
-        deviceId: e.deviceId,
-        identity,
-        coordinatorPublicKey: new Uint8Array(e.coordinatorPublicKey),
-        client,
-        limits: { maxDeviceEpsilon: Infinity, delta: 1e-5, minNoiseMultiplier: 0, minSurvivors: 2 },
-        budget: new BudgetRecord(),
-        hooks: { train: async (cfg) => ({ delta: new Float32Array(cfg.parameterCount).fill(0.001), loss: 0, examples: 1 }) },
-      });
-      const s = new RoundSubscription({ client, backend: "none", eligible: () => true, onEvent: (ev) => p.handle(ev) });
-      s.start();
-      subs.push(s);
-    }
+    const per = Math.ceil(n / DEVICE_PROCS);
+    const tEnroll = performance.now();
+    await Promise.all(
+      Array.from({ length: DEVICE_PROCS }, (_, w) => {
+        const count = Math.min(per, n - w * per);
+        if (count <= 0) return Promise.resolve();
+        const init: DeviceProcInit = { address, caFile, adminKeyFile: join(stateDir, "keys", "admin-1.key"), count, offset: w * per };
+        const dp = spawn(process.execPath, [...PROF_ARGS, "--import", "tsx", join(here, "bench/load.bench.ts"), "--devices", JSON.stringify(init)], { stdio: ["ignore", "pipe", "inherit"] });
+        procs.push(dp);
+        return new Promise<void>((resolve, reject) => {
+          dp.stdout!.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+          dp.once("exit", (c, sig) => {
+            process.stderr.write(`device process ${w} exited (${c ?? sig})\n`);
+            reject(new Error(`device process exited ${c ?? sig}`));
+          });
+        });
+      }),
+    );
+    process.stderr.write(`${n} devices enrolled and subscribed in ${((performance.now() - tEnroll) / 1000).toFixed(1)} s (${procs.length} device processes)\n`);
     await new Promise((r) => setTimeout(r, 2000));
     const spec = {
       name: "load", model: MODEL, rounds: 1, cohortSize: n, minSurvivors: Math.floor(n / 2), populationSize: n,
@@ -97,18 +183,27 @@ async function one(n: number): Promise<string> {
     const after = procStats(child.pid!);
     const r = st.rounds.at(-1)!;
     const p = JSON.parse(r.phaseCountsJson) as { secagg: { mode: string; degree: number; threshold: number } };
+    process.stderr.write(`${n}: ${st.state} ${r.detail} ${st.error} | ${st.rounds.map((x) => x.phaseCountsJson).join(" | ")}\n`);
     return `| ${n} | ${st.state} | ${r.survivors}/${r.cohort} | ${p.secagg.mode} k=${p.secagg.degree} t=${p.secagg.threshold} | ${seconds.toFixed(1)} | ${(after.cpuSeconds - before.cpuSeconds).toFixed(1)} | ${peak.toFixed(0)} |`;
   } finally {
-    for (const s of subs) s.stop();
-    for (const c of clients) c.close();
+    await Promise.all(procs.map((dp) => (dp.exitCode !== null || dp.signalCode !== null ? undefined : new Promise((r) => {
+      const t = setTimeout(() => dp.kill("SIGKILL"), 10_000);
+      dp.once("exit", () => (clearTimeout(t), r(undefined)));
+      dp.kill("SIGTERM");
+    }))));
     admin.close();
     mlTeam.close();
     child.kill("SIGTERM");
     await new Promise((r) => child.once("exit", r));
+    rmSync(stateDir, { recursive: true, force: true });
   }
 }
 
+if (process.argv[2] === "--devices") {
+  await deviceProcess(JSON.parse(process.argv[3]!) as DeviceProcInit);
+} else {
 console.log("| devices | run | survivors | secure aggregation | round s (launch → done) | coordinator CPU s | coordinator peak RSS MB |");
 console.log("|---|---|---|---|---|---|---|");
 for (const n of NS) console.log(await one(n));
 process.exit(0);
+}

@@ -82,6 +82,7 @@ export class Coordinator {
         active: this.active,
         ledger: this.ledger,
         onPhase: (runId, round, phase, state) => this.runs.recordPhase(runId, round, phase, state),
+        commit: (runId, round) => this.scheduler.commit(runId, round),
       },
       this.ledger,
       log,
@@ -117,8 +118,11 @@ export class Coordinator {
     const weights = initialWeights(spec.model, spec.seed);
     const hash = await this.checkpoints.save(runId, -1, spec.model, weights, null);
     const rec: RunRecord = { runId, spec, state: "queued", roundsDone: 0, modelHash: hash, currentPhase: "queued", error: "", createdAt: Date.now(), requester };
-    await this.runs.create(rec);
+    // Ledger first: a crash after it leaves a launched run that never ran (visible to the
+    // reviewer), never a run that spends budget without its launch entry. A run without its job
+    // is given one by the scheduler's recovery on the next start.
     await this.ledger.runLaunch(rec, { body: specJson, publicKey: principal.publicKey, signature: Buffer.from(requestSignature).toString("base64") }, hash);
+    await this.runs.create(rec);
     await this.scheduler.enqueue(runId, 0, 0);
     this.log.info({ runId, rounds: spec.rounds, cohort: spec.cohortSize }, "run launched");
     return rec;
@@ -197,6 +201,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   });
   const proto = loadTacitProto();
   const services = buildServices(c);
+  const subscribe = proto.tacit.v1.Rounds.service.Subscribe;
+  c.hub.encoder = (ev) => subscribe.responseSerialize(ev);
   server.addService(hardenService(proto.tacit.v1.Enrollment.service), services.enrollment!);
   server.addService(hardenService(proto.tacit.v1.RunControl.service), services.runControl!);
   server.addService(hardenService(proto.tacit.v1.Rounds.service), services.rounds!);

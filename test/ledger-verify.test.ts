@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sign } from "node:crypto";
 import { generateEd25519, privateKeyFromPem } from "../shared/crypto/index.ts";
-import { deviceEpsilon, signPolicy } from "../shared/dp/index.ts";
+import { deviceEpsilon, populationEpsilon, signPolicy } from "../shared/dp/index.ts";
 import { LedgerWriter, verifyLedger, LedgerFormatError, sealEntry } from "../shared/ledger/index.ts";
 import { renderReport } from "../shared/ledger/report.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
@@ -114,6 +114,39 @@ describe("privacy ledger of a real run", () => {
     const codes = f.violations.map((v) => v.code);
     expect(codes).toEqual(expect.arrayContaining(["POLICY_minNoiseMultiplier", "POLICY_maxDeviceEpsilon", "POLICY_minSurvivors", "POLICY_allowedSignals"]));
     expect(f.violations.find((v) => v.code === "POLICY_maxDeviceEpsilon")!.line).toBe(3);
+  });
+
+  it("checks each attestation against its own round's mechanism when the cohort changes between rounds", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tacit-ledger-"));
+    const key = generateEd25519();
+    const w = LedgerWriter.open(join(dir, "l.jsonl"), key.privateKey);
+    w.append("genesis", { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64") });
+    const spec = tinyRunSpec({ noiseMultiplier: 1, rounds: 2, cohortSize: 4, populationSize: 8, minSurvivors: 2 });
+    const ml = generateEd25519();
+    const body = JSON.stringify(spec);
+    w.append("run-launch", { runId: "run-shrinks", spec, request: { body, publicKey: Buffer.from(ml.publicRaw).toString("base64"), signature: Buffer.from(sign(null, Buffer.from(body), ml.privateKey)).toString("base64") } });
+    const devices = ["dev-a", "dev-b", "dev-c", "dev-d"].map((id) => ({ id, key: generateEd25519() }));
+    // Four devices in round 0, three in round 1: the per-device noise (and so the event) differs.
+    const events = [4, 3].map((n) => ({ kind: "distributedDiscreteGaussian" as const, l2Sensitivity: 1000, l1Sensitivity: 50_000, perDeviceVariance: 1e6 / n, devices: 2, dimension: 1024 }));
+    const attest = (round: number, d: (typeof devices)[number], event: unknown) => {
+      const bodyJson = JSON.stringify({ type: "tacit-attestation-v1", deviceId: d.id, runId: "run-shrinks", round, attempt: 0, event });
+      w.append("attestation", { runId: "run-shrinks", round, deviceId: d.id, identityPublicKey: Buffer.from(d.key.publicRaw).toString("base64"), bodyJson, signature: Buffer.from(sign(null, Buffer.from(bodyJson), d.key.privateKey)).toString("base64") });
+    };
+    [devices, devices.slice(0, 3)].forEach((members, round) => {
+      const ids = members.map((d) => d.id);
+      w.append("round", { runId: "run-shrinks", round, attempt: 0, status: "completed", cohort: ids, survivors: ids, mechanism: events[round] });
+      for (const d of members) attest(round, d, events[round]);
+    });
+    const good = verifyLedger(readFileSync(join(dir, "l.jsonl"), "utf8"), { delta: 1e-6 });
+    expect(good.violations).toEqual([]);
+    const pop = good.runs[0]!.rounds[1]!.populationEpsilon;
+    expect(pop).toBeCloseTo(populationEpsilon({ perRound: events, samplingProbability: 0.5, rounds: 2, delta: 1e-6 }), 9);
+    expect(pop).not.toBeCloseTo(populationEpsilon({ perRound: events[0]!, samplingProbability: 0.5, rounds: 2, delta: 1e-6 }), 6);
+
+    // A device attesting round 0's mechanism for round 1 is named.
+    attest(1, devices[0]!, events[0]);
+    const bad = verifyLedger(readFileSync(join(dir, "l.jsonl"), "utf8"), { delta: 1e-6 });
+    expect(bad.violations.map((v) => v.code)).toContain("ATTESTATION_MECHANISM");
   });
 
   it("cuts a torn last line on reopen and reports it", () => {

@@ -163,4 +163,11 @@ describe("secure aggregation protocol", () => {
     expect(ks[2]!.degree).toBeLessThan(2 * ks[0]!.degree);
     expect(chooseParams({ cohortSize: 10, dropoutFraction: 0.3, corruptFraction: 0.1, minSurvivors: 2 }).mode).toBe("full");
   });
+  it("refuses keys advertised for an earlier attempt of the same round (fresh round seed per attempt)", () => {
+    const first = setup(3, 32, 8, 2, 2);
+    const stale = first.devices[0]!.advertiseKeys();
+    const rerun = new SecAggServer({ ...first.cfg, roundSeed: randomBytes(32) }, [0, 1, 2], new Map(first.ids.map((k, i) => [i, k.publicKey])));
+    expect(() => rerun.receiveKeys(stale)).toThrow(/not signed by its enrolled identity/);
+    first.server.receiveKeys(stale);
+  });
 });

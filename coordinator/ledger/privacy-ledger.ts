@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { LedgerWriter } from "../../shared/ledger/writer.ts";
-import type { LedgerEntry } from "../../shared/ledger/entry.ts";
+import type { EntryType, LedgerEntry } from "../../shared/ledger/entry.ts";
 import { checkRunAgainstPolicy, verifyPolicy, type PolicyFile } from "../../shared/dp/index.ts";
 import { projectRun, type RunSpec } from "../../shared/run/index.ts";
 import type { RoundLedgerSink } from "../rounds/round-runner.ts";
@@ -18,6 +18,17 @@ import { RpcError } from "../server/rpc-error.ts";
 import * as grpc from "@grpc/grpc-js";
 
 export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
+  /**
+   * What the ledger already holds, so that a restarted coordinator redoing a round's commit
+   * appends each entry exactly once: round entries by run/round/attempt, attestations by
+   * run/round/device, run ends and launches by run.
+   */
+  private readonly rounds = new Map<string, string>();
+  private readonly roundSeqs = new Map<string, number>();
+  private readonly attested = new Set<string>();
+  private readonly ended = new Set<string>();
+  private readonly launched = new Set<string>();
+
   private constructor(
     private readonly writer: LedgerWriter,
     private readonly path: string,
@@ -27,7 +38,37 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     const writer = LedgerWriter.open(paths.ledger, key.privateKey);
     const l = new PrivacyLedger(writer, paths.ledger);
     if (writer.nextSeq === 0) writer.append("genesis", { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64"), format: "tacit-ledger-v1" });
+    else for (const line of readFileSync(paths.ledger, "utf8").split("\n")) if (line) l.index(JSON.parse(line) as LedgerEntry);
     return l;
+  }
+
+  private index(e: Pick<LedgerEntry, "type" | "body" | "seq">): void {
+    const b = e.body as { runId?: string; round?: number; attempt?: number; status?: string; deviceId?: string };
+    if (e.type === "round") {
+      this.rounds.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, String(b.status));
+      this.roundSeqs.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, e.seq);
+    } else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
+    else if (e.type === "run-end") this.ended.add(String(b.runId));
+    else if (e.type === "run-launch") this.launched.add(String(b.runId));
+  }
+
+  private append(type: EntryType, body: Record<string, unknown>): LedgerEntry {
+    const entry = this.writer.append(type, body);
+    this.index(entry);
+    return entry;
+  }
+
+  /** The status the ledger records for one round attempt, if it has one. */
+  roundStatus(runId: string, round: number, attempt: number): string | undefined {
+    return this.rounds.get(`${runId}/${round}/${attempt}`);
+  }
+
+  hasRunEnd(runId: string): boolean {
+    return this.ended.has(runId);
+  }
+
+  hasLaunch(runId: string): boolean {
+    return this.launched.has(runId);
   }
 
   get repaired(): string | undefined {
@@ -51,39 +92,52 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   }
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {
-    this.writer.append("policy", { policy });
+    this.append("policy", { policy });
   }
 
   async runLaunch(run: RunRecord, request: { body: string; publicKey: string; signature: string }, initialModelHash: string): Promise<void> {
-    this.writer.append("run-launch", { runId: run.runId, spec: run.spec, requester: run.requester, request, initialModelHash });
+    this.append("run-launch", { runId: run.runId, spec: run.spec, requester: run.requester, request, initialModelHash });
   }
 
+  /** Appends a round and its attestations; idempotent, so a redone commit never writes twice. */
   async round(e: Parameters<RoundLedgerSink["round"]>[0]): Promise<void> {
     const r = e.record;
-    const entry = this.writer.append("round", {
-      runId: e.run.runId,
-      round: r.round,
-      attempt: r.attempt,
-      status: r.status,
-      modelHashBefore: r.modelHashBefore,
-      modelHashAfter: r.modelHashAfter,
-      mechanism: e.event ?? null,
-      dp: { clip: e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
-      secagg: r.secagg,
-      cohort: e.cohort,
-      survivors: e.survivors,
-      phases: r.phases,
-      declines: e.declines,
-      populationSize: e.run.spec.populationSize,
-      detail: r.detail,
-    });
+    const runId = e.run.runId;
+    if (this.roundStatus(runId, r.round, r.attempt) === undefined) {
+      this.append("round", {
+        runId,
+        round: r.round,
+        attempt: r.attempt,
+        status: r.status,
+        modelHashBefore: r.modelHashBefore,
+        modelHashAfter: r.modelHashAfter,
+        mechanism: e.event ?? null,
+        dp: { clip: e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
+        secagg: r.secagg,
+        cohort: e.cohort,
+        survivors: e.survivors,
+        phases: r.phases,
+        declines: e.declines,
+        populationSize: e.run.spec.populationSize,
+        detail: r.detail,
+      });
+    }
+    const roundEntry = this.roundSeq(runId, r.round, r.attempt);
     for (const a of e.attestations) {
-      this.writer.append("attestation", { runId: e.run.runId, round: r.round, roundEntry: entry.seq, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") });
+      if (this.attested.has(`${runId}/${r.round}/${a.deviceId}`)) continue;
+      this.append("attestation", { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") });
     }
   }
 
+  private roundSeq(runId: string, round: number, attempt: number): number {
+    const seq = this.roundSeqs.get(`${runId}/${round}/${attempt}`);
+    if (seq === undefined) throw new Error(`no ledger entry for round ${round} attempt ${attempt} of run ${runId}`);
+    return seq;
+  }
+
   async runEnded(run: RunRecord, state: "completed" | "failed" | "cancelled", detail: string): Promise<void> {
-    this.writer.append("run-end", { runId: run.runId, state, detail });
+    if (this.ended.has(run.runId)) return;
+    this.append("run-end", { runId: run.runId, state, detail });
   }
 
   /** Ledger lines from `fromSeq`; a device sees only entries that name it (and the genesis). */

@@ -7,8 +7,14 @@ import { EventEmitter } from "node:events";
 import type { ServerEvent } from "../../shared/proto-gen/tacit/v1/ServerEvent.ts";
 
 export interface DeviceStream {
-  write(ev: ServerEvent): boolean;
+  /** A ServerEvent, or one already serialized (see `encodeOnce`). */
+  write(ev: ServerEvent | Buffer): boolean;
   end(): void;
+}
+
+/** A ServerEvent serialized once to be sent to many devices (a roster, an unmasking request). */
+export interface EncodedEvent {
+  readonly encoded: Buffer;
 }
 
 interface Connection {
@@ -19,6 +25,15 @@ interface Connection {
 
 export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; connect: [deviceId: string] }> {
   private readonly connections = new Map<string, Connection>();
+  /**
+   * Serializes a ServerEvent as the Subscribe stream would (set by the gRPC layer). A message
+   * every device of a large cohort receives is then encoded once, not once per device.
+   */
+  encoder: ((ev: ServerEvent) => Buffer) | undefined;
+
+  encodeOnce(ev: ServerEvent): ServerEvent | EncodedEvent {
+    return this.encoder ? { encoded: this.encoder(ev) } : ev;
+  }
 
   connect(deviceId: string, stream: DeviceStream, eligible: boolean): void {
     const previous = this.connections.get(deviceId);
@@ -43,10 +58,10 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
     return [...this.connections].filter(([, c]) => c.eligible).map(([id]) => id);
   }
 
-  send(deviceId: string, ev: ServerEvent): boolean {
+  send(deviceId: string, ev: ServerEvent | EncodedEvent): boolean {
     const c = this.connections.get(deviceId);
     if (!c) return false;
-    c.stream.write(ev);
+    c.stream.write("encoded" in ev ? ev.encoded : ev);
     return true;
   }
 

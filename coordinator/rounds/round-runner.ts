@@ -10,7 +10,7 @@ import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, decodeAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
-import { applyServerUpdate, parameterCount } from "../../shared/model/index.ts";
+import { applyServerUpdate, parameterCount, weightsHash } from "../../shared/model/index.ts";
 import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
@@ -20,6 +20,7 @@ import type { DeviceRegistry } from "../state/registry.ts";
 import type { CheckpointStore } from "../runs/checkpoint-store.ts";
 import type { PhaseCounts, RoundRecord, RunRecord } from "../runs/run-store.ts";
 import { serverStateFromJson, serverStateToJson } from "./server-state.ts";
+import { failpoint } from "../runs/failpoint.ts";
 
 export interface RoundLedgerSink {
   /** Called once per finished round (completed or aborted) with everything the ledger records. */
@@ -34,6 +35,16 @@ export interface RoundLedgerSink {
   }): Promise<void>;
 }
 
+/** A completed round's commit record, stored in its checkpoint's metadata (JSON). */
+export interface RoundCommit {
+  record: RoundRecord;
+  cohort: string[];
+  survivors: string[];
+  declines: Record<string, string>;
+  event: DpEvent;
+  attestations: { deviceId: string; identityPublicKey: string; body: string; signature: string }[];
+}
+
 export interface RoundContext {
   hub: DeviceHub;
   registry: DeviceRegistry;
@@ -42,6 +53,8 @@ export interface RoundContext {
   log: Logger;
   active: Map<string, ActiveRound>;
   ledger: RoundLedgerSink;
+  /** Publishes a committed round (ledger, LATEST, run state); idempotent. */
+  commit(runId: string, round: number): Promise<void>;
   /** Persists the round's progress (phase, attempt, cohort, counts) in Redis. */
   onPhase?: (runId: string, round: number, phase: string, state: { attempt: number; cohort: string[]; counts: PhaseCounts }) => Promise<void>;
 }
@@ -59,6 +72,14 @@ const emptyCounts = (): PhaseCounts => ({
   unmasked: 0,
   dropouts: { advertise: 0, share: 0, maskedInput: 0, unmask: 0 },
 });
+
+/**
+ * Lets the event loop turn every 64 sends, so that a phase fanning out to a thousand devices
+ * never starves their RPCs, the HTTP/2 keepalive pings or the BullMQ lock renewal.
+ */
+async function breathe(n: number): Promise<void> {
+  if (n % 64 === 63) await new Promise((r) => setImmediate(r));
+}
 
 async function waitForEligible(hub: DeviceHub, want: number, deadline: number): Promise<string[]> {
   for (;;) {
@@ -173,9 +194,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await ctx.onPhase?.(run.runId, round, "advertise", { attempt, cohort: cohortIds, counts });
     const checkpointBytes = Buffer.from(current.weights.buffer, current.weights.byteOffset, current.weights.byteLength);
     active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
-    for (const m of cohort) {
+    for (const [n, m] of cohort.entries()) {
       const sent = ctx.hub.send(m.deviceId, { invite: { configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes, index: m.index } });
       if (!sent) active.gate.settle(m.index);
+      await breathe(n);
     }
     await active.gate.done;
     counts.declined = active.declines.size;
@@ -188,8 +210,12 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await ctx.onPhase?.(run.runId, round, "share", { attempt, cohort: cohortIds, counts });
     const advertisers = [...active.answered.advertise];
     active.gate = new PhaseGate(advertisers, config.deadlines.share);
-    const rosterMsg = { roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } };
-    for (const i of advertisers) if (!ctx.hub.send(deviceOf(i), rosterMsg)) active.gate.settle(i);
+    // One roster for the whole cohort: serialized once, not once per device (O(n) not O(n²)).
+    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } });
+    for (const [n, i] of advertisers.entries()) {
+      if (!ctx.hub.send(deviceOf(i), rosterMsg)) active.gate.settle(i);
+      await breathe(n);
+    }
     await active.gate.done;
     counts.shared = active.answered.share.size;
     counts.dropouts.share = advertisers.length - counts.shared;
@@ -200,9 +226,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await ctx.onPhase?.(run.runId, round, "masked-input", { attempt, cohort: cohortIds, counts });
     const sharers = [...active.answered.share];
     active.gate = new PhaseGate(sharers, config.deadlines.maskedInput);
-    for (const i of sharers) {
+    for (const [n, i] of sharers.entries()) {
       const inbox = (inboxes.get(i) ?? []).map((s) => ({ from: s.from, to: s.to, ciphertext: Buffer.from(s.ciphertext) }));
       if (!ctx.hub.send(deviceOf(i), { inbox: { ref, shares: inbox } })) active.gate.settle(i);
+      await breathe(n);
     }
     await active.gate.done;
     counts.maskedInput = active.answered["masked-input"].size;
@@ -213,8 +240,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     active.phase = "unmask";
     await ctx.onPhase?.(run.runId, round, "unmask", { attempt, cohort: cohortIds, counts });
     active.gate = new PhaseGate(request.survivors, config.deadlines.unmask);
-    for (const i of request.survivors) {
-      if (!ctx.hub.send(deviceOf(i), { unmask: { ref, survivors: request.survivors, dropouts: request.dropouts } })) active.gate.settle(i);
+    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts } });
+    for (const [n, i] of request.survivors.entries()) {
+      if (!ctx.hub.send(deviceOf(i), unmaskMsg)) active.gate.settle(i);
+      await breathe(n);
     }
     await active.gate.done;
     counts.unmasked = active.answered.unmask.size;
@@ -237,7 +266,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       meanDelta,
       { optimizer: spec.serverOptimizer, learningRate: spec.serverLearningRate, momentum: spec.serverMomentum },
     );
-    const hashAfter = await ctx.checkpoints.save(run.runId, round, spec.model, next.weights, serverStateToJson(next.state));
+    const hashAfter = weightsHash(next.weights);
     const record: RoundRecord = {
       ...base,
       status: "completed",
@@ -246,16 +275,22 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       detail: `${survivors.length} of ${cohort.length} devices survived`,
       endedAt: Date.now(),
     };
-    const survivorIds = survivors.map(deviceOf);
-    await ctx.ledger.round({
-      run,
+    const commit: RoundCommit = {
       record,
       cohort: cohortIds,
-      survivors: survivorIds,
+      survivors: survivors.map(deviceOf),
       declines: Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])),
       event: roundEvent(dp),
-      attestations: survivors.map((i) => active.attestations.get(i)).filter((a): a is Attestation => a !== undefined),
-    });
+      attestations: survivors
+        .map((i) => active.attestations.get(i))
+        .filter((a): a is Attestation => a !== undefined)
+        .map((a) => ({ deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, body: a.body, signature: Buffer.from(a.signature).toString("base64") })),
+    };
+    // The commit point: the checkpoint directory, carrying its commit record, is renamed into
+    // place atomically. Ledger, LATEST and Redis follow (and are redone after a crash).
+    await ctx.checkpoints.write(run.runId, round, spec.model, next.weights, serverStateToJson(next.state), commit);
+    failpoint("after-checkpoint", round);
+    await ctx.commit(run.runId, round);
     for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
     return { record, weights: next.weights };
   } catch (err) {

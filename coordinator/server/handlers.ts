@@ -14,6 +14,7 @@ import type { Authenticator } from "./authenticator.ts";
 import type { Role } from "../state/state-dir.ts";
 import { invalid, notFound, RpcError, toServiceError } from "./rpc-error.ts";
 import { isMalformed, MALFORMED } from "./harden-service.ts";
+import { AUTH_KEY_ID } from "../../shared/transport/request-auth.ts";
 import type { DeviceRegistry } from "../state/registry.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import type { DeviceHub } from "../rounds/device-hub.ts";
@@ -51,6 +52,11 @@ function unary<Req, Res>(
 ): Unary<Req, Res> {
   return (call, callback) => {
     (async () => {
+      if (roles === "token" && call.metadata.get(AUTH_KEY_ID).length > 0) {
+        // The token is Enroll's only credential (README's RPC × role table): an enrolled device,
+        // an operator or a reviewer key has no business enrolling identities.
+        throw new RpcError(grpc.status.PERMISSION_DENIED, `${method.split("/").pop()} is authorized by the enrollment token alone: call it without request credentials`);
+      }
       const caller = roles === "token" ? { role: "anonymous" as const, keyId: "" } : await auth.authenticate(call.metadata, method, roles);
       if (isMalformed(call.request)) throw invalid(`malformed ${method.split("/").pop()} message: ${call.request[MALFORMED]}`);
       return fn(call.request, caller);
@@ -91,7 +97,8 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
       return { token: t.token, expiresAtMs: String(t.expiresAt) };
     }),
     Enroll: unary<{ token: string; identityPublicKey: Buffer; deviceLabel: string }, object>(auth, log, `${svc}Enrollment/Enroll`, "token", async (req) => {
-      if (!req.token || req.token.length > 200) throw invalid("missing or malformed enrollment token");
+      if (!req.token) throw new RpcError(grpc.status.UNAUTHENTICATED, "Enroll needs a single-use enrollment token (`tacit coordinator token create`)");
+      if (req.token.length > 200) throw invalid("malformed enrollment token");
       const rec = await c.registry.enroll(req.token, bytesOf(req.identityPublicKey, "identity_public_key", 32), req.deviceLabel ?? "");
       return { deviceId: rec.deviceId, coordinatorPublicKey: Buffer.from(c.signingKey.publicRaw) };
     }),
@@ -141,7 +148,8 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
       (async () => {
         const caller = await auth.authenticate(call.metadata, `${svc}Rounds/Subscribe`, deviceOnly);
         if (isMalformed(call.request)) throw invalid(`malformed Subscribe message: ${call.request[MALFORMED]}`);
-        const stream = { write: (ev: ServerEvent) => call.write(ev), end: () => call.end() };
+        // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
+        const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: () => call.end() };
         c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
         // An immediate heartbeat tells the device it is connected (and flushes headers).
         call.write({ heartbeat: { timeMs: String(Date.now()) } });

@@ -23,11 +23,18 @@ export function deviceEpsilon(events: readonly DpEvent[], delta: number, account
   return acc.getEpsilon(delta);
 }
 
-export function populationEpsilon(o: { perRound: DpEvent; samplingProbability: number; rounds: number; delta: number }): number {
-  if (o.rounds === 0) return 0;
-  const acc = new RdpAccountant();
-  acc.compose({ kind: "selfComposed", count: o.rounds, event: { kind: "poissonSampled", samplingProbability: o.samplingProbability, event: o.perRound } });
-  return acc.getEpsilon(o.delta);
+/**
+ * Population ε: every round amplified by the Poisson sampling rate the coordinator claims.
+ * `perRound` is one event repeated `rounds` times (a projection), or the list of the events the
+ * completed rounds actually ran (a ledger), whose mechanisms may differ from round to round.
+ */
+export function populationEpsilon(o: { perRound: DpEvent | readonly DpEvent[]; samplingProbability: number; rounds: number; delta: number }): number {
+  const sampled = (event: DpEvent): DpEvent => ({ kind: "poissonSampled", samplingProbability: o.samplingProbability, event });
+  const composed: DpEvent = Array.isArray(o.perRound)
+    ? { kind: "composed", events: (o.perRound as readonly DpEvent[]).map(sampled) }
+    : { kind: "selfComposed", count: o.rounds, event: sampled(o.perRound as DpEvent) };
+  if ((Array.isArray(o.perRound) ? o.perRound.length : o.rounds) === 0) return 0;
+  return new RdpAccountant().compose(composed).getEpsilon(o.delta);
 }
 
 /** ε of `rounds` Poisson-sampled Gaussian rounds with noise multiplier z (q = 1: no sampling). */

@@ -139,7 +139,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const delta = opts.delta ?? 1e-6;
   let policy: { file: PolicyFile; line: number } | undefined;
   const policyLines: { file: PolicyFile; line: number }[] = [];
-  const runs = new Map<string, RunFigures & { perRound?: DpEvent; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>> }>();
+  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
 
   entries.forEach((e, i) => {
@@ -172,7 +172,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       } catch {
         add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
       }
-      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, q: spec ? spec.cohortSize / spec.populationSize : 1, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>() };
+      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, q: spec ? spec.cohortSize / spec.populationSize : 1, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>() };
       runs.set(runId, fig);
       if (spec && policy) {
         const proj = projectRun(spec, policy.file.body.delta);
@@ -206,7 +206,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       }
       run.survivorsByRound.set(round, new Set(survivors));
       if (event) {
-        run.perRound ??= event;
+        run.eventByRound.set(round, event);
         for (const d of survivors) {
           const list = deviceEvents.get(d) ?? [];
           list.push(event);
@@ -214,7 +214,6 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         }
       }
       const epsNow = [...deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, delta));
-      const completedRounds = run.rounds.filter((r) => r.status === "completed").length + (status === "completed" ? 1 : 0);
       run.rounds.push({
         round,
         attempt: Number(b.attempt ?? 0),
@@ -223,7 +222,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         survivors: survivors.length,
         worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
         medianDeviceEpsilon: median(epsNow),
-        populationEpsilon: run.perRound ? safePop(run.perRound, run.q, completedRounds, delta) : 0,
+        populationEpsilon: safePop([...run.eventByRound.values()], run.q, delta),
       });
     } else if (e.type === "attestation") {
       const runId = String(b.runId);
@@ -236,7 +235,9 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         const body = JSON.parse(String(b.bodyJson)) as { deviceId?: string; runId?: string; round?: number; event?: unknown };
         if (body.deviceId !== deviceId || body.runId !== runId || body.round !== round) add("ATTESTATION_MISMATCH", line, `attestation body names another device, run or round`);
         const run = runs.get(runId);
-        if (run?.perRound && canonicalJson(body.event) !== canonicalJson(run.perRound)) add("ATTESTATION_MECHANISM", line, `device ${deviceId} attests a mechanism that differs from the round's`);
+        // Each round's mechanism depends on that round's cohort: compare with this round's own.
+        const roundEvent = run?.eventByRound.get(round);
+        if (roundEvent && canonicalJson(body.event) !== canonicalJson(roundEvent)) add("ATTESTATION_MECHANISM", line, `device ${deviceId} attests a mechanism that differs from round ${round}'s`);
         if (!run?.survivorsByRound.get(round)?.has(deviceId)) add("ATTESTATION_NOT_SURVIVOR", line, `device ${deviceId} attests round ${round} of ${runId} but is not among its survivors`);
       } catch {
         add("ATTESTATION_MALFORMED", line, "malformed attestation");
@@ -274,9 +275,9 @@ function safeEps(evs: DpEvent[], delta: number): number {
   }
 }
 
-function safePop(perRound: DpEvent, q: number, rounds: number, delta: number): number {
+function safePop(perRound: readonly DpEvent[], q: number, delta: number): number {
   try {
-    return populationEpsilon({ perRound, samplingProbability: Math.min(1, q), rounds, delta });
+    return populationEpsilon({ perRound, samplingProbability: Math.min(1, q), rounds: perRound.length, delta });
   } catch {
     return Infinity;
   }

@@ -12,7 +12,7 @@ import { createShares, bytesToField, fieldToBytes, SHARE_BYTES } from "./shamir.
 import { agree, generateX25519, x25519Public, type X25519Pair } from "./x25519.ts";
 import { expandMask, pairMaskKey, selfMaskKey } from "./prg.ts";
 import { openShare, sealShare } from "./share-box.ts";
-import { neighbourGraph } from "./graph.ts";
+import { neighboursOf } from "./graph.ts";
 import { advertisePayload, type AdvertisedKeys, type EncryptedShare, type RosterEntry, type SecAggConfig, type UnmaskRequest, type UnmaskShares } from "./messages.ts";
 
 type Stage = "advertise" | "share" | "mask" | "unmask" | "done";
@@ -27,6 +27,8 @@ export class SecAggDevice {
   /** Shares held for each neighbour v: [b_v-share, s_sk_v-share]. */
   private readonly held = new Map<number, { b: Uint8Array; s: Uint8Array }>();
   private maskedWith: number[] = [];
+  /** X25519(c_sk, c_pk_v) per neighbour v, from ShareKeys; dropped after masking. */
+  private readonly cAgreed = new Map<number, Uint8Array>();
 
   constructor(
     readonly cfg: SecAggConfig,
@@ -69,8 +71,7 @@ export class SecAggDevice {
     }
     if (seen.size < this.cfg.threshold + 1) throw new SecAggError("TOO_FEW_SURVIVORS", `only ${seen.size} devices advertised keys; threshold is ${this.cfg.threshold}`);
     this.roster = seen;
-    const graph = neighbourGraph(this.cfg, [...seen.keys()]);
-    this.neighbours = graph.get(this.self) ?? [];
+    this.neighbours = neighboursOf(this.cfg, [...seen.keys()], this.self) ?? [];
     for (const v of this.neighbours) verify(seen.get(v)!);
     if (this.neighbours.length < this.cfg.threshold) throw new SecAggError("TOO_FEW_SURVIVORS", `device ${this.self} has ${this.neighbours.length} neighbours, threshold ${this.cfg.threshold}`);
     const xs = this.neighbours.map((v) => v + 1);
@@ -79,7 +80,9 @@ export class SecAggDevice {
     this.stage = "mask";
     return this.neighbours.map((v, i) => {
       const plaintext = Buffer.concat([fieldToBytes(bShares[i]!.y), fieldToBytes(sShares[i]!.y)]);
+      // The c-key agreement is needed again to open this neighbour's share: computed once.
       const agreed = agree(this.c.privateKey, x25519Public(seen.get(v)!.cPk));
+      this.cAgreed.set(v, agreed);
       return { from: this.self, to: v, ciphertext: sealShare(agreed, this.cfg, this.self, v, plaintext) };
     });
   }
@@ -95,7 +98,7 @@ export class SecAggDevice {
       if (sh.to !== this.self) throw new SecAggError("UNKNOWN_PEER", `share addressed to ${sh.to} delivered to ${this.self}`);
       if (!neighbourSet.has(sh.from)) throw new SecAggError("NOT_NEIGHBOUR", `share from ${sh.from}, which is not a neighbour of ${this.self}`);
       if (this.held.has(sh.from)) throw new SecAggError("DUPLICATE", `two shares from ${sh.from}`);
-      const agreed = agree(this.c.privateKey, x25519Public(this.roster.get(sh.from)!.cPk));
+      const agreed = this.cAgreed.get(sh.from) ?? agree(this.c.privateKey, x25519Public(this.roster.get(sh.from)!.cPk));
       const plain = openShare(agreed, this.cfg, sh.from, this.self, sh.ciphertext);
       if (plain.length !== 2 * SHARE_BYTES) throw new SecAggError("BAD_SHARE", `share from ${sh.from} has ${plain.length} bytes`);
       this.held.set(sh.from, { b: plain.subarray(0, SHARE_BYTES), s: plain.subarray(SHARE_BYTES) });
@@ -110,6 +113,7 @@ export class SecAggDevice {
       const agreed = agree(this.s.privateKey, x25519Public(this.roster.get(v)!.sPk));
       addWordsInPlace(input.bits, y, expandMask(pairMaskKey(agreed, this.cfg, this.self, v), words), this.self < v ? 1 : -1);
     }
+    this.cAgreed.clear();
     this.stage = "unmask";
     return { bits: input.bits, length: input.length, data: y };
   }

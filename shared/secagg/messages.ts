@@ -46,6 +46,10 @@ export interface UnmaskRequest {
   dropouts: number[];
 }
 
-export function advertisePayload(cfg: { runId: string; round: number }, index: number, cPk: Uint8Array, sPk: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(`tacit-advertise-v1|${cfg.runId}|${cfg.round}|${index}|`), Buffer.from(cPk), Buffer.from(sPk)]);
+/**
+ * What a device signs when it advertises its round keys. The round seed is fresh for every
+ * attempt, so keys advertised for an aborted attempt cannot be replayed into its re-run.
+ */
+export function advertisePayload(cfg: { runId: string; round: number; roundSeed: Uint8Array }, index: number, cPk: Uint8Array, sPk: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from(`tacit-advertise-v2|${cfg.runId}|${cfg.round}|${Buffer.from(cfg.roundSeed).toString("hex")}|${index}|`), Buffer.from(cPk), Buffer.from(sPk)]);
 }
