@@ -5,22 +5,13 @@
  * sampling; plus the accountant's own invariants.
  */
 import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { readReferenceVectors } from "../scripts/dp-reference/reference-vectors.ts";
 import { execFileSync } from "node:child_process";
 import { AccountantInputError, makeAccountant, RdpAccountant, UnsupportedEventError, type DpEvent } from "../shared/dp/index.ts";
 import { epsilonFor } from "../cli/commands/privacy.ts";
 
-interface Vector {
-  z: number;
-  q: number;
-  steps: number;
-  delta: number;
-  sampling: "poisson" | "fixed";
-  population?: number;
-  rdp: number;
-}
 
-const vectors = (JSON.parse(readFileSync("test/fixtures/dp-accounting-vectors.json", "utf8")) as { vectors: Vector[] }).vectors;
+const vectors = readReferenceVectors();
 
 describe("RDP accountant vs dp_accounting 0.6", () => {
   it(`matches all ${vectors.length} reference vectors within 1% and never below`, () => {

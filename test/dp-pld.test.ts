@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { readFileSync } from "node:fs";
+import { readReferenceVectors, type ReferenceVector } from "../scripts/dp-reference/reference-vectors.ts";
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import { AccountantInputError, deviceEpsilon, makeAccountant, PldAccountant, RdpAccountant, UnsupportedEventError, type DpEvent, type DistributedDiscreteGaussianEvent } from "../shared/dp/index.ts";
@@ -33,31 +33,21 @@ import {
 } from "../shared/dp/pld/index.ts";
 import { epsilonFor } from "../cli/commands/privacy.ts";
 
-interface Vector {
-  z: number;
-  q: number;
-  steps: number;
-  delta: number;
-  sampling: "poisson" | "fixed";
-  population?: number;
-  rdp: number;
-  pld?: number;
-}
 
-const vectors = (JSON.parse(readFileSync("test/fixtures/dp-accounting-vectors.json", "utf8")) as { vectors: Vector[] }).vectors;
-const pldVectors = vectors.filter((v): v is Vector & { pld: number } => typeof v.pld === "number");
+const vectors = readReferenceVectors();
+const pldVectors = vectors.filter((v): v is ReferenceVector & { pld: number } => typeof v.pld === "number");
 
-const pldEpsilon = (v: Vector): number => epsilonFor({ noiseMultiplier: v.z, sampleRate: v.q, steps: v.steps, delta: v.delta, accountant: "pld", sampling: v.sampling, population: v.population ?? 1_000_000 });
+const pldEpsilon = (v: ReferenceVector): number => epsilonFor({ noiseMultiplier: v.z, sampleRate: v.q, steps: v.steps, delta: v.delta, accountant: "pld", sampling: v.sampling, population: v.population ?? 1_000_000 });
 
 /**
  * Tacit's PLD ε for every Poisson record, computed by scripts/dp-reference/pld-grid.ts in a child
  * process (the grid's extreme corners take tens of seconds of FFTs each; a child keeps this test
  * worker responsive).
  */
-let gridRun: Promise<Map<Vector, { epsilon: number; seconds: number }>> | undefined;
-function computeGrid(): Promise<Map<Vector, { epsilon: number; seconds: number }>> {
+let gridRun: Promise<Map<ReferenceVector, { epsilon: number; seconds: number }>> | undefined;
+function computeGrid(): Promise<Map<ReferenceVector, { epsilon: number; seconds: number }>> {
   gridRun ??= promisify(execFile)(process.execPath, ["--import", "tsx", "scripts/dp-reference/pld-grid.ts"], { encoding: "utf8", maxBuffer: 1 << 24 }).then(({ stdout }) => {
-    const out = new Map<Vector, { epsilon: number; seconds: number }>();
+    const out = new Map<ReferenceVector, { epsilon: number; seconds: number }>();
     for (const line of stdout.trim().split("\n")) {
       const r = JSON.parse(line) as { index: number; epsilon: number | null; seconds: number };
       out.set(vectors[r.index]!, { epsilon: r.epsilon ?? Infinity, seconds: r.seconds });
@@ -74,7 +64,7 @@ describe("PLD accountant vs dp_accounting 0.6", () => {
       expect(pldVectors.length).toBeGreaterThanOrEqual(140);
       const grid = await computeGrid();
       let worst = 0;
-      let worstAt: Vector | undefined;
+      let worstAt: ReferenceVector | undefined;
       let maxSeconds = 0;
       for (const v of pldVectors) {
         const r = grid.get(v);

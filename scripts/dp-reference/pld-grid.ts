@@ -6,19 +6,12 @@
  * a child process, so that minutes of FFT work at the grid's extreme corners do not block the
  * test worker.
  */
-import { readFileSync } from "node:fs";
+import { readReferenceVectors } from "./reference-vectors.ts";
 import { epsilonFor } from "../../cli/commands/privacy.ts";
 
-interface Vector {
-  z: number;
-  q: number;
-  steps: number;
-  delta: number;
-  sampling: "poisson" | "fixed";
-}
 
 const file = process.argv[2] ?? "test/fixtures/dp-accounting-vectors.json";
-const vectors = (JSON.parse(readFileSync(file, "utf8")) as { vectors: Vector[] }).vectors;
+const vectors = readReferenceVectors(file);
 vectors.forEach((v, index) => {
   if (v.sampling !== "poisson") return;
   const t0 = performance.now();
