@@ -76,6 +76,22 @@ describe("daemon pieces", () => {
     expect(unit).toMatch(/^WantedBy=graphical-session.target$/m);
   });
 
+  it("`tacit client install-service` writes the unit where systemd --user looks for it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tacit-unit-"));
+    try {
+      const r = spawnSync(process.execPath, [BIN, "client", "install-service", "--unit-dir", dir, "--idle-seconds", "90", "--state-dir", join(dir, "state")], { encoding: "utf8" });
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toMatch(/systemctl --user daemon-reload && systemctl --user enable --now tacit-client.service/);
+      const unit = readFileSync(join(dir, "tacit-client.service"), "utf8");
+      expect(unit).toContain(`ExecStart=${process.execPath} ${BIN} client start --state-dir ${join(dir, "state")} --idle-seconds 90`);
+      const bad = spawnSync(process.execPath, [BIN, "client", "install-service", "--unit-dir", dir, "--idle-seconds", "soon"], { encoding: "utf8" });
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/--idle-seconds must be a number/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("cuts stored actions into sessions at idle gaps, in time order", () => {
     const spec = tinyRunSpec();
     const cfg = { model: { ...spec.model, window: 2, sessionGapSeconds: 60 } } as unknown as RoundConfig;
