@@ -209,7 +209,7 @@ export function registerClientCommands(program: Command): void {
       print(
         o.json,
         c,
-        `consent saved: ${c.kinds.join(", ")} in ${c.apps.length ? c.apps.join(", ") : "no apps"}; rounds only while device ε ≤ ${c.limits.maxDeviceEpsilon} (δ=${c.limits.delta}), noise multiplier ≥ ${c.limits.minNoiseMultiplier}, ≥ ${c.limits.minSurvivors} survivors`,
+        `consent saved: ${c.kinds.join(", ")} in ${c.apps.length ? c.apps.join(", ") : "no apps"}; rounds only while device ε ≤ ${c.limits.maxDeviceEpsilon} (δ=${c.limits.delta.toExponential()}), noise multiplier ≥ ${c.limits.minNoiseMultiplier}, ≥ ${c.limits.minSurvivors} survivors`,
       );
     });
 
@@ -361,7 +361,7 @@ export function registerClientCommands(program: Command): void {
         consent ? `consent: ${consent.kinds.join(", ")} in ${consent.apps.join(", ") || "no apps"}${consent.paused ? " — PAUSED" : ""}` : "consent: none given — nothing is captured",
         `capture: ${status.capture}${daemon ? ` (daemon pid ${daemon.pid}, ${daemon.connected ? "connected" : "not connected"}, ${daemon.idle ? "idle" : "in use"}, ${daemon.storedActions} actions stored)` : ""}`,
         `rounds joined: ${status.roundsJoined} (${status.roundsCompleted} completed)`,
-        `device ε spent: ${spent.toFixed(3)} at δ=${delta}${consent ? ` (your limit ${consent.limits.maxDeviceEpsilon})` : ""} — no amplification assumed`,
+        `device ε spent: ${spent.toFixed(3)} at δ=${delta.toExponential()}${consent ? ` (your limit ${consent.limits.maxDeviceEpsilon})` : ""} — no amplification assumed`,
       ];
       if (v) {
         lines.push(v.ok ? `ledger check: OK — ${v.localEntries} local entries all present and unchanged in the coordinator's ledger; every completed round is attested` : `ledger check: FAILED`);
