@@ -110,4 +110,17 @@ describe("federated training over real gRPC and Redis", () => {
     expect(paused.events.find((e) => e.type === "declined")).toMatchObject({ code: "PAUSED" });
     expect(paused.budget.list()).toEqual([]);
   });
+
+  it("takes a diverged device's zero update (with its noise) instead of waiting for it", async () => {
+    const diverged = await cluster.addDevice("laptop-diverged", { train: async (cfg) => ({ delta: new Float32Array(cfg.parameterCount).fill(Number.NaN), loss: Number.NaN, examples: 10 }) });
+    await cluster.waitConnected(5);
+    const runId = await cluster.launch(tinyRunSpec({ model: MODEL, rounds: 1, cohortSize: 5, minSurvivors: 2, populationSize: 5, maxLocalSteps: 5, noiseMultiplier: 1, clip: 1 }));
+    const st = await cluster.waitRun(runId, 60_000);
+    expect(st.state).toBe("completed");
+    const r = st.rounds.find((x) => x.status === "completed")!;
+    expect(r.survivors).toBe(4); // three trainers and the diverged one; the paused laptop declined
+    expect(diverged.events.map((e) => e.type)).toContain("submitted");
+    const final = (await cluster.coordinator.checkpoints.latest(runId))!;
+    expect(final.weights.every(Number.isFinite)).toBe(true);
+  });
 });

@@ -175,7 +175,11 @@ export class RoundParticipant {
     const ref = { runId: cfg.runId, round: cfg.round };
     if (update.delta.length !== cfg.parameterCount) throw new Error(`local update has ${update.delta.length} values, expected ${cfg.parameterCount}`);
     const dp = calibrateDistributedDp(dpInputsFor(cfg));
-    const { encoded, wasClipped } = encodeClientUpdate(update.delta, dp);
+    // A diverged local model (NaN/∞) still sends a zero update with its noise share: going
+    // silent would stall the round until the deadline, and the others' DP needs that noise.
+    const finite = update.delta.every(Number.isFinite);
+    if (!finite) this.o.log?.warn({ runId: cfg.runId, round: cfg.round }, "local training diverged (non-finite update): contributing a zero update with its noise");
+    const { encoded, wasClipped } = encodeClientUpdate(finite ? update.delta : new Float32Array(update.delta.length), dp);
     const masked = st.secagg.maskInput(
       encoded,
       inbox.shares.map((s) => ({ from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) })),
