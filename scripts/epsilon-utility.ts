@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 const { values } = parseArgs({
   options: {
     dataset: { type: "string", default: resolve("../shared/datasets/devactions-large") },
-    clients: { type: "string", default: "150" },
+    clients: { type: "string", default: "100" },
     rounds: { type: "string", default: "10" },
     clip: { type: "string", default: "1" },
     epsilons: { type: "string", default: "inf,16,8,4,1" },
