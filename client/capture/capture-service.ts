@@ -341,12 +341,15 @@ async function defaultProbe(): Promise<ActiveAppProbe> {
  * libuiohook calls abort() when it cannot open the display or the RECORD extension is missing,
  * which would kill the daemon without a word; ask the server first (xdpyinfo, x11-utils).
  */
-function checkXRecord(): Promise<void> {
+function checkXRecord(attempt = 1): Promise<void> {
   const display = process.env.DISPLAY;
   if (!display) return Promise.reject(new CaptureUnavailableError("no-display", "no X server: set DISPLAY (capture needs an X11 session)"));
   return new Promise((resolve, reject) => {
-    execFile("xdpyinfo", ["-queryExtensions"], { timeout: 5000, maxBuffer: 1 << 20, encoding: "utf8" }, (err, stdout) => {
+    execFile("xdpyinfo", ["-queryExtensions"], { timeout: 10_000, maxBuffer: 1 << 20, encoding: "utf8" }, (err, stdout, stderr) => {
       if (err && (err as NodeJS.ErrnoException).code === "ENOENT") return reject(new CaptureUnavailableError("missing-tool", "xdpyinfo is not installed: install x11-utils (apt-get install -y x11-utils)"));
+      // A busy machine can make xdpyinfo slow or kill it on the timeout: that is not "no X
+      // server" (only "unable to open display" is), so ask once more before saying so.
+      if (err && !/unable to open display/i.test(String(stderr)) && attempt < 3) return resolve(checkXRecord(attempt + 1));
       if (err) return reject(new CaptureUnavailableError("no-display", `no X server at DISPLAY=${display}: set DISPLAY to a running X11 session`));
       if (!/^\s*RECORD\b/m.test(stdout)) return reject(new CaptureUnavailableError("no-record-extension", `the X server at DISPLAY=${display} has no RECORD extension, which input capture needs (enable it in the X server configuration)`));
       resolve();
