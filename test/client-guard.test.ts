@@ -57,7 +57,7 @@ describe("device budget record", () => {
     b.charge({ runId: "r", round: 0, attempt: 0, event: EVENT, at: 1 });
     b.charge({ runId: "r", round: 0, attempt: 0, event: EVENT, at: 2 }); // duplicate delivery
     expect(b.events()).toHaveLength(1);
-    b.markOutcome("r", 0, "aborted");
+    b.markOutcome("r", 0, 0, "aborted");
     expect(b.events()).toHaveLength(1); // aborted is not refunded
     b.charge({ runId: "r", round: 1, attempt: 0, event: EVENT, at: 3 }); // coordinator crashes here
     b.charge({ runId: "r", round: 1, attempt: 1, event: EVENT, at: 4 }); // the round is re-run
@@ -66,5 +66,8 @@ describe("device budget record", () => {
     b.markRevealed("r", 2, 0); // this device helped unmask attempt 0
     b.charge({ runId: "r", round: 2, attempt: 1, event: EVENT, at: 6 });
     expect(b.events()).toHaveLength(4); // a revealed attempt stays charged
+    b.markOutcome("r", 2, 1, "completed");
+    // The lost attempt is aborted, not completed: only attempt 1 has an attestation in the ledger.
+    expect(b.list().filter((e) => e.round === 2).map((e) => [e.attempt, e.outcome])).toEqual([[0, "aborted"], [1, "completed"]]);
   });
 });

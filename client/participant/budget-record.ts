@@ -62,8 +62,17 @@ export class BudgetRecord {
     }
   }
 
-  markOutcome(runId: string, round: number, outcome: "completed" | "aborted"): void {
-    for (const e of this.entries) if (e.runId === runId && e.round === round && e.outcome === undefined) e.outcome = outcome;
+  /**
+   * Records the coordinator's outcome for `attempt` of a round. Earlier attempts of that round
+   * still open were lost with a coordinator (a re-run started): they stay charged, as aborted —
+   * never "completed", which would claim a ledger attestation that cannot exist.
+   */
+  markOutcome(runId: string, round: number, attempt: number, outcome: "completed" | "aborted"): void {
+    for (const e of this.entries) {
+      if (e.runId !== runId || e.round !== round || e.outcome !== undefined) continue;
+      if (e.attempt === attempt) e.outcome = outcome;
+      else if (e.attempt < attempt) e.outcome = "aborted";
+    }
     this.persist();
   }
 

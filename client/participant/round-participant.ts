@@ -221,7 +221,8 @@ export class RoundParticipant {
   private onOutcome(o: NonNullable<ServerEvent["outcome"]>): void {
     if (!o.ref) return;
     const k = this.key(o.ref.runId, o.ref.round);
-    if (this.rounds.has(k)) this.o.budget.markOutcome(o.ref.runId, o.ref.round, o.status === "completed" ? "completed" : "aborted");
+    const st = this.rounds.get(k);
+    if (st) this.o.budget.markOutcome(o.ref.runId, o.ref.round, st.cfg.attempt, o.status === "completed" ? "completed" : "aborted");
     this.rounds.delete(k);
     this.o.hooks.onEvent?.({ type: "outcome", runId: o.ref.runId, round: o.ref.round, status: o.status, modelHash: o.modelHash });
   }
