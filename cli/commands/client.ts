@@ -16,7 +16,7 @@ import { deviceEpsilon } from "../../shared/dp/index.ts";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { clientPaths, defaultClientStateDir, ensureClientStateDir } from "../../client/state/client-dirs.ts";
 import { deleteIdentity, ensureIdentity, identityPaths, loadEnrollment, loadIdentity, saveEnrollment } from "../../client/identity/device-identity.ts";
-import { DEFAULT_LIMITS, SIGNAL_KINDS, appNameSchema, loadConsent, saveConsent, setPaused, type Consent, type SignalKind } from "../../client/consent/consent.ts";
+import { DEFAULT_LIMITS, SIGNAL_KINDS, loadConsent, saveConsent, setPaused, type Consent, type SignalKind } from "../../client/consent/consent.ts";
 import { CoordinatorClient, RpcCallError } from "../../client/transport/coordinator-client.ts";
 import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import { ClientDaemon, requestDaemonFlush, runningDaemonPid, type DaemonStatus } from "../../client/daemon/client-daemon.ts";
@@ -24,6 +24,7 @@ import { verifyLedgerCopy } from "../../client/daemon/ledger-copy.ts";
 import { systemdUserUnit } from "../../client/daemon/systemd-unit.ts";
 import { ActionStore, summarize } from "../../client/store/action-store.ts";
 import { CaptureService } from "../../client/capture/capture-service.ts";
+import { normalizeAppName } from "../../client/capture/tokenizer.ts";
 
 interface StateOpt {
   stateDir: string;
@@ -68,24 +69,25 @@ async function stopDaemon(stateDir: string): Promise<number | undefined> {
   return pid;
 }
 
-function parseList(name: string, raw: string): string[] {
+function parseList(raw: string): string[] {
   return raw
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
 }
 
+/** Application names in the form capture sees them ("Code - OSS" → "code-oss"). */
 function parseApps(raw: string): string[] {
-  const apps = parseList("--apps", raw).map((a) => a.toLowerCase());
-  for (const a of apps) {
-    const r = appNameSchema.safeParse(a);
-    if (!r.success) throw new CliError(`--apps: '${a}': ${r.error.issues[0]!.message}`);
-  }
+  const apps = parseList(raw).map((a) => {
+    const n = normalizeAppName(a);
+    if (!n) throw new CliError(`--apps: '${a}' is not an application name (as \`xprop WM_CLASS\` shows it)`);
+    return n;
+  });
   return [...new Set(apps)];
 }
 
 function parseKinds(raw: string): SignalKind[] {
-  const kinds = parseList("--kinds", raw);
+  const kinds = parseList(raw);
   for (const k of kinds) if (!(SIGNAL_KINDS as readonly string[]).includes(k)) throw new CliError(`--kinds: unknown signal kind '${k}' (one of ${SIGNAL_KINDS.join(", ")})`);
   if (kinds.length === 0) throw new CliError("--kinds: name at least one signal kind");
   return [...new Set(kinds)] as SignalKind[];
@@ -293,7 +295,7 @@ export function registerClientCommands(program: Command): void {
         store.deleteAll();
         msg = "deleted all captured data and its keys";
       } else if (o.day) msg = `deleted ${store.deleteDay(o.day)} actions of ${o.day} and destroyed that day's key`;
-      else msg = `deleted ${store.deleteApp(o.app!.toLowerCase())} actions of ${o.app}`;
+      else msg = `deleted ${store.deleteApp(normalizeAppName(o.app!) ?? o.app!)} actions of ${o.app}`;
       store.close();
       process.stdout.write(`${msg}${runningDaemonPid(o.stateDir) ? " (the running daemon keeps capturing what your consent allows)" : ""}\n`);
     });

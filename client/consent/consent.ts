@@ -7,17 +7,16 @@ import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { ACTION_KINDS, type ActionKind } from "../store/action-record.ts";
+import { normalizeAppName } from "../capture/tokenizer.ts";
 
 /** The signal kinds a person can consent to are exactly the kinds of stored actions. */
 export const SIGNAL_KINDS = ACTION_KINDS;
 export type SignalKind = ActionKind;
 
-/** Application names as the capture normalises them (WM_CLASS, lower-case). */
+/** Application names exactly as the capture normalises them (WM_CLASS, see normalizeAppName). */
 export const appNameSchema = z
   .string()
-  .min(1)
-  .max(64)
-  .regex(/^[a-z0-9._-]+$/, "application names are lower-case letters, digits, '.', '_' or '-' (as `tacit client review` shows them)");
+  .refine((a) => normalizeAppName(a) === a, "application names are lower-case letters, digits, '.', '_' or '-' (as `tacit client review` shows them)");
 
 export const privacyLimitsSchema = z
   .object({
