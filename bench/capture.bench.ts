@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { requireXTools, startXvfb } from "../test/support/xvfb.ts";
 
 const self = fileURLToPath(import.meta.url);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -119,25 +120,6 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** Xvfb on a display it picks itself (-displayfd), so it never collides with another X server. */
-async function startXvfb(): Promise<{ display: string; proc: ChildProcess }> {
-  const proc = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1024x768x24", "-nolisten", "tcp"], { stdio: ["ignore", "ignore", "ignore", "pipe"] });
-  const display = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    proc.stdio[3]!.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const m = /^(\d+)\n/.exec(buf);
-      if (m) resolve(`:${m[1]}`);
-    });
-    proc.on("exit", (c) => reject(new Error(`Xvfb exited ${c}`)));
-  });
-  const end = Date.now() + 10_000;
-  while (spawnSync("xdpyinfo", [], { env: { ...process.env, DISPLAY: display }, stdio: "ignore", timeout: 5000 }).status !== 0) {
-    if (Date.now() > end) throw new Error(`Xvfb ${display} does not answer`);
-    await sleep(50);
-  }
-  return { display, proc };
-}
 
 interface Running {
   proc: ChildProcess;
@@ -229,9 +211,7 @@ async function captureRun(env: NodeJS.ProcessEnv, seconds: number) {
 }
 
 async function parent(seconds: number): Promise<void> {
-  for (const c of ["Xvfb", "xdotool", "xprop", "xmessage", "xdpyinfo"]) {
-    if (spawnSync("sh", ["-c", `command -v ${c}`]).status !== 0) throw new Error(`missing ${c}: apt-get install -y xvfb xdotool x11-utils`);
-  }
+  requireXTools();
   const x = await startXvfb();
   const env = { ...process.env, DISPLAY: x.display };
   const xdoSync = (...a: string[]): string => spawnSync("xdotool", a, { env, encoding: "utf8" }).stdout.trim();
@@ -279,7 +259,7 @@ async function parent(seconds: number): Promise<void> {
   } finally {
     win.kill();
     await new Promise((r) => (win.exitCode !== null ? r(null) : win.on("exit", r)));
-    x.proc.kill();
+    x.stop();
   }
 }
 

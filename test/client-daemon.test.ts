@@ -13,13 +13,13 @@ import * as grpc from "@grpc/grpc-js";
 import pino from "pino";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
 import { requireXTools, startXvfb, type XServer } from "./support/xvfb.ts";
+import { runTacit } from "./support/run-tacit.ts";
 import { ClientDaemon } from "../client/daemon/client-daemon.ts";
 import { CaptureService } from "../client/capture/capture-service.ts";
 import { ActionStore } from "../client/store/action-store.ts";
 import { clientPaths } from "../client/state/client-dirs.ts";
 import type { ParticipantEvent } from "../client/participant/round-participant.ts";
 
-const BIN = join(process.cwd(), "bin", "tacit.js");
 const CANARY = "zebraquokka marmalade";
 const CANARY_PARTS = ["zebraquokka", "marmalade", "quokka", "zebra"];
 
@@ -56,15 +56,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
   let logFile: string;
 
   // Asynchronous on purpose: the coordinator runs in this process and must keep answering.
-  const cli = (args: string[], extraEnv: Record<string, string> = {}) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, XDG_DATA_HOME: xdg, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
+  const cli = (args: string[], extraEnv: Record<string, string> = {}) => runTacit(args, { env: { XDG_DATA_HOME: xdg, ...extraEnv } });
   const xdotool = (...args: string[]) => {
     const r = spawnSync("xdotool", args, { env: { ...process.env, DISPLAY: display }, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`xdotool ${args.join(" ")} failed: ${r.stderr}`);
@@ -97,35 +89,35 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     const otherCa = join(xdg, "other-ca.pem");
     spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=not-the-coordinator", "-keyout", join(xdg, "other.key"), "-out", otherCa, "-days", "1"], { stdio: "ignore" });
     const wrongCa = await cli(["client", "enroll", "--coordinator", cluster.address, "--token", token, "--ca", otherCa]);
-    expect(wrongCa.code).not.toBe(0);
+    expect(wrongCa.status).not.toBe(0);
     expect(wrongCa.stderr).toMatch(/cannot reach the coordinator .* over TLS.*CA certificate/);
     expect(wrongCa.stderr).not.toMatch(/\n\s+at /); // no stack trace
 
     const ok = await cli(["client", "enroll", "--coordinator", cluster.address, "--token", token, "--ca", cluster.caFile, "--json"]);
     expect(ok.stderr).toBe("");
-    expect(ok.code).toBe(0);
+    expect(ok.status).toBe(0);
     expect(JSON.parse(ok.stdout).deviceId).toMatch(/^dev-/);
     expect(statSync(join(stateDir, "identity", "device.key")).mode & 0o777).toBe(0o600);
     expect(statSync(join(stateDir, "identity")).mode & 0o777).toBe(0o700);
     expect(statSync(stateDir).mode & 0o777).toBe(0o700);
 
     const reused = await cli(["client", "enroll", "--coordinator", cluster.address, "--token", token, "--ca", cluster.caFile], { XDG_DATA_HOME: join(xdg, "second-laptop") });
-    expect(reused.code).not.toBe(0);
+    expect(reused.status).not.toBe(0);
     expect(reused.stderr).toMatch(/token is unknown, expired or already used/);
 
     const noConsentYet = await cli(["client", "status"]);
     expect(noConsentYet.stdout).toMatch(/consent: none given — nothing is captured/);
     const noTty = await cli(["client", "consent"]);
-    expect(noTty.code).not.toBe(0);
+    expect(noTty.status).not.toBe(0);
     expect(noTty.stderr).toMatch(/no terminal to ask on: pass --apps, --kinds/);
 
     const consent = await cli(["client", "consent", "--apps", "xmessage", "--kinds", "shortcut,typing-burst,key,click", "--max-epsilon", "50", "--min-noise", "0.5", "--min-survivors", "2", "--yes"]);
-    expect(consent.code).toBe(0);
+    expect(consent.status).toBe(0);
     expect(statSync(clientPaths(stateDir).consent).mode & 0o777).toBe(0o600);
 
     // No X server: one line saying what to do, nothing left running.
     const noX = await cli(["client", "start"], { DISPLAY: "" });
-    expect(noX.code).not.toBe(0);
+    expect(noX.status).not.toBe(0);
     expect(noX.stderr).toMatch(/^tacit: .*DISPLAY/);
     expect(existsSync(clientPaths(stateDir).daemonPid)).toBe(false);
 
@@ -134,7 +126,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     cpSync(stateDir, join(broken, "tacit"), { recursive: true });
     writeFileSync(join(broken, "tacit", "identity", "device.key"), "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n", { mode: 0o600 });
     const damaged = await cli(["client", "status", "--verify"], { XDG_DATA_HOME: broken });
-    expect(damaged.code).not.toBe(0);
+    expect(damaged.status).not.toBe(0);
     expect(damaged.stderr).toMatch(/device key .* is corrupted: withdraw and enroll again/);
   }, 90_000);
 
@@ -205,14 +197,14 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
 
     // Status and the device-side ledger check.
     const status = await cli(["client", "status", "--json"]);
-    expect(status.code).toBe(0);
+    expect(status.status).toBe(0);
     const s = JSON.parse(status.stdout);
     expect(s.roundsJoined).toBe(1);
     expect(s.deviceEpsilon.epsilon).toBeGreaterThan(0);
     expect(s.deviceEpsilon.epsilon).toBeLessThan(50);
     const verify = await cli(["client", "status", "--verify"]);
     expect(verify.stderr).toBe("");
-    expect(verify.code).toBe(0);
+    expect(verify.status).toBe(0);
     expect(verify.stdout).toMatch(/ledger check: OK — [1-9]\d* local entries/);
 
     // A local copy that no longer matches (or a coordinator that rewrote history) is named.
@@ -223,7 +215,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     first.time += 1;
     writeFileSync(copy, [JSON.stringify(first), ...lines.slice(1)].join("\n") + "\n");
     const tampered = await cli(["client", "status", "--verify"]);
-    expect(tampered.code).toBe(1);
+    expect(tampered.status).toBe(1);
     expect(tampered.stdout).toMatch(/ledger check: FAILED/);
     expect(tampered.stdout).toMatch(/was altered on this laptop|differs/);
     writeFileSync(copy, original);
@@ -239,7 +231,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     await daemon.start();
     const win = xdotool("search", "--onlyvisible", "--class", "xmessage").split("\n")[0]!;
     xdotool("windowfocus", "--sync", win);
-    expect((await cli(["client", "pause"])).code).toBe(0);
+    expect((await cli(["client", "pause"])).status).toBe(0);
     await waitFor("the daemon to see the pause", () => daemon!.status().capture === "paused", 5000);
     const before = daemon.status().storedActions;
     for (let i = 0; i < 5; i++) xdotool("key", "ctrl+s");
@@ -247,7 +239,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(daemon.status().storedActions).toBe(before);
 
-    expect((await cli(["client", "resume"])).code).toBe(0);
+    expect((await cli(["client", "resume"])).status).toBe(0);
     await waitFor("the daemon to resume", () => daemon!.status().capture === "running", 5000);
     xdotool("key", "ctrl+s");
     await waitFor("capture after resume", () => daemon!.status().storedActions > before, 5000);
@@ -261,13 +253,13 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     const review = await cli(["client", "review", "--json"]);
     expect(JSON.parse(review.stdout).total).toBeGreaterThan(30);
     const del = await cli(["client", "delete", "--all"]);
-    expect(del.code).toBe(0);
+    expect(del.status).toBe(0);
     expect(JSON.parse((await cli(["client", "review", "--json"])).stdout).total).toBe(0);
     expect((await cli(["client", "delete"])).stderr).toMatch(/exactly one of --day/);
 
     const deviceId = JSON.parse((await cli(["client", "status", "--json"])).stdout).enrolled.deviceId as string;
     const withdraw = await cli(["client", "withdraw"]);
-    expect(withdraw.code).toBe(0);
+    expect(withdraw.status).toBe(0);
     expect(withdraw.stdout).toMatch(new RegExp(`deregistered ${deviceId}`));
     expect(existsSync(stateDir)).toBe(false);
     expect(await cluster.coordinator.registry.get(deviceId)).toBeUndefined();

@@ -29,7 +29,8 @@ import { loadCheckpoint } from "../shared/model/index.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
 import type { BudgetEntry } from "../client/participant/budget-record.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
-import { RedisProcess, freePort } from "./support/redis-process.ts";
+import { RedisProcess } from "./support/redis-process.ts";
+import { freePort } from "../coordinator/redis/embedded-redis.ts";
 import { CoordinatorProcess, initCoordinatorStateDir } from "./support/coordinator-process.ts";
 import { startFleetDevice, type FleetDevice } from "./support/fleet-device.ts";
 

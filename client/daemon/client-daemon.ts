@@ -134,7 +134,6 @@ export class ClientDaemon {
     this.recountAt = Date.now() + 3000;
     this.writeStatus();
   };
-  private lastInputFallback = Date.now();
 
   constructor(private readonly o: DaemonOptions) {
     this.paths = clientPaths(o.stateDir);
@@ -252,7 +251,8 @@ export class ClientDaemon {
   }
 
   private idle(): boolean {
-    const last = this.capture ? this.capture.lastInputAt() : this.lastInputFallback;
+    // Without capture there is no input to watch: idle from `idleMs` after the start.
+    const last = this.capture ? this.capture.lastInputAt() : this.startedAt;
     return Date.now() - last >= this.o.idleMs;
   }
 

@@ -24,7 +24,8 @@ export function redisServerBinary(): string | undefined {
   return found.status === 0 && path ? path : undefined;
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on loopback right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

@@ -63,7 +63,7 @@ export class RoundAbort extends Error {
   override name = "RoundAbort";
 }
 
-const emptyCounts = (): PhaseCounts => ({
+export const emptyCounts = (): PhaseCounts => ({
   invited: 0,
   declined: 0,
   advertised: 0,

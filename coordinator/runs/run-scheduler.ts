@@ -19,7 +19,7 @@ import { randomBytes } from "node:crypto";
 import { Queue, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { executeRound, type RoundCommit, type RoundContext } from "../rounds/round-runner.ts";
+import { emptyCounts, executeRound, type RoundCommit, type RoundContext } from "../rounds/round-runner.ts";
 import type { RoundRecord, RunRecord, RunStore } from "./run-store.ts";
 import { processAlive } from "../redis/embedded-redis.ts";
 import { failpoint } from "./failpoint.ts";
@@ -229,7 +229,7 @@ export class RunScheduler {
     const lost: RoundRecord = {
       round, attempt, status: "aborted", cohort: 0, survivors: 0, modelHashBefore: run.modelHash, modelHashAfter: run.modelHash,
       detail: `coordinator restarted during this round (phase ${phase}); the round is re-run from the last checkpoint`,
-      phases: { invited: 0, declined: 0, advertised: 0, shared: 0, maskedInput: 0, unmasked: 0, dropouts: { advertise: 0, share: 0, maskedInput: 0, unmask: 0 } },
+      phases: emptyCounts(),
       secagg: { threshold: 0, degree: 0, mode: "", guarantee: "", bits: run.spec.bits }, startedAt: Date.now(), endedAt: Date.now(),
     };
     const recorded = (await this.runs.rounds(run.runId)).some((r) => r.round === round && r.attempt === attempt);

@@ -33,45 +33,39 @@ function permutation(cfg: GraphConfig, items: readonly number[]): number[] {
   return out;
 }
 
-/** The neighbour map for `participants` (sorted indices); symmetric, no self loops. */
-export function neighbourGraph(cfg: GraphConfig, participants: readonly number[]): Map<number, number[]> {
-  const sorted = [...participants].sort((a, b) => a - b);
-  const n = sorted.length;
-  const g = new Map<number, number[]>();
-  if (cfg.degree >= n - 1) {
-    for (const u of sorted) g.set(u, sorted.filter((v) => v !== u));
-    return g;
-  }
-  const half = Math.ceil(cfg.degree / 2);
-  const ring = permutation(cfg, sorted);
-  for (let p = 0; p < n; p++) {
-    const set = new Set<number>();
-    for (let s = 1; s <= half; s++) {
-      set.add(ring[(p + s) % n]!);
-      set.add(ring[(p - s + n) % n]!);
-    }
-    g.set(ring[p]!, [...set].sort((a, b) => a - b));
-  }
-  return g;
-}
-
-/**
- * The neighbours of one participant in the graph `neighbourGraph` builds — the same list —
- * in O(n) instead of building every participant's list: what a device needs in a cohort of
- * thousands. Undefined if `self` is not a participant.
- */
-export function neighboursOf(cfg: GraphConfig, participants: readonly number[], self: number): number[] | undefined {
-  const sorted = [...participants].sort((a, b) => a - b);
-  const n = sorted.length;
-  if (!sorted.includes(self)) return undefined;
-  if (cfg.degree >= n - 1) return sorted.filter((v) => v !== self);
-  const half = Math.ceil(cfg.degree / 2);
-  const ring = permutation(cfg, sorted);
-  const p = ring.indexOf(self);
+/** The k/2 nearest on either side of ring position p, sorted. */
+function ringNeighbours(ring: readonly number[], p: number, half: number): number[] {
+  const n = ring.length;
   const set = new Set<number>();
   for (let s = 1; s <= half; s++) {
     set.add(ring[(p + s) % n]!);
     set.add(ring[(p - s + n) % n]!);
   }
   return [...set].sort((a, b) => a - b);
+}
+
+/** The neighbour map for `participants` (sorted indices); symmetric, no self loops. */
+export function neighbourGraph(cfg: GraphConfig, participants: readonly number[]): Map<number, number[]> {
+  const sorted = [...participants].sort((a, b) => a - b);
+  const g = new Map<number, number[]>();
+  if (cfg.degree >= sorted.length - 1) {
+    for (const u of sorted) g.set(u, sorted.filter((v) => v !== u));
+    return g;
+  }
+  const ring = permutation(cfg, sorted);
+  for (let p = 0; p < ring.length; p++) g.set(ring[p]!, ringNeighbours(ring, p, Math.ceil(cfg.degree / 2)));
+  return g;
+}
+
+/**
+ * The neighbours of one participant in the graph `neighbourGraph` builds — the same list —
+ * without building every participant's list: what a device needs in a cohort of thousands.
+ * Undefined if `self` is not a participant.
+ */
+export function neighboursOf(cfg: GraphConfig, participants: readonly number[], self: number): number[] | undefined {
+  const sorted = [...participants].sort((a, b) => a - b);
+  if (!sorted.includes(self)) return undefined;
+  if (cfg.degree >= sorted.length - 1) return sorted.filter((v) => v !== self);
+  const ring = permutation(cfg, sorted);
+  return ringNeighbours(ring, ring.indexOf(self), Math.ceil(cfg.degree / 2));
 }
