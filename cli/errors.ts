@@ -17,7 +17,7 @@ const EXPECTED = new Set([
   "CliError", "DatasetError", "RedisUnavailableError", "CoordinatorStartError", "StateDirError", "RunSpecError",
   "RpcCallError", "SimulationError", "KeyFormatError", "PolicyError", "ModularError", "RoundConfigError", "EnrollmentError",
   "AccountantInputError", "UnsupportedEventError", "LedgerFormatError", "CaFileError", "TlsSetupError", "IdentityError", "DistributedDpError", "CheckpointError", "ModelSpecError",
-  "ConsentError", "DaemonAlreadyRunningError", "CaptureUnavailableError", "StoreError", "NotEnoughDataError",
+  "ConsentError", "DaemonAlreadyRunningError", "StateDirLockedError", "CaptureUnavailableError", "StoreError", "NotEnoughDataError",
 ]);
 
 export function reportError(err: unknown): number {

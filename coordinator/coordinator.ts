@@ -22,9 +22,10 @@ import { hardenService } from "./server/harden-service.ts";
 import { failedPrecondition, invalid, notFound, RpcError } from "./server/rpc-error.ts";
 import { DeviceHub } from "./rounds/device-hub.ts";
 import type { ActiveRound } from "./rounds/active-round.ts";
-import { RunStore, type RunRecord } from "./runs/run-store.ts";
+import { RunStore, RunTransitionError, type RunRecord } from "./runs/run-store.ts";
 import { CheckpointStore } from "./runs/checkpoint-store.ts";
 import { RunScheduler } from "./runs/run-scheduler.ts";
+import { acquireStateLock } from "./state/state-lock.ts";
 import { PrivacyLedger } from "./ledger/privacy-ledger.ts";
 
 export interface CoordinatorOptions {
@@ -39,6 +40,8 @@ export interface CoordinatorOptions {
   env?: NodeJS.ProcessEnv;
   /** Per-caller token bucket (default burst 60, 20 requests/s). */
   rateLimit?: { burst: number; perSecond: number };
+  /** How often the scheduler's watchdog looks for live runs without a job (default 30 s). */
+  watchdogMs?: number;
 }
 
 export class CoordinatorStartError extends Error {
@@ -64,6 +67,7 @@ export class Coordinator {
     readonly signingKey: Ed25519KeyPair,
     readonly log: Logger,
     rateLimit?: { burst: number; perSecond: number },
+    watchdogMs?: number,
   ) {
     this.registry = new DeviceRegistry(redis);
     this.runs = new RunStore(redis);
@@ -83,9 +87,11 @@ export class Coordinator {
         ledger: this.ledger,
         onPhase: (runId, round, phase, state) => this.runs.recordPhase(runId, round, phase, state),
         commit: (runId, round) => this.scheduler.commit(runId, round),
+        isCancelled: async (runId) => (await this.runs.get(runId))?.state === "cancelled",
       },
       this.ledger,
       log,
+      watchdogMs !== undefined ? { watchdogMs } : {},
     );
   }
 
@@ -128,12 +134,16 @@ export class Coordinator {
     return rec;
   }
 
+  /** Invites no one after this; a round in progress stops at its next phase boundary. */
   async cancelRun(runId: string): Promise<void> {
     const run = await this.runs.get(runId);
     if (!run) throw notFound(`no run ${runId}`);
-    if (run.state === "completed" || run.state === "failed" || run.state === "cancelled") throw failedPrecondition(`run ${runId} is already ${run.state}`);
-    await this.runs.update(runId, { state: "cancelled", currentPhase: "cancelled" });
-    await this.ledger.runEnded(run, "cancelled", "cancelled by the ML team");
+    try {
+      await this.scheduler.cancel(runId);
+    } catch (err) {
+      if (err instanceof RunTransitionError) throw failedPrecondition(`run ${runId} is already ${err.current}`);
+      throw err;
+    }
   }
 
   async runStatus(runId: string): Promise<{ runId: string; state: string; roundsTotal: number; roundsDone: number; currentPhase: string; modelHash: string; rounds: object[]; specJson: string; error: string }> {
@@ -166,7 +176,13 @@ export class Coordinator {
     return this.ledger.lines(fromSeq, deviceId);
   }
 
+  /**
+   * Stops in the order that loses nothing: rounds running here end at their next phase boundary
+   * and are recorded (devices still connected get their outcome), then devices, gRPC, Redis.
+   * The state-dir lock is released by the process's exit, not here.
+   */
   async stop(): Promise<void> {
+    await this.scheduler.close();
     this.hub.closeAll();
     for (const r of this.active.values()) r.gate?.finish();
     await new Promise<void>((resolve) => {
@@ -174,7 +190,6 @@ export class Coordinator {
       this.server.tryShutdown(() => resolve());
       setTimeout(() => this.server?.forceShutdown(), 2000).unref();
     });
-    await this.scheduler.close();
     this.redis.disconnect();
     await this.redisTarget.embedded?.stop();
   }
@@ -184,6 +199,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const log = opts.logger ?? pino({ name: "tacit-coordinator", level: process.env.TACIT_LOG_LEVEL ?? "info" });
   const paths = opts.autoInit ? initCoordinatorState(opts.stateDir).paths : coordinatorPaths(opts.stateDir);
   const signingKey = loadSigningKey(paths);
+  // One coordinator process per state dir, until that process exits.
+  acquireStateLock(paths.root);
   const target = await resolveRedis(paths.root, opts.env);
   let redis: Redis;
   try {
@@ -192,7 +209,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     await target.embedded?.stop();
     throw err;
   }
-  const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit);
+  const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit, opts.watchdogMs);
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const server = new grpc.Server({

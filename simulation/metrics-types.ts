@@ -19,6 +19,8 @@ export interface RoundMetrics {
 
 export interface SimulationMetrics {
   mode: "federated" | "centralized";
+  /** False while the run is in progress (metrics.json is rewritten after every round) or if it was stopped. */
+  complete: boolean;
   dataset: string;
   evalSource: string;
   users: number;

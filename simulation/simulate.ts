@@ -44,10 +44,28 @@ export interface SimulateOptions {
   localEpochs?: number;
   seed: number;
   quiet?: boolean;
+  /** Aborting it stops the simulation at once; its coordinator, Redis and devices are stopped. */
+  signal?: AbortSignal;
+  /** Called after every round with the metrics so far (`complete: false`). */
+  onRound?: (partial: SimulationMetrics) => void;
 }
 
 export class SimulationError extends Error {
   override name = "SimulationError";
+}
+
+/** The simulation was stopped (a signal) before its run ended. */
+export class SimulationInterrupted extends Error {
+  override name = "SimulationInterrupted";
+}
+
+function throwIfStopped(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new SimulationInterrupted(signal.reason instanceof Error ? signal.reason.message : "interrupted");
+}
+
+/** Rejects with SimulationInterrupted when `signal` aborts; never settles otherwise. */
+function rejectWhenStopped(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => signal?.addEventListener("abort", () => reject(new SimulationInterrupted("interrupted")), { once: true }));
 }
 
 interface Prepared {
@@ -124,7 +142,13 @@ async function runCentralized(opts: SimulateOptions, data: Prepared, backend: st
   let weights = initialWeights(spec, opts.seed);
   const rounds: RoundMetrics[] = [];
   const training = DEFAULT_TRAINING;
+  const snapshot = (complete: boolean): SimulationMetrics => ({
+    mode: "centralized", complete, dataset: resolve(opts.dataset), evalSource: data.evalSource, users: data.users.length, trainEvents, evalEvents,
+    rounds, final: rounds.at(-1), backend, parameterCount: parameterCount(spec), wallSeconds: (Date.now() - started) / 1000,
+    privacy: { noiseMultiplier: 0, clip: 0, delta: opts.delta, minSurvivors: 0, mechanism: "none", note: "centralized baseline: pooled raw data, no privacy" },
+  });
   for (let r = 0; r < opts.rounds; r++) {
+    throwIfStopped(opts.signal);
     const t0 = Date.now();
     progress.startRound(r, 1, "centralized epoch");
     trainer.setWeights(weights);
@@ -143,12 +167,9 @@ async function runCentralized(opts: SimulateOptions, data: Prepared, backend: st
     };
     rounds.push(m);
     progress.endRound(r, m);
+    opts.onRound?.(snapshot(false));
   }
-  return {
-    mode: "centralized", dataset: resolve(opts.dataset), evalSource: data.evalSource, users: data.users.length, trainEvents, evalEvents,
-    rounds, final: rounds.at(-1), backend, parameterCount: parameterCount(spec), wallSeconds: (Date.now() - started) / 1000,
-    privacy: { noiseMultiplier: 0, clip: 0, delta: opts.delta, minSurvivors: 0, mechanism: "none", note: "centralized baseline: pooled raw data, no privacy" },
-  };
+  return snapshot(true);
 }
 
 function concatExamples(parts: Examples[], window: number): Examples {
@@ -260,10 +281,14 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
         }),
       );
     }
-    await Promise.all(ready);
+    await Promise.race([Promise.all(ready), rejectWhenStopped(opts.signal)]);
     // Wait until every device's Subscribe stream is registered.
     const connectDeadline = Date.now() + 30_000;
-    while (coordinator.hub.eligibleDevices().length < n && Date.now() < connectDeadline) await new Promise((r) => setTimeout(r, 50));
+    while (coordinator.hub.eligibleDevices().length < n && Date.now() < connectDeadline) {
+      throwIfStopped(opts.signal);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throwIfStopped(opts.signal);
 
     if (noiseMultiplier > 0) {
       // A reviewer signs the policy this run is held to, and installs it on the coordinator.
@@ -290,12 +315,19 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
     const launched = await mlTeam.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(mlTeamKey.privateKey, specJson)) });
     const runId = launched.runId;
     const rounds: RoundMetrics[] = [];
+    const snapshot = (complete: boolean): SimulationMetrics => ({
+      mode: "federated", complete, dataset: resolve(opts.dataset), evalSource: data.evalSource, users: n, trainEvents, evalEvents,
+      rounds, final: rounds.filter((x) => x.status === "completed").at(-1), backend, parameterCount: parameterCount(spec.model), wallSeconds: (Date.now() - started) / 1000,
+      spec, runId,
+      privacy: { noiseMultiplier, clip: spec.clip, delta: opts.delta, minSurvivors: spec.minSurvivors, mechanism: spec.mechanism, note: privacyNote(noiseMultiplier) },
+    });
     let lastWall = Date.now();
     let seen = 0;
     let roundIndex = 0;
     progress.startRound(0, spec.cohortSize, "advertise");
     for (;;) {
       if (fatal) throw new SimulationError(fatal);
+      throwIfStopped(opts.signal);
       const st = await mlTeam.unary<object, RunStatus>("RunControl", "GetRun", { runId });
       progress.phase(st.currentPhase);
       while (seen < st.rounds.length) {
@@ -329,6 +361,7 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
         lastWall = Date.now();
         rounds.push(m);
         progress.endRound(r.round, m);
+        opts.onRound?.(snapshot(false));
         roundLoss.delete(r.round);
         if (r.status === "completed") roundIndex = r.round + 1;
         if (roundIndex < spec.rounds) progress.startRound(roundIndex, spec.cohortSize, st.currentPhase);
@@ -350,13 +383,7 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
     writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
     admin.close();
     mlTeam.close();
-    const completed = rounds.filter((x) => x.status === "completed");
-    return {
-      mode: "federated", dataset: resolve(opts.dataset), evalSource: data.evalSource, users: n, trainEvents, evalEvents,
-      rounds, final: completed.at(-1), backend, parameterCount: parameterCount(spec.model), wallSeconds: (Date.now() - started) / 1000,
-      spec, runId,
-      privacy: { noiseMultiplier, clip: spec.clip, delta: opts.delta, minSurvivors: spec.minSurvivors, mechanism: spec.mechanism, note: privacyNote(noiseMultiplier) },
-    };
+    return snapshot(true);
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
     await coordinator?.stop();

@@ -10,6 +10,7 @@ import { homedir } from "node:os";
 import { createInterface } from "node:readline/promises";
 import pino from "pino";
 import * as grpc from "@grpc/grpc-js";
+import { ShutdownSignals } from "../shutdown.ts";
 import { CliError, parseNumber } from "../errors.ts";
 import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
 import { deviceEpsilon } from "../../shared/dp/index.ts";
@@ -315,13 +316,14 @@ export function registerClientCommands(program: Command): void {
         log,
         capture: o.capture ? (onAction, consent) => new CaptureService({ consent: { apps: consent.apps, kinds: consent.kinds }, onAction, logger: log }) : undefined,
       });
+      const shutdown = new ShutdownSignals();
       await daemon.start();
-      await new Promise<void>((res) => {
-        process.once("SIGINT", res);
-        process.once("SIGTERM", res);
-      });
+      await shutdown.next();
+      // Seals the capture buffer into the store, stops the training thread and the stream.
       await daemon.stop();
       log.info("tacit daemon stopped");
+      log.flush();
+      process.exit(shutdown.exitCode() ?? 0);
     });
 
   stateDirOption(client.command("status").description("consent, capture state, rounds joined and device ε spent"))

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ShutdownSignals } from "../shutdown.ts";
 import { CliError, parseNumber } from "../errors.ts";
 import { DEFAULT_COORDINATOR_STATE_DIR, coordinatorPaths, initCoordinatorState, writeFileAtomic } from "../../coordinator/state/state-dir.ts";
 import { startCoordinator } from "../../coordinator/coordinator.ts";
@@ -54,16 +55,17 @@ export function registerCoordinatorCommands(program: Command): void {
     .option("--port <port>", "listen port (0 = any free port)", "7443")
     .action(async (o: { stateDir: string; host: string; port: string }) => {
       const port = parseNumber("--port", o.port, { min: 0, max: 65535, integer: true });
+      const shutdown = new ShutdownSignals();
       const c = await startCoordinator({ stateDir: o.stateDir, host: o.host, port });
       const address = `${o.host === "127.0.0.1" || o.host === "0.0.0.0" ? "localhost" : o.host}:${c.port}`;
       writeFileAtomic(endpointFile(o.stateDir), JSON.stringify({ address, pid: process.pid }) + "\n", 0o644);
       process.stderr.write(`tacit coordinator listening on ${o.host}:${c.port} (state ${c.paths.root})\n`);
-      await new Promise<void>((resolve) => {
-        const stop = (): void => resolve();
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
-      });
+      await shutdown.next();
+      // Rounds running here end at their next phase boundary and are recorded; the embedded
+      // Redis stops; the state-dir lock goes with the process.
       await c.stop();
+      process.stderr.write("tacit coordinator stopped\n");
+      process.exit(shutdown.exitCode() ?? 0);
     });
   const token = coord.command("token").description("enrollment tokens");
   token

@@ -2,7 +2,8 @@
 import type { Command } from "commander";
 import { existsSync, statSync } from "node:fs";
 import { CliError, parseNumber } from "../errors.ts";
-import { runSimulation, writeMetrics } from "../../simulation/simulate.ts";
+import { runSimulation, SimulationInterrupted, writeMetrics } from "../../simulation/simulate.ts";
+import { ShutdownSignals } from "../shutdown.ts";
 import { jsonWithInfinity } from "../../simulation/write-json-atomic.ts";
 
 export function registerSimulateCommand(program: Command): void {
@@ -33,6 +34,8 @@ export function registerSimulateCommand(program: Command): void {
       if (o.evalDir && (!existsSync(String(o.evalDir)) || !statSync(String(o.evalDir)).isDirectory())) throw new CliError(`--eval-dir ${o.evalDir}: no such directory`);
       if (o.noiseMultiplier !== undefined && o.targetEpsilon !== undefined) throw new CliError("give either --noise-multiplier or --target-epsilon, not both");
       const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
+      const out = String(o.out);
+      const shutdown = new ShutdownSignals();
       const metrics = await runSimulation({
         dataset,
         clients: num("clients", "--clients", { min: 2, integer: true }),
@@ -52,9 +55,21 @@ export function registerSimulateCommand(program: Command): void {
         stateDir: o.stateDir ? String(o.stateDir) : undefined,
         seed: num("seed", "--seed", { min: 0, integer: true })!,
         quiet: false,
-      });
-      const path = writeMetrics(String(o.out), metrics);
+        signal: shutdown.signal,
+        // Progress survives a kill or a hang: metrics.json after every round, `complete: false`.
+        onRound: (partial) => writeMetrics(out, partial),
+      })
+        .catch((err: unknown) => exitIfInterrupted(err, shutdown, out))
+        .finally(() => shutdown.dispose());
+      const path = writeMetrics(out, metrics);
       process.stderr.write(`metrics written to ${path}\n`);
       if (o.json) process.stdout.write(jsonWithInfinity(metrics) + "\n");
     });
+}
+
+/** A simulation stopped by a signal has cleaned up after itself: say where its figures are and exit. */
+function exitIfInterrupted(err: unknown, shutdown: ShutdownSignals, out: string): never {
+  if (!(err instanceof SimulationInterrupted)) throw err;
+  process.stderr.write(`tacit: simulation ${err.message}; the metrics so far (complete: false) are in ${out}/metrics.json\n`);
+  process.exit(shutdown.exitCode() ?? 1);
 }

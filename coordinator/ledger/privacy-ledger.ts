@@ -16,6 +16,12 @@ import type { RunRecord } from "../runs/run-store.ts";
 import type { CoordinatorPaths } from "../state/state-dir.ts";
 import { RpcError } from "../server/rpc-error.ts";
 import * as grpc from "@grpc/grpc-js";
+import { faultpoint } from "../runs/failpoint.ts";
+
+/** Nothing about a run is written after its run-end entry: the end is final in the ledger too. */
+export class LedgerClosedError extends Error {
+  override name = "LedgerClosedError";
+}
 
 export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   /**
@@ -103,6 +109,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   async round(e: Parameters<RoundLedgerSink["round"]>[0]): Promise<void> {
     const r = e.record;
     const runId = e.run.runId;
+    if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: round ${r.round} attempt ${r.attempt} cannot be recorded after it`);
+    faultpoint("ledger-append", r.round);
     if (this.roundStatus(runId, r.round, r.attempt) === undefined) {
       this.append("round", {
         runId,

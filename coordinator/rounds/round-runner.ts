@@ -1,8 +1,12 @@
 /**
  * Executes one round of a run as a sequence of phases with deadlines:
  * select → invite/AdvertiseKeys → ShareKeys → MaskedInput → Unmasking → decode → server
- * optimizer → checkpoint. Any SecAgg failure (too few survivors at some phase) aborts the round
- * cleanly: the model is left unchanged and the run retries the round.
+ * optimizer → checkpoint. Whatever stops a round before its commit point — a SecAgg failure (too
+ * few survivors at some phase), any other error (a full disk, a Redis error), a cancel or a
+ * shutdown — ends the attempt cleanly: the model is left unchanged, every invited device is told
+ * the outcome, and the scheduler records the attempt and decides whether to retry.
+ * Cancels and shutdowns are seen at the next phase boundary: the running phase's gate is ended
+ * at once, so a boundary is never further away than the current message fan-out.
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -20,7 +24,8 @@ import type { DeviceRegistry } from "../state/registry.ts";
 import type { CheckpointStore } from "../runs/checkpoint-store.ts";
 import type { PhaseCounts, RoundRecord, RunRecord } from "../runs/run-store.ts";
 import { serverStateFromJson, serverStateToJson } from "./server-state.ts";
-import { failpoint } from "../runs/failpoint.ts";
+import { failpoint, faultpoint } from "../runs/failpoint.ts";
+import { RoundInterrupted } from "./round-interrupt.ts";
 
 export interface RoundLedgerSink {
   /** Called once per finished round (completed or aborted) with everything the ledger records. */
@@ -57,10 +62,30 @@ export interface RoundContext {
   commit(runId: string, round: number): Promise<void>;
   /** Persists the round's progress (phase, attempt, cohort, counts) in Redis. */
   onPhase?: (runId: string, round: number, phase: string, state: { attempt: number; cohort: string[]; counts: PhaseCounts }) => Promise<void>;
+  /** True once the run was cancelled (by this or another coordinator process): read at each phase boundary. */
+  isCancelled?: (runId: string) => Promise<boolean>;
 }
 
-export class RoundAbort extends Error {
-  override name = "RoundAbort";
+/** How an attempt ended. A completed one is committed and published; the others are not. */
+export type RoundResult =
+  | { status: "completed"; record: RoundRecord }
+  | {
+      status: "aborted" | "cancelled";
+      record: RoundRecord;
+      cohort: string[];
+      declines: Record<string, string>;
+      cause: AbortCause;
+    };
+
+/** What stopped an attempt: decides whether the scheduler counts it towards the retry limit. */
+export type AbortCause = "too-few-devices" | "secagg" | "error" | "cancelled" | "shutdown";
+
+/**
+ * An error after the round's commit point (the checkpoint is durable, publishing it failed):
+ * the round is committed and must be published again, never re-run.
+ */
+export class PublishError extends Error {
+  override name = "PublishError";
 }
 
 export const emptyCounts = (): PhaseCounts => ({
@@ -81,15 +106,27 @@ async function breathe(n: number): Promise<void> {
   if (n % 64 === 63) await new Promise((r) => setImmediate(r));
 }
 
-async function waitForEligible(hub: DeviceHub, want: number, deadline: number): Promise<string[]> {
+async function waitForEligible(hub: DeviceHub, want: number, deadline: number, signal: AbortSignal): Promise<string[]> {
   for (;;) {
+    if (signal.aborted) throw signal.reason;
     const eligible = hub.eligibleDevices();
     if (eligible.length >= want || Date.now() >= deadline) return eligible;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-export async function executeRound(ctx: RoundContext, run: RunRecord, round: number, attempt: number): Promise<{ record: RoundRecord; weights?: Float32Array }> {
+/** A phase boundary: stop here if the round was interrupted or its run cancelled elsewhere. */
+async function boundary(ctx: RoundContext, runId: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw signal.reason;
+  if (await ctx.isCancelled?.(runId)) throw new RoundInterrupted("cancelled");
+}
+
+function causeOf(err: unknown): AbortCause {
+  if (err instanceof RoundInterrupted) return err.reason;
+  return err instanceof SecAggError ? "secagg" : "error";
+}
+
+export async function executeRound(ctx: RoundContext, run: RunRecord, round: number, attempt: number, signal: AbortSignal = new AbortController().signal): Promise<RoundResult> {
   const spec = run.spec;
   const startedAt = Date.now();
   const current = await ctx.checkpoints.latest(run.runId);
@@ -104,17 +141,29 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     secagg: { threshold: 0, degree: 0, mode: "", guarantee: "", bits: spec.bits },
     startedAt,
   };
-  const abort = (detail: string): { record: RoundRecord } => ({
-    record: { ...base, status: "aborted", survivors: 0, modelHashAfter: current.hash, detail, endedAt: Date.now() },
+  const ended = (status: "aborted" | "cancelled", cause: AbortCause, detail: string, cohort: string[], declines: Record<string, string>): RoundResult => ({
+    status,
+    cause,
+    cohort,
+    declines,
+    record: { ...base, status, survivors: 0, modelHashAfter: current.hash, detail, endedAt: Date.now() },
   });
 
-  await ctx.onPhase?.(run.runId, round, "selection", { attempt, cohort: [], counts });
-  const eligible = await waitForEligible(ctx.hub, spec.cohortSize, Date.now() + spec.deadlines.selectionMs);
-  const cohortIds = sampleCohort(eligible, spec.cohortSize);
+  let cohortIds: string[];
+  try {
+    await ctx.onPhase?.(run.runId, round, "selection", { attempt, cohort: [], counts });
+    const eligible = await waitForEligible(ctx.hub, spec.cohortSize, Date.now() + spec.deadlines.selectionMs, signal);
+    await boundary(ctx, run.runId, signal);
+    cohortIds = sampleCohort(eligible, spec.cohortSize);
+  } catch (err) {
+    // Nobody was invited yet: there is no one to tell.
+    const cause = causeOf(err);
+    return ended(cause === "cancelled" ? "cancelled" : "aborted", cause, `stopped during selection: ${describe(err)}`, [], {});
+  }
   base.cohort = cohortIds.length;
   counts.invited = cohortIds.length;
   if (cohortIds.length < spec.minSurvivors) {
-    return abort(`only ${cohortIds.length} eligible devices connected, the run needs at least minSurvivors=${spec.minSurvivors}`);
+    return ended("aborted", "too-few-devices", `only ${cohortIds.length} eligible devices connected, the run needs at least minSurvivors=${spec.minSurvivors}`, cohortIds, {});
   }
 
   const params = chooseParams({
@@ -188,6 +237,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
   ctx.hub.on("disconnect", onDisconnect);
   const deviceOf = (i: number): string => active.deviceByIndex.get(i)!;
   const ref = { runId: run.runId, round };
+  // A cancel or shutdown ends the running phase now; the boundary after it stops the round.
+  const endPhase = (): void => active.gate?.finish();
+  signal.addEventListener("abort", endPhase);
+  let committed = false;
 
   try {
     // Phase 1: invitation + AdvertiseKeys.
@@ -200,6 +253,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       await breathe(n);
     }
     await active.gate.done;
+    await boundary(ctx, run.runId, signal);
     counts.declined = active.declines.size;
     counts.advertised = active.answered.advertise.size;
     counts.dropouts.advertise = cohort.length - counts.declined - counts.advertised;
@@ -217,6 +271,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       await breathe(n);
     }
     await active.gate.done;
+    await boundary(ctx, run.runId, signal);
     counts.shared = active.answered.share.size;
     counts.dropouts.share = advertisers.length - counts.shared;
     const inboxes = active.secagg.closeShareKeys();
@@ -232,6 +287,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       await breathe(n);
     }
     await active.gate.done;
+    await boundary(ctx, run.runId, signal);
     counts.maskedInput = active.answered["masked-input"].size;
     counts.dropouts.maskedInput = sharers.length - counts.maskedInput;
     const request = active.secagg.closeMaskedInput();
@@ -246,6 +302,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       await breathe(n);
     }
     await active.gate.done;
+    await boundary(ctx, run.runId, signal);
     counts.unmasked = active.answered.unmask.size;
     counts.dropouts.unmask = request.survivors.length - counts.unmasked;
     const sum = active.secagg.finish();
@@ -286,23 +343,38 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
         .filter((a): a is Attestation => a !== undefined)
         .map((a) => ({ deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, body: a.body, signature: Buffer.from(a.signature).toString("base64") })),
     };
+    // The last boundary: a cancel that arrives before the commit point is never released.
+    await boundary(ctx, run.runId, signal);
     // The commit point: the checkpoint directory, carrying its commit record, is renamed into
     // place atomically. Ledger, LATEST and Redis follow (and are redone after a crash).
+    faultpoint("checkpoint-write", round);
     await ctx.checkpoints.write(run.runId, round, spec.model, next.weights, serverStateToJson(next.state), commit);
+    committed = true;
     failpoint("after-checkpoint", round);
     await ctx.commit(run.runId, round);
     for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
-    return { record, weights: next.weights };
+    return { status: "completed", record };
   } catch (err) {
-    if (!(err instanceof SecAggError)) throw err;
-    const res = abort(`secure aggregation aborted in phase ${active.phase}: ${err.message}`);
+    if (committed) throw new PublishError(`round ${round} of run ${run.runId} is committed, but publishing it failed: ${describe(err)}`, { cause: err });
+    const phase = active.phase;
     active.phase = "finished";
-    await ctx.ledger.round({ run, record: res.record, cohort: cohortIds, survivors: [], declines: Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])), event: undefined, attestations: [] });
-    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "aborted", modelHash: current.hash, detail: res.record.detail, survivors: 0 } });
+    const cause = causeOf(err);
+    const status = cause === "cancelled" ? "cancelled" : "aborted";
+    const detail =
+      cause === "secagg" ? `secure aggregation aborted in phase ${phase}: ${describe(err)}`
+      : cause === "error" ? `error in phase ${phase}: ${describe(err)}`
+      : `${describe(err)} during phase ${phase}`;
+    const res = ended(status, cause, detail, cohortIds, Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])));
+    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status, modelHash: current.hash, detail, survivors: 0 } });
     return res;
   } finally {
+    signal.removeEventListener("abort", endPhase);
     active.gate?.finish();
     ctx.hub.off("disconnect", onDisconnect);
     ctx.active.delete(active.key);
   }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -7,8 +7,17 @@
  * `reconcile` whenever a coordinator (re)starts, Redis comes back, or a job is picked up. A round
  * attempt that was in flight when its coordinator died (its SecAgg state lived only in memory)
  * is recorded as aborted, once, and the round re-runs as a new attempt from the last committed
- * checkpoint. Jobs are fenced: only the attempt recorded as the run's next one may run, so a
- * stale or duplicated job delivery does nothing.
+ * checkpoint.
+ *
+ * Liveness:
+ * - Jobs are fenced by (run, round, attempt): only the attempt recorded as the run's next one
+ *   runs, and a job for the next round that arrives while the previous round's job is still
+ *   finishing (its commit enqueues the next job) waits for it instead of being dropped.
+ * - Every way an attempt can end — completed, aborted by SecAgg, failed by any error, cancelled,
+ *   interrupted by a shutdown — is recorded (Redis and ledger) and followed by the next job or by
+ *   the run's end; the retry limit counts aborts and errors, not cancels or shutdowns.
+ * - A watchdog re-enqueues any live run that has no waiting or active job, so a future bug of
+ *   the dropped-job kind delays a run by at most one watchdog period and never hangs it.
  *
  * When the previous coordinator on this Redis is provably dead (same host, its pid gone), its
  * orphaned job is failed and the run resumed at once; otherwise BullMQ's stalled-job recovery
@@ -19,25 +28,32 @@ import { randomBytes } from "node:crypto";
 import { Queue, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { emptyCounts, executeRound, type RoundCommit, type RoundContext } from "../rounds/round-runner.ts";
-import type { RoundRecord, RunRecord, RunStore } from "./run-store.ts";
+import { emptyCounts, executeRound, PublishError, type RoundCommit, type RoundContext, type RoundResult } from "../rounds/round-runner.ts";
+import { RoundInterrupted } from "../rounds/round-interrupt.ts";
+import { isTerminal, RunTransitionError, type RoundRecord, type RunRecord, type RunStore, type TerminalRunState } from "./run-store.ts";
 import { processAlive } from "../redis/embedded-redis.ts";
 import { failpoint } from "./failpoint.ts";
 
 export const ROUNDS_QUEUE = "tacit-rounds";
-/** A round that aborts (too few survivors) is retried this many times before the run fails. */
+/** A round is attempted at most this many times (aborts and errors count; cancels and shutdowns don't). */
 export const MAX_ROUND_ATTEMPTS = 3;
+/** How often the watchdog looks for live runs without a job. */
+export const DEFAULT_WATCHDOG_MS = 30_000;
+/** How long a cancel or a shutdown waits for the round running here to reach its next boundary. */
+const INTERRUPT_WAIT_MS = 8_000;
+/** Job states in which a job will still run (or is running). */
+const LIVE_JOB_STATES = ["waiting", "delayed", "active", "prioritized", "waiting-children", "paused"] as const;
 
 interface RoundJob {
   runId: string;
   round: number;
   attempt: number;
-  /** Aborts (too few survivors) of this round so far; attempts lost to a crash do not count. */
+  /** Failed attempts (aborts and errors) of this round so far; lost, cancelled or shut-down ones do not count. */
   aborts?: number;
 }
 
 export interface RunLifecycleSink {
-  runEnded(run: RunRecord, state: "completed" | "failed" | "cancelled", detail: string): Promise<void>;
+  runEnded(run: RunRecord, state: TerminalRunState, detail: string): Promise<void>;
 }
 
 /** What the scheduler needs of the ledger to publish commits exactly once. */
@@ -46,11 +62,23 @@ export interface RunLedger extends RunLifecycleSink {
   hasRunEnd(runId: string): boolean;
 }
 
+export interface SchedulerOptions {
+  watchdogMs?: number;
+}
+
+/** A round attempt executing in this process. */
+interface LocalRound {
+  round: number;
+  attempt: number;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
 const inflightKey = (runId: string): string => `tacit:run:${runId}:inflight`;
 const nextKey = (runId: string): string => `tacit:run:${runId}:next`;
 const OWNER_KEY = "tacit:coordinator:owner";
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const jobId = (runId: string, round: number, attempt: number): string => `${runId}-r${round}-a${attempt}`;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 interface Owner {
   instance: string;
@@ -58,15 +86,22 @@ interface Owner {
   host: string;
 }
 
+export function runEndDetail(run: RunRecord): string {
+  return run.state === "failed" ? run.error : run.state === "cancelled" ? "cancelled by the ML team" : `${run.roundsDone} rounds completed`;
+}
+
 export class RunScheduler {
   private readonly queue: Queue<RoundJob>;
   private worker: Worker<RoundJob> | undefined;
   private workerConnection: Redis | undefined;
-  /** Runs with a round executing in this process (guards against duplicate job deliveries). */
-  private readonly local = new Set<string>();
+  /** Round attempts executing in this process, by run. */
+  private readonly local = new Map<string, LocalRound>();
   readonly instance = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
   private closed = false;
   private onReady: (() => void) | undefined;
+  private watchdogTimer: NodeJS.Timeout | undefined;
+  private watchdogRunning: Promise<void> | undefined;
+  private readonly watchdogMs: number;
 
   constructor(
     private readonly connection: Redis,
@@ -74,8 +109,10 @@ export class RunScheduler {
     private readonly round: RoundContext,
     private readonly lifecycle: RunLedger,
     private readonly log: Logger,
+    opts: SchedulerOptions = {},
   ) {
     this.queue = new Queue<RoundJob>(ROUNDS_QUEUE, { connection });
+    this.watchdogMs = opts.watchdogMs ?? DEFAULT_WATCHDOG_MS;
   }
 
   async start(): Promise<void> {
@@ -108,6 +145,13 @@ export class RunScheduler {
       timer.unref();
     };
     this.connection.on("ready", this.onReady);
+    this.watchdogTimer = setInterval(() => {
+      if (this.watchdogRunning || this.closed) return;
+      this.watchdogRunning = this.watchdog()
+        .catch((err: Error) => this.log.error({ err: err.message }, "run watchdog failed"))
+        .finally(() => (this.watchdogRunning = undefined));
+    }, this.watchdogMs);
+    this.watchdogTimer.unref();
   }
 
   /**
@@ -131,25 +175,71 @@ export class RunScheduler {
     }
     for (const runId of await this.runs.list()) {
       if (this.local.has(runId)) continue;
-      let run = await this.runs.get(runId);
+      const run = await this.runs.get(runId);
       if (!run) continue;
-      if (TERMINAL.has(run.state)) {
-        if (!this.lifecycle.hasRunEnd(runId)) await this.lifecycle.runEnded(run, run.state as "completed" | "failed" | "cancelled", run.state === "failed" ? run.error : run.state === "cancelled" ? "cancelled by the ML team" : `${run.roundsDone} rounds completed`);
+      if (isTerminal(run.state)) {
+        await this.settleEnd(run);
         continue;
       }
-      run = await this.reconcile(run);
-      if (!sole || TERMINAL.has(run.state)) continue;
-      const lost = await this.connection.get(inflightKey(runId));
-      if (lost) {
-        const [r, a] = lost.split(":").map(Number) as [number, number];
-        await this.recordLost(run, r, a);
-        const next = await this.readNext(run);
-        await this.enqueue(runId, r, Math.max(a + 1, next.round === r ? next.attempt : 0), 0, next.round === r ? next.aborts : 0);
-        await this.connection.del(inflightKey(runId));
-      } else {
-        await this.ensureJob(run);
-      }
+      if (sole) await this.revive(run);
+      else await this.reconcile(run);
     }
+  }
+
+  /**
+   * Makes a live run that nothing is executing move again: publishes what is committed, records
+   * an attempt lost in flight as aborted and enqueues the next attempt, or enqueues the run's
+   * next job. Only for runs with no live job anywhere (a fresh start, or the watchdog's finding).
+   */
+  private async revive(initial: RunRecord): Promise<void> {
+    const run = await this.reconcile(initial);
+    if (isTerminal(run.state)) return this.settleEnd(run);
+    const lost = await this.connection.get(inflightKey(run.runId));
+    if (lost) {
+      const [r, a] = lost.split(":").map(Number) as [number, number];
+      await this.recordLost(run, r, a);
+      const next = await this.readNext(run);
+      await this.enqueue(run.runId, r, Math.max(a + 1, next.round === r ? next.attempt : 0), 0, next.round === r ? next.aborts : 0);
+      await this.connection.del(inflightKey(run.runId));
+    } else {
+      await this.ensureJob(run);
+    }
+  }
+
+  /** The reconcile loop's safety net: every live run has a waiting or active job. */
+  private async watchdog(): Promise<void> {
+    const owner = await this.connection.get(OWNER_KEY);
+    if (!owner || (JSON.parse(owner) as Owner).instance !== this.instance) return; // another coordinator owns the runs
+    const orphans = await this.runsWithoutJob();
+    if (orphans.length === 0) return;
+    // A job may have been between two states while we looked: look once more before acting.
+    await sleep(Math.min(1000, this.watchdogMs / 2));
+    const still = new Set(await this.runsWithoutJob());
+    for (const runId of orphans) {
+      if (!still.has(runId) || this.closed) continue;
+      const run = await this.runs.get(runId);
+      if (!run) continue;
+      this.log.warn({ runId, roundsDone: run.roundsDone, state: run.state }, "watchdog: a live run had no job; re-enqueueing it");
+      await this.revive(run);
+    }
+  }
+
+  /** Live runs that no job (waiting, delayed or active, here or elsewhere) is going to move. */
+  private async runsWithoutJob(): Promise<string[]> {
+    const jobs = await this.queue.getJobs([...LIVE_JOB_STATES]);
+    const covered = new Set(jobs.filter((j) => j?.data).map((j) => j.data.runId));
+    const out: string[] = [];
+    for (const runId of await this.runs.list()) {
+      if (this.local.has(runId) || covered.has(runId)) continue;
+      const run = await this.runs.get(runId);
+      if (run && !isTerminal(run.state)) out.push(runId);
+    }
+    return out;
+  }
+
+  /** A terminal run's ledger gets its run-end entry exactly once. */
+  private async settleEnd(run: RunRecord): Promise<void> {
+    if (isTerminal(run.state) && !this.lifecycle.hasRunEnd(run.runId)) await this.lifecycle.runEnded(run, run.state, runEndDetail(run));
   }
 
   private async readNext(run: RunRecord): Promise<{ round: number; attempt: number; aborts: number }> {
@@ -164,7 +254,7 @@ export class RunScheduler {
     const job = await this.queue.getJob(jobId(run.runId, next.round, next.attempt));
     if (job) {
       const state = await job.getState();
-      if (["waiting", "delayed", "active", "prioritized", "waiting-children"].includes(state)) return;
+      if ((LIVE_JOB_STATES as readonly string[]).includes(state)) return;
       await job.remove().catch(() => undefined);
     }
     await this.enqueue(run.runId, next.round, next.attempt, 0, next.aborts);
@@ -181,7 +271,7 @@ export class RunScheduler {
       const cp = await cps.read(run.runId, r);
       const commit = cp.meta.commit as RoundCommit | undefined;
       if (!commit) break;
-      this.log.warn({ runId: run.runId, round: r }, "publishing a round committed before a crash");
+      this.log.warn({ runId: run.runId, round: r }, "publishing a committed round");
       await this.commit(run.runId, r);
     }
     return (await this.runs.get(run.runId)) ?? run;
@@ -205,20 +295,18 @@ export class RunScheduler {
     failpoint("after-ledger", round);
     const done = round + 1;
     const finished = done >= run.spec.rounds;
-    const cancelled = run.state === "cancelled";
-    if (finished && !cancelled) await this.lifecycle.runEnded(run, "completed", `${done} rounds completed`);
     const ptr = this.round.checkpoints.pointer(runId);
     if (!ptr || ptr.round < round) this.round.checkpoints.point(runId, round, cp.hash);
     if (run.roundsDone <= round) {
-      await this.runs.recordRound(runId, c.record, {
-        roundsDone: done,
-        modelHash: cp.hash,
-        currentPhase: finished ? "done" : "waiting",
-        ...(finished && !cancelled ? { state: "completed" as const } : {}),
-      });
+      await this.runs.recordRound(runId, c.record, { roundsDone: done, modelHash: cp.hash, currentPhase: finished ? "done" : "waiting" });
+    }
+    if (finished && (await this.runs.tryTransition(runId, "complete"))) {
+      await this.lifecycle.runEnded({ ...run, state: "completed" }, "completed", `${done} rounds completed`);
     }
     await this.connection.del(inflightKey(runId));
-    if (!finished && !cancelled) await this.enqueue(runId, done, 0, 0, 0);
+    const now = await this.runs.get(runId);
+    if (!finished && now && !isTerminal(now.state)) await this.enqueue(runId, done, 0, 0, 0);
+    if (now && isTerminal(now.state)) await this.settleEnd(now);
   }
 
   /** Records an attempt that died with its coordinator as aborted (once, in Redis and the ledger). */
@@ -228,16 +316,16 @@ export class RunScheduler {
     const phase = Number(st.attempt) === attempt && st.phase ? st.phase : "unknown";
     const lost: RoundRecord = {
       round, attempt, status: "aborted", cohort: 0, survivors: 0, modelHashBefore: run.modelHash, modelHashAfter: run.modelHash,
-      detail: `coordinator restarted during this round (phase ${phase}); the round is re-run from the last checkpoint`,
+      detail: `the attempt was lost with its coordinator (crashed, or could not record it) in phase ${phase}; the round is re-run from the last checkpoint`,
       phases: emptyCounts(),
       secagg: { threshold: 0, degree: 0, mode: "", guarantee: "", bits: run.spec.bits }, startedAt: Date.now(), endedAt: Date.now(),
     };
     const recorded = (await this.runs.rounds(run.runId)).some((r) => r.round === round && r.attempt === attempt);
     if (!recorded) await this.runs.recordRound(run.runId, lost, {});
-    if (this.lifecycle.roundStatus(run.runId, round, attempt) === undefined) {
+    if (this.lifecycle.roundStatus(run.runId, round, attempt) === undefined && !this.lifecycle.hasRunEnd(run.runId)) {
       await this.round.ledger.round({ run, record: lost, cohort: [], survivors: [], declines: {}, event: undefined, attestations: [] });
     }
-    this.log.warn({ runId: run.runId, round, attempt, phase }, "round attempt lost with its coordinator; re-running the round");
+    this.log.warn({ runId: run.runId, round, attempt, phase }, "round attempt lost; re-running the round");
   }
 
   async enqueue(runId: string, round: number, attempt: number, delayMs = 0, aborts = 0): Promise<void> {
@@ -251,29 +339,58 @@ export class RunScheduler {
     });
   }
 
+  /**
+   * Cancels a run: no one is invited after this, and a round running here is stopped at its
+   * next phase boundary and recorded as cancelled before the run's end is written.
+   */
+  async cancel(runId: string): Promise<void> {
+    if (!(await this.runs.tryTransition(runId, "cancel", { currentPhase: "cancelled" }))) {
+      throw new RunTransitionError(runId, "cancel", (await this.runs.get(runId))?.state);
+    }
+    const running = this.local.get(runId);
+    if (running) {
+      running.controller.abort(new RoundInterrupted("cancelled"));
+      await Promise.race([running.done, sleep(INTERRUPT_WAIT_MS * 3)]);
+    }
+    const run = await this.runs.get(runId);
+    if (run) await this.settleEnd(run);
+  }
+
   private async process(job: Job<RoundJob>): Promise<void> {
-    const { runId } = job.data;
-    // A duplicate delivery (e.g. Redis lost the job's move to active) while this process runs
-    // a round of the same run: the running round carries on, the duplicate does nothing.
-    if (this.local.has(runId)) return;
-    this.local.add(runId);
+    const { runId, round, attempt } = job.data;
+    for (;;) {
+      const running = this.local.get(runId);
+      if (!running) break;
+      // The same attempt delivered twice (e.g. Redis lost the job's move to active): the one
+      // running carries on, the duplicate does nothing.
+      if (running.round === round && running.attempt === attempt) return;
+      // Another attempt of this run is still finishing here — typically round r's job, whose
+      // commit enqueued round r+1. Wait for it; processRound's fencing decides what runs.
+      await running.done;
+    }
+    // A job delivered while shutting down fails, and is re-enqueued by the next start.
+    if (this.closed) throw new Error("the coordinator is shutting down");
+    const controller = new AbortController();
+    let finish!: () => void;
+    const done = new Promise<void>((r) => (finish = r));
+    this.local.set(runId, { round, attempt, controller, done });
     try {
-      await this.processRound(job.data);
+      await this.processRound(job.data, controller.signal);
     } finally {
       this.local.delete(runId);
+      finish();
     }
   }
 
-  private async processRound(data: RoundJob): Promise<void> {
+  private async processRound(data: RoundJob, signal: AbortSignal): Promise<void> {
     const { runId, round } = data;
     let { attempt } = data;
-    let aborts = data.aborts ?? 0;
     let run = await this.runs.get(runId);
-    if (!run || TERMINAL.has(run.state)) return;
+    if (!run || isTerminal(run.state)) return;
     run = await this.reconcile(run);
-    if (TERMINAL.has(run.state) || run.roundsDone > round) return; // already done (duplicate delivery)
+    if (isTerminal(run.state) || run.roundsDone > round) return; // already done (duplicate delivery)
     const next = await this.readNext(run);
-    if (next.round === round && next.attempt > attempt) return; // fenced: a later attempt superseded this job
+    if (next.round !== round || next.attempt > attempt) return; // fenced: another attempt or round superseded this job
 
     const redis = this.connection;
     const previous = await redis.get(inflightKey(runId));
@@ -284,31 +401,89 @@ export class RunScheduler {
       await this.recordLost(run, r, a);
       if (r === round) attempt = Math.max(attempt, a + 1);
     }
+    const aborts = data.aborts ?? 0;
     await redis.set(nextKey(runId), JSON.stringify({ round, attempt, aborts }));
     await redis.set(inflightKey(runId), `${round}:${attempt}`);
-    await this.runs.update(runId, { state: "running", currentPhase: `round ${round}` });
+    if (!(await this.runs.tryTransition(runId, "start", { currentPhase: `round ${round}` }))) {
+      // Cancelled or failed meanwhile: nobody is invited.
+      await redis.del(inflightKey(runId));
+      const now = await this.runs.get(runId);
+      if (now) await this.settleEnd(now);
+      return;
+    }
 
-    const { record } = await executeRound(this.round, run, round, attempt);
-    if (record.status === "completed") return; // published by commit()
-    const after = await this.runs.get(runId);
-    const cancelled = after?.state === "cancelled";
-    await this.runs.recordRound(runId, record, { currentPhase: "retrying" });
-    await redis.del(inflightKey(runId));
-    if (cancelled) return;
-    aborts += 1;
-    if (aborts < MAX_ROUND_ATTEMPTS) {
-      this.log.warn({ runId, round, attempt, detail: record.detail }, "round aborted; retrying");
-      await this.enqueue(runId, round, attempt + 1, 1000, aborts);
-    } else {
-      const msg = `round ${round} aborted ${MAX_ROUND_ATTEMPTS} times: ${record.detail}`;
-      await this.runs.update(runId, { state: "failed", error: msg, currentPhase: "failed" });
-      await this.lifecycle.runEnded(run, "failed", msg);
+    let result: RoundResult;
+    try {
+      result = await executeRound(this.round, run, round, attempt, signal);
+    } catch (err) {
+      if (!(err instanceof PublishError)) throw err;
+      return this.republish(run, round, err);
+    }
+    if (result.status === "completed") return; // published by commit()
+    await this.endAttempt(run, result, attempt, aborts);
+  }
+
+  /**
+   * The round is committed but publishing it failed (e.g. the ledger could not be written):
+   * try again a few times; if it still fails, the watchdog's reconcile publishes it later.
+   * A committed round is never re-run.
+   */
+  private async republish(run: RunRecord, round: number, err: PublishError): Promise<void> {
+    this.log.error({ runId: run.runId, round, err: err.message }, "publishing a committed round failed; retrying");
+    for (let i = 1; i <= 3 && !this.closed; i++) {
+      await sleep(500 * i);
+      try {
+        await this.reconcile(run);
+        return;
+      } catch (again) {
+        this.log.error({ runId: run.runId, round, err: (again as Error).message }, "publishing a committed round failed again");
+      }
+    }
+    throw err;
+  }
+
+  /** Records an attempt that ended without a commit, then retries the round, fails the run or settles a cancel. */
+  private async endAttempt(run: RunRecord, result: Exclude<RoundResult, { status: "completed" }>, attempt: number, aborts: number): Promise<void> {
+    const { runId } = run;
+    const { record } = result;
+    if (!this.lifecycle.hasRunEnd(runId) && this.lifecycle.roundStatus(runId, record.round, attempt) === undefined) {
+      await this.round.ledger.round({ run, record, cohort: result.cohort, survivors: [], declines: result.declines, event: undefined, attestations: [] });
+    }
+    await this.runs.recordRound(runId, record, { currentPhase: result.status === "cancelled" ? "cancelled" : "retrying" });
+    await this.connection.del(inflightKey(runId));
+    const now = await this.runs.get(runId);
+    if (!now || isTerminal(now.state)) {
+      if (now) await this.settleEnd(now);
+      return;
+    }
+    if (result.cause === "shutdown") {
+      // Not the round's fault: the next coordinator runs the next attempt at once.
+      this.log.warn({ runId, round: record.round, attempt }, "round interrupted by shutdown; the next start re-runs it");
+      return this.enqueue(runId, record.round, attempt + 1, 0, aborts);
+    }
+    const failures = aborts + 1;
+    if (failures < MAX_ROUND_ATTEMPTS) {
+      this.log.warn({ runId, round: record.round, attempt, detail: record.detail }, "round attempt ended without a commit; retrying");
+      return this.enqueue(runId, record.round, attempt + 1, 1000, failures);
+    }
+    const msg = `round ${record.round} failed ${MAX_ROUND_ATTEMPTS} attempts; last: ${record.detail}`;
+    if (await this.runs.tryTransition(runId, "fail", { error: msg, currentPhase: "failed" })) {
+      await this.lifecycle.runEnded({ ...now, state: "failed", error: msg }, "failed", msg);
     }
   }
 
+  /**
+   * Stops scheduling: rounds running here are interrupted at their next phase boundary and
+   * recorded (their next attempt is enqueued for the next start), then the worker and queue close.
+   */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.watchdogTimer) clearInterval(this.watchdogTimer);
     if (this.onReady) this.connection.off("ready", this.onReady);
+    const running = [...this.local.values()];
+    for (const r of running) r.controller.abort(new RoundInterrupted("shutdown"));
+    await Promise.race([Promise.allSettled(running.map((r) => r.done)), sleep(INTERRUPT_WAIT_MS)]);
+    await Promise.race([this.watchdogRunning, sleep(1000)]);
     await Promise.allSettled([this.queue.waitUntilReady(), this.worker?.waitUntilReady()]);
     await this.worker?.close(true);
     // A clean stop hands the runs over at once: the next coordinator need not wait for locks.
@@ -317,7 +492,7 @@ export class RunScheduler {
       const owner = await this.connection.get(OWNER_KEY);
       if (owner && (JSON.parse(owner) as Owner).instance === this.instance) await this.connection.del(OWNER_KEY);
     };
-    await Promise.race([release().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+    await Promise.race([release().catch(() => undefined), sleep(1000)]);
     await this.queue.close();
     this.workerConnection?.disconnect();
   }

@@ -1,12 +1,66 @@
 /**
- * Runs and their round records in Redis. A run moves queued → running → completed | failed |
- * cancelled; each transition is one MULTI so readers never see half of it.
+ * Runs and their round records in Redis.
+ *
+ * A run's state is a closed set with named transitions, in the manner of BullMQ's job states:
+ *
+ *   queued ──start──▶ running ──complete──▶ completed
+ *     │                 ├──────fail──────▶ failed
+ *     └──cancel/fail────┴─────cancel─────▶ cancelled
+ *
+ * Terminal states are final. Every change of state is one Lua script that compares the current
+ * state with the allowed sources and sets the new one atomically, so a late writer (a round
+ * finishing after a cancel, a stale job) can never resurrect or overwrite a terminal run.
  */
-import type { Redis } from "ioredis";
+import type { ChainableCommander, Redis } from "ioredis";
 import type { RunSpec } from "../../shared/run/index.ts";
 
 export type RunState = "queued" | "running" | "completed" | "failed" | "cancelled";
-export type RoundStatus = "completed" | "aborted";
+export type TerminalRunState = "completed" | "failed" | "cancelled";
+/** How a round attempt ended; `cancelled` is an attempt stopped because its run was cancelled. */
+export type RoundStatus = "completed" | "aborted" | "cancelled";
+
+export const TERMINAL_RUN_STATES: readonly TerminalRunState[] = ["completed", "failed", "cancelled"];
+
+export function isTerminal(state: RunState): state is TerminalRunState {
+  return (TERMINAL_RUN_STATES as readonly string[]).includes(state);
+}
+
+/** The named transitions: for each target state, the states it may be entered from. */
+export const RUN_TRANSITIONS = {
+  start: { to: "running", from: ["queued", "running"] },
+  complete: { to: "completed", from: ["running"] },
+  fail: { to: "failed", from: ["queued", "running"] },
+  cancel: { to: "cancelled", from: ["queued", "running"] },
+} as const satisfies Record<string, { to: RunState; from: readonly RunState[] }>;
+export type RunTransition = keyof typeof RUN_TRANSITIONS;
+
+/** A transition was refused: the run was not in a state it may be entered from. */
+export class RunTransitionError extends Error {
+  override name = "RunTransitionError";
+  constructor(
+    readonly runId: string,
+    readonly transition: RunTransition,
+    readonly current: RunState | undefined,
+  ) {
+    super(current === undefined ? `no run ${runId}` : `run ${runId} is ${current}: cannot ${transition} it`);
+  }
+}
+
+/** Fields of a run that change without changing its state. */
+type ProgressFields = Partial<Pick<RunRecord, "roundsDone" | "modelHash" | "currentPhase" | "error">>;
+
+// KEYS[1] run hash; ARGV[1] comma-separated allowed source states; ARGV[2] target state;
+// ARGV[3..] field/value pairs set with the state. Returns the state found before the call.
+const TRANSITION_SCRIPT = `
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return '' end
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then
+    redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 3))
+    return cur
+  end
+end
+return cur`;
 
 export interface PhaseCounts {
   invited: number;
@@ -54,11 +108,7 @@ export class RunStore {
   constructor(private readonly redis: Redis) {}
 
   async create(rec: RunRecord): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(runKey(rec.runId), serialize(rec))
-      .zadd(RUNS, rec.createdAt, rec.runId)
-      .exec();
+    await execOrThrow(this.redis.multi().hset(runKey(rec.runId), serialize(rec)).zadd(RUNS, rec.createdAt, rec.runId));
   }
 
   async get(runId: string): Promise<RunRecord | undefined> {
@@ -81,28 +131,45 @@ export class RunStore {
     return this.redis.zrange(RUNS, 0, -1);
   }
 
-  async update(runId: string, fields: Partial<Pick<RunRecord, "state" | "roundsDone" | "modelHash" | "currentPhase" | "error">>): Promise<void> {
-    const flat: Record<string, string> = {};
-    for (const [k, v] of Object.entries(fields)) flat[k] = String(v);
-    await this.redis.hset(runKey(runId), flat);
+  /** Progress fields only; the state changes through `transition` alone. */
+  async update(runId: string, fields: ProgressFields): Promise<void> {
+    const flat = flatten(fields);
+    if (Object.keys(flat).length > 0) await this.redis.hset(runKey(runId), flat);
   }
 
-  /** Records a finished round and advances the run in one transaction. */
-  async recordRound(runId: string, rec: RoundRecord, runFields: Partial<Pick<RunRecord, "state" | "roundsDone" | "modelHash" | "currentPhase" | "error">>): Promise<void> {
-    const flat: Record<string, string> = {};
-    for (const [k, v] of Object.entries(runFields)) flat[k] = String(v);
+  /**
+   * Moves the run along a named transition, atomically, with `fields` set in the same step.
+   * Returns false (and changes nothing) when the run is not in a source state of the transition.
+   */
+  async tryTransition(runId: string, t: RunTransition, fields: ProgressFields = {}): Promise<boolean> {
+    const { to, from } = RUN_TRANSITIONS[t];
+    const args = Object.entries(flatten(fields)).flat();
+    const before = (await this.redis.eval(TRANSITION_SCRIPT, 1, runKey(runId), from.join(","), to, ...args)) as string;
+    return (from as readonly string[]).includes(before);
+  }
+
+  /** Like `tryTransition`, but a refused transition is an error naming the run's state. */
+  async transition(runId: string, t: RunTransition, fields: ProgressFields = {}): Promise<void> {
+    if (await this.tryTransition(runId, t, fields)) return;
+    throw new RunTransitionError(runId, t, (await this.get(runId))?.state);
+  }
+
+  /** Records a finished round attempt and the run's progress in one transaction. */
+  async recordRound(runId: string, rec: RoundRecord, runFields: ProgressFields): Promise<void> {
+    const flat = flatten(runFields);
     const m = this.redis.multi().rpush(roundsKey(runId), JSON.stringify(rec));
     if (Object.keys(flat).length > 0) m.hset(runKey(runId), flat);
-    await m.exec();
+    await execOrThrow(m);
   }
 
   /** Round state in Redis: which phase the round is in, its attempt, cohort and counts so far. */
   async recordPhase(runId: string, round: number, phase: string, state: { attempt: number; cohort: string[]; counts: PhaseCounts }): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(roundKey(runId, round), { phase, attempt: String(state.attempt), cohort: JSON.stringify(state.cohort), counts: JSON.stringify(state.counts), updatedAt: String(Date.now()) })
-      .hset(runKey(runId), { currentPhase: `round ${round}: ${phase}` })
-      .exec();
+    await execOrThrow(
+      this.redis
+        .multi()
+        .hset(roundKey(runId, round), { phase, attempt: String(state.attempt), cohort: JSON.stringify(state.cohort), counts: JSON.stringify(state.counts), updatedAt: String(Date.now()) })
+        .hset(runKey(runId), { currentPhase: `round ${round}: ${phase}` }),
+    );
   }
 
   async roundState(runId: string, round: number): Promise<Record<string, string>> {
@@ -112,6 +179,22 @@ export class RunStore {
   async rounds(runId: string): Promise<RoundRecord[]> {
     return (await this.redis.lrange(roundsKey(runId), 0, -1)).map((s) => JSON.parse(s) as RoundRecord);
   }
+}
+
+/**
+ * EXEC reports a failed command inside the transaction (e.g. WRONGTYPE) as a result, not as a
+ * rejection: surface it, so a Redis error ends the round attempt instead of passing unnoticed.
+ */
+async function execOrThrow(m: ChainableCommander): Promise<void> {
+  const results = await m.exec();
+  if (results === null) throw new Error("Redis transaction aborted");
+  for (const [err] of results) if (err) throw err;
+}
+
+function flatten(fields: ProgressFields): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) flat[k] = String(v);
+  return flat;
 }
 
 function serialize(rec: RunRecord): Record<string, string> {

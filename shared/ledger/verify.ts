@@ -141,10 +141,12 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const policyLines: { file: PolicyFile; line: number }[] = [];
   const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
+  const afterEnd = runEndGuard();
 
   entries.forEach((e, i) => {
     const line = i + 1;
     const b = e.body as Record<string, unknown>;
+    afterEnd(e, line, add);
     if (e.type === "policy") {
       try {
         const file = verifyPolicy(b.policy);
@@ -264,6 +266,18 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
     devices,
     violations: v,
+  };
+}
+
+/** Nothing about a run may follow its run-end entry (e.g. a round released after a cancel). */
+function runEndGuard(): (e: LedgerEntry, line: number, add: (code: string, line: number | undefined, message: string) => void) => void {
+  const ended = new Map<string, number>();
+  return (e, line, add) => {
+    const runId = (e.body as { runId?: unknown }).runId;
+    if (typeof runId !== "string") return;
+    const endLine = ended.get(runId);
+    if (endLine !== undefined) add("AFTER_RUN_END", line, `run ${runId}: a ${e.type} entry after the run ended (line ${endLine})`);
+    else if (e.type === "run-end") ended.set(runId, line);
   };
 }
 

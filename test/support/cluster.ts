@@ -71,10 +71,17 @@ export class TestCluster {
   mlTeamKey!: Ed25519KeyPair;
   devices: TestDevice[] = [];
 
-  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger } = {}): Promise<TestCluster> {
+  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger; watchdogMs?: number } = {}): Promise<TestCluster> {
     const c = new TestCluster();
     c.stateDir = mkdtempSync(join(tmpdir(), "tacit-test-"));
-    c.coordinator = await startCoordinator({ stateDir: c.stateDir, autoInit: true, logger: o.logger ?? pino({ level: "silent" }), env: {}, ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}) });
+    c.coordinator = await startCoordinator({
+      stateDir: c.stateDir,
+      autoInit: true,
+      logger: o.logger ?? pino({ level: "silent" }),
+      env: {},
+      ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
+      ...(o.watchdogMs !== undefined ? { watchdogMs: o.watchdogMs } : {}),
+    });
     c.address = `localhost:${c.coordinator.port}`;
     c.caFile = join(c.coordinator.paths.root, "tls", "ca.pem");
     const key = (id: string): Ed25519KeyPair => privateKeyFromPem(readFileSync(join(c.coordinator.paths.keysOut, `${id}.key`), "utf8"));
