@@ -1,7 +1,8 @@
 /**
  * Test support: the coordinator as a separate process (`bin/tacit.js coordinator start`) on a
- * fixed port and state dir against an external Redis (REDIS_URL), so a test can SIGKILL it and
- * start it again on the same port, state and data. Its log (pino JSON) is appended to `logFile`.
+ * fixed port and state dir against an external Redis (REDIS_URL) or, without `redisUrl`, its
+ * embedded one, so a test can kill or signal it and start it again on the same port, state and
+ * data. Its log (pino JSON) is appended to `logFile`.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { appendFileSync } from "node:fs";
@@ -19,7 +20,7 @@ export class CoordinatorProcess {
   starts = 0;
 
   constructor(
-    readonly o: { stateDir: string; port: number; redisUrl: string; logFile: string },
+    readonly o: { stateDir: string; port: number; redisUrl?: string; logFile: string },
   ) {}
 
   get address(): string {
@@ -29,7 +30,9 @@ export class CoordinatorProcess {
   /** Starts the coordinator and resolves once it listens; `failpoint` sets TACIT_FAILPOINT. */
   async start(failpoint?: string): Promise<void> {
     this.starts++;
-    const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: this.o.redisUrl, TACIT_LOG_LEVEL: "info" };
+    const env: NodeJS.ProcessEnv = { ...process.env, TACIT_LOG_LEVEL: "info" };
+    if (this.o.redisUrl) env.REDIS_URL = this.o.redisUrl;
+    else delete env.REDIS_URL;
     delete env.TACIT_FAILPOINT;
     if (failpoint) env.TACIT_FAILPOINT = failpoint;
     const child = spawn(process.execPath, [BIN, "coordinator", "start", "--state-dir", this.o.stateDir, "--port", String(this.o.port)], { stdio: ["ignore", "pipe", "pipe"], env });
@@ -46,6 +49,11 @@ export class CoordinatorProcess {
       child.stderr!.on("data", onData);
       child.once("exit", (code, sig) => reject(new Error(`coordinator exited (${code ?? sig}) before listening: ${err}`)));
     });
+  }
+
+  /** Sends a signal without waiting. */
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
   }
 
   /** Resolves with the signal (or exit code) once the process has exited. */

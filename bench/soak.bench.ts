@@ -1,0 +1,103 @@
+/**
+ * `npm run bench:soak`: the main job under load, many times. Runs the 20-round federated
+ * simulation on every user of data/devactions N times while busy loops occupy every core at the
+ * same priority as the simulation, and reports completions, hangs and wall times.
+ *
+ * A run that does not end within --hang-minutes is a hang: it is stopped with SIGTERM (which
+ * must leave its metrics.json, `complete: false`) and counted. Results are appended as they
+ * come to --results (JSON lines) so a long soak that is interrupted still leaves its figures.
+ *
+ *   npm run bench:soak -- [--runs 10] [--rounds 20] [--hang-minutes 40] [--nice 0] [--results FILE]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { availableParallelism } from "node:os";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const arg = (name: string, dflt: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+};
+const runs = Number(arg("runs", "10"));
+const rounds = Number(arg("rounds", "20"));
+const hangMs = Number(arg("hang-minutes", "40")) * 60_000;
+// Busy loops and simulation share this nice level: the load competes with the job as equals.
+const nice = Number(arg("nice", "0"));
+const resultsFile = arg("results", join(root, "out", "soak-results.jsonl"));
+
+interface SoakRun {
+  run: number;
+  outcome: "completed" | "failed" | "hang";
+  wallSeconds: number;
+  exitCode: number | null;
+  roundsRecorded: number;
+  complete: boolean | undefined;
+  finalTop3: number | undefined;
+  loadAverage: number;
+}
+
+function niced(cmd: string, args: string[]): ChildProcess {
+  return nice > 0 ? spawn("nice", ["-n", String(nice), cmd, ...args], { cwd: root, stdio: ["ignore", "ignore", "pipe"] }) : spawn(cmd, args, { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
+}
+
+function startBusyLoops(): ChildProcess[] {
+  return Array.from({ length: availableParallelism() }, () => niced(process.execPath, ["-e", "for(;;){}"]));
+}
+
+async function oneRun(i: number): Promise<SoakRun> {
+  const out = mkdtempSync(join(tmpdir(), "tacit-soak-"));
+  const t0 = Date.now();
+  const child = niced(process.execPath, [join(root, "bin/tacit.js"), "simulate", "--dataset", "data/devactions", "--rounds", String(rounds), "--out", out]);
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  let hung = false;
+  const timer = setTimeout(() => {
+    hung = true;
+    child.kill("SIGTERM");
+    setTimeout(() => child.kill("SIGKILL"), 15_000).unref();
+  }, hangMs);
+  const exitCode = await new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  clearTimeout(timer);
+  const metricsFile = join(out, "metrics.json");
+  const m = existsSync(metricsFile) ? (JSON.parse(readFileSync(metricsFile, "utf8")) as { complete?: boolean; rounds?: unknown[]; final?: { eval?: { top3Micro?: number } } }) : undefined;
+  rmSync(out, { recursive: true, force: true });
+  if (!hung && exitCode !== 0) process.stderr.write(`run ${i} failed (exit ${exitCode}): ${stderr.split("\n").slice(-5).join(" | ")}\n`);
+  return {
+    run: i,
+    outcome: hung ? "hang" : exitCode === 0 ? "completed" : "failed",
+    wallSeconds: (Date.now() - t0) / 1000,
+    exitCode,
+    roundsRecorded: m?.rounds?.length ?? 0,
+    complete: m?.complete,
+    finalTop3: m?.final?.eval?.top3Micro,
+    loadAverage: Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]),
+  };
+}
+
+mkdirSync(dirname(resultsFile), { recursive: true });
+const busy = startBusyLoops();
+const stopBusy = (): void => busy.forEach((b) => b.kill("SIGKILL"));
+process.on("exit", stopBusy);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => process.exit(130));
+
+process.stderr.write(`soak: ${runs} × ${rounds}-round simulation on data/devactions, ${busy.length} busy loops, nice ${nice}, results → ${resultsFile}\n`);
+const results: SoakRun[] = [];
+for (let i = 0; i < runs; i++) {
+  const r = await oneRun(i);
+  results.push(r);
+  appendFileSync(resultsFile, JSON.stringify({ at: new Date().toISOString(), ...r }) + "\n");
+  process.stderr.write(`run ${i}: ${r.outcome} in ${r.wallSeconds.toFixed(0)} s, ${r.roundsRecorded} rounds recorded, top-3 ${r.finalTop3?.toFixed(3) ?? "-"}, load ${r.loadAverage}\n`);
+}
+stopBusy();
+const walls = results.map((r) => r.wallSeconds).sort((a, b) => a - b);
+const summary = {
+  runs,
+  completed: results.filter((r) => r.outcome === "completed").length,
+  failed: results.filter((r) => r.outcome === "failed").length,
+  hangs: results.filter((r) => r.outcome === "hang").length,
+  wallSeconds: { min: walls[0], median: walls[Math.floor(walls.length / 2)], max: walls.at(-1) },
+};
+process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
+process.exitCode = summary.completed === runs ? 0 : 1;
