@@ -122,8 +122,9 @@ describe("tacit CLI", () => {
     const out = mkdtempSync(join(tmpdir(), "tacit-sim-"));
     const r = await tacit(["simulate", "--dataset", "data/devactions", "--clients", "8", "--rounds", "2", "--dropout", "0.3", "--min-survivors", "3", "--local-epochs", "1", "--out", out, "--json"]);
     expect(r.status, r.stderr).toBe(0);
-    const m = JSON.parse(r.stdout) as { rounds: { status: string; phases: { dropouts: Record<string, number>; advertised: number; unmasked: number } }[]; backend: string; final: unknown };
+    const m = JSON.parse(r.stdout) as { complete: boolean; rounds: { status: string; phases: { dropouts: Record<string, number>; advertised: number; unmasked: number } }[]; backend: string; final: unknown };
     expect(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"))).toEqual(JSON.parse(r.stdout));
+    expect(m.complete).toBe(true); // the last rewrite of metrics.json; every earlier one says false
     expect(["tensorflow", "wasm", "cpu"]).toContain(m.backend);
     expect(m.rounds.length).toBeGreaterThanOrEqual(2);
     for (const round of m.rounds) expect(Object.keys(round.phases.dropouts).sort()).toEqual(["advertise", "maskedInput", "share", "unmask"]);
