@@ -10,7 +10,7 @@ import pino from "pino";
 import { generateEd25519, privateKeyFromPem, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
 import { startCoordinator, type Coordinator } from "../../coordinator/coordinator.ts";
-import { CoordinatorClient, type RunStatus } from "../../client/transport/coordinator-client.ts";
+import { CoordinatorClient, type RunStatus, type ServerEvent } from "../../client/transport/coordinator-client.ts";
 import { RoundParticipant, type ParticipantEvent, type ParticipantHooks } from "../../client/participant/round-participant.ts";
 import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import { RoundSubscription } from "../../client/transport/round-subscription.ts";
@@ -105,8 +105,12 @@ export class TestCluster {
     return { client, deviceId: r.deviceId, identity, coordinatorPublicKey: new Uint8Array(r.coordinatorPublicKey) };
   }
 
-  /** Enrolls and subscribes a device whose training is `hooks.train`. */
-  async addDevice(name: string, hooks: ParticipantHooks, limits: DeviceLimits = OPEN_LIMITS): Promise<TestDevice> {
+  /**
+   * Enrolls and subscribes a device whose training is `hooks.train`. With `silentAt`, the device
+   * keeps its connection but ignores the coordinator's message of that phase (and so never
+   * answers it): a laptop that hangs without disconnecting, which only a phase deadline ends.
+   */
+  async addDevice(name: string, hooks: ParticipantHooks, limits: DeviceLimits = OPEN_LIMITS, o: { silentAt?: (ev: ServerEvent) => boolean } = {}): Promise<TestDevice> {
     const e = await this.enroll(name);
     const budget = new BudgetRecord();
     const events: ParticipantEvent[] = [];
@@ -130,7 +134,7 @@ export class TestCluster {
         },
       },
     });
-    sub = new RoundSubscription({ client: e.client, backend: "test", eligible: () => true, onEvent: (ev) => participant.handle(ev) });
+    sub = new RoundSubscription({ client: e.client, backend: "test", eligible: () => true, onEvent: async (ev) => (o.silentAt?.(ev) ? undefined : participant.handle(ev)) });
     sub.start();
     const dev: TestDevice = { name, deviceId: e.deviceId, identity: e.identity, client: e.client, subscription: sub, budget, events, stop: () => sub!.stop() };
     this.devices.push(dev);
