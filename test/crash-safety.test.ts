@@ -162,7 +162,7 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
     for (;;) {
       st = await ml.unary<object, RunStatus>("RunControl", "GetRun", { runId });
       if (["completed", "failed", "cancelled"].includes(st.state)) break;
-      if (Date.now() - t0 > 150_000) throw new Error(`run still ${st.state} (${st.currentPhase})`);
+      if (Date.now() - t0 > 400_000) throw new Error(`run still ${st.state} (${st.currentPhase})`);
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(st.state, st.error).toBe("completed");
@@ -234,5 +234,5 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
     }
     const secs = ((Date.now() - t0) / 1000).toFixed(1);
     console.log(`crash-safety (${secs} s, ${coord.starts} coordinator starts):\n  ${events.join("\n  ")}\n  ledger: ${entries.length} entries verified, ${completed.length} rounds completed once each, ${lost.length} lost attempts recorded as aborted: ${lost.map((b) => `r${b.round}a${b.attempt} (${/phase ([\w-]+)/.exec(b.detail)?.[1]})`).join(", ")}\n  budgets: ${budgets.length} devices, ${overCounted} conservative charges for attempts lost after the device revealed its unmasking shares`);
-  }, 170_000);
+  }, 440_000);
 });
