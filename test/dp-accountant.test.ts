@@ -1,6 +1,6 @@
 /**
  * The RDP accountant against reference values computed with Google's dp_accounting 0.6
- * (scripts/dp-reference/generate-vectors.py): within 1 % and never below, across noise
+ * (scripts/dp-reference/generate-vectors.py): within 1e-11 relative (the README's claim) and never below, across noise
  * multipliers 0.5–4, sample rates 0.001–1, steps 1–10,000, δ 1e-8–1e-5, Poisson and fixed-size
  * sampling; plus the accountant's own invariants.
  */
@@ -14,12 +14,12 @@ import { epsilonFor } from "../cli/commands/privacy.ts";
 const vectors = readReferenceVectors();
 
 describe("RDP accountant vs dp_accounting 0.6", () => {
-  it(`matches all ${vectors.length} reference vectors within 1% and never below`, () => {
+  it(`matches all ${vectors.length} reference vectors within 1e-11 relative and never below`, () => {
     let worst = 0;
     for (const v of vectors) {
       const eps = epsilonFor({ noiseMultiplier: v.z, sampleRate: v.q, steps: v.steps, delta: v.delta, accountant: "rdp", sampling: v.sampling, population: v.population ?? 1_000_000 });
       expect(eps, JSON.stringify(v)).toBeGreaterThanOrEqual(v.rdp * (1 - 1e-9));
-      expect(eps, JSON.stringify(v)).toBeLessThanOrEqual(v.rdp * 1.01);
+      expect(eps, JSON.stringify(v)).toBeLessThanOrEqual(v.rdp * (1 + 1e-11));
       worst = Math.max(worst, Math.abs(eps / v.rdp - 1));
     }
     console.log(`accountant: ${vectors.length} reference vectors, worst relative difference ${worst.toExponential(2)}`);
@@ -51,14 +51,16 @@ describe("RDP accountant vs dp_accounting 0.6", () => {
     expect(() => makeAccountant("xyz" as "pld")).toThrow(/unknown accountant/);
   });
 
-  it("prints exactly one JSON object through the CLI contract", () => {
-    const out = execFileSync(process.execPath, ["bin/tacit.js", "privacy", "epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5", "--accountant", "rdp", "--json"], { encoding: "utf8" });
+  it("prints exactly one JSON object through the CLI contract, with dp_accounting's ε", () => {
+    // A reference vector with Poisson sampling and many steps, so a wrong factor anywhere shows.
+    const v = vectors.find((x) => x.sampling === "poisson" && x.steps >= 100 && x.q < 1)!;
+    expect(v).toBeDefined();
+    const out = execFileSync(process.execPath, ["bin/tacit.js", "privacy", "epsilon", "--noise-multiplier", String(v.z), "--sample-rate", String(v.q), "--steps", String(v.steps), "--delta", String(v.delta), "--accountant", "rdp", "--json"], { encoding: "utf8" });
     const lines = out.trim().split("\n");
     expect(lines).toHaveLength(1);
-    const v = vectors.find((x) => x.z === 1 && x.q === 0.01 && x.steps === 1000 && x.sampling === "poisson");
     const obj = JSON.parse(lines[0]!) as { epsilon: number };
-    expect(typeof obj.epsilon).toBe("number");
-    if (v && v.delta === 1e-5) expect(obj.epsilon).toBeCloseTo(v.rdp, 6);
+    expect(obj.epsilon).toBeGreaterThanOrEqual(v.rdp * (1 - 1e-9));
+    expect(obj.epsilon).toBeLessThanOrEqual(v.rdp * (1 + 1e-9));
   });
 
   it.each([

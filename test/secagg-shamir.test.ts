@@ -25,24 +25,30 @@ describe("Shamir secret sharing over GF(2^521 − 1)", () => {
 
   it("t − 1 shares are consistent with every secret (information-theoretic hiding)", () => {
     // For any t−1 shares and any candidate secret s', there is exactly one degree-(t−1)
-    // polynomial through (0, s') and those shares: adding the share at x for that polynomial
-    // reconstructs s'. So the t−1 shares carry no information about the secret.
+    // polynomial through (0, s') and those shares. The missing share is computed here by the
+    // test's own interpolation (not the code under test); combining it with the t−1 real shares
+    // yields s'. So t−1 shares carry no information about the secret, and a wrong Lagrange
+    // coefficient in combineShares fails this test.
     fc.assert(
       fc.property(secretArb, secretArb, fc.integer({ min: 2, max: 5 }), (secret, candidate, t) => {
         const xs = Array.from({ length: t }, (_, i) => i + 1);
         const shares = createShares(secret, t, xs);
         const known = shares.slice(0, t - 1);
         const x = t; // the missing holder
-        // Solve for the y at x that makes the reconstruction equal `candidate`.
-        const lambda = lagrangeAtZero([...known.map((s) => s.x), x]);
-        let partial = 0n;
-        known.forEach((s, i) => (partial = (partial + lambda[i]! * s.y) % FIELD_PRIME));
-        const inv = modInverse(lambda[t - 1]!);
-        const y = (((candidate - partial) % FIELD_PRIME) + FIELD_PRIME) % FIELD_PRIME * inv % FIELD_PRIME;
+        const y = interpolateAt([{ x: 0, y: candidate }, ...known], x);
         expect(combineShares([...known, { x, y }], t)).toBe(candidate);
+        expect(interpolateAt(shares, 0)).toBe(secret);
       }),
       { numRuns: 40 },
     );
+  });
+
+  it("Lagrange coefficients at zero equal the textbook values", () => {
+    const p = FIELD_PRIME;
+    const norm = (v: bigint): bigint => ((v % p) + p) % p;
+    expect(lagrangeAtZero([1, 2, 3])).toEqual([3n, norm(-3n), 1n]);
+    expect(lagrangeAtZero([1, 2])).toEqual([2n, norm(-1n)]);
+    expect(lagrangeAtZero([2, 5])).toEqual([norm(5n * modInverse(3n)), norm(-2n * modInverse(3n))]);
   });
 
   it("draws fresh random coefficients: the same secret shares differently each time", () => {
@@ -69,4 +75,21 @@ function modInverse(a: bigint): bigint {
     [s0, s1] = [s1, s0 - q * s1];
   }
   return ((s0 % FIELD_PRIME) + FIELD_PRIME) % FIELD_PRIME;
+}
+
+/** The value at `x` of the unique polynomial of degree < points.length through `points` (mod p). */
+function interpolateAt(points: readonly { x: number; y: bigint }[], x: number): bigint {
+  const p = FIELD_PRIME;
+  let acc = 0n;
+  for (const [j, pj] of points.entries()) {
+    let num = 1n;
+    let den = 1n;
+    for (const [m, pm] of points.entries()) {
+      if (m === j) continue;
+      num = (num * (((BigInt(x) - BigInt(pm.x)) % p) + p)) % p;
+      den = (den * (((BigInt(pj.x) - BigInt(pm.x)) % p) + p)) % p;
+    }
+    acc = (acc + pj.y * num % p * modInverse(den)) % p;
+  }
+  return acc;
 }
