@@ -138,6 +138,18 @@ describe("run lifecycle", () => {
     expect(verifyLedger(ledgerText(c)).violations).toEqual([]);
   });
 
+  it("an error before anyone is invited (reading the checkpoint) ends the attempt on the record and the round is retried", async () => {
+    process.env.TACIT_FAULTS = "checkpoint-read:1:1";
+    const c = await withDevices(3);
+    const runId = await c.launch(tinyRunSpec({ rounds: 2 }));
+    const st = await c.waitRun(runId);
+    expect(st.state).toBe("completed");
+    expect(story(c, runId)).toEqual(["run-launch", "round 0.0 completed", ...attested(0, 3), "round 1.0 aborted", "round 1.1 completed", ...attested(1, 3), "run-end completed"]);
+    const failed = (await c.coordinator.runs.rounds(runId)).find((r) => r.round === 1 && r.attempt === 0)!;
+    expect(failed.detail).toMatch(/error before the round started: .*ENOSPC/);
+    expect(verifyLedger(ledgerText(c)).violations).toEqual([]);
+  });
+
   it("a failed ledger append after the commit point publishes the committed round again, never re-runs it", async () => {
     process.env.TACIT_FAULTS = "ledger-append:1:1";
     const c = await withDevices(3);

@@ -129,6 +129,7 @@ function causeOf(err: unknown): AbortCause {
 export async function executeRound(ctx: RoundContext, run: RunRecord, round: number, attempt: number, signal: AbortSignal = new AbortController().signal): Promise<RoundResult> {
   const spec = run.spec;
   const startedAt = Date.now();
+  faultpoint("checkpoint-read", round);
   const current = await ctx.checkpoints.latest(run.runId);
   if (!current) throw new Error(`run ${run.runId} has no checkpoint`);
   const counts = emptyCounts();

@@ -10,7 +10,7 @@
  *   so a test can see that one error ends the attempt cleanly and a persistent one fails the run.
  */
 export type FailpointName = "after-checkpoint" | "after-ledger";
-export type FaultpointName = "checkpoint-write" | "ledger-append";
+export type FaultpointName = "checkpoint-read" | "checkpoint-write" | "ledger-append";
 
 export function failpoint(name: FailpointName, round: number): void {
   if (process.env.TACIT_FAILPOINT === `${name}:${round}`) process.kill(process.pid, "SIGKILL");

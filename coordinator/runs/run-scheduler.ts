@@ -90,6 +90,15 @@ export function runEndDetail(run: RunRecord): string {
   return run.state === "failed" ? run.error : run.state === "cancelled" ? "cancelled by the ML team" : `${run.roundsDone} rounds completed`;
 }
 
+/** The record of an attempt that ended without a commit and without per-phase figures. */
+function abortedRecord(run: RunRecord, round: number, attempt: number, detail: string): RoundRecord {
+  const now = Date.now();
+  return {
+    round, attempt, status: "aborted", cohort: 0, survivors: 0, modelHashBefore: run.modelHash, modelHashAfter: run.modelHash, detail,
+    phases: emptyCounts(), secagg: { threshold: 0, degree: 0, mode: "", guarantee: "", bits: run.spec.bits }, startedAt: now, endedAt: now,
+  };
+}
+
 export class RunScheduler {
   private readonly queue: Queue<RoundJob>;
   private worker: Worker<RoundJob> | undefined;
@@ -314,12 +323,7 @@ export class RunScheduler {
     if (run.roundsDone > round) return;
     const st = await this.runs.roundState(run.runId, round);
     const phase = Number(st.attempt) === attempt && st.phase ? st.phase : "unknown";
-    const lost: RoundRecord = {
-      round, attempt, status: "aborted", cohort: 0, survivors: 0, modelHashBefore: run.modelHash, modelHashAfter: run.modelHash,
-      detail: `the attempt was lost with its coordinator (crashed, or could not record it) in phase ${phase}; the round is re-run from the last checkpoint`,
-      phases: emptyCounts(),
-      secagg: { threshold: 0, degree: 0, mode: "", guarantee: "", bits: run.spec.bits }, startedAt: Date.now(), endedAt: Date.now(),
-    };
+    const lost = abortedRecord(run, round, attempt, `the attempt was lost with its coordinator (crashed, or could not record it) in phase ${phase}; the round is re-run from the last checkpoint`);
     const recorded = (await this.runs.rounds(run.runId)).some((r) => r.round === round && r.attempt === attempt);
     if (!recorded) await this.runs.recordRound(run.runId, lost, {});
     if (this.lifecycle.roundStatus(run.runId, round, attempt) === undefined && !this.lifecycle.hasRunEnd(run.runId)) {
@@ -416,8 +420,11 @@ export class RunScheduler {
     try {
       result = await executeRound(this.round, run, round, attempt, signal);
     } catch (err) {
-      if (!(err instanceof PublishError)) throw err;
-      return this.republish(run, round, err);
+      if (err instanceof PublishError) return this.republish(run, round, err);
+      // An error before anyone was invited (reading the checkpoint or the registry): nothing was
+      // spent, but the attempt still ends on the record and counts towards the retry limit.
+      const detail = `error before the round started: ${err instanceof Error ? err.message : String(err)}`;
+      result = { status: "aborted", cause: "error", cohort: [], declines: {}, record: abortedRecord(run, round, attempt, detail) };
     }
     if (result.status === "completed") return; // published by commit()
     await this.endAttempt(run, result, attempt, aborts);
