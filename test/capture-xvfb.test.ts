@@ -13,19 +13,12 @@ import { CaptureService, CaptureUnavailableError } from "../client/capture/captu
 import { X11ActiveAppProbe } from "../client/capture/active-app.ts";
 import { requireXTools, startXvfb, type XServer } from "./support/xvfb.ts";
 import type { ActionRecord } from "../client/store/action-record.ts";
+import { sleep, waitFor } from "./support/wait.ts";
 
 const CANARY = "Purple elephants dance at 4815 Zanzibar road";
 const TITLE = "bank-statement-9931-quarterly";
 const VOCAB = "tacitedit tacitsecret shortcut ctrl+alt+shift+meta+ click app-switch typing:burst: :key: enter tab escape backspace";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what: string, cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 describe("capture under Xvfb (real uiohook-napi, real X server)", () => {
   let x: XServer;

@@ -19,6 +19,7 @@ import { CaptureService } from "../client/capture/capture-service.ts";
 import { ActionStore } from "../client/store/action-store.ts";
 import { clientPaths } from "../client/state/client-dirs.ts";
 import type { ParticipantEvent } from "../client/participant/round-participant.ts";
+import { waitFor } from "./support/wait.ts";
 
 const CANARY = "zebraquokka marmalade";
 const CANARY_PARTS = ["zebraquokka", "marmalade", "quokka", "zebra"];
@@ -33,15 +34,6 @@ function containsCanary(bytes: Buffer): string | undefined {
   return CANARY_PARTS.find((p) => text.includes(p));
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("tacit client daemon (Xvfb, real capture, real round)", () => {
   let cluster: TestCluster;

@@ -21,19 +21,9 @@ import { resetFaults } from "../coordinator/runs/failpoint.ts";
 import { LedgerClosedError } from "../coordinator/ledger/privacy-ledger.ts";
 import { RUN_TRANSITIONS, type RunState, type RunTransition } from "../coordinator/runs/run-store.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { sleep, waitFor } from "./support/wait.ts";
 
 const constantDelta = (value: number) => async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 function ledger(c: TestCluster): LedgerEntry[] {
   return readFileSync(c.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);

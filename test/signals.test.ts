@@ -19,19 +19,9 @@ import { CoordinatorProcess, initCoordinatorStateDir } from "./support/coordinat
 import { startFleetDevice, type FleetDevice } from "./support/fleet-device.ts";
 import { runTacit, TACIT_BIN } from "./support/run-tacit.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
+import { waitFor } from "./support/wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** Child processes of `pid` whose command line contains `name`. */
 function childrenNamed(pid: number, name: string): number[] {
@@ -88,7 +78,7 @@ describe("signals", () => {
     cleanup.push(() => team.client.close());
     // No device yet: the round waits in selection, where a SIGTERM used to keep the process alive.
     const runId = await team.launch(tinyRunSpec({ rounds: 2, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 120_000 } }));
-    await waitFor("selection", async () => (await team.client.unary<object, RunStatus>("RunControl", "GetRun", { runId })).currentPhase.includes("selection") || undefined);
+    await waitFor("selection", async () => (await team.client.unary<object, RunStatus>("RunControl", "GetRun", { runId })).currentPhase.includes("selection") || undefined, 60_000);
     team.client.close();
 
     const t0 = Date.now();
@@ -108,7 +98,7 @@ describe("signals", () => {
     const done = await waitFor("the run to end", async () => {
       const st = await again.client.unary<object, RunStatus>("RunControl", "GetRun", { runId });
       return ["completed", "failed", "cancelled"].includes(st.state) ? st : undefined;
-    });
+    }, 120_000);
     expect(done.state).toBe("completed");
     const text = readFileSync(join(stateDir, "ledger.jsonl"), "utf8");
     const rounds = text.trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry).filter((e) => e.type === "round").map((e) => {

@@ -3,6 +3,7 @@
  * when other tests start X servers at the same time), optionally without RECORD.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { waitFor } from "./wait.ts";
 
 export interface XServer {
   display: string;
@@ -16,13 +17,6 @@ export interface XServer {
   stopAfterExit(): void;
 }
 
-async function waitFor(what: string, cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function killAfterExit(pid: number): void {
   spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.5; done; kill ${pid}`], { detached: true, stdio: "ignore" }).unref();
