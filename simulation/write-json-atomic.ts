@@ -2,17 +2,12 @@
  * Writes JSON so that a reader sees the old file or the whole new one, never a torn write.
  * ε = ∞ is written as the string "Infinity" (JSON has no infinity and null would be ambiguous).
  */
-import { closeSync, fsyncSync, openSync, renameSync, writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../shared/fs/write-file-atomic.ts";
 
 export function jsonWithInfinity(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? (Number.isNaN(v) ? null : v > 0 ? "Infinity" : "-Infinity") : v), 2);
 }
 
 export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, jsonWithInfinity(value) + "\n");
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
+  writeFileAtomic(path, jsonWithInfinity(value) + "\n", 0o644);
 }

@@ -9,7 +9,7 @@ import { CliError, parseNumber } from "../errors.ts";
 import { generateEd25519, privateKeyFromPem, privateKeyToPem } from "../../shared/crypto/index.ts";
 import { makeAccountant, policyBodySchema, signPolicy, verifyPolicy, type DpEvent } from "../../shared/dp/index.ts";
 import { writeJsonAtomic } from "../../simulation/write-json-atomic.ts";
-import { writeFileAtomic } from "../../coordinator/state/state-dir.ts";
+import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 
 export interface PrivacyDeps {
   epsilonForRun?: (runId: string, o: { delta: number; stateDir?: string; coordinator?: string }) => Promise<object>;

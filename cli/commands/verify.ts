@@ -1,6 +1,7 @@
 /** `tacit verify --ledger FILE [--policy FILE] [--report OUT.html] [--json]` (privacy reviewers). */
 import type { Command } from "commander";
-import { readFileSync, writeFileSync, renameSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { CliError } from "../errors.ts";
 import { verifyLedger, LedgerFormatError } from "../../shared/ledger/index.ts";
 import { renderReport } from "../../shared/ledger/report.ts";
@@ -75,9 +76,7 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
     throw err;
   }
   if (o.report) {
-    const tmp = `${o.report}.tmp-${process.pid}`;
-    writeFileSync(tmp, await renderReport(findings, policy));
-    renameSync(tmp, o.report);
+    writeFileAtomic(o.report, await renderReport(findings, policy), 0o644);
   }
   if (o.json) out.push(jsonWithInfinity(findings) + "\n");
   else {

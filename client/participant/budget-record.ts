@@ -12,7 +12,8 @@
  * the lost attempt is also recorded as aborted in the ledger, where a reviewer sees it.
  * Persisted atomically when a path is given.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import type { DpEvent } from "../../shared/dp/index.ts";
 
 export interface BudgetEntry {
@@ -78,8 +79,7 @@ export class BudgetRecord {
 
   private persist(): void {
     if (!this.path) return;
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ entries: this.entries }, null, 1), { mode: 0o600 });
-    renameSync(tmp, this.path);
+    // Durable before the device sends what it was charged for: a power loss can only over-count.
+    writeFileAtomic(this.path, JSON.stringify({ entries: this.entries }, null, 1), 0o600);
   }
 }

@@ -4,9 +4,9 @@
  * ever sees a complete old file or a complete new one; a crash leaves at most a `.tmp-*` file,
  * which readers ignore.
  */
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { basename, dirname, join } from "node:path";
+import { fsyncPath, writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 
 export function ensurePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -14,12 +14,7 @@ export function ensurePrivateDir(dir: string): void {
 }
 
 export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncPath(dir, "r");
 }
 
 /** Creates `path` (which must not exist) 0600 with `data`, fsynced. */
@@ -34,12 +29,9 @@ export function writeBytesDurably(path: string, data: Uint8Array): void {
   }
 }
 
-/** Atomically replaces `path` with `data` (tmp + fsync + rename + fsync dir). */
+/** Atomically replaces `path` with `data`, 0600 (tmp + fsync + rename + fsync dir). */
 export function replaceFileAtomic(path: string, data: Uint8Array): void {
-  const tmp = join(dirname(path), `.tmp-${basename(path)}-${randomBytes(6).toString("hex")}`);
-  writeBytesDurably(tmp, data);
-  renameSync(tmp, path);
-  fsyncDir(dirname(path));
+  writeFileAtomic(path, data, 0o600);
 }
 
 /**

@@ -3,7 +3,8 @@
  * the principals allowed to call it (ML team operators, privacy reviewers), checkpoints, the
  * ledger and the embedded Redis data. Key files are 0600, the dir 0700.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { generateEd25519, privateKeyFromPem, privateKeyToPem, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
@@ -47,15 +48,8 @@ export function coordinatorPaths(stateDir: string): CoordinatorPaths {
   };
 }
 
-/** Writes a file atomically: temp file, fsync, rename (readers never see half a file). */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-}
+/** The coordinator's files are replaced the one atomic, durable way (shared/fs). */
+export { writeFileAtomic };
 
 export interface InitResult {
   paths: CoordinatorPaths;
