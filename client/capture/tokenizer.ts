@@ -1,5 +1,5 @@
 /**
- * Low-level input events → abstract action tokens (DESIGN.md §3). Pure: no I/O, no clock (time
+ * Low-level input events → abstract action tokens (docs/DESIGN.md §3). Pure: no I/O, no clock (time
  * comes from the events, idleness from tick(now)), so it is tested exhaustively by property.
  *
  *   vscode:shortcut:ctrl+shift+p   ctrl/alt/meta chord, naming its key

@@ -8,7 +8,7 @@
  * re-runs a round (a new attempt of the same run and round), an earlier attempt of that round
  * to which this device never revealed unmasking shares is marked "superseded" and no longer
  * counted. That rests on the coordinator holding masked inputs only in memory (a restarted
- * coordinator cannot unmask the lost attempt) — the honest-but-curious model of DESIGN.md §2;
+ * coordinator cannot unmask the lost attempt) — the threat model of docs/THREAT-MODEL.md;
  * the lost attempt is also recorded as aborted in the ledger, where a reviewer sees it.
  * Persisted atomically when a path is given.
  */

@@ -1,5 +1,5 @@
 /**
- * The encrypted local action store (DESIGN.md §3): append-only segments sealed with
+ * The encrypted local action store (docs/DESIGN.md §3): append-only segments sealed with
  * nacl.secretbox under one random data key per UTC day (see key-ring.ts for the key layout and
  * why), segment files named by random ids, nothing readable in any file name.
  *

@@ -1,5 +1,5 @@
 /**
- * The next-action model's spec (DESIGN.md §4). The coordinator fixes it per run, so every device
+ * The next-action model's spec (docs/DESIGN.md §4). The coordinator fixes it per run, so every device
  * hashes tokens into the same V buckets and no device reveals its vocabulary.
  * Ids: 0 = padding, 1 = session start, 2..V+1 = hash buckets.
  */
