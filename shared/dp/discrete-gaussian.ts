@@ -112,7 +112,7 @@ export class DiscreteGaussianSampler {
       while (this.bernoulliExpMinusOne(rng)) v++;
       const x = u + t * v;
       if (x > MAX_EXACT) throw new RangeError(`discrete Laplace draw ${x} is beyond 2^52 (probability < e^-1048576)`);
-      const negative = rng.nextWord() >= 0x80000000;
+      const negative = rng.nextBit() === 1;
       if (negative && x === 0) continue;
       // Accept with probability exp(−(|Y| − σ²/t)² / (2σ²)) (CKS Algorithm 3).
       if (this.acceptGaussian(rng, x)) return negative ? -x : x;
@@ -153,9 +153,13 @@ export class DiscreteGaussianSampler {
     return (k & 1) === 1;
   }
 
-  /** Bernoulli(exp(−1)); the first Bernoulli(1/1) is certain, so the loop starts at K = 2. */
+  /**
+   * Bernoulli(exp(−1)): the loop's Bernoulli(1/1) is certain and its Bernoulli(1/2) is one bit,
+   * so words are drawn from K = 3 on.
+   */
   private bernoulliExpMinusOne(rng: RandomSource): boolean {
-    let k = 2;
+    if (rng.nextBit() === 0) return false; // Bernoulli(1/2) failed: the loop stops at K = 2, even
+    let k = 3;
     while (this.bernoulliRatio(rng, 1, k)) k++;
     return (k & 1) === 1;
   }

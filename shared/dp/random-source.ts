@@ -8,6 +8,9 @@ import { randomFillSync } from "node:crypto";
 export class RandomSource {
   private readonly words: Uint32Array;
   private pos: number;
+  /** Unused bits of the last word taken for single bits, and how many remain. */
+  private bits = 0;
+  private bitCount = 0;
 
   constructor(chunk = 65_536) {
     if (!(chunk >= 4) || chunk % 4 !== 0) throw new RangeError(`RandomSource chunk must be a positive multiple of 4 bytes, got ${chunk}`);
@@ -23,6 +26,18 @@ export class RandomSource {
       this.pos = 0;
     }
     return this.words[this.pos++]!;
+  }
+
+  /** One uniform bit (32 per word): fair coins such as a sign do not cost a whole word. */
+  nextBit(): number {
+    if (this.bitCount === 0) {
+      this.bits = this.nextWord() | 0;
+      this.bitCount = 32;
+    }
+    this.bitCount--;
+    const b = this.bits & 1;
+    this.bits >>>= 1;
+    return b;
   }
 
   /** Uniform integer in [0, n) for 1 ≤ n ≤ 2^53. */
