@@ -8,6 +8,7 @@ import { randomFillSync } from "node:crypto";
 export class RandomSource {
   private readonly words: Uint32Array;
   private pos: number;
+  private refills = 0;
   /** Unused bits of the last word taken for single bits, and how many remain. */
   private bits = 0;
   private bitCount = 0;
@@ -24,8 +25,14 @@ export class RandomSource {
       // Refilled in place: consumed words are never handed out again.
       randomFillSync(this.words);
       this.pos = 0;
+      this.refills++;
     }
     return this.words[this.pos++]!;
+  }
+
+  /** Words handed out so far (benchmarks use it to count a sampler's random draws). */
+  get wordsDrawn(): number {
+    return this.refills === 0 ? 0 : (this.refills - 1) * this.words.length + this.pos;
   }
 
   /** One uniform bit (32 per word): fair coins such as a sign do not cost a whole word. */
