@@ -28,6 +28,8 @@ const WORD_MARGIN = 2 ** -10;
 const GAMMA_SLACK = 2 ** -40;
 /** |Y| beyond this cannot be held exactly; P[|Y| > 2^52] < exp(−2^20) for t ≤ 2^32. */
 const MAX_EXACT = 2 ** 52;
+/** Bernoulli(1/K) thresholds are tabled up to this K (K > 12 has probability < 1/12!). */
+const EXP1_TABLE = 16;
 /** Largest t handled on the fast path (U is drawn from one 32-bit word). */
 const MAX_FAST_T = 2 ** 32;
 
@@ -60,14 +62,20 @@ export class DiscreteGaussianSampler {
   /** t = ⌊σ⌋ + 1, the discrete Laplace scale. */
   private readonly t: number;
   private readonly tBig: bigint;
-  /** Rejection limit for a uniform in [0, t) from one word. */
+  /** A uniform in [0, t) is ⌊w / perU⌋ for a word w < uLimit = perU·t (perU words per value). */
   private readonly uLimit: number;
+  private readonly perUInv: number;
+  /** 2^32/t to within 2^−53 relative: word thresholds of Bernoulli(u/(t·K)) without a division by t. */
+  private readonly twoPow32OverT: number;
   /** σ²/t = m0 + muFrac, m0 an integer, muFrac ∈ [0, 1) to within 2^−51. */
   private readonly m0: number;
   private readonly muFrac: number;
   /** c = 1/(2σ²) to within 3.1·2^−53 relative; γ(y) = (|y| − σ²/t)²·c. */
   private readonly c: number;
   private readonly extra: number;
+  /** Word thresholds of Bernoulli(1/K), K < EXP1_TABLE: "yes" if w + 1 ≤ yes[K], "no" if w ≥ no[K]. */
+  private readonly exp1Yes: Float64Array;
+  private readonly exp1No: Float64Array;
 
   constructor(sigma2: Rational, options: DiscreteGaussianOptions = {}) {
     if (sigma2.den <= 0n) throw new RangeError(`σ² denominator must be positive, got ${sigma2.den}`);
@@ -77,12 +85,21 @@ export class DiscreteGaussianSampler {
     this.sigma2 = sigma2;
     this.extra = extra;
     this.zero = sigma2.num === 0n;
+    this.exp1Yes = new Float64Array(EXP1_TABLE);
+    this.exp1No = new Float64Array(EXP1_TABLE);
+    for (let k = 1; k < EXP1_TABLE; k++) {
+      this.exp1Yes[k] = TWO32 / k - (WORD_MARGIN + extra);
+      this.exp1No[k] = TWO32 / k + (WORD_MARGIN + extra);
+    }
     const { num: N, den: D } = sigma2;
     const tBig = this.zero ? 1n : isqrt(N / D) + 1n;
     this.tBig = tBig;
     this.fast = !this.zero && tBig <= BigInt(MAX_FAST_T);
     this.t = this.fast ? Number(tBig) : 0;
-    this.uLimit = this.fast ? Math.floor(TWO32 / this.t) * this.t : 0;
+    const perU = this.fast ? Math.floor(TWO32 / this.t) : 1;
+    this.uLimit = perU * this.t;
+    this.perUInv = 1 / perU;
+    this.twoPow32OverT = this.fast ? TWO32 / this.t : 0;
     if (this.fast) {
       const dt = D * tBig;
       const m0 = N / dt;
@@ -129,28 +146,42 @@ export class DiscreteGaussianSampler {
     if (t === 1) return 0;
     for (;;) {
       const w = rng.nextWord();
-      if (w < this.uLimit) return w % t;
+      // w = u·perU + r, r < perU: (w + ½)/perU is within ½/perU of no integer, and the product
+      // with RN(1/perU) is off by < 2^−20/perU, so the floor is exactly u (no division, no %).
+      if (w < this.uLimit) return Math.floor((w + 0.5) * this.perUInv);
     }
   }
 
-  /** Bernoulli(a/b) for safe integers 0 ≤ a ≤ b, b ≥ 1: one word, BigInt only in the band. */
-  private bernoulliRatio(rng: RandomSource, a: number, b: number): boolean {
-    if (b > Number.MAX_SAFE_INTEGER) return bernoulli(rng, { num: BigInt(a), den: BigInt(b) });
-    const x = (a * TWO32) / b; // a·2^32 is exact; the division is off by ≤ 2^−21
+  /**
+   * Bernoulli(a/(b·k)) for safe integers 0 ≤ a ≤ b, k ≥ 1: one word, BigInt only in the band.
+   * `given` is a word already drawn (and found in the band) by a caller with its own threshold.
+   */
+  private bernoulliRatio(rng: RandomSource, a: number, b: number, k = 1, given = -1): boolean {
+    const x = (a * TWO32) / b / k; // a·2^32 is exact; two roundings, off by < 2^−20
     const m = WORD_MARGIN + this.extra;
-    const w = rng.nextWord();
+    const w = given >= 0 ? given : rng.nextWord();
     if (w + 1 <= x - m) return true;
     if (w >= x + m) return false;
-    // P[W < x − w] with x exact: (a·2^32 − w·b) / b, clamped to [0, 1] by `bernoulli`.
-    return bernoulli(rng, { num: BigInt(a) * TWO32N - BigInt(w) * BigInt(b), den: BigInt(b) });
+    // P[W < x − w] with x exact: (a·2^32 − w·b·k) / (b·k), clamped to [0, 1] by `bernoulli`.
+    const den = BigInt(b) * BigInt(k);
+    return bernoulli(rng, { num: BigInt(a) * TWO32N - BigInt(w) * den, den });
   }
 
   /** Bernoulli(exp(−a/b)) for integers 0 ≤ a ≤ b (CKS Algorithm 1: K ← 1; while Bernoulli(γ/K): K++; K odd). */
   private bernoulliExpRatio(rng: RandomSource, a: number, b: number): boolean {
     if (a === 0) return true;
-    let k = 1;
-    while (this.bernoulliRatio(rng, a, b * k)) k++;
-    return (k & 1) === 1;
+    // x_K = a·2^32/(b·K) as a·(2^32/b)/K: three roundings, off by < 2^−19 (margin 2^−10).
+    const x1 = a * this.twoPow32OverT;
+    const m = WORD_MARGIN + this.extra;
+    for (let k = 1; ; k++) {
+      const x = k === 1 ? x1 : x1 / k;
+      const w = rng.nextWord();
+      let hit: boolean;
+      if (w + 1 <= x - m) hit = true;
+      else if (w >= x + m) hit = false;
+      else hit = this.bernoulliRatio(rng, a, b, k, w);
+      if (!hit) return (k & 1) === 1;
+    }
   }
 
   /**
@@ -160,8 +191,19 @@ export class DiscreteGaussianSampler {
   private bernoulliExpMinusOne(rng: RandomSource): boolean {
     if (rng.nextBit() === 0) return false; // Bernoulli(1/2) failed: the loop stops at K = 2, even
     let k = 3;
-    while (this.bernoulliRatio(rng, 1, k)) k++;
-    return (k & 1) === 1;
+    for (;;) {
+      let hit: boolean;
+      if (k < EXP1_TABLE) {
+        const w = rng.nextWord();
+        if (w + 1 <= this.exp1Yes[k]!) hit = true;
+        else if (w >= this.exp1No[k]!) hit = false;
+        else hit = bernoulli(rng, { num: TWO32N - BigInt(w) * BigInt(k), den: BigInt(k) });
+      } else {
+        hit = this.bernoulliRatio(rng, 1, k);
+      }
+      if (!hit) return (k & 1) === 1;
+      k++;
+    }
   }
 
   /**
