@@ -21,8 +21,10 @@ const log = (s: string): void => {
   if (!json) console.log(s);
 };
 
-/** CPU ms per call of fn: median over `batches` batches of `per` calls (after one warm-up batch). */
-function perOp(fn: () => void, per: number, batches = quick ? 3 : 7): number {
+const BATCHES = quick ? 5 : 11;
+
+/** CPU ms per call of fn: median over BATCHES batches of `per` calls (after one warm-up batch). */
+function perOp(fn: () => void, per: number, batches = BATCHES): number {
   for (let i = 0; i < per; i++) fn();
   const ms: number[] = [];
   for (let b = 0; b < batches; b++) {
@@ -30,8 +32,35 @@ function perOp(fn: () => void, per: number, batches = quick ? 3 : 7): number {
     for (let i = 0; i < per; i++) fn();
     ms.push((cpuMs() - t) / per);
   }
-  ms.sort((a, b) => a - b);
-  return ms[ms.length >> 1]!;
+  return median(ms);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+/**
+ * Project and bare primitive in alternating batches, so that both see the same machine load:
+ * medians of each, and the median of the per-pair ratios (the reported ratio).
+ */
+function paired(project: () => void, bare: () => void, per: number): { project: number; bare: number; ratio: number } {
+  for (let i = 0; i < per; i++) (project(), bare());
+  const p: number[] = [];
+  const b: number[] = [];
+  const r: number[] = [];
+  for (let k = 0; k < BATCHES; k++) {
+    let t = cpuMs();
+    for (let i = 0; i < per; i++) project();
+    const pm = (cpuMs() - t) / per;
+    t = cpuMs();
+    for (let i = 0; i < per; i++) bare();
+    const bm = (cpuMs() - t) / per;
+    p.push(pm);
+    b.push(bm);
+    r.push(pm / bm);
+  }
+  return { project: median(p), bare: median(b), ratio: median(r) };
 }
 
 interface Path {
@@ -43,9 +72,9 @@ interface Path {
   [extra: string]: unknown;
 }
 const paths: Record<string, Path> = {};
-function report(name: string, unit: string, project: number, limit: number, limitIs: string, extra: Record<string, unknown> = {}): void {
-  paths[name] = { unit, project, limit, ratio: project / limit, limitIs, ...extra };
-  log(`| ${name} | ${project.toPrecision(4)} ${unit} | ${limit.toPrecision(4)} ${unit} | ${(project / limit).toFixed(2)} | ${limitIs} |`);
+function report(name: string, unit: string, project: number, limit: number, limitIs: string, extra: Record<string, unknown> = {}, ratio = project / limit): void {
+  paths[name] = { unit, project, limit, ratio, limitIs, ...extra };
+  log(`| ${name} | ${project.toPrecision(4)} ${unit} | ${limit.toPrecision(4)} ${unit} | ${ratio.toFixed(2)} | ${limitIs} |`);
 }
 
 log("## Limits — npm run bench:limits\n");
@@ -57,32 +86,40 @@ const domain = { runId: "bench", round: 0, roundSeed: randomBytes(32) };
 const mine = generateX25519();
 const peer = generateX25519();
 const peerKeyObject = x25519Public(peer.publicRaw);
-const bareX25519 = perOp(() => diffieHellman({ privateKey: mine.privateKey, publicKey: peerKeyObject }), 400);
 // The project's agreement as a device runs it: from the peer's raw advertised key.
-const projX25519 = perOp(() => agree(mine.privateKey, x25519Public(peer.publicRaw)), 400);
-report("x25519Agreement", "ms", projX25519, bareX25519, "node:crypto diffieHellman on ready KeyObjects");
+const x = paired(() => agree(mine.privateKey, x25519Public(peer.publicRaw)), () => diffieHellman({ privateKey: mine.privateKey, publicKey: peerKeyObject }), 200);
+const bareX25519 = x.bare;
+report("x25519Agreement", "ms", x.project, x.bare, "node:crypto diffieHellman on ready KeyObjects", {}, x.ratio);
 
 // --- ed25519 verify ---------------------------------------------------------------------
 const signer = generateEd25519();
 const msg = advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw);
 const sig = sign(null, msg, signer.privateKey);
-const bareVerify = perOp(() => verify(null, msg, signer.publicKey, sig), 300);
 // As a device checks a neighbour's advertisement: raw identity key, payload rebuilt, verified.
-const projVerify = perOp(() => {
-  if (!verifyBytes(publicKeyFromRaw(signer.publicRaw), advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw), sig)) throw new Error("verify failed");
-}, 300);
-report("ed25519Verify", "ms", projVerify, bareVerify, "node:crypto verify on a ready KeyObject and payload");
+const v = paired(
+  () => {
+    if (!verifyBytes(publicKeyFromRaw(signer.publicRaw), advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw), sig)) throw new Error("verify failed");
+  },
+  () => verify(null, msg, signer.publicKey, sig),
+  150,
+);
+const bareVerify = v.bare;
+report("ed25519Verify", "ms", v.project, v.bare, "node:crypto verify on a ready KeyObject and payload", {}, v.ratio);
 
 // --- mask expansion, d = 1e5 ------------------------------------------------------------
 const D_MASK = 100_000;
 const agreed = agree(mine.privateKey, peerKeyObject);
 const zerosIn = Buffer.alloc(D_MASK * 4);
 const keyIv = randomBytes(32);
-const bareExpand = perOp(() => {
-  createCipheriv("aes-128-ctr", keyIv.subarray(0, 16), keyIv.subarray(16)).update(zerosIn);
-}, 40);
-const projExpand = perOp(() => expandMask(pairMaskKey(agreed, domain, 3, 9), D_MASK), 40);
-report("maskExpansion1e5", "ms", projExpand, bareExpand, "one AES-128-CTR update over 4·d zero bytes (key given)");
+const e = paired(
+  () => expandMask(pairMaskKey(agreed, domain, 3, 9), D_MASK),
+  () => {
+    createCipheriv("aes-128-ctr", keyIv.subarray(0, 16), keyIv.subarray(16)).update(zerosIn);
+  },
+  20,
+);
+const bareExpand = e.bare;
+report("maskExpansion1e5", "ms", e.project, e.bare, "one AES-128-CTR update over 4·d zero bytes (key given)", {}, e.ratio);
 // Adding a mask into the running vector: the uint32 add loop alone (used in the SecAgg limits).
 const acc = new Uint32Array(D_MASK);
 const mask = expandMask(keyIv, D_MASK);
@@ -94,43 +131,58 @@ const cfg = calibrateDistributedDp({ clip: 5, noiseMultiplier: 1, minSurvivors: 
 const sigma = Math.sqrt(Number(cfg.perDeviceVariance.num) / Number(cfg.perDeviceVariance.den));
 const sampler = discreteGaussianSampler(cfg.perDeviceVariance);
 const rng = new RandomSource();
-const SAMPLES = 20_000;
 let sink = 0;
 const w0 = rng.wordsDrawn;
-const projSampleMs = perOp(() => {
-  for (let i = 0; i < SAMPLES; i++) sink += sampler.sample(rng);
-}, 5);
-const wordsPerSample = (rng.wordsDrawn - w0) / (SAMPLES * 5 * ((quick ? 3 : 7) + 1));
+for (let i = 0; i < 100_000; i++) sink += sampler.sample(rng);
+const wordsPerSample = (rng.wordsDrawn - w0) / 100_000;
 // The floor of any CKS implementation that makes one random decision per word: draw a word from
 // the same buffered source and compare it with a threshold, wordsPerSample times per sample.
-const WORDS = 200_000;
-const bareWordMs = perOp(() => {
-  let hits = 0;
-  for (let i = 0; i < WORDS; i++) if (rng.nextWord() < 0x5e2d58d8) hits++;
-  sink += hits;
-}, 5);
-const projRate = SAMPLES / (projSampleMs / 1000);
-const limitRate = WORDS / (bareWordMs / 1000) / wordsPerSample;
+const SAMPLES = 20_000;
+const WORDS = Math.round(SAMPLES * wordsPerSample);
+const g = paired(
+  () => {
+    for (let i = 0; i < SAMPLES; i++) sink += sampler.sample(rng);
+  },
+  () => {
+    let hits = 0;
+    for (let i = 0; i < WORDS; i++) if (rng.nextWord() < 0x5e2d58d8) hits++;
+    sink += hits;
+  },
+  3,
+);
+const bareWordMs = g.bare / WORDS;
+const projRate = SAMPLES / (g.project / 1000);
+const limitRate = SAMPLES / (g.bare / 1000);
 // Rates: the "ratio" is still project time / limit time (= limit rate / project rate).
 paths.discreteGaussian = {
   unit: "samples/s",
   project: projRate,
   limit: limitRate,
-  ratio: limitRate / projRate,
+  ratio: g.ratio,
   limitIs: `${wordsPerSample.toFixed(2)} random words per sample (measured), each drawn and compared once`,
   sigma,
   wordsPerSample,
 };
-log(`| discreteGaussian (σ = ${sigma.toExponential(3)}) | ${(projRate / 1e6).toFixed(2)} M samples/s | ${(limitRate / 1e6).toFixed(2)} M samples/s | ${(limitRate / projRate).toFixed(2)} | ${paths.discreteGaussian.limitIs} |`);
+log(`| discreteGaussian (σ = ${sigma.toExponential(3)}) | ${(projRate / 1e6).toFixed(2)} M samples/s | ${(limitRate / 1e6).toFixed(2)} M samples/s | ${g.ratio.toFixed(2)} | ${paths.discreteGaussian.limitIs} |`);
 
 // --- encodeClientUpdate at d = 198k -------------------------------------------------------
 const delta = new Float32Array(dimension);
 for (let i = 0; i < dimension; i++) delta[i] = Math.sin(i) * 0.01;
-const projEncode = perOp(() => {
-  encodeClientUpdate(delta, cfg, rng);
-}, 1, quick ? 3 : 5);
-const samplerLimitMs = (cfg.paddedDimension / limitRate) * 1000;
-report("encodeClientUpdate", "ms", projEncode, samplerLimitMs, `d' = ${cfg.paddedDimension} exact noise samples at the sampler limit above`, { dimension, paddedDimension: cfg.paddedDimension });
+// Floor: the same random decisions as the encoder's exact noise (d'·wordsPerSample) plus one
+// per coordinate for the randomized rounding, at the bare word-decision cost.
+const encodeWords = Math.round(cfg.paddedDimension * (wordsPerSample + 1));
+const enc = paired(
+  () => {
+    encodeClientUpdate(delta, cfg, rng);
+  },
+  () => {
+    let hits = 0;
+    for (let i = 0; i < encodeWords; i++) if (rng.nextWord() < 0x5e2d58d8) hits++;
+    sink += hits;
+  },
+  1,
+);
+report("encodeClientUpdate", "ms", enc.project, enc.bare, `d'·(wordsPerSample + 1) = ${encodeWords} word decisions (noise + rounding), d' = ${cfg.paddedDimension}`, { dimension, paddedDimension: cfg.paddedDimension, versusProjectSampler: enc.project / ((cfg.paddedDimension / projRate) * 1000) }, enc.ratio);
 
 // --- SecAgg+ rounds ----------------------------------------------------------------------
 const keygen = perOp(() => generateKeyPairSync("x25519"), 100);
@@ -161,7 +213,7 @@ for (const c of secaggCases) {
   report(`secaggCoordinator_${tag}`, "ms", r.serverMs, serverLimit(r), `${r.server.verifies}×verify + ${r.server.inputs}×add d + ${r.server.selfMasks}×(AES-CTR d + add d) + ${r.server.pairMasks}×(X25519 + AES-CTR d + add d)`, { ...common, counts: r.server, unmaskMs: r.unmaskMs });
 }
 
-const primitives = { x25519Ms: bareX25519, ed25519VerifyMs: bareVerify, ed25519SignMs: bareSign, x25519KeygenMs: keygen, aesCtr1e5Ms: bareExpand, add1e5Ms: bareAdd, wordDecisionNs: (bareWordMs / WORDS) * 1e6 };
+const primitives = { x25519Ms: bareX25519, ed25519VerifyMs: bareVerify, ed25519SignMs: bareSign, x25519KeygenMs: keygen, aesCtr1e5Ms: bareExpand, add1e5Ms: bareAdd, wordDecisionNs: bareWordMs * 1e6 };
 const worst = Math.max(...Object.values(paths).map((p) => p.ratio));
 if (json) {
   console.log(JSON.stringify({ bench: "limits", measuredAt: new Date().toISOString(), clock: "process CPU time, median of batches", node: process.version, primitives, paths, worstRatio: worst }, null, 2));

@@ -146,10 +146,16 @@ export function encodeClientUpdate(delta: Float32Array, cfg: DistributedDpConfig
     }
     if (Math.sqrt(sq) <= cfg.l2Bound) break;
   }
-  if (cfg.perDeviceVariance.num > 0n) {
-    const noise = discreteGaussianSampler(cfg.perDeviceVariance);
-    for (let i = 0; i < rounded.length; i++) rounded[i]! += noise.sample(rng);
+  const noise = cfg.perDeviceVariance.num > 0n ? discreteGaussianSampler(cfg.perDeviceVariance) : undefined;
+  if (cfg.bits === 32) {
+    // One pass: noise added and reduced mod 2^32 straight into the output (ToUint32 of an
+    // integer-valued double is its residue mod 2^32; every value here is a safe integer).
+    const data = new Uint32Array(rounded.length);
+    if (noise) for (let i = 0; i < rounded.length; i++) data[i] = (rounded[i]! + noise.sample(rng)) >>> 0;
+    else for (let i = 0; i < rounded.length; i++) data[i] = rounded[i]! >>> 0;
+    return { encoded: { bits: 32, length: rounded.length, data }, clippedNorm: norm * factor, wasClipped: factor < 1 };
   }
+  if (noise) for (let i = 0; i < rounded.length; i++) rounded[i]! += noise.sample(rng);
   return { encoded: fromSigned(cfg.bits, rounded), clippedNorm: norm * factor, wasClipped: factor < 1 };
 }
 
