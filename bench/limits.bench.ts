@@ -187,30 +187,54 @@ report("encodeClientUpdate", "ms", enc.project, enc.bare, `d'·(wordsPerSample +
 // --- SecAgg+ rounds ----------------------------------------------------------------------
 const keygen = perOp(() => generateKeyPairSync("x25519"), 100);
 const bareSign = perOp(() => sign(null, msg, signer.privateKey), 200);
-const maskCost = bareExpand + bareAdd;
-function deviceLimit(r: RoundResult): number {
-  const c = r.device;
-  return bareSign + c.neighbours * (bareVerify + bareX25519) + c.pairMasks * bareX25519 + c.masks * maskCost;
+
+interface Prices {
+  sign: number;
+  verify: number;
+  x25519: number;
+  aes: number;
+  add: number;
 }
-function serverLimit(r: RoundResult): number {
+/** The bare primitives again, priced just before and just after a round (the round sees that load). */
+function prices(): Prices {
+  const aesPer = (D_ROUND * 4) / zerosIn.length;
+  return {
+    sign: perOp(() => sign(null, msg, signer.privateKey), 50, 3),
+    verify: perOp(() => verify(null, msg, signer.publicKey, sig), 50, 3),
+    x25519: perOp(() => diffieHellman({ privateKey: mine.privateKey, publicKey: peerKeyObject }), 50, 3),
+    aes: aesPer * perOp(() => createCipheriv("aes-128-ctr", keyIv.subarray(0, 16), keyIv.subarray(16)).update(zerosIn), 10, 3),
+    add: (D_ROUND / D_MASK) * perOp(() => addWordsInPlace(32, acc, mask, 1), 20, 3),
+  };
+}
+const D_ROUND = 100_000;
+function mean(a: Prices, b: Prices): Prices {
+  return { sign: (a.sign + b.sign) / 2, verify: (a.verify + b.verify) / 2, x25519: (a.x25519 + b.x25519) / 2, aes: (a.aes + b.aes) / 2, add: (a.add + b.add) / 2 };
+}
+function deviceLimit(r: RoundResult, p: Prices): number {
+  const c = r.device;
+  return p.sign + c.neighbours * (p.verify + p.x25519) + c.pairMasks * p.x25519 + c.masks * (p.aes + p.add);
+}
+function serverLimit(r: RoundResult, p: Prices): number {
   const s = r.server;
-  return s.verifies * bareVerify + s.inputs * bareAdd + s.selfMasks * maskCost + s.pairMasks * (bareX25519 + maskCost);
+  return s.verifies * p.verify + s.inputs * p.add + s.selfMasks * (p.aes + p.add) + s.pairMasks * (p.x25519 + p.aes + p.add);
 }
 const secaggCases = quick
-  ? [{ n: 100, d: 1e5, dropout: 0.1 }]
+  ? [{ n: 100, d: D_ROUND, dropout: 0.1 }]
   : [
-      { n: 100, d: 1e5, dropout: 0.1 },
-      { n: 1000, d: 1e5, dropout: 0.05 },
+      { n: 100, d: D_ROUND, dropout: 0.1 },
+      { n: 1000, d: D_ROUND, dropout: 0.05 },
     ];
 for (const c of secaggCases) {
+  const before = prices();
   const r = runRound({ ...c, mode: "secagg+", dropAt: "after-share", clock: cpuMs });
+  const p = mean(before, prices());
   if (!r.ok) throw new Error(`SecAgg+ round n=${c.n} did not reproduce the plain sum`);
   const tag = `n${c.n}_d${c.d}_drop${Math.round(c.dropout * 100)}`;
-  const common = { n: c.n, d: c.d, dropout: c.dropout, k: r.k, t: r.t };
+  const common = { n: c.n, d: c.d, dropout: c.dropout, k: r.k, t: r.t, prices: p };
   if (c.n === 100) {
-    report(`secaggDevice_${tag}`, "ms", r.deviceMs, deviceLimit(r), `1 sign + ${r.device.neighbours.toFixed(1)}×(verify + X25519) + ${r.device.pairMasks.toFixed(1)}×X25519 + ${r.device.masks.toFixed(1)}×(AES-CTR d + add d)`, { ...common, counts: r.device });
+    report(`secaggDevice_${tag}`, "ms", r.deviceMs, deviceLimit(r, p), `1 sign + ${r.device.neighbours.toFixed(1)}×(verify + X25519) + ${r.device.pairMasks.toFixed(1)}×X25519 + ${r.device.masks.toFixed(1)}×(AES-CTR d + add d)`, { ...common, counts: r.device });
   }
-  report(`secaggCoordinator_${tag}`, "ms", r.serverMs, serverLimit(r), `${r.server.verifies}×verify + ${r.server.inputs}×add d + ${r.server.selfMasks}×(AES-CTR d + add d) + ${r.server.pairMasks}×(X25519 + AES-CTR d + add d)`, { ...common, counts: r.server, unmaskMs: r.unmaskMs });
+  report(`secaggCoordinator_${tag}`, "ms", r.serverMs, serverLimit(r, p), `${r.server.verifies}×verify + ${r.server.inputs}×add d + ${r.server.selfMasks}×(AES-CTR d + add d) + ${r.server.pairMasks}×(X25519 + AES-CTR d + add d)`, { ...common, counts: r.server, unmaskMs: r.unmaskMs });
 }
 
 const primitives = { x25519Ms: bareX25519, ed25519VerifyMs: bareVerify, ed25519SignMs: bareSign, x25519KeygenMs: keygen, aesCtr1e5Ms: bareExpand, add1e5Ms: bareAdd, wordDecisionNs: bareWordMs * 1e6 };
