@@ -136,11 +136,6 @@ export class DiscreteGaussianSampler {
     }
   }
 
-  /** n draws into out[0..n) (out may be longer). */
-  fill(rng: RandomSource, out: Float64Array | Int32Array | number[], n = out.length): void {
-    for (let i = 0; i < n; i++) out[i] = this.sample(rng);
-  }
-
   private uniformBelowT(rng: RandomSource): number {
     const t = this.t;
     if (t === 1) return 0;
