@@ -131,10 +131,12 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
       });
     }
     const roundEntry = this.roundSeq(runId, r.round, r.attempt);
-    for (const a of e.attestations) {
-      if (this.attested.has(`${runId}/${r.round}/${a.deviceId}`)) continue;
-      this.append("attestation", { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") });
-    }
+    // All of the round's new attestations in one group commit (one fsync, not one per survivor).
+    const inBatch = new Set<string>();
+    const batch = e.attestations
+      .filter((a) => !this.attested.has(`${runId}/${r.round}/${a.deviceId}`) && !inBatch.has(a.deviceId) && inBatch.add(a.deviceId))
+      .map((a) => ({ type: "attestation" as const, body: { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } }));
+    for (const entry of this.writer.appendBatch(batch)) this.index(entry);
   }
 
   private roundSeq(runId: string, round: number, attempt: number): number {

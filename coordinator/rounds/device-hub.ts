@@ -5,6 +5,33 @@
  */
 import { EventEmitter } from "node:events";
 import type { ServerEvent } from "../../shared/proto-gen/tacit/v1/ServerEvent.ts";
+import type { RoundInvite } from "../../shared/proto-gen/tacit/v1/RoundInvite.ts";
+
+/** ServerEvent.invite is field 1 (length-delimited); RoundInvite.index is field 4 (varint). */
+const INVITE_TAG = (1 << 3) | 2;
+const INDEX_TAG = (4 << 3) | 0;
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  let v = n >>> 0;
+  while (v >= 0x80) {
+    out.push((v & 0x7f) | 0x80);
+    v >>>= 7;
+  }
+  out.push(v);
+  return out;
+}
+
+/** Reads a varint at `pos`; returns [value, next position] or undefined past the end. */
+function readVarint(b: Buffer, pos: number): [number, number] | undefined {
+  let v = 0;
+  for (let shift = 0; pos < b.length && shift < 35; shift += 7) {
+    const byte = b[pos++]!;
+    v += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return [v, pos];
+  }
+  return undefined;
+}
 
 export interface DeviceStream {
   /** A ServerEvent, or one already serialized (see `encodeOnce`). */
@@ -33,6 +60,31 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
 
   encodeOnce(ev: ServerEvent): ServerEvent | EncodedEvent {
     return this.encoder ? { encoded: this.encoder(ev) } : ev;
+  }
+
+  /**
+   * The invitations of one round, which differ only in the device's cohort index: the shared
+   * part (config JSON, signature, checkpoint — 110 KB at n = 1,000) is serialized once and each
+   * device's message is that body with its index field appended (protobuf fields may come in
+   * any order), one memory copy instead of one protobuf encoding per device.
+   */
+  encodeInvites(shared: Omit<RoundInvite, "index">): (index: number) => ServerEvent | EncodedEvent {
+    const perDevice = (index: number): ServerEvent => ({ invite: { ...shared, index } });
+    if (!this.encoder) return perDevice;
+    const whole = this.encoder({ invite: { ...shared } });
+    const len = whole[0] === INVITE_TAG ? readVarint(whole, 1) : undefined;
+    // Anything but exactly [invite tag][length][body] (a serializer we do not expect): encode per device.
+    if (!len || len[1] + len[0] !== whole.length) return (index) => this.encodeOnce(perDevice(index));
+    const body = whole.subarray(len[1]);
+    return (index) => {
+      const indexField = index === 0 ? [] : [INDEX_TAG, ...varint(index)];
+      const head = [INVITE_TAG, ...varint(body.length + indexField.length)];
+      const out = Buffer.allocUnsafe(head.length + body.length + indexField.length);
+      out.set(head, 0);
+      body.copy(out, head.length);
+      out.set(indexField, head.length + body.length);
+      return { encoded: out };
+    };
   }
 
   connect(deviceId: string, stream: DeviceStream, eligible: boolean): void {

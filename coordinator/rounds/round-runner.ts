@@ -248,8 +248,9 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await ctx.onPhase?.(run.runId, round, "advertise", { attempt, cohort: cohortIds, counts });
     const checkpointBytes = Buffer.from(current.weights.buffer, current.weights.byteOffset, current.weights.byteLength);
     active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
+    const invites = ctx.hub.encodeInvites({ configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes });
     for (const [n, m] of cohort.entries()) {
-      const sent = ctx.hub.send(m.deviceId, { invite: { configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes, index: m.index } });
+      const sent = ctx.hub.send(m.deviceId, invites(m.index));
       if (!sent) active.gate.settle(m.index);
       await breathe(n);
     }

@@ -4,8 +4,6 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 
-const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
-
 export interface Ed25519KeyPair {
   privateKey: KeyObject;
   publicKey: KeyObject;
@@ -28,7 +26,9 @@ export function rawPublicKey(publicKey: KeyObject): Uint8Array {
 
 export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
   if (raw.length !== 32) throw new KeyFormatError(`ed25519 public key must be 32 bytes, got ${raw.length}`);
-  return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(raw)]), format: "der", type: "spki" });
+  // A JWK import is ~10× cheaper than DER/SPKI here (Node 20 runs SPKI through OpenSSL 3's
+  // generic decoder chain); the key is the same. Devices import every neighbour's key once per round.
+  return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") }, format: "jwk" });
 }
 
 export function privateKeyToPem(key: KeyObject): string {

@@ -17,7 +17,8 @@
 import { fromSigned, toSigned, type ModularVector } from "../modular/index.ts";
 import type { DistributedDiscreteGaussianEvent, DpEvent } from "./events.ts";
 import { rotate, unrotate, paddedDimension } from "./rotation.ts";
-import { discreteGaussian, rationalOf, type Rational } from "./samplers.ts";
+import { rationalOf, type Rational } from "./samplers.ts";
+import { discreteGaussianSampler } from "./discrete-gaussian.ts";
 import { RandomSource } from "./random-source.ts";
 
 export class DistributedDpError extends Error {
@@ -139,15 +140,22 @@ export function encodeClientUpdate(delta: Float32Array, cfg: DistributedDpConfig
     for (let i = 0; i < rotated.length; i++) {
       const f = Math.floor(rotated[i]!);
       const frac = rotated[i]! - f;
-      const r = f + (rng.uniformInt(2 ** 32) < frac * 2 ** 32 ? 1 : 0);
+      const r = f + (rng.nextWord() < frac * 2 ** 32 ? 1 : 0);
       rounded[i] = r;
       sq += r * r;
     }
     if (Math.sqrt(sq) <= cfg.l2Bound) break;
   }
-  if (cfg.perDeviceVariance.num > 0n) {
-    for (let i = 0; i < rounded.length; i++) rounded[i]! += Number(discreteGaussian(rng, cfg.perDeviceVariance));
+  const noise = cfg.perDeviceVariance.num > 0n ? discreteGaussianSampler(cfg.perDeviceVariance) : undefined;
+  if (cfg.bits === 32) {
+    // One pass: noise added and reduced mod 2^32 straight into the output (ToUint32 of an
+    // integer-valued double is its residue mod 2^32; every value here is a safe integer).
+    const data = new Uint32Array(rounded.length);
+    if (noise) for (let i = 0; i < rounded.length; i++) data[i] = (rounded[i]! + noise.sample(rng)) >>> 0;
+    else for (let i = 0; i < rounded.length; i++) data[i] = rounded[i]! >>> 0;
+    return { encoded: { bits: 32, length: rounded.length, data }, clippedNorm: norm * factor, wasClipped: factor < 1 };
   }
+  if (noise) for (let i = 0; i < rounded.length; i++) rounded[i]! += noise.sample(rng);
   return { encoded: fromSigned(cfg.bits, rounded), clippedNorm: norm * factor, wasClipped: factor < 1 };
 }
 

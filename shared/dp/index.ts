@@ -5,6 +5,7 @@ export * from "./epsilon.ts";
 export { PldAccountant, equivalentNoiseMultiplier } from "./pld/index.ts";
 export * from "./distributed-dp.ts";
 export { RandomSource } from "./random-source.ts";
-export { bernoulliExp, discreteLaplace, discreteGaussian, rationalOf, type Rational } from "./samplers.ts";
+export { bernoulliExp, discreteLaplace, discreteGaussianBigInt, rationalOf, type Rational } from "./samplers.ts";
+export { DiscreteGaussianSampler, discreteGaussianSampler, discreteGaussian, type DiscreteGaussianOptions } from "./discrete-gaussian.ts";
 export { rotate, unrotate, paddedDimension } from "./rotation.ts";
 export * from "./policy.ts";

@@ -76,9 +76,13 @@ export function subInPlace(a: ModularVector, b: ModularVector): void {
 export function addWordsInPlace(bits: number, acc: Uint32Array, words: Uint32Array, sign: 1 | -1): void {
   if (acc.length !== words.length) throw new ModularError(`word count mismatch: ${acc.length} vs ${words.length}`);
   if (bits <= 32) {
-    // bits is exactly 32 here (MIN_BITS), so uint32 wrap-around is the modulus.
-    if (sign === 1) for (let i = 0; i < acc.length; i++) acc[i] = (acc[i]! + words[i]!) >>> 0;
-    else for (let i = 0; i < acc.length; i++) acc[i] = (acc[i]! - words[i]!) >>> 0;
+    // bits is exactly 32 here (MIN_BITS), so 32-bit wrap-around is the modulus. Through Int32
+    // views the loop stays in int32 registers (uint32 values ≥ 2^31 would be doubles in V8);
+    // two's complement makes the bits identical.
+    const a = new Int32Array(acc.buffer, acc.byteOffset, acc.length);
+    const w = new Int32Array(words.buffer, words.byteOffset, words.length);
+    if (sign === 1) for (let i = 0; i < a.length; i++) a[i] = (a[i]! + w[i]!) | 0;
+    else for (let i = 0; i < a.length; i++) a[i] = (a[i]! - w[i]!) | 0;
     return;
   }
   const hm = highMask(bits);

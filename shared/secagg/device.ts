@@ -5,12 +5,13 @@
  * leave this object except as Shamir shares encrypted to neighbours.
  */
 import { randomBytes, type KeyObject } from "node:crypto";
-import { addWordsInPlace, limbsFor, type ModularVector } from "../modular/index.ts";
+import { limbsFor, type ModularVector } from "../modular/index.ts";
 import { publicKeyFromRaw, signBytes, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { createShares, bytesToField, fieldToBytes, SHARE_BYTES } from "./shamir.ts";
 import { agree, generateX25519, x25519Public, type X25519Pair } from "./x25519.ts";
-import { expandMask, pairMaskKey, selfMaskKey } from "./prg.ts";
+import { pairMaskKey, selfMaskKey } from "./prg.ts";
+import { addMaskInPlace } from "./mask-prg.ts";
 import { openShare, sealShare } from "./share-box.ts";
 import { neighboursOf } from "./graph.ts";
 import { advertisePayload, type AdvertisedKeys, type EncryptedShare, type RosterEntry, type SecAggConfig, type UnmaskRequest, type UnmaskShares } from "./messages.ts";
@@ -106,12 +107,11 @@ export class SecAggDevice {
     // Pairwise masks only with neighbours that completed ShareKeys (their shares reached us),
     // so the server can cancel exactly these masks for any of them that drops later.
     this.maskedWith = this.neighbours.filter((v) => this.held.has(v));
-    const words = input.length * limbsFor(input.bits);
     const y = new Uint32Array(input.data);
-    addWordsInPlace(input.bits, y, expandMask(selfMaskKey(this.seed, this.cfg, this.self), words), 1);
+    addMaskInPlace(input.bits, y, selfMaskKey(this.seed, this.cfg, this.self), 1);
     for (const v of this.maskedWith) {
       const agreed = agree(this.s.privateKey, x25519Public(this.roster.get(v)!.sPk));
-      addWordsInPlace(input.bits, y, expandMask(pairMaskKey(agreed, this.cfg, this.self, v), words), this.self < v ? 1 : -1);
+      addMaskInPlace(input.bits, y, pairMaskKey(agreed, this.cfg, this.self, v), this.self < v ? 1 : -1);
     }
     this.cAgreed.clear();
     this.stage = "unmask";

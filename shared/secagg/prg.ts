@@ -22,7 +22,9 @@ export function deriveKey(secret: Uint8Array, bytes: number, purpose: string, d:
 export function expandMask(keyAndIv: Uint8Array, words: number): Uint32Array {
   const cipher = createCipheriv("aes-128-ctr", keyAndIv.subarray(0, 16), keyAndIv.subarray(16, 32));
   const out = cipher.update(Buffer.alloc(words * 4));
-  // Copy into an aligned buffer (update's result may share a pool with an odd offset).
+  // Use the keystream in place when it is 4-byte aligned (update's result may share a pool with
+  // an odd offset; then copy).
+  if (out.byteOffset % 4 === 0) return new Uint32Array(out.buffer, out.byteOffset, words);
   const aligned = new Uint32Array(words);
   new Uint8Array(aligned.buffer).set(out);
   return aligned;

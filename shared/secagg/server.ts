@@ -5,12 +5,13 @@
  * sum. Holds only public keys, ciphertexts it cannot read, masked vectors and revealed shares.
  */
 import type { KeyObject } from "node:crypto";
-import { addInPlace, addWordsInPlace, limbsFor, zeros, type ModularVector } from "../modular/index.ts";
+import { addInPlace, limbsFor, zeros, type ModularVector } from "../modular/index.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { bytesToField, fieldToBytes, lagrangeAtZero, FIELD_PRIME, SHARE_BYTES } from "./shamir.ts";
 import { agree, x25519Private, x25519Public } from "./x25519.ts";
-import { expandMask, pairMaskKey, selfMaskKey } from "./prg.ts";
+import { pairMaskKey, selfMaskKey } from "./prg.ts";
+import { addMaskInPlace } from "./mask-prg.ts";
 import { neighbourGraph } from "./graph.ts";
 import { advertisePayload, type AdvertisedKeys, type EncryptedShare, type SecAggConfig, type UnmaskRequest, type UnmaskShares } from "./messages.ts";
 
@@ -175,11 +176,10 @@ export class SecAggServer {
     this.expect("unmask");
     this.need(this.unmasked.size, "sent unmasking shares");
     const { survivors, dropouts } = this.request!;
-    const words = this.cfg.vectorLength * limbsFor(this.cfg.bits);
     const out = { bits: this.sum.bits, length: this.sum.length, data: new Uint32Array(this.sum.data) };
     for (const u of survivors) {
       const seed = this.reconstruct(u, this.bShares.get(u), "self-mask seed");
-      addWordsInPlace(this.cfg.bits, out.data, expandMask(selfMaskKey(seed, this.cfg, u), words), -1);
+      addMaskInPlace(this.cfg.bits, out.data, selfMaskKey(seed, this.cfg, u), -1);
     }
     const survivorSet = new Set(survivors);
     for (const v of dropouts) {
@@ -189,7 +189,7 @@ export class SecAggServer {
         if (!survivorSet.has(u)) continue;
         // u added sign(u, v)·PRG(s_uv) for v; remove exactly that.
         const agreed = agree(sk, x25519Public(this.keys.get(u)!.sPk));
-        addWordsInPlace(this.cfg.bits, out.data, expandMask(pairMaskKey(agreed, this.cfg, u, v), words), u < v ? -1 : 1);
+        addMaskInPlace(this.cfg.bits, out.data, pairMaskKey(agreed, this.cfg, u, v), u < v ? -1 : 1);
       }
     }
     this.stage = "done";
