@@ -71,7 +71,9 @@ function run(n: number, d: number, dropout: number, mode: "full" | "secagg+"): R
   for (let i = 0; i < n; i++) if (alive(i, 1)) { const s = timeDev(i, () => devices[i]!.shareKeys(roster)); bytes[i]! += s.reduce((a, x) => a + x.ciphertext.length + 8, 0); timeSrv(() => server.receiveShares(i, s)); }
   const inboxes = timeSrv(() => server.closeShareKeys());
   for (let i = 0; i < n; i++) if (alive(i, 2)) { const y = timeDev(i, () => devices[i]!.maskInput(inputs[i]!, inboxes.get(i) ?? [])); bytes[i]! += d * 4; timeSrv(() => server.receiveMaskedInput(i, y)); }
-  const req = timeSrv(() => server.closeMaskedInput());
+  const shown = timeSrv(() => server.closeMaskedInput());
+  for (let i = 0; i < n; i++) if (alive(i, 2)) { const sig = timeDev(i, () => devices[i]!.signSurvivors(shown.survivors)); bytes[i]! += 68; timeSrv(() => server.receiveConsistency(sig)); }
+  const req = timeSrv(() => server.closeConsistency());
   for (let i = 0; i < n; i++) if (alive(i, 3)) { const u = timeDev(i, () => devices[i]!.unmask(req)); bytes[i]! += (u.selfMaskShares.length + u.secretKeyShares.length) * (SHARE_BYTES + 4); timeSrv(() => server.receiveUnmask(u)); }
   const u0 = performance.now();
   const sum = server.finish();

@@ -13,7 +13,7 @@ import { RpcError, failedPrecondition, denied } from "../server/rpc-error.ts";
 import * as grpc from "@grpc/grpc-js";
 import { publicKeyFromRaw, verifyBytes } from "../../shared/crypto/index.ts";
 
-export type Phase = "advertise" | "share" | "masked-input" | "unmask" | "finished";
+export type Phase = "advertise" | "share" | "masked-input" | "consistency" | "unmask" | "finished";
 
 export interface Attestation {
   deviceId: string;
@@ -33,6 +33,7 @@ export class ActiveRound {
     advertise: new Set(),
     share: new Set(),
     "masked-input": new Set(),
+    consistency: new Set(),
     unmask: new Set(),
   };
   readonly secagg: SecAggServer;
@@ -49,6 +50,7 @@ export class ActiveRound {
       {
         runId: config.runId,
         round: config.round,
+        attempt: config.attempt,
         bits: config.secagg.bits,
         vectorLength: aggregationLength(config),
         minSurvivors: config.dp.minSurvivors,
@@ -129,6 +131,15 @@ export class ActiveRound {
     this.expectPhase("masked-input", idx);
     this.secagg.receiveMaskedInput(idx, y);
     this.answered["masked-input"].add(idx);
+    this.gate!.settle(idx);
+  }
+
+  /** ConsistencyCheck: the device's signature over the survivor set it was shown. */
+  signSurvivors(deviceId: string, signature: Uint8Array): void {
+    const idx = this.memberIndex(deviceId);
+    this.expectPhase("consistency", idx);
+    this.secagg.receiveConsistency({ index: idx, signature });
+    this.answered.consistency.add(idx);
     this.gate!.settle(idx);
   }
 

@@ -15,6 +15,7 @@ import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run
 import type { DeviceHub } from "./device-hub.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
 import { PhaseGate } from "./phase-gate.ts";
+import { runConsistencyPhase } from "./consistency-phase.ts";
 import { sampleCohort } from "./cohort.ts";
 import type { DeviceRegistry } from "../state/registry.ts";
 import type { CheckpointStore } from "../runs/checkpoint-store.ts";
@@ -234,14 +235,20 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await active.gate.done;
     counts.maskedInput = active.answered["masked-input"].size;
     counts.dropouts.maskedInput = sharers.length - counts.maskedInput;
-    const request = active.secagg.closeMaskedInput();
+    const shown = active.secagg.closeMaskedInput();
+
+    // Phase 3½: ConsistencyCheck (every survivor signs the survivor set).
+    const request = await runConsistencyPhase({ hub: ctx.hub, active, ref, shown, deadline: Date.now() + d.unmaskMs });
 
     // Phase 4: Unmasking.
     active.phase = "unmask";
     await ctx.onPhase?.(run.runId, round, "unmask", { attempt, cohort: cohortIds, counts });
-    active.gate = new PhaseGate(request.survivors, config.deadlines.unmask);
-    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts } });
-    for (const [n, i] of request.survivors.entries()) {
+    // Only survivors that signed the set are asked (the others could not be answered).
+    const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
+    active.gate = new PhaseGate(signers, Math.max(config.deadlines.unmask, Date.now() + d.unmaskMs));
+    const signatures = (request.signatures ?? []).map((s) => ({ index: s.index, signature: Buffer.from(s.signature) }));
+    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts, signatures } });
+    for (const [n, i] of signers.entries()) {
       if (!ctx.hub.send(deviceOf(i), unmaskMsg)) active.gate.settle(i);
       await breathe(n);
     }
