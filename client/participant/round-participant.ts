@@ -10,7 +10,7 @@
 import { createHash, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson, publicKeyFromRaw, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
-import { aggregationLength, dpInputsFor, openRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import { SecAggDevice, type AdvertisedKeys } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, encodeClientUpdate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import type { CoordinatorClient, ServerEvent } from "../transport/coordinator-client.ts";
@@ -187,20 +187,7 @@ export class RoundParticipant {
       inbox.shares.map((s) => ({ from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) })),
     );
     // Attest what this device added, then charge the budget before the input leaves.
-    const body = {
-      type: "tacit-attestation-v1",
-      deviceId: this.o.deviceId,
-      runId: cfg.runId,
-      round: cfg.round,
-      attempt: cfg.attempt,
-      modelHash: cfg.modelHash,
-      mechanism: cfg.dp.mechanism,
-      clip: cfg.dp.clip,
-      noiseMultiplier: cfg.dp.noiseMultiplier,
-      minSurvivors: cfg.dp.minSurvivors,
-      event: st.event,
-    };
-    const bodyJson = canonicalJson(body);
+    const bodyJson = canonicalJson(attestationBody(cfg, this.o.deviceId, st.event));
     await this.o.client.unary("Rounds", "SubmitAttestation", { ref, bodyJson, signature: Buffer.from(signBytes(this.o.identity.privateKey, bodyJson)) });
     this.o.budget.charge({ runId: cfg.runId, round: cfg.round, attempt: cfg.attempt, event: st.event, at: Date.now() });
     const data = Buffer.from(masked.data.buffer, masked.data.byteOffset, masked.data.byteLength);
