@@ -19,12 +19,13 @@ import { fromSigned } from "../shared/modular/index.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
 
 const MODEL_HASH = "ab".repeat(32);
-// z_eff = √(devices · σ²) / Δ₂ = 1, as in the audit's simulation ledger.
-const EVENT: DpEvent = { kind: "distributedDiscreteGaussian", l2Sensitivity: 1000, l1Sensitivity: 1000 * 32, perDeviceVariance: 1e6 / 6, devices: 6, dimension: 1024 };
+// z_eff = √(devices · σ²) / Δ₂ = 1, as in the audit's simulation ledger; devices = minSurvivors 6
+// minus ⌈0.1 · 8⌉ = 1 tolerated colluder.
+const EVENT: DpEvent = { kind: "distributedDiscreteGaussian", l2Sensitivity: 1000, l1Sensitivity: 1000 * 32, perDeviceVariance: 1e6 / 5, devices: 5, dimension: 1024 };
 const DEVICES = Array.from({ length: 8 }, (_, i) => ({ id: `dev-${i}`, key: generateEd25519() }));
 
 /** A signed ledger: a δ = `policyDelta` policy, then `runs` runs of `rounds` completed rounds each. */
-function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rounds: number; attest?: (round: number, deviceIndex: number, body: Record<string, unknown>) => Record<string, unknown> | undefined }) {
+function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rounds: number; event?: DpEvent; attest?: (round: number, deviceIndex: number, body: Record<string, unknown>) => Record<string, unknown> | undefined }) {
   const dir = mkdtempSync(join(tmpdir(), "tacit-truth-"));
   const key = generateEd25519();
   const reviewer = generateEd25519();
@@ -35,14 +36,15 @@ function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rou
   w.append("policy", { policy });
   const spec: RunSpec = tinyRunSpec({ noiseMultiplier: 1, rounds: o.rounds, cohortSize: 8, minSurvivors: 6, populationSize: 8, clip: 5 });
   const ids = DEVICES.map((d) => d.id);
+  const event = o.event ?? EVENT;
   for (let r = 0; r < o.runs; r++) {
     const runId = `run-${r}`;
     const body = JSON.stringify(spec);
     w.append("run-launch", { runId, spec, request: { body, publicKey: Buffer.from(ml.publicRaw).toString("base64"), signature: Buffer.from(sign(null, Buffer.from(body), ml.privateKey)).toString("base64") } });
     for (let round = 0; round < o.rounds; round++) {
-      w.append("round", { runId, round, attempt: 0, status: "completed", modelHashBefore: MODEL_HASH, cohort: ids, survivors: ids, mechanism: EVENT });
+      w.append("round", { runId, round, attempt: 0, status: "completed", modelHashBefore: MODEL_HASH, cohort: ids, survivors: ids, mechanism: event });
       DEVICES.forEach((d, i) => {
-        const honest = { type: "tacit-attestation-v1", deviceId: d.id, runId, round, attempt: 0, modelHash: MODEL_HASH, mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, event: EVENT };
+        const honest = { type: "tacit-attestation-v1", deviceId: d.id, runId, round, attempt: 0, modelHash: MODEL_HASH, mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, event };
         const b = o.attest ? o.attest(round, i, honest) : honest;
         if (!b) return;
         const bodyJson = canonicalJson(b);
@@ -139,5 +141,16 @@ describe("the coordinator refuses an attestation that does not match its round",
     const y = fromSigned(32, Array(128).fill(0));
     expect(() => active.maskedInput("dev-1", y)).toThrow(/before an accepted attestation/);
     active.gate!.finish();
+  });
+});
+
+describe("collusion-aware noise in the ledger (audit finding 5)", () => {
+  it("flags a mechanism that counts the tolerated colluders' noise", () => {
+    // minSurvivors 6, cohort 8, corruptTolerance 0.1: only 5 noise shares are assured.
+    const { text, policy } = buildLedger({ policyDelta: 1e-6, maxEps: 50, runs: 1, rounds: 1 });
+    expect(verifyLedger(text, { policy }).violations).toEqual([]);
+    const six = { ...EVENT, devices: 6, perDeviceVariance: 1e6 / 6 };
+    const lying = buildLedger({ policyDelta: 1e-6, maxEps: 50, runs: 1, rounds: 1, event: six });
+    expect(verifyLedger(lying.text, { policy: lying.policy }).violations.map((v) => v.code)).toEqual(["NOISE_IGNORES_COLLUDERS"]);
   });
 });

@@ -127,7 +127,7 @@ describe("privacy ledger of a real run", () => {
     w.append("run-launch", { runId: "run-shrinks", spec, request: { body, publicKey: Buffer.from(ml.publicRaw).toString("base64"), signature: Buffer.from(sign(null, Buffer.from(body), ml.privateKey)).toString("base64") } });
     const devices = ["dev-a", "dev-b", "dev-c", "dev-d"].map((id) => ({ id, key: generateEd25519() }));
     // Four devices in round 0, three in round 1: the per-device noise (and so the event) differs.
-    const events = [4, 3].map((n) => ({ kind: "distributedDiscreteGaussian" as const, l2Sensitivity: 1000, l1Sensitivity: 50_000, perDeviceVariance: 1e6 / n, devices: 2, dimension: 1024 }));
+    const events = [4, 3].map((n) => ({ kind: "distributedDiscreteGaussian" as const, l2Sensitivity: 1000, l1Sensitivity: 50_000, perDeviceVariance: 1e6 / n, devices: 1, dimension: 1024 }));
     const attest = (round: number, d: (typeof devices)[number], event: unknown) => {
       const bodyJson = JSON.stringify({ type: "tacit-attestation-v1", deviceId: d.id, runId: "run-shrinks", round, attempt: 0, mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, event });
       w.append("attestation", { runId: "run-shrinks", round, deviceId: d.id, identityPublicKey: Buffer.from(d.key.publicRaw).toString("base64"), bodyJson, signature: Buffer.from(sign(null, Buffer.from(bodyJson), d.key.privateKey)).toString("base64") });

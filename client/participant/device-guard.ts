@@ -6,7 +6,7 @@
 import type { DpEvent } from "../../shared/dp/index.ts";
 import { deviceEpsilon } from "../../shared/dp/index.ts";
 import type { RoundConfig } from "../../shared/run/index.ts";
-import { checkSecAggFloors, type ThreatRates } from "../../shared/secagg/index.ts";
+import { checkSecAggFloors, corruptCount, type ThreatRates } from "../../shared/secagg/index.ts";
 
 /**
  * The dropout and collusion rates a device accepts unless its person set others: secure
@@ -28,7 +28,7 @@ export interface DeviceLimits {
 
 export type GuardDecision =
   | { ok: true; projectedEpsilon: number }
-  | { ok: false; code: "NOISE_TOO_LOW" | "TOO_FEW_SURVIVORS" | "BUDGET_EXHAUSTED" | "SIGNAL_NOT_CONSENTED" | "DELTA_TOO_LARGE" | "SECAGG_BELOW_FLOOR"; reason: string; projectedEpsilon?: number };
+  | { ok: false; code: "NOISE_TOO_LOW" | "TOO_FEW_SURVIVORS" | "BUDGET_EXHAUSTED" | "SIGNAL_NOT_CONSENTED" | "DELTA_TOO_LARGE" | "SECAGG_BELOW_FLOOR" | "NOISE_IGNORES_COLLUDERS"; reason: string; projectedEpsilon?: number };
 
 export function checkRound(cfg: RoundConfig, roundEvent: DpEvent, spent: readonly DpEvent[], limits: DeviceLimits): GuardDecision {
   if (cfg.dp.noiseMultiplier < limits.minNoiseMultiplier) {
@@ -41,6 +41,12 @@ export function checkRound(cfg: RoundConfig, roundEvent: DpEvent, spent: readonl
   // or degree below them would let an equivocating coordinator unmask one device's input.
   const floor = checkSecAggFloors({ cohortSize: cfg.cohort.length, threshold: cfg.secagg.threshold, degree: cfg.secagg.degree }, limits.secagg ?? DEFAULT_SECAGG_RATES);
   if (floor) return { ok: false, code: "SECAGG_BELOW_FLOOR", reason: floor };
+  // Colluders can leave their noise out: the round's σ² must be sized for the honest survivors.
+  const rates = limits.secagg ?? DEFAULT_SECAGG_RATES;
+  const colluders = corruptCount(cfg.cohort.length, rates.corruptFraction);
+  if (!((cfg.dp.colluders ?? 0) >= colluders)) {
+    return { ok: false, code: "NOISE_IGNORES_COLLUDERS", reason: `the round's noise counts on all but ${cfg.dp.colluders ?? 0} survivors; this device assumes up to ${colluders} of ${cfg.cohort.length} collude` };
+  }
   if (cfg.dp.delta > limits.delta) {
     return { ok: false, code: "DELTA_TOO_LARGE", reason: `run delta ${cfg.dp.delta} exceeds this device's delta ${limits.delta}` };
   }

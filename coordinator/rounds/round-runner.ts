@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
-import { calibrateDistributedDp, decodeAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
+import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import { applyServerUpdate, parameterCount, weightsHash } from "../../shared/model/index.ts";
 import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
@@ -160,6 +160,8 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       minSurvivors: spec.minSurvivors,
       // Upper bound on the number of inputs summed: sizes the modulus headroom.
       expectedSurvivors: cohort.length,
+      // Survivors that may collude with a malicious coordinator: noise is sized without theirs.
+      colluders: params.colluders,
       delta: spec.delta,
       rotationSeed: randomBytes(32).toString("base64"),
     },
@@ -181,6 +183,15 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       unmask: now + d.advertiseMs + d.shareMs + d.maskedInputMs + d.unmaskMs,
     },
     issuedAt: now,
+  };
+  // What the ledger records about this round's privacy: the pool the cohort was drawn from, the
+  // sampling scheme, the collusion assumption behind σ², and the wrap-around bound.
+  base.privacy = {
+    eligible: eligible.length,
+    sampling: "fixed-size-without-replacement",
+    colluders: params.colluders,
+    honestNoiseShares: spec.minSurvivors - params.colluders,
+    wrapProbability: calibrateDistributedDp(dpInputsFor(config)).overflowProbabilityBound,
   };
   const signed = signRoundConfig(config, ctx.signingKey.privateKey);
   const active = new ActiveRound(config, identityKeys);
@@ -261,6 +272,9 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     // Decode the noised sum, average over the survivors, apply the server optimizer.
     const survivors = request.survivors;
     const dp = calibrateDistributedDp(dpInputsFor(config));
+    // An aggregate no honest run can produce (corrupt share, unclipped input) is never applied.
+    const impossible = impossibleAggregate(sum, dp, survivors.length);
+    if (impossible) throw new SecAggError("ABORTED", `aggregate refused: ${impossible}`);
     const deltaSum = decodeAggregate(sum, dp);
     const meanDelta = new Float32Array(dim);
     // Uniform weighting: every survivor's delta is clipped to the same norm C, which is what

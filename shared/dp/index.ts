@@ -8,3 +8,4 @@ export { RandomSource } from "./random-source.ts";
 export { bernoulliExp, discreteLaplace, discreteGaussian, rationalOf, type Rational } from "./samplers.ts";
 export { rotate, unrotate, paddedDimension } from "./rotation.ts";
 export * from "./policy.ts";
+export * from "./aggregate-check.ts";

@@ -6,6 +6,7 @@
 import { calibrateDistributedDp, deviceEpsilon, populationEpsilon, roundEvent, type DpEvent } from "../dp/index.ts";
 import { parameterCount } from "../model/spec.ts";
 import type { RunSpec } from "./run-spec.ts";
+import { corruptCount } from "../secagg/params.ts";
 
 export interface RunProjection {
   perRound: DpEvent;
@@ -22,6 +23,7 @@ export function perRoundEvent(spec: RunSpec): DpEvent {
     noiseMultiplier: spec.noiseMultiplier,
     minSurvivors: spec.minSurvivors,
     expectedSurvivors: spec.cohortSize,
+    colluders: corruptCount(spec.cohortSize, spec.corruptTolerance),
     bits: spec.bits,
     dimension: parameterCount(spec.model),
     rotationSeed: new Uint8Array(32),
