@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sign } from "node:crypto";
 import { canonicalJson, generateEd25519, signBytes } from "../shared/crypto/index.ts";
-import { deviceEpsilon, signPolicy, calibrateDistributedDp, roundEvent, type DpEvent } from "../shared/dp/index.ts";
+import { deviceEpsilon, signPolicy, calibrateDistributedDp, roundEvent, populationEpsilonFixedSize, replaceOneGaussian, RdpAccountant, type DpEvent } from "../shared/dp/index.ts";
 import { LedgerWriter, verifyLedger } from "../shared/ledger/index.ts";
 import { attestationBody, dpInputsFor, type RoundConfig, type RunSpec } from "../shared/run/index.ts";
 import { ActiveRound } from "../coordinator/rounds/active-round.ts";
@@ -25,7 +25,7 @@ const EVENT: DpEvent = { kind: "distributedDiscreteGaussian", l2Sensitivity: 100
 const DEVICES = Array.from({ length: 8 }, (_, i) => ({ id: `dev-${i}`, key: generateEd25519() }));
 
 /** A signed ledger: a δ = `policyDelta` policy, then `runs` runs of `rounds` completed rounds each. */
-function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rounds: number; event?: DpEvent; attest?: (round: number, deviceIndex: number, body: Record<string, unknown>) => Record<string, unknown> | undefined }) {
+function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rounds: number; event?: DpEvent; eligible?: number; populationSize?: number; attest?: (round: number, deviceIndex: number, body: Record<string, unknown>) => Record<string, unknown> | undefined }) {
   const dir = mkdtempSync(join(tmpdir(), "tacit-truth-"));
   const key = generateEd25519();
   const reviewer = generateEd25519();
@@ -34,7 +34,7 @@ function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rou
   w.append("genesis", { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64") });
   const policy = signPolicy({ version: 1, minNoiseMultiplier: 1, maxDeviceEpsilon: o.maxEps, delta: o.policyDelta, minSurvivors: 6, allowedSignals: ["commit", "file-change"] }, reviewer.privateKey, reviewer.publicKey);
   w.append("policy", { policy });
-  const spec: RunSpec = tinyRunSpec({ noiseMultiplier: 1, rounds: o.rounds, cohortSize: 8, minSurvivors: 6, populationSize: 8, clip: 5 });
+  const spec: RunSpec = tinyRunSpec({ noiseMultiplier: 1, rounds: o.rounds, cohortSize: 8, minSurvivors: 6, populationSize: o.populationSize ?? 8, clip: 5 });
   const ids = DEVICES.map((d) => d.id);
   const event = o.event ?? EVENT;
   for (let r = 0; r < o.runs; r++) {
@@ -42,7 +42,7 @@ function buildLedger(o: { policyDelta: number; maxEps: number; runs: number; rou
     const body = JSON.stringify(spec);
     w.append("run-launch", { runId, spec, request: { body, publicKey: Buffer.from(ml.publicRaw).toString("base64"), signature: Buffer.from(sign(null, Buffer.from(body), ml.privateKey)).toString("base64") } });
     for (let round = 0; round < o.rounds; round++) {
-      w.append("round", { runId, round, attempt: 0, status: "completed", modelHashBefore: MODEL_HASH, cohort: ids, survivors: ids, mechanism: event });
+      w.append("round", { runId, round, attempt: 0, status: "completed", modelHashBefore: MODEL_HASH, cohort: ids, survivors: ids, mechanism: event, ...(o.eligible ? { privacy: { eligible: o.eligible, sampling: "fixed-size-without-replacement", colluders: 1, honestNoiseShares: 5, wrapProbability: 1e-9 } } : {}) });
       DEVICES.forEach((d, i) => {
         const honest = { type: "tacit-attestation-v1", deviceId: d.id, runId, round, attempt: 0, modelHash: MODEL_HASH, mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, event };
         const b = o.attest ? o.attest(round, i, honest) : honest;
@@ -152,5 +152,40 @@ describe("collusion-aware noise in the ledger (audit finding 5)", () => {
     const six = { ...EVENT, devices: 6, perDeviceVariance: 1e6 / 6 };
     const lying = buildLedger({ policyDelta: 1e-6, maxEps: 50, runs: 1, rounds: 1, event: six });
     expect(verifyLedger(lying.text, { policy: lying.policy }).violations.map((v) => v.code)).toEqual(["NOISE_IGNORES_COLLUDERS"]);
+  });
+});
+
+describe("population ε for fixed-size cohorts drawn from the recorded eligible pool (audit finding 4)", () => {
+  const popOf = (eligible: number | undefined, populationSize = 8000) => {
+    const { text, policy } = buildLedger({ policyDelta: 1e-6, maxEps: 50, runs: 1, rounds: 4, populationSize, ...(eligible ? { eligible } : {}) });
+    const f = verifyLedger(text, { policy });
+    expect(f.violations).toEqual([]);
+    return f.runs[0]!.rounds.at(-1)!;
+  };
+
+  it("uses the eligible count the ledger records, not the ML team's populationSize", () => {
+    // populationSize claims 8000; 800 or 8000 were eligible when the cohorts were drawn.
+    const few = popOf(800);
+    const many = popOf(8000);
+    expect(many.populationEpsilon).toBeLessThan(few.populationEpsilon);
+    expect(few.populationEpsilon).toBeLessThan(few.worstDeviceEpsilon);
+    const rounds = (eligible: number) => Array.from({ length: 4 }, () => ({ event: EVENT, eligible, cohort: 8 }));
+    expect(few.populationEpsilon).toBeCloseTo(populationEpsilonFixedSize(rounds(800), 1e-6), 9);
+    expect(many.populationEpsilon).toBeCloseTo(populationEpsilonFixedSize(rounds(8000), 1e-6), 9);
+    // Without a recorded pool there is no amplification, whatever populationSize claims.
+    const none = popOf(undefined);
+    expect(none.populationEpsilon).toBeCloseTo(none.worstDeviceEpsilon, 9);
+  });
+
+  it("accounts sampling without replacement for replace-one (sensitivity 2Δ₂), never above the unamplified zero-out figure", () => {
+    const events = (eligible: number) => Array.from({ length: 20 }, () => ({ event: { kind: "gaussian", noiseMultiplier: 1 } as DpEvent, eligible, cohort: 50 }));
+    const unamplified = deviceEpsilon(Array(20).fill({ kind: "gaussian", noiseMultiplier: 1 }), 1e-6);
+    const wor = (eligible: number) => new RdpAccountant().compose({ kind: "composed", events: events(eligible).map((r) => ({ kind: "sampledWithoutReplacement", sourceDatasetSize: eligible, sampleSize: 50, event: replaceOneGaussian(r.event) }) as DpEvent) }).getEpsilon(1e-6);
+    expect(replaceOneGaussian({ kind: "gaussian", noiseMultiplier: 1 })).toEqual({ kind: "gaussian", noiseMultiplier: 0.5 });
+    expect(populationEpsilonFixedSize(events(1000), 1e-6)).toBeCloseTo(wor(1000), 9);
+    expect(populationEpsilonFixedSize(events(1000), 1e-6)).toBeLessThan(unamplified);
+    // 100 of 1000 eligible (the audit's example): the amplified figure exceeds the unamplified one.
+    expect(populationEpsilonFixedSize(events(100), 1e-6)).toBeCloseTo(unamplified, 9);
+    expect(populationEpsilonFixedSize(events(50), 1e-6)).toBeCloseTo(unamplified, 9);
   });
 });

@@ -11,8 +11,9 @@
  */
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
-import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilon, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
+import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilonFixedSize, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
 import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { corruptCount } from "../secagg/params.ts";
 import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
 export interface Violation {
@@ -154,7 +155,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const delta = lastPolicy ?? requested;
   let policy: { file: PolicyFile; line: number } | undefined;
   const policyLines: { file: PolicyFile; line: number }[] = [];
-  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
+  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
 
   entries.forEach((e, i) => {
@@ -187,7 +188,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       } catch {
         add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
       }
-      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, q: spec ? spec.cohortSize / spec.populationSize : 1, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
+      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
       runs.set(runId, fig);
       if (spec && policy) {
         const proj = projectRun(spec, policy.file.body.delta);
@@ -218,11 +219,17 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         run.nextRound = round + 1;
         const minSurvivors = run.spec?.minSurvivors ?? 0;
         if (survivors.length < minSurvivors) add("TOO_FEW_SURVIVORS", line, `run ${runId} round ${round}: released with ${survivors.length} survivors < minSurvivors ${minSurvivors}`);
+        const collusion = event && run.spec ? collusionShortfall(event, run.spec, cohort.length) : undefined;
+        if (collusion) add("NOISE_IGNORES_COLLUDERS", line, `run ${runId} round ${round}: ${collusion}`);
       }
       run.survivorsByRound.set(round, new Set(survivors));
       if (status === "completed") run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors });
       if (event) {
         run.eventByRound.set(round, event);
+        // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
+        // amplification is claimed (eligible = cohort).
+        const eligible = Number((b.privacy as { eligible?: unknown } | undefined)?.eligible ?? cohort.length);
+        run.sampledByRound.set(round, { event, eligible: Number.isInteger(eligible) && eligible >= cohort.length ? eligible : cohort.length, cohort: Math.max(1, cohort.length) });
         for (const d of survivors) {
           const list = deviceEvents.get(d) ?? [];
           list.push(event);
@@ -241,7 +248,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         survivors: survivors.length,
         worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
         medianDeviceEpsilon: median(epsNow),
-        populationEpsilon: safePop([...run.eventByRound.values()], run.q, runDelta),
+        populationEpsilon: safePop([...run.sampledByRound.values()], runDelta),
       });
     } else if (e.type === "attestation") {
       const runId = String(b.runId);
@@ -332,6 +339,17 @@ function attestationParameterMismatches(body: Record<string, unknown>, spec: Run
   return out;
 }
 
+/**
+ * The noise must be counted only for the honest survivors: minSurvivors minus the colluders the
+ * run tolerates (⌈corruptTolerance · cohort⌉). A mechanism counting more noise shares than that
+ * overstates the noise a coalition of colluders leaves in.
+ */
+function collusionShortfall(event: DpEvent, spec: RunSpec, cohort: number): string | undefined {
+  if (event.kind !== "distributedDiscreteGaussian") return undefined;
+  const honest = spec.minSurvivors - corruptCount(cohort, spec.corruptTolerance);
+  return event.devices > honest ? `the mechanism counts ${event.devices} noise shares, but only ${honest} honest survivors are assured (minSurvivors ${spec.minSurvivors} − ⌈${spec.corruptTolerance} · ${cohort}⌉ colluders)` : undefined;
+}
+
 /** Survivors of completed rounds with no attestation: their charge rests on the coordinator's word alone. */
 function missingAttestations(run: { runId: string; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }): { line: number; message: string }[] {
   const out: { line: number; message: string }[] = [];
@@ -351,9 +369,9 @@ function safeEps(evs: DpEvent[], delta: number): number {
   }
 }
 
-function safePop(perRound: readonly DpEvent[], q: number, delta: number): number {
+function safePop(rounds: readonly { event: DpEvent; eligible: number; cohort: number }[], delta: number): number {
   try {
-    return populationEpsilon({ perRound, samplingProbability: Math.min(1, q), rounds: perRound.length, delta });
+    return populationEpsilonFixedSize(rounds, delta);
   } catch {
     return Infinity;
   }
