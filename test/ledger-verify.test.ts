@@ -49,8 +49,14 @@ describe("privacy ledger of a real run", () => {
     expect(f.ok).toBe(true);
     expect(f.devices).toHaveLength(3);
     for (const d of f.devices) expect(d.deviceEpsilon).toBeCloseTo(charged.get(d.deviceId)!, 9);
-    const lines = ledger.trim().split("\n").map((l) => JSON.parse(l) as { type: string });
+    const lines = ledger.trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: { privacy?: { eligible: number; sampling: string; colluders: number; wrapProbability: number } } });
     expect(lines.filter((l) => l.type === "attestation")).toHaveLength(6);
+    // Each round records the pool its cohort was drawn from, the scheme, the collusion assumption
+    // and the wrap-around bound (audit findings 4, 5, 6).
+    for (const r of lines.filter((l) => l.type === "round")) {
+      expect(r.body.privacy).toMatchObject({ eligible: 3, sampling: "fixed-size-without-replacement", colluders: 1 });
+      expect(r.body.privacy!.wrapProbability).toBeLessThan(1e-8);
+    }
   });
 
   it("detects every single-byte change, deletion, duplication, reordering and forged signature", async () => {

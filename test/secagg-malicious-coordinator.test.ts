@@ -228,6 +228,20 @@ describe("keys and reconstructed secrets (audit finding 9)", () => {
     server.receiveKeys(good);
   });
 
+  it("binds attempt, round seed and the pair's public keys into every derived key (HKDF info)", () => {
+    const secret = randomBytes(32);
+    const d = { runId: "r", round: 1, attempt: 0, roundSeed: Buffer.alloc(32, 1) };
+    const pk = (b: number) => Buffer.alloc(32, b);
+    const key = (dom: typeof d, t = pairTranscript(0, pk(1), 1, pk(2))) => Buffer.from(pairMaskKey(secret, dom, 0, 1, t)).toString("hex");
+    const base = key(d);
+    expect(key({ ...d, attempt: 1 })).not.toBe(base);
+    expect(key({ ...d, roundSeed: Buffer.alloc(32, 2) })).not.toBe(base);
+    expect(key(d, pairTranscript(0, pk(1), 1, pk(3)))).not.toBe(base);
+    // Both ends of a pair derive the same transcript, whichever index they hold.
+    expect(pairTranscript(1, pk(2), 0, pk(1))).toBe(pairTranscript(0, pk(1), 1, pk(2)));
+    expect(Buffer.from(selfMaskKey(secret, { ...d, attempt: 1 }, 0)).equals(Buffer.from(selfMaskKey(secret, d, 0)))).toBe(false);
+  });
+
   const toUnmask = (n: number, t: number, dropped: number[]) => {
     const s = throughMaskedInput(n, t, n - 1, t);
     const alive = s.devices.map((_, i) => i).filter((i) => !dropped.includes(i));
