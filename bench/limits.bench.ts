@@ -112,7 +112,7 @@ const agreed = agree(mine.privateKey, peerKeyObject);
 const zerosIn = Buffer.alloc(D_MASK * 4);
 const keyIv = randomBytes(32);
 const e = paired(
-  () => expandMask(pairMaskKey(agreed, domain, 3, 9), D_MASK),
+  () => expandMask(pairMaskKey(agreed, domain, 3, 9, "bench-transcript"), D_MASK),
   () => {
     createCipheriv("aes-128-ctr", keyIv.subarray(0, 16), keyIv.subarray(16)).update(zerosIn);
   },

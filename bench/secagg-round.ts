@@ -118,7 +118,14 @@ export function runRound(o: RoundOptions): RoundResult {
     timeSrv(() => server.receiveMaskedInput(i, y));
     inputsSummed++;
   }
-  const req = timeSrv(() => server.closeMaskedInput());
+  const shown = timeSrv(() => server.closeMaskedInput());
+  // ConsistencyCheck: every survivor signs the survivor set it was shown (Bonawitz et al. CCS'17).
+  for (const i of shown.survivors) {
+    const sig = timeDev(i, () => devices[i]!.signSurvivors(shown.survivors));
+    bytes[i]! += 64;
+    timeSrv(() => server.receiveConsistency(sig));
+  }
+  const req = timeSrv(() => server.closeConsistency());
   for (let i = 0; i < n; i++) {
     if (!alive(i, 3)) continue;
     const u = timeDev(i, () => devices[i]!.unmask(req));

@@ -33,6 +33,8 @@ export interface SimulateOptions {
   out: string;
   centralized: boolean;
   dropout: number;
+  /** Fraction of the cohort SecAgg and the noise must tolerate as colluders (default 0.1). */
+  corruptTolerance?: number;
   noiseMultiplier?: number;
   targetEpsilon?: number;
   clip: number;
@@ -203,7 +205,7 @@ function buildRunSpec(opts: SimulateOptions, n: number, noiseMultiplier: number)
     mechanism: "ddgauss",
     bits: 32,
     dropoutTolerance: Math.min(0.9, Math.max(0.1, opts.dropout * 1.5)),
-    corruptTolerance: 0.1,
+    corruptTolerance: opts.corruptTolerance ?? 0.1,
     signals: ["commit", "file-change"],
     deadlines: { ...DEFAULT_DEADLINES, selectionMs: 30_000, advertiseMs: 60_000, shareMs: 60_000, maskedInputMs: 900_000, unmaskMs: 60_000 },
     seed: opts.seed,
@@ -241,7 +243,8 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
     }
     const hostCount = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), devices.length));
     // Each simulated person consents to the target ε (if any): the device guard enforces it.
-    const limits = { maxDeviceEpsilon: opts.targetEpsilon ?? Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2 };
+    // They accept the collusion rate the simulation is configured for (the SecAgg floors).
+    const limits = { maxDeviceEpsilon: opts.targetEpsilon ?? Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2, secagg: { dropoutFraction: 0, corruptFraction: spec.corruptTolerance } };
     const perDevice = new Map<string, { events: DpEvent[]; loss?: number; examples?: number }>();
     const roundLoss = new Map<number, { sum: number; n: number }>();
     const roundDeclines = new Map<number, number>();

@@ -120,7 +120,7 @@ describe("tacit CLI", () => {
 
   it("runs a small simulation with dropouts and records survivors and dropouts per phase", async () => {
     const out = mkdtempSync(join(tmpdir(), "tacit-sim-"));
-    const r = await tacit(["simulate", "--dataset", "data/devactions", "--clients", "8", "--rounds", "2", "--dropout", "0.3", "--min-survivors", "3", "--local-epochs", "1", "--out", out, "--json"]);
+    const r = await tacit(["simulate", "--dataset", "data/devactions", "--clients", "8", "--rounds", "2", "--dropout", "0.3", "--corrupt-tolerance", "0", "--min-survivors", "3", "--local-epochs", "1", "--out", out, "--json"]);
     expect(r.status, r.stderr).toBe(0);
     const m = JSON.parse(r.stdout) as { complete: boolean; rounds: { status: string; phases: { dropouts: Record<string, number>; advertised: number; unmasked: number } }[]; backend: string; final: unknown };
     expect(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"))).toEqual(JSON.parse(r.stdout));

@@ -8,10 +8,14 @@ import { checkRound } from "../client/participant/device-guard.ts";
 import { BudgetRecord } from "../client/participant/budget-record.ts";
 import { deviceEpsilon, type DpEvent } from "../shared/dp/index.ts";
 import type { RoundConfig } from "../shared/run/index.ts";
+import { chooseParams } from "../shared/secagg/index.ts";
 
 const EVENT: DpEvent = { kind: "gaussian", noiseMultiplier: 1 };
-const cfg = (over: Partial<RoundConfig["dp"]> = {}, signals: RoundConfig["signals"] = ["commit"]): RoundConfig =>
-  ({ dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 1, minSurvivors: 10, expectedSurvivors: 20, delta: 1e-6, rotationSeed: "", ...over }, signals }) as unknown as RoundConfig;
+// An honest coordinator's SecAgg parameters for a cohort of 20 (they pass the device floors).
+const HONEST = chooseParams({ cohortSize: 20, dropoutFraction: 0.1, corruptFraction: 0.1, minSurvivors: 10 });
+const cohort = Array.from({ length: 20 }, (_, index) => ({ index, deviceId: `d${index}`, identityPublicKey: "" }));
+const cfg = (over: Partial<RoundConfig["dp"]> = {}, signals: RoundConfig["signals"] = ["commit"], secagg: Partial<RoundConfig["secagg"]> = {}): RoundConfig =>
+  ({ dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 1, minSurvivors: 10, expectedSurvivors: 20, colluders: HONEST.colluders, delta: 1e-6, rotationSeed: "", ...over }, signals, cohort, secagg: { bits: 32, threshold: HONEST.threshold, degree: HONEST.degree, mode: HONEST.mode, roundSeed: "", guarantee: "", ...secagg } }) as unknown as RoundConfig;
 const limits = { maxDeviceEpsilon: 20, delta: 1e-6, minNoiseMultiplier: 0.8, minSurvivors: 5, signals: ["commit", "shortcut"] };
 
 describe("device guard", () => {
@@ -26,6 +30,11 @@ describe("device guard", () => {
     [cfg({ minSurvivors: 3 }), "TOO_FEW_SURVIVORS"],
     [cfg({ delta: 1e-3 }), "DELTA_TOO_LARGE"],
     [cfg({}, ["commit", "typing-burst"]), "SIGNAL_NOT_CONSENTED"],
+    // The audit's t = 1, and t just below the malicious-coordinator floor (Bell et al.).
+    [cfg({}, ["commit"], { threshold: 1 }), "SECAGG_BELOW_FLOOR"],
+    [cfg({}, ["commit"], { threshold: HONEST.threshold - 1 }), "SECAGG_BELOW_FLOOR"],
+    // σ² sized as if every survivor were honest (the audit's finding 5).
+    [cfg({ colluders: 0 }), "NOISE_IGNORES_COLLUDERS"],
   ] as const)("declines %#: %s", (c, code) => {
     const d = checkRound(c, EVENT, [], limits);
     expect(d.ok).toBe(false);

@@ -37,6 +37,7 @@ describe("fuzzing every RPC of a live coordinator", () => {
       SubmitMaskedInput: { ref: { runId: "run-x", round: 0 }, bits: 32, length: 4, data: randomBytes(16) },
       ShareKeys: { ref: { runId: "run-x", round: 0 }, shares: [{ from: 0, to: 1, ciphertext: randomBytes(40) }] },
       AdvertiseKeys: { ref: { runId: "run-x", round: 0 }, keys: { index: 0, cPk: randomBytes(32), sPk: randomBytes(32), signature: randomBytes(64) } },
+      SignSurvivors: { ref: { runId: "run-x", round: 0 }, signature: randomBytes(64) },
     };
     for (const d of Object.values(def)) {
       if ("format" in d) continue; // a message type, not a service
@@ -44,7 +45,7 @@ describe("fuzzing every RPC of a live coordinator", () => {
         methods.push({ path: m.path, stream: m.responseStream, encode: (o) => m.requestSerialize(o), sample: samples[mname] ?? {} });
       }
     }
-    expect(methods.length).toBe(18); // every RPC of the four services
+    expect(methods.length).toBe(19); // every RPC of the four services
 
     const client = new grpc.Client(cluster.address, pinnedCaCredentials(cluster.caFile));
     const keys = (["admin-1", "ml-team-1", "reviewer-1"] as const).map((id) => ({

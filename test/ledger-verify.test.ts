@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sign } from "node:crypto";
 import { generateEd25519, privateKeyFromPem } from "../shared/crypto/index.ts";
-import { deviceEpsilon, populationEpsilon, signPolicy } from "../shared/dp/index.ts";
+import { deviceEpsilon, signPolicy } from "../shared/dp/index.ts";
 import { LedgerWriter, verifyLedger, LedgerFormatError, sealEntry } from "../shared/ledger/index.ts";
 import { renderReport } from "../shared/ledger/report.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
@@ -49,8 +49,14 @@ describe("privacy ledger of a real run", () => {
     expect(f.ok).toBe(true);
     expect(f.devices).toHaveLength(3);
     for (const d of f.devices) expect(d.deviceEpsilon).toBeCloseTo(charged.get(d.deviceId)!, 9);
-    const lines = ledger.trim().split("\n").map((l) => JSON.parse(l) as { type: string });
+    const lines = ledger.trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: { privacy?: { eligible: number; sampling: string; colluders: number; wrapProbability: number } } });
     expect(lines.filter((l) => l.type === "attestation")).toHaveLength(6);
+    // Each round records the pool its cohort was drawn from, the scheme, the collusion assumption
+    // and the wrap-around bound (audit findings 4, 5, 6).
+    for (const r of lines.filter((l) => l.type === "round")) {
+      expect(r.body.privacy).toMatchObject({ eligible: 3, sampling: "fixed-size-without-replacement", colluders: 1 });
+      expect(r.body.privacy!.wrapProbability).toBeLessThan(1e-8);
+    }
   });
 
   it("detects every single-byte change, deletion, duplication, reordering and forged signature", async () => {
@@ -127,9 +133,9 @@ describe("privacy ledger of a real run", () => {
     w.append("run-launch", { runId: "run-shrinks", spec, request: { body, publicKey: Buffer.from(ml.publicRaw).toString("base64"), signature: Buffer.from(sign(null, Buffer.from(body), ml.privateKey)).toString("base64") } });
     const devices = ["dev-a", "dev-b", "dev-c", "dev-d"].map((id) => ({ id, key: generateEd25519() }));
     // Four devices in round 0, three in round 1: the per-device noise (and so the event) differs.
-    const events = [4, 3].map((n) => ({ kind: "distributedDiscreteGaussian" as const, l2Sensitivity: 1000, l1Sensitivity: 50_000, perDeviceVariance: 1e6 / n, devices: 2, dimension: 1024 }));
+    const events = [4, 3].map((n) => ({ kind: "distributedDiscreteGaussian" as const, l2Sensitivity: 1000, l1Sensitivity: 50_000, perDeviceVariance: 1e6 / n, devices: 1, dimension: 1024 }));
     const attest = (round: number, d: (typeof devices)[number], event: unknown) => {
-      const bodyJson = JSON.stringify({ type: "tacit-attestation-v1", deviceId: d.id, runId: "run-shrinks", round, attempt: 0, event });
+      const bodyJson = JSON.stringify({ type: "tacit-attestation-v1", deviceId: d.id, runId: "run-shrinks", round, attempt: 0, mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, event });
       w.append("attestation", { runId: "run-shrinks", round, deviceId: d.id, identityPublicKey: Buffer.from(d.key.publicRaw).toString("base64"), bodyJson, signature: Buffer.from(sign(null, Buffer.from(bodyJson), d.key.privateKey)).toString("base64") });
     };
     [devices, devices.slice(0, 3)].forEach((members, round) => {
@@ -139,9 +145,11 @@ describe("privacy ledger of a real run", () => {
     });
     const good = verifyLedger(readFileSync(join(dir, "l.jsonl"), "utf8"), { delta: 1e-6 });
     expect(good.violations).toEqual([]);
+    // These round entries record no eligible pool, so no amplification is claimed: population ε
+    // is the composition of each round's own event.
     const pop = good.runs[0]!.rounds[1]!.populationEpsilon;
-    expect(pop).toBeCloseTo(populationEpsilon({ perRound: events, samplingProbability: 0.5, rounds: 2, delta: 1e-6 }), 9);
-    expect(pop).not.toBeCloseTo(populationEpsilon({ perRound: events[0]!, samplingProbability: 0.5, rounds: 2, delta: 1e-6 }), 6);
+    expect(pop).toBeCloseTo(deviceEpsilon(events, 1e-6), 9);
+    expect(pop).not.toBeCloseTo(deviceEpsilon([events[0]!, events[0]!], 1e-6), 6);
 
     // A device attesting round 0's mechanism for round 1 is named.
     attest(1, devices[0]!, events[0]);

@@ -38,6 +38,7 @@ const ALLOWED: Record<string, readonly (Caller | "token")[]> = {
   "Rounds/AdvertiseKeys": ["device"],
   "Rounds/ShareKeys": ["device"],
   "Rounds/SubmitMaskedInput": ["device"],
+  "Rounds/SignSurvivors": ["device"],
   "Rounds/SubmitUnmasking": ["device"],
   "Rounds/SubmitAttestation": ["device"],
   "Ledger/ReadLedger": ["device", "reviewer"],

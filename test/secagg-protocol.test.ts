@@ -43,9 +43,21 @@ function runRound(n: number, bits: number, len: number, degree: number, threshol
       server.receiveMaskedInput(i, devices[i]!.maskInput(inputs[i]!, inboxes.get(i) ?? []));
       addInPlace(plain, inputs[i]!);
     }
-    const req = server.closeMaskedInput();
+    const shown = server.closeMaskedInput();
+    for (const i of alive) server.receiveConsistency(devices[i]!.signSurvivors(shown.survivors));
+    const req = server.closeConsistency();
     for (const i of drop[3]!) alive.delete(i);
-    for (const i of alive) server.receiveUnmask(devices[i]!.unmask(req));
+    for (const i of alive) {
+      // A device whose neighbourhood did not sign the set t times stays silent (like a dropout).
+      let shares;
+      try {
+        shares = devices[i]!.unmask(req);
+      } catch (err) {
+        if (err instanceof SecAggError && err.code === "UNSAFE_UNMASK") continue;
+        throw err;
+      }
+      server.receiveUnmask(shares);
+    }
     return { sum: server.finish(), plain };
   } catch (err) {
     if (err instanceof SecAggError) return { plain, error: err };
@@ -121,13 +133,15 @@ describe("secure aggregation protocol", () => {
     devices.forEach((d, i) => server.receiveShares(i, d.shareKeys(roster)));
     const inboxes = server.closeShareKeys();
     devices.forEach((d, i) => d.maskInput(zeros(32, 4), inboxes.get(i)!));
+    // too few survivors to hide an individual input: not even signed
+    expect(() => devices[0]!.signSurvivors([0, 1])).toThrow(expect.objectContaining({ code: "UNSAFE_UNMASK" }));
+    const set = [0, 1, 2, 3, 4];
+    const signatures = devices.slice(0, 5).map((d) => d.signSurvivors(set));
     // both kinds of share for peer 1
-    expect(() => devices[0]!.unmask({ survivors: [0, 1, 2, 3], dropouts: [1] })).toThrow(expect.objectContaining({ code: "UNSAFE_UNMASK" }));
-    // too few survivors to hide an individual input
-    expect(() => devices[0]!.unmask({ survivors: [0, 1], dropouts: [2, 3, 4, 5] })).toThrow(expect.objectContaining({ code: "UNSAFE_UNMASK" }));
+    expect(() => devices[0]!.unmask({ survivors: set, dropouts: [1], signatures })).toThrow(expect.objectContaining({ code: "UNSAFE_UNMASK" }));
     // a valid request works once, not twice
-    expect(devices[0]!.unmask({ survivors: [0, 1, 2, 3, 4], dropouts: [5] }).secretKeyShares.map((s) => s.owner)).toEqual([5]);
-    expect(() => devices[0]!.unmask({ survivors: [0, 1, 2, 3, 4], dropouts: [5] })).toThrow(expect.objectContaining({ code: "STAGE" }));
+    expect(devices[0]!.unmask({ survivors: set, dropouts: [5], signatures }).secretKeyShares.map((s) => s.owner)).toEqual([5]);
+    expect(() => devices[0]!.unmask({ survivors: set, dropouts: [5], signatures })).toThrow(expect.objectContaining({ code: "STAGE" }));
   });
 
   it("keeps no individual input on the server: only the running sum", () => {
@@ -138,7 +152,9 @@ describe("secure aggregation protocol", () => {
     devices.forEach((d, i) => server.receiveShares(i, d.shareKeys(roster)));
     const inboxes = server.closeShareKeys();
     devices.forEach((d, i) => server.receiveMaskedInput(i, d.maskInput(i === 0 ? canary : zeros(32, 8), inboxes.get(i)!)));
-    const req = server.closeMaskedInput();
+    const shown = server.closeMaskedInput();
+    devices.forEach((d) => server.receiveConsistency(d.signSurvivors(shown.survivors)));
+    const req = server.closeConsistency();
     devices.forEach((d) => server.receiveUnmask(d.unmask(req)));
     const sum = server.finish();
     expect(Array.from(sum.data)).toEqual(Array.from(canary.data)); // the sum is the canary (others are zero)…
@@ -160,7 +176,7 @@ describe("secure aggregation protocol", () => {
       expect(p.mode).toBe("secagg+");
       expect(p.threshold).toBeGreaterThan(p.degree / 2);
     }
-    expect(ks[2]!.degree).toBeLessThan(2 * ks[0]!.degree);
+    expect(ks[2]!.degree).toBeLessThan(2 * ks[1]!.degree);
     expect(chooseParams({ cohortSize: 10, dropoutFraction: 0.3, corruptFraction: 0.1, minSurvivors: 2 }).mode).toBe("full");
   });
   it("refuses keys advertised for an earlier attempt of the same round (fresh round seed per attempt)", () => {

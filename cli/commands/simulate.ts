@@ -18,6 +18,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--json", "print the final metrics object on stdout")
     .option("--centralized", "train the same model on the pooled data instead (baseline)")
     .option("--dropout <p>", "each device drops with probability P at a random phase of each round", "0")
+    .option("--corrupt-tolerance <f>", "fraction of each cohort that may collude with a malicious coordinator (SecAgg thresholds and noise are sized for it; small cohorts then tolerate fewer dropouts)", "0.1")
     .option("--noise-multiplier <z>", "DP noise multiplier (0 = clipping and SecAgg only)")
     .option("--target-epsilon <eps>", "calibrate the noise multiplier so device ε after all rounds is this")
     .option("--clip <c>", "L2 clip norm of each device's update (rarely binding at 5 without noise; set it for DP runs)", "5")
@@ -44,6 +45,7 @@ export function registerSimulateCommand(program: Command): void {
         out: String(o.out),
         centralized: Boolean(o.centralized),
         dropout: num("dropout", "--dropout", { min: 0, max: 0.9 })!,
+        corruptTolerance: num("corruptTolerance", "--corrupt-tolerance", { min: 0, max: 0.5 })!,
         noiseMultiplier: num("noiseMultiplier", "--noise-multiplier", { min: 0, max: 1000 }),
         targetEpsilon: num("targetEpsilon", "--target-epsilon", { min: 1e-3, max: 1e6 }),
         clip: num("clip", "--clip", { min: 1e-9, max: 1e6 })!,

@@ -15,7 +15,7 @@ export function registerVerifyCommand(program: Command): void {
     .requiredOption("--ledger <file>", "ledger.jsonl")
     .option("--policy <file>", "the signed policy you hold; must be the one in the ledger")
     .option("--coordinator-key <base64>", "the coordinator's public key you trust")
-    .option("--delta <d>", "δ for every ε", "1e-6")
+    .option("--delta <d>", "an extra δ to show ε at (budgets are always judged at the policy's δ)", "1e-6")
     .option("--head <seq:hash>", "the last entry known out of band (detects a ledger cut at an entry boundary)")
     .option("--report <out.html>", "write a self-contained HTML report")
     .option("--json", "print findings as JSON")
@@ -80,12 +80,16 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
   }
   if (o.json) out.push(jsonWithInfinity(findings) + "\n");
   else {
-    out.push(findings.ok ? `VERIFIED: ${findings.entries} entries; chain, signatures and budgets hold\n` : `NOT VERIFIED: ${findings.violations.length} violation(s)\n`);
+    out.push(findings.ok ? `VERIFIED: ${findings.entries} entries; chain, signatures, attestations and budgets hold at the policy's δ = ${findings.delta}\n` : `NOT VERIFIED: ${findings.violations.length} violation(s) (budgets judged at δ = ${findings.delta})\n`);
     for (const v of findings.violations) out.push(`  ${v.code}${v.line ? ` (line ${v.line})` : ""}: ${v.message}\n`);
     for (const r of findings.runs) {
       const last = r.rounds.filter((x) => x.status === "completed").at(-1);
       const f = (x: number | undefined): string => (x === undefined ? "—" : Number.isFinite(x) ? x.toFixed(3) : "∞");
-      out.push(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)}, population ε ${f(last?.populationEpsilon)} (rests on the claimed sampling)\n`);
+      out.push(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)} at δ = ${last?.delta ?? findings.delta} (needs no trust in the coordinator), population ε ${f(last?.populationEpsilon)} (rests on the coordinator sampling cohorts honestly)\n`);
+    }
+    if (findings.requestedDelta !== undefined) {
+      const worst = Math.max(0, ...findings.devices.map((d) => d.epsilonAtRequestedDelta ?? 0));
+      out.push(`  at --delta ${findings.requestedDelta} (for information only): worst device ε ${Number.isFinite(worst) ? worst.toFixed(3) : "∞"}\n`);
     }
   }
   return findings.ok;

@@ -6,6 +6,14 @@
 import type { DpEvent } from "../../shared/dp/index.ts";
 import { deviceEpsilon } from "../../shared/dp/index.ts";
 import type { RoundConfig } from "../../shared/run/index.ts";
+import { checkSecAggFloors, corruptCount, type ThreatRates } from "../../shared/secagg/index.ts";
+
+/**
+ * The dropout and collusion rates a device accepts unless its person set others: secure
+ * aggregation must hold against a malicious coordinator colluding with this fraction of the
+ * cohort (the coordinator issues enrollment tokens, so colluders can be its own sybils).
+ */
+export const DEFAULT_SECAGG_RATES: ThreatRates = { dropoutFraction: 0.1, corruptFraction: 0.1 };
 
 export interface DeviceLimits {
   maxDeviceEpsilon: number;
@@ -14,11 +22,13 @@ export interface DeviceLimits {
   minSurvivors: number;
   /** Signal kinds the person allowed; a round that trains on other kinds is declined. */
   signals?: readonly string[];
+  /** Rates the SecAgg floors are computed for (DEFAULT_SECAGG_RATES when absent). */
+  secagg?: ThreatRates;
 }
 
 export type GuardDecision =
   | { ok: true; projectedEpsilon: number }
-  | { ok: false; code: "NOISE_TOO_LOW" | "TOO_FEW_SURVIVORS" | "BUDGET_EXHAUSTED" | "SIGNAL_NOT_CONSENTED" | "DELTA_TOO_LARGE"; reason: string; projectedEpsilon?: number };
+  | { ok: false; code: "NOISE_TOO_LOW" | "TOO_FEW_SURVIVORS" | "BUDGET_EXHAUSTED" | "SIGNAL_NOT_CONSENTED" | "DELTA_TOO_LARGE" | "SECAGG_BELOW_FLOOR" | "NOISE_IGNORES_COLLUDERS"; reason: string; projectedEpsilon?: number };
 
 export function checkRound(cfg: RoundConfig, roundEvent: DpEvent, spent: readonly DpEvent[], limits: DeviceLimits): GuardDecision {
   if (cfg.dp.noiseMultiplier < limits.minNoiseMultiplier) {
@@ -26,6 +36,16 @@ export function checkRound(cfg: RoundConfig, roundEvent: DpEvent, spent: readonl
   }
   if (cfg.dp.minSurvivors < limits.minSurvivors) {
     return { ok: false, code: "TOO_FEW_SURVIVORS", reason: `minSurvivors ${cfg.dp.minSurvivors} is below this device's minimum ${limits.minSurvivors}` };
+  }
+  // Bell et al.'s malicious-coordinator floors, recomputed here from the round's n: a threshold
+  // or degree below them would let an equivocating coordinator unmask one device's input.
+  const floor = checkSecAggFloors({ cohortSize: cfg.cohort.length, threshold: cfg.secagg.threshold, degree: cfg.secagg.degree }, limits.secagg ?? DEFAULT_SECAGG_RATES);
+  if (floor) return { ok: false, code: "SECAGG_BELOW_FLOOR", reason: floor };
+  // Colluders can leave their noise out: the round's σ² must be sized for the honest survivors.
+  const rates = limits.secagg ?? DEFAULT_SECAGG_RATES;
+  const colluders = corruptCount(cfg.cohort.length, rates.corruptFraction);
+  if (!((cfg.dp.colluders ?? 0) >= colluders)) {
+    return { ok: false, code: "NOISE_IGNORES_COLLUDERS", reason: `the round's noise counts on all but ${cfg.dp.colluders ?? 0} survivors; this device assumes up to ${colluders} of ${cfg.cohort.length} collude` };
   }
   if (cfg.dp.delta > limits.delta) {
     return { ok: false, code: "DELTA_TOO_LARGE", reason: `run delta ${cfg.dp.delta} exceeds this device's delta ${limits.delta}` };

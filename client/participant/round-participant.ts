@@ -3,13 +3,14 @@
  *   invite  → verify signature, checkpoint and guard → AdvertiseKeys (and start local training)
  *   roster  → ShareKeys (Shamir shares encrypted to neighbours)
  *   inbox   → await training → clip → distributed noise → quantize → attest → mask → MaskedInput
- *   unmask  → reveal only what the SecAgg rules allow
+ *   consistency → sign the survivor set shown (once per attempt)
+ *   unmask  → reveal only for the set signed, with t signatures on it, what the SecAgg rules allow
  * The pipeline order is written down here, once; each step is a function of its own module.
  */
 import { createHash, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson, publicKeyFromRaw, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
-import { aggregationLength, dpInputsFor, openRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import { SecAggDevice, type AdvertisedKeys } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, encodeClientUpdate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import type { CoordinatorClient, ServerEvent } from "../transport/coordinator-client.ts";
@@ -79,11 +80,12 @@ export class RoundParticipant {
   /** Entry point for every pushed event; never throws (errors are reported as events). */
   async handle(ev: ServerEvent): Promise<void> {
     const refOf = (): { runId: string; round: number } =>
-      ev.invite ? { runId: "?", round: -1 } : (ev.roster?.ref ?? ev.inbox?.ref ?? ev.unmask?.ref ?? ev.outcome?.ref ?? { runId: "?", round: -1 });
+      ev.invite ? { runId: "?", round: -1 } : (ev.roster?.ref ?? ev.inbox?.ref ?? ev.consistency?.ref ?? ev.unmask?.ref ?? ev.outcome?.ref ?? { runId: "?", round: -1 });
     try {
       if (ev.invite) await this.onInvite(ev.invite);
       else if (ev.roster) await this.onRoster(ev.roster);
       else if (ev.inbox) await this.onInbox(ev.inbox);
+      else if (ev.consistency) await this.onConsistency(ev.consistency);
       else if (ev.unmask) await this.onUnmask(ev.unmask);
       else if (ev.outcome) this.onOutcome(ev.outcome);
     } catch (err) {
@@ -135,7 +137,7 @@ export class RoundParticipant {
       return;
     }
     const secagg = new SecAggDevice(
-      { runId: cfg.runId, round: cfg.round, bits: cfg.secagg.bits, vectorLength: aggregationLength(cfg), threshold: cfg.secagg.threshold, degree: cfg.secagg.degree, roundSeed: Buffer.from(cfg.secagg.roundSeed, "base64"), minSurvivors: cfg.dp.minSurvivors },
+      { runId: cfg.runId, round: cfg.round, attempt: cfg.attempt, bits: cfg.secagg.bits, vectorLength: aggregationLength(cfg), threshold: cfg.secagg.threshold, degree: cfg.secagg.degree, roundSeed: Buffer.from(cfg.secagg.roundSeed, "base64"), minSurvivors: cfg.dp.minSurvivors },
       me.index,
       { privateKey: this.o.identity.privateKey },
     );
@@ -185,20 +187,7 @@ export class RoundParticipant {
       inbox.shares.map((s) => ({ from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) })),
     );
     // Attest what this device added, then charge the budget before the input leaves.
-    const body = {
-      type: "tacit-attestation-v1",
-      deviceId: this.o.deviceId,
-      runId: cfg.runId,
-      round: cfg.round,
-      attempt: cfg.attempt,
-      modelHash: cfg.modelHash,
-      mechanism: cfg.dp.mechanism,
-      clip: cfg.dp.clip,
-      noiseMultiplier: cfg.dp.noiseMultiplier,
-      minSurvivors: cfg.dp.minSurvivors,
-      event: st.event,
-    };
-    const bodyJson = canonicalJson(body);
+    const bodyJson = canonicalJson(attestationBody(cfg, this.o.deviceId, st.event));
     await this.o.client.unary("Rounds", "SubmitAttestation", { ref, bodyJson, signature: Buffer.from(signBytes(this.o.identity.privateKey, bodyJson)) });
     this.o.budget.charge({ runId: cfg.runId, round: cfg.round, attempt: cfg.attempt, event: st.event, at: Date.now() });
     const data = Buffer.from(masked.data.buffer, masked.data.byteOffset, masked.data.byteLength);
@@ -206,10 +195,18 @@ export class RoundParticipant {
     this.o.hooks.onEvent?.({ type: "submitted", ...ref, loss: update.loss, examples: update.examples, clipped: wasClipped });
   }
 
+  private async onConsistency(c: NonNullable<ServerEvent["consistency"]>): Promise<void> {
+    const st = this.state(c.ref);
+    if (!st) return;
+    const sig = st.secagg.signSurvivors(c.survivors);
+    await this.o.client.unary("Rounds", "SignSurvivors", { ref: { runId: st.cfg.runId, round: st.cfg.round }, signature: Buffer.from(sig.signature) });
+  }
+
   private async onUnmask(req: NonNullable<ServerEvent["unmask"]>): Promise<void> {
     const st = this.state(req.ref);
     if (!st || this.dropsNow(st, "unmask")) return;
-    const u = st.secagg.unmask({ survivors: req.survivors, dropouts: req.dropouts });
+    const signatures = req.signatures.map((s) => ({ index: s.index, signature: new Uint8Array(s.signature) }));
+    const u = st.secagg.unmask({ survivors: req.survivors, dropouts: req.dropouts, signatures });
     this.o.budget.markRevealed(st.cfg.runId, st.cfg.round, st.cfg.attempt);
     await this.o.client.unary("Rounds", "SubmitUnmasking", {
       ref: { runId: st.cfg.runId, round: st.cfg.round },

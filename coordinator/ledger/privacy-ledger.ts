@@ -122,6 +122,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
         mechanism: e.event ?? null,
         dp: { clip: e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
         secagg: r.secagg,
+        ...(r.privacy ? { privacy: r.privacy } : {}),
         cohort: e.cohort,
         survivors: e.survivors,
         phases: r.phases,

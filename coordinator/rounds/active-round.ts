@@ -7,13 +7,14 @@
 import type { KeyObject } from "node:crypto";
 import { SecAggServer, type AdvertisedKeys, type EncryptedShare, type UnmaskShares } from "../../shared/secagg/index.ts";
 import type { ModularVector } from "../../shared/modular/index.ts";
-import { aggregationLength, type RoundConfig } from "../../shared/run/index.ts";
+import { aggregationLength, attestationMismatches, dpInputsFor, type RoundConfig } from "../../shared/run/index.ts";
+import { calibrateDistributedDp, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import { PhaseGate } from "./phase-gate.ts";
 import { RpcError, failedPrecondition, denied } from "../server/rpc-error.ts";
 import * as grpc from "@grpc/grpc-js";
 import { publicKeyFromRaw, verifyBytes } from "../../shared/crypto/index.ts";
 
-export type Phase = "advertise" | "share" | "masked-input" | "unmask" | "finished";
+export type Phase = "advertise" | "share" | "masked-input" | "consistency" | "unmask" | "finished";
 
 export interface Attestation {
   deviceId: string;
@@ -33,9 +34,11 @@ export class ActiveRound {
     advertise: new Set(),
     share: new Set(),
     "masked-input": new Set(),
+    consistency: new Set(),
     unmask: new Set(),
   };
   readonly secagg: SecAggServer;
+  private expectedEvent: DpEvent | undefined;
 
   constructor(
     readonly config: RoundConfig,
@@ -49,6 +52,7 @@ export class ActiveRound {
       {
         runId: config.runId,
         round: config.round,
+        attempt: config.attempt,
         bits: config.secagg.bits,
         vectorLength: aggregationLength(config),
         minSurvivors: config.dp.minSurvivors,
@@ -121,14 +125,31 @@ export class ActiveRound {
     if (parsed.deviceId !== deviceId || parsed.runId !== this.config.runId || parsed.round !== this.config.round) {
       throw new RpcError(grpc.status.INVALID_ARGUMENT, "attestation names another device, run or round");
     }
+    // The attested mechanism and parameters must be this round's: one lying device must not put
+    // a mechanism into the ledger that spoils verification for everyone (it is refused, and
+    // without an accepted attestation it cannot send its masked input).
+    this.expectedEvent ??= roundEvent(calibrateDistributedDp(dpInputsFor(this.config)));
+    const wrong = attestationMismatches(parsed, this.config, deviceId, this.expectedEvent);
+    if (wrong.length > 0) throw new RpcError(grpc.status.INVALID_ARGUMENT, `attestation does not match round ${this.key}: ${wrong.join("; ")}`);
     this.attestations.set(idx, { deviceId, identityPublicKey: member.identityPublicKey, body, signature });
   }
 
   maskedInput(deviceId: string, y: ModularVector): void {
     const idx = this.memberIndex(deviceId);
     this.expectPhase("masked-input", idx);
+    // Every input summed has an accepted attestation, so the ledger holds one per survivor.
+    if (!this.attestations.has(idx)) throw failedPrecondition(`device index ${idx} sent its masked input before an accepted attestation of round ${this.key}`);
     this.secagg.receiveMaskedInput(idx, y);
     this.answered["masked-input"].add(idx);
+    this.gate!.settle(idx);
+  }
+
+  /** ConsistencyCheck: the device's signature over the survivor set it was shown. */
+  signSurvivors(deviceId: string, signature: Uint8Array): void {
+    const idx = this.memberIndex(deviceId);
+    this.expectPhase("consistency", idx);
+    this.secagg.receiveConsistency({ index: idx, signature });
+    this.answered.consistency.add(idx);
     this.gate!.settle(idx);
   }
 

@@ -13,12 +13,13 @@ import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
-import { calibrateDistributedDp, decodeAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
+import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import { applyServerUpdate, parameterCount, weightsHash } from "../../shared/model/index.ts";
 import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
 import { PhaseGate } from "./phase-gate.ts";
+import { runConsistencyPhase } from "./consistency-phase.ts";
 import { sampleCohort } from "./cohort.ts";
 import type { DeviceRegistry } from "../state/registry.ts";
 import type { CheckpointStore } from "../runs/checkpoint-store.ts";
@@ -151,9 +152,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
   });
 
   let cohortIds: string[];
+  let eligible: string[];
   try {
     await ctx.onPhase?.(run.runId, round, "selection", { attempt, cohort: [], counts });
-    const eligible = await waitForEligible(ctx.hub, spec.cohortSize, Date.now() + spec.deadlines.selectionMs, signal);
+    eligible = await waitForEligible(ctx.hub, spec.cohortSize, Date.now() + spec.deadlines.selectionMs, signal);
     await boundary(ctx, run.runId, signal);
     cohortIds = sampleCohort(eligible, spec.cohortSize);
   } catch (err) {
@@ -209,6 +211,8 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       minSurvivors: spec.minSurvivors,
       // Upper bound on the number of inputs summed: sizes the modulus headroom.
       expectedSurvivors: cohort.length,
+      // Survivors that may collude with a malicious coordinator: noise is sized without theirs.
+      colluders: params.colluders,
       delta: spec.delta,
       rotationSeed: randomBytes(32).toString("base64"),
     },
@@ -230,6 +234,15 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       unmask: now + d.advertiseMs + d.shareMs + d.maskedInputMs + d.unmaskMs,
     },
     issuedAt: now,
+  };
+  // What the ledger records about this round's privacy: the pool the cohort was drawn from, the
+  // sampling scheme, the collusion assumption behind σ², and the wrap-around bound.
+  base.privacy = {
+    eligible: eligible.length,
+    sampling: "fixed-size-without-replacement",
+    colluders: params.colluders,
+    honestNoiseShares: spec.minSurvivors - params.colluders,
+    wrapProbability: calibrateDistributedDp(dpInputsFor(config)).overflowProbabilityBound,
   };
   const signed = signRoundConfig(config, ctx.signingKey.privateKey);
   const active = new ActiveRound(config, identityKeys);
@@ -292,14 +305,20 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await boundary(ctx, run.runId, signal);
     counts.maskedInput = active.answered["masked-input"].size;
     counts.dropouts.maskedInput = sharers.length - counts.maskedInput;
-    const request = active.secagg.closeMaskedInput();
+    const shown = active.secagg.closeMaskedInput();
+
+    // Phase 3½: ConsistencyCheck (every survivor signs the survivor set).
+    const request = await runConsistencyPhase({ hub: ctx.hub, active, ref, shown, deadline: Date.now() + d.unmaskMs });
 
     // Phase 4: Unmasking.
     active.phase = "unmask";
     await ctx.onPhase?.(run.runId, round, "unmask", { attempt, cohort: cohortIds, counts });
-    active.gate = new PhaseGate(request.survivors, config.deadlines.unmask);
-    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts } });
-    for (const [n, i] of request.survivors.entries()) {
+    // Only survivors that signed the set are asked (the others could not be answered).
+    const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
+    active.gate = new PhaseGate(signers, Math.max(config.deadlines.unmask, Date.now() + d.unmaskMs));
+    const signatures = (request.signatures ?? []).map((s) => ({ index: s.index, signature: Buffer.from(s.signature) }));
+    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts, signatures } });
+    for (const [n, i] of signers.entries()) {
       if (!ctx.hub.send(deviceOf(i), unmaskMsg)) active.gate.settle(i);
       await breathe(n);
     }
@@ -313,6 +332,9 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     // Decode the noised sum, average over the survivors, apply the server optimizer.
     const survivors = request.survivors;
     const dp = calibrateDistributedDp(dpInputsFor(config));
+    // An aggregate no honest run can produce (corrupt share, unclipped input) is never applied.
+    const impossible = impossibleAggregate(sum, dp, survivors.length);
+    if (impossible) throw new SecAggError("ABORTED", `aggregate refused: ${impossible}`);
     const deltaSum = decodeAggregate(sum, dp);
     const meanDelta = new Float32Array(dim);
     // Uniform weighting: every survivor's delta is clipped to the same norm C, which is what

@@ -83,6 +83,8 @@ export interface RoundRecord {
   detail: string;
   phases: PhaseCounts;
   secagg: { threshold: number; degree: number; mode: string; guarantee: string; bits: number };
+  /** Per-round privacy facts for the ledger (absent for rounds that never drew a cohort). */
+  privacy?: { eligible: number; sampling: "fixed-size-without-replacement"; colluders: number; honestNoiseShares: number; wrapProbability: number };
   startedAt: number;
   endedAt: number;
 }

@@ -210,6 +210,11 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         round.maskedInput(caller.keyId, fromData(req.bits, want, words));
         return ack;
       }),
+    SignSurvivors: unary<{ ref: RoundRef__Output | null; signature: Buffer }, object>(
+      auth, log, `${svc}Rounds/SignSurvivors`, deviceOnly, async (req, caller) => {
+        c.activeRound(ref(req.ref)).signSurvivors(caller.keyId, bytesOf(req.signature, "signature", 64));
+        return ack;
+      }),
     SubmitUnmasking: unary<{ ref: RoundRef__Output | null; selfMaskShares: { owner: number; share: Buffer }[]; secretKeyShares: { owner: number; share: Buffer }[] }, object>(
       auth, log, `${svc}Rounds/SubmitUnmasking`, deviceOnly, async (req, caller) => {
         const round = c.activeRound(ref(req.ref));

@@ -4,9 +4,16 @@
  *   clip to L2 norm C → scale by γ → randomized Hadamard rotation → conditional randomized
  *   rounding (re-round until the norm is within the Δ₂ bound) → add N_Z(0, σ²) from the exact
  *   CKS sampler → reduce mod 2^bits.
- * σ² is sized so that `minSurvivors` honest devices together reach the run's noise multiplier
- * z: minSurvivors · σ² = (z · γ · C)². The accountant charges the actual sensitivity Δ₂ of
- * the rounded vector (Prop. 14), so rounding never makes the reported ε optimistic.
+ * σ² is sized so that the honest survivors alone reach the run's noise multiplier z: of the
+ * `minSurvivors` inputs summed, up to `colluders` may belong to devices colluding with the
+ * coordinator that leave out (or subtract) their own noise, so
+ * (minSurvivors − colluders) · σ² = (z · γ · C)². The DP event records the honest count as its
+ * `devices`, which is what the accountant (Prop. 14) and `verify` use. The accountant charges
+ * the actual sensitivity Δ₂ of the rounded vector, so rounding never makes ε optimistic.
+ *
+ * Adjacency: device-level *zero-out* (a device's clipped update replaced by zeros, its noise
+ * share still added). Δ₂ is one device's rounded contribution; under replace-one it would be
+ * 2Δ₂, and under add/remove the device's noise share would leave with it.
  *
  * Why the discrete Gaussian rather than Skellam: Tacit's noise comes from the exact CKS
  * sampler the threat model asks for (no floating point in the noise), and its accounting
@@ -37,6 +44,8 @@ export interface DistributedDpConfig {
   minSurvivors: number;
   /** Upper bound on the number of inputs summed (sizes the modulus headroom). */
   maxSummands: number;
+  /** Survivors assumed to collude (their noise not counted): minSurvivors − colluders add noise. */
+  colluders: number;
   bits: number;
   dimension: number;
   paddedDimension: number;
@@ -59,10 +68,15 @@ export interface CalibrateInput {
   noiseMultiplier: number;
   minSurvivors: number;
   expectedSurvivors: number;
+  /** Colluding survivors the round tolerates (0 when absent): their noise is not counted. */
+  colluders?: number;
   bits: number;
   dimension: number;
   rotationSeed: Uint8Array;
 }
+
+/** Largest modulus that encodes: the summed signed values must stay exact float64 integers. */
+export const MAX_BITS = 52;
 
 function roundedL2Bound(scaledClip: number, d: number): number {
   const b1 = scaledClip + Math.sqrt(d);
@@ -71,27 +85,33 @@ function roundedL2Bound(scaledClip: number, d: number): number {
 }
 
 /**
- * Chooses γ as large as the modulus allows: with m summands, each rotated coordinate is
- * sub-Gaussian with variance ≤ (γC)²/d' (+ rounding ≤ 1/4), plus noise m·σ²; requiring
- * OVERFLOW_SIGMAS standard deviations of the sum to fit in 2^(bits−1) gives the bound
- * d' · 2·exp(−OVERFLOW_SIGMAS²/2) on the probability that any coordinate wraps.
+ * Chooses γ as large as the modulus allows. Every device uses the same rotation, so a rotated
+ * coordinate of the summed signal, (H·D·Σx)_i/√d', is sub-Gaussian with variance proxy
+ * ‖Σx‖²/d' ≤ (m·γC)²/d' — growth with m, not √m (aligned updates add up; Google's
+ * `heuristic_scale_factor` uses the same n² growth). Rounding adds ≤ m/4 and noise m·σ².
+ * Requiring OVERFLOW_SIGMAS standard deviations of the sum (plus m for rounding bias) to fit in
+ * 2^(bits−1) bounds the probability that any coordinate wraps by d'·2·exp(−(2^(bits−1) − m)²/2v).
  */
 export function calibrateDistributedDp(o: CalibrateInput): DistributedDpConfig {
   if (o.mechanism && o.mechanism !== "ddgauss") throw new DistributedDpError(`mechanism ${o.mechanism} is not implemented; use ddgauss`);
   if (!(o.clip > 0)) throw new DistributedDpError(`clip must be positive, got ${o.clip}`);
   if (!(o.noiseMultiplier >= 0)) throw new DistributedDpError(`noise multiplier must be ≥ 0, got ${o.noiseMultiplier}`);
   if (!(o.minSurvivors >= 1)) throw new DistributedDpError("minSurvivors must be ≥ 1");
+  if (!Number.isInteger(o.bits) || o.bits < 8 || o.bits > MAX_BITS) throw new DistributedDpError(`bits must be an integer in [8, ${MAX_BITS}], got ${o.bits}`);
+  const colluders = o.colluders ?? 0;
+  const honest = o.minSurvivors - colluders;
+  if (!Number.isInteger(colluders) || colluders < 0 || honest < 1) throw new DistributedDpError(`colluders must be an integer in [0, minSurvivors − 1], got ${o.colluders} with minSurvivors ${o.minSurvivors}`);
   const dPad = paddedDimension(o.dimension);
   const m = Math.max(o.expectedSurvivors, o.minSurvivors);
   const half = 2 ** (o.bits - 1);
   const k = OVERFLOW_SIGMAS;
-  // std of the summed coordinate ≈ sqrt(m·(γC)²/d' + m/4 + m·σ²), σ² = (zγC)²/minSurvivors
-  //   = γC·sqrt(m/d' + m·z²/minSurvivors) (+ rounding term); require k·std + m ≤ half.
-  const perGamma = o.clip * Math.sqrt(m / dPad + (m * o.noiseMultiplier ** 2) / o.minSurvivors);
+  // std of the summed coordinate ≤ sqrt((mγC)²/d' + m/4 + m·σ²), σ² = (zγC)²/honest
+  //   ≤ γC·sqrt(m²/d' + m·z²/honest) + sqrt(m/4); require k·std + m ≤ half.
+  const perGamma = o.clip * Math.sqrt((m * m) / dPad + (m * o.noiseMultiplier ** 2) / honest);
   const roundingStd = Math.sqrt(m / 4);
-  const scale = (half - m - k * roundingStd) / (k * perGamma + m * o.clip / Math.sqrt(dPad));
+  const scale = (half - m - k * roundingStd) / (k * perGamma);
   if (!(scale > 0)) throw new DistributedDpError(`modulus 2^${o.bits} is too small for ${m} summands`);
-  const sigma2 = (o.noiseMultiplier * scale * o.clip) ** 2 / o.minSurvivors;
+  const sigma2 = (o.noiseMultiplier * scale * o.clip) ** 2 / honest;
   // Round σ² UP to a dyadic rational: more noise than the design, never less.
   const q = 2 ** 20;
   const perDeviceVariance = rationalOf(Math.ceil(sigma2 * q) / q);
@@ -103,6 +123,7 @@ export function calibrateDistributedDp(o: CalibrateInput): DistributedDpConfig {
     noiseMultiplier: o.noiseMultiplier,
     minSurvivors: o.minSurvivors,
     maxSummands: m,
+    colluders,
     bits: o.bits,
     dimension: o.dimension,
     paddedDimension: dPad,
@@ -111,8 +132,14 @@ export function calibrateDistributedDp(o: CalibrateInput): DistributedDpConfig {
     l2Bound,
     l1Bound,
     perDeviceVariance,
-    overflowProbabilityBound: Math.min(1, dPad * 2 * Math.exp(-(k * k) / 2)),
+    overflowProbabilityBound: wrapProbability(scale * o.clip, m, dPad, Number(perDeviceVariance.num) / Number(perDeviceVariance.den), half),
   };
+}
+
+/** Union bound over d' coordinates on P[a summed coordinate leaves (−half, half)] (sub-Gaussian tail). */
+function wrapProbability(scaledClip: number, m: number, dPad: number, sigma2: number, half: number): number {
+  const v = (m * scaledClip) ** 2 / dPad + m / 4 + m * sigma2;
+  return Math.min(1, dPad * 2 * Math.exp(-((half - m) ** 2) / (2 * v)));
 }
 
 function l2(x: ArrayLike<number>): number {
@@ -177,7 +204,8 @@ export function roundEvent(cfg: DistributedDpConfig): DpEvent {
     l2Sensitivity: cfg.l2Bound,
     l1Sensitivity: cfg.l1Bound,
     perDeviceVariance: variance,
-    devices: cfg.minSurvivors,
+    // The honest noise shares: the colluders the round tolerates are assumed to add none.
+    devices: cfg.minSurvivors - cfg.colluders,
     dimension: cfg.paddedDimension,
   };
   return e;

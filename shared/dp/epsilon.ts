@@ -2,9 +2,14 @@
  * The two figures Tacit shows wherever ε appears:
  * - device ε: composition of the round events of the rounds a device actually joined, no
  *   amplification — what the device and a reviewer can compute alone;
- * - population ε: the same per-round event amplified by Poisson sampling at the rate the
- *   coordinator claims (cohort / population). It rests on that claim (uniform selection).
+ * - population ε: the same per-round events amplified by the sampling the coordinator claims.
+ *   The coordinator draws a fixed-size cohort without replacement from the devices eligible at
+ *   that moment, and the ledger records that count per round; `populationEpsilonFixedSize`
+ *   accounts exactly that scheme (dp_accounting's SampledWithoutReplacementDpEvent). It rests on
+ *   the coordinator sampling honestly, and protects against no one who knows the cohort (the
+ *   coordinator itself, readers of the ledger).
  */
+import { equivalentNoiseMultiplier } from "./pld/pld-accountant.ts";
 import type { DpEvent } from "./events.ts";
 import { RdpAccountant } from "./rdp-accountant.ts";
 import { PldAccountant } from "./pld/pld-accountant.ts";
@@ -35,6 +40,48 @@ export function populationEpsilon(o: { perRound: DpEvent | readonly DpEvent[]; s
     : { kind: "selfComposed", count: o.rounds, event: sampled(o.perRound as DpEvent) };
   if ((Array.isArray(o.perRound) ? o.perRound.length : o.rounds) === 0) return 0;
   return new RdpAccountant().compose(composed).getEpsilon(o.delta);
+}
+
+/**
+ * One device-level round event under *replace-one* adjacency, as a Gaussian: the analysis of
+ * sampling without replacement (Wang, Balle, Kasiviswanathan 2019; dp_accounting) is for
+ * replace-one, where one device's update changes by up to 2Δ₂. For the distributed discrete
+ * Gaussian the Gaussian with z = 1/√(2ρ), ρ from Prop. 14's bounds at doubled sensitivities,
+ * has pointwise larger RDP at every order α ≥ 1 (ε(α) ≤ α·ρ), so it is a valid stand-in.
+ */
+export function replaceOneGaussian(e: DpEvent): DpEvent {
+  if (e.kind === "gaussian") return { kind: "gaussian", noiseMultiplier: e.noiseMultiplier / 2 };
+  if (e.kind === "distributedDiscreteGaussian") {
+    return { kind: "gaussian", noiseMultiplier: equivalentNoiseMultiplier({ ...e, l2Sensitivity: 2 * e.l2Sensitivity, l1Sensitivity: 2 * e.l1Sensitivity }) };
+  }
+  throw new AccountantInputError(`no replace-one Gaussian for a ${e.kind} event`);
+}
+
+/**
+ * Population ε for cohorts of `cohort` devices drawn without replacement from `eligible`, per
+ * round. Replace-one ε also bounds zero-out ε (zeroing an update is one replacement), and
+ * amplification can only lower ε, so the result is the smaller of the amplified replace-one
+ * figure and the unamplified zero-out composition: a zero-out guarantee either way.
+ */
+export function populationEpsilonFixedSize(rounds: readonly { event: DpEvent; eligible: number; cohort: number }[], delta: number): number {
+  if (rounds.length === 0) return 0;
+  const unamplified = deviceEpsilon(rounds.map((r) => r.event), delta);
+  const amplified = new RdpAccountant().compose({ kind: "composed", events: rounds.map(fixedSizeSampled) }).getEpsilon(delta);
+  return Math.min(amplified, unamplified);
+}
+
+/** `populationEpsilonFixedSize` for `rounds` identical rounds (a launch projection). */
+export function projectedPopulationEpsilon(r: { event: DpEvent; eligible: number; cohort: number }, rounds: number, delta: number): number {
+  if (rounds === 0) return 0;
+  const unamplified = new RdpAccountant().compose({ kind: "selfComposed", count: rounds, event: r.event }).getEpsilon(delta);
+  const amplified = new RdpAccountant().compose({ kind: "selfComposed", count: rounds, event: fixedSizeSampled(r) }).getEpsilon(delta);
+  return Math.min(amplified, unamplified);
+}
+
+/** One round as dp_accounting's SampledWithoutReplacementDpEvent over its replace-one Gaussian. */
+function fixedSizeSampled(r: { event: DpEvent; eligible: number; cohort: number }): DpEvent {
+  if (!(Number.isInteger(r.eligible) && Number.isInteger(r.cohort) && r.cohort >= 1 && r.cohort <= r.eligible)) throw new AccountantInputError(`a cohort of ${r.cohort} cannot be drawn from ${r.eligible} eligible devices`);
+  return { kind: "sampledWithoutReplacement", sourceDatasetSize: r.eligible, sampleSize: r.cohort, event: replaceOneGaussian(r.event) };
 }
 
 /** ε of `rounds` Poisson-sampled Gaussian rounds with noise multiplier z (q = 1: no sampling). */

@@ -9,3 +9,4 @@ export { bernoulliExp, discreteLaplace, discreteGaussianBigInt, rationalOf, type
 export { DiscreteGaussianSampler, discreteGaussianSampler, discreteGaussian, type DiscreteGaussianOptions } from "./discrete-gaussian.ts";
 export { rotate, unrotate, paddedDimension } from "./rotation.ts";
 export * from "./policy.ts";
+export * from "./aggregate-check.ts";

@@ -1,14 +1,19 @@
 /**
  * The reviewer's verification of a ledger, from the entries alone: the hash chain, every
  * coordinator and device signature, ordering and gaps; device ε per device (composition of the
- * rounds it survived, no amplification) and population ε (amplified by the sampling rate the
+ * rounds it survived, no amplification) and population ε (amplified by the sampling the
  * coordinator claims) recomputed with Tacit's accountant — never read from figures the
  * coordinator wrote; and every run checked against the policy in force at its launch.
+ *
+ * Every ε is judged at the policy's δ (a `--delta` only adds a column). Every survivor of every
+ * completed round must have signed an attestation of exactly that round's mechanism and
+ * parameters, so the mechanism the accountant composes is one each charged device vouched for.
  */
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
-import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilon, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
+import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilonFixedSize, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
 import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { corruptCount } from "../secagg/params.ts";
 import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
 export interface Violation {
@@ -19,6 +24,8 @@ export interface Violation {
 
 export interface RoundFigures {
   round: number;
+  /** δ every ε of this round is computed at (the policy's in force at the run's launch). */
+  delta: number;
   attempt: number;
   status: string;
   cohort: number;
@@ -40,10 +47,13 @@ export interface RunFigures {
 export interface Findings {
   ok: boolean;
   entries: number;
+  /** The policy's δ (the latest policy in the ledger): device budgets are judged here. */
   delta: number;
+  /** A δ the reviewer asked for as well (`--delta`): only adds `epsilonAtRequestedDelta` figures. */
+  requestedDelta?: number;
   coordinatorPublicKey: string | undefined;
   runs: RunFigures[];
-  devices: { deviceId: string; rounds: number; deviceEpsilon: number }[];
+  devices: { deviceId: string; rounds: number; deviceEpsilon: number; epsilonAtRequestedDelta?: number }[];
   violations: Violation[];
 }
 
@@ -83,6 +93,10 @@ export interface VerifyOptions {
   policy?: PolicyFile;
   /** Base64 raw ed25519 key the reviewer trusts as the coordinator's. */
   trustedCoordinatorKey?: string;
+  /**
+   * An extra δ to report ε at. Budgets are always judged at the policy's δ; without any policy
+   * in the ledger this δ (default 1e-6) is used for everything.
+   */
   delta?: number;
   /**
    * The head (last entry's seq and hash) obtained out of band — from a device's local copy, the
@@ -136,10 +150,12 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   }
 
   // Semantics: policies, runs, rounds, attestations.
-  const delta = opts.delta ?? 1e-6;
+  const requested = opts.delta ?? 1e-6;
+  const lastPolicy = lastPolicyDelta(entries);
+  const delta = lastPolicy ?? requested;
   let policy: { file: PolicyFile; line: number } | undefined;
   const policyLines: { file: PolicyFile; line: number }[] = [];
-  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>> }>();
+  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
   const afterEnd = runEndGuard();
 
@@ -174,7 +190,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       } catch {
         add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
       }
-      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, q: spec ? spec.cohortSize / spec.populationSize : 1, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>() };
+      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
       runs.set(runId, fig);
       if (spec && policy) {
         const proj = projectRun(spec, policy.file.body.delta);
@@ -205,26 +221,36 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         run.nextRound = round + 1;
         const minSurvivors = run.spec?.minSurvivors ?? 0;
         if (survivors.length < minSurvivors) add("TOO_FEW_SURVIVORS", line, `run ${runId} round ${round}: released with ${survivors.length} survivors < minSurvivors ${minSurvivors}`);
+        const collusion = event && run.spec ? collusionShortfall(event, run.spec, cohort.length) : undefined;
+        if (collusion) add("NOISE_IGNORES_COLLUDERS", line, `run ${runId} round ${round}: ${collusion}`);
       }
       run.survivorsByRound.set(round, new Set(survivors));
+      if (status === "completed") run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors });
       if (event) {
         run.eventByRound.set(round, event);
+        // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
+        // amplification is claimed (eligible = cohort).
+        const eligible = Number((b.privacy as { eligible?: unknown } | undefined)?.eligible ?? cohort.length);
+        run.sampledByRound.set(round, { event, eligible: Number.isInteger(eligible) && eligible >= cohort.length ? eligible : cohort.length, cohort: Math.max(1, cohort.length) });
         for (const d of survivors) {
           const list = deviceEvents.get(d) ?? [];
           list.push(event);
           deviceEvents.set(d, list);
         }
       }
-      const epsNow = [...deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, delta));
+      // A run's figures are at the δ of the policy in force at its launch.
+      const runDelta = run.policyAtLaunch?.body.delta ?? delta;
+      const epsNow = [...deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
       run.rounds.push({
         round,
+        delta: runDelta,
         attempt: Number(b.attempt ?? 0),
         status,
         cohort: cohort.length,
         survivors: survivors.length,
         worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
         medianDeviceEpsilon: median(epsNow),
-        populationEpsilon: safePop([...run.eventByRound.values()], run.q, delta),
+        populationEpsilon: safePop([...run.sampledByRound.values()], runDelta),
       });
     } else if (e.type === "attestation") {
       const runId = String(b.runId);
@@ -241,6 +267,13 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         const roundEvent = run?.eventByRound.get(round);
         if (roundEvent && canonicalJson(body.event) !== canonicalJson(roundEvent)) add("ATTESTATION_MECHANISM", line, `device ${deviceId} attests a mechanism that differs from round ${round}'s`);
         if (!run?.survivorsByRound.get(round)?.has(deviceId)) add("ATTESTATION_NOT_SURVIVOR", line, `device ${deviceId} attests round ${round} of ${runId} but is not among its survivors`);
+        const facts = run?.completed.get(round);
+        if (run && facts) {
+          for (const m of attestationParameterMismatches(body as Record<string, unknown>, run.spec, facts)) add("ATTESTATION_PARAMETERS", line, `device ${deviceId}'s attestation for run ${runId} round ${round}: ${m}`);
+          const set = run.attested.get(round) ?? new Set<string>();
+          set.add(deviceId);
+          run.attested.set(round, set);
+        }
       } catch {
         add("ATTESTATION_MALFORMED", line, "malformed attestation");
       }
@@ -255,13 +288,16 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     const want = canonicalJson(opts.policy);
     if (!policyLines.some((p) => canonicalJson(p.file) === want)) add("POLICY_NOT_IN_LEDGER", undefined, "the policy file you hold is not the one recorded in the ledger");
   }
-  const devices = [...deviceEvents.entries()].map(([deviceId, evs]) => ({ deviceId, rounds: evs.length, deviceEpsilon: safeEps(evs, delta) }));
+  for (const run of runs.values()) for (const m of missingAttestations(run)) add("MISSING_ATTESTATION", m.line, m.message);
+  const extra = requested !== delta;
+  const devices = [...deviceEvents.entries()].map(([deviceId, evs]) => ({ deviceId, rounds: evs.length, deviceEpsilon: safeEps(evs, delta), ...(extra ? { epsilonAtRequestedDelta: safeEps(evs, requested) } : {}) }));
   const limit = policy?.file.body.maxDeviceEpsilon;
-  if (limit !== undefined) for (const d of devices) if (!(d.deviceEpsilon <= limit)) add("DEVICE_BUDGET", undefined, `device ${d.deviceId} reached ε ${fmt(d.deviceEpsilon)} > policy maximum ${limit}`);
+  if (limit !== undefined) for (const d of devices) if (!(d.deviceEpsilon <= limit)) add("DEVICE_BUDGET", undefined, `device ${d.deviceId} reached ε ${fmt(d.deviceEpsilon)} > policy maximum ${limit} at the policy's δ = ${delta}`);
   return {
     ok: v.length === 0,
     entries: entries.length,
     delta,
+    ...(extra ? { requestedDelta: requested } : {}),
     coordinatorPublicKey: coordinatorKeyB64,
     runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
     devices,
@@ -281,6 +317,64 @@ function runEndGuard(): (e: LedgerEntry, line: number, add: (code: string, line:
   };
 }
 
+/** What verify knows of a completed round when its attestations arrive. */
+interface RoundFacts {
+  line: number;
+  attempt: number;
+  modelHashBefore: string | undefined;
+  survivors: string[];
+}
+
+/** The δ of the last signed policy entry, if any (read before the semantic pass). */
+function lastPolicyDelta(entries: readonly LedgerEntry[]): number | undefined {
+  let d: number | undefined;
+  for (const e of entries) {
+    if (e.type !== "policy") continue;
+    try {
+      d = verifyPolicy((e.body as { policy?: unknown }).policy).body.delta;
+    } catch {
+      // reported as POLICY_SIGNATURE by the semantic pass
+    }
+  }
+  return d;
+}
+
+/**
+ * The parameters a device attests must be the round's: its attempt and starting model, and the
+ * run's mechanism, clip, noise multiplier and minimum survivors. A device that attested other
+ * parameters did not vouch for the mechanism this round is charged with.
+ */
+function attestationParameterMismatches(body: Record<string, unknown>, spec: RunSpec | undefined, facts: RoundFacts): string[] {
+  const out: string[] = [];
+  const want: [string, unknown][] = [["attempt", facts.attempt]];
+  if (facts.modelHashBefore !== undefined) want.push(["modelHash", facts.modelHashBefore]);
+  if (spec) want.push(["mechanism", spec.mechanism], ["clip", spec.clip], ["noiseMultiplier", spec.noiseMultiplier], ["minSurvivors", spec.minSurvivors]);
+  for (const [k, v] of want) if (body[k] !== v) out.push(`${k} is ${JSON.stringify(body[k])}, the round's is ${JSON.stringify(v)}`);
+  return out;
+}
+
+/**
+ * The noise must be counted only for the honest survivors: minSurvivors minus the colluders the
+ * run tolerates (⌈corruptTolerance · cohort⌉). A mechanism counting more noise shares than that
+ * overstates the noise a coalition of colluders leaves in.
+ */
+function collusionShortfall(event: DpEvent, spec: RunSpec, cohort: number): string | undefined {
+  if (event.kind !== "distributedDiscreteGaussian") return undefined;
+  const honest = spec.minSurvivors - corruptCount(cohort, spec.corruptTolerance);
+  return event.devices > honest ? `the mechanism counts ${event.devices} noise shares, but only ${honest} honest survivors are assured (minSurvivors ${spec.minSurvivors} − ⌈${spec.corruptTolerance} · ${cohort}⌉ colluders)` : undefined;
+}
+
+/** Survivors of completed rounds with no attestation: their charge rests on the coordinator's word alone. */
+function missingAttestations(run: { runId: string; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }): { line: number; message: string }[] {
+  const out: { line: number; message: string }[] = [];
+  for (const [round, facts] of run.completed) {
+    const got = run.attested.get(round) ?? new Set<string>();
+    const missing = facts.survivors.filter((d) => !got.has(d));
+    if (missing.length > 0) out.push({ line: facts.line, message: `run ${run.runId} round ${round}: ${missing.length} survivor(s) without a signed attestation (${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ", …" : ""})` });
+  }
+  return out;
+}
+
 function safeEps(evs: DpEvent[], delta: number): number {
   try {
     return deviceEpsilon(evs, delta);
@@ -289,9 +383,9 @@ function safeEps(evs: DpEvent[], delta: number): number {
   }
 }
 
-function safePop(perRound: readonly DpEvent[], q: number, delta: number): number {
+function safePop(rounds: readonly { event: DpEvent; eligible: number; cohort: number }[], delta: number): number {
   try {
-    return populationEpsilon({ perRound, samplingProbability: Math.min(1, q), rounds: perRound.length, delta });
+    return populationEpsilonFixedSize(rounds, delta);
   } catch {
     return Infinity;
   }

@@ -6,6 +6,7 @@ import type { AdvertiseKeysRequest as _tacit_v1_AdvertiseKeysRequest, AdvertiseK
 import type { AdvertisedKeys as _tacit_v1_AdvertisedKeys, AdvertisedKeys__Output as _tacit_v1_AdvertisedKeys__Output } from './tacit/v1/AdvertisedKeys.ts';
 import type { AttestationRequest as _tacit_v1_AttestationRequest, AttestationRequest__Output as _tacit_v1_AttestationRequest__Output } from './tacit/v1/AttestationRequest.ts';
 import type { CohortMember as _tacit_v1_CohortMember, CohortMember__Output as _tacit_v1_CohortMember__Output } from './tacit/v1/CohortMember.ts';
+import type { ConsistencyCheck as _tacit_v1_ConsistencyCheck, ConsistencyCheck__Output as _tacit_v1_ConsistencyCheck__Output } from './tacit/v1/ConsistencyCheck.ts';
 import type { CreateTokenRequest as _tacit_v1_CreateTokenRequest, CreateTokenRequest__Output as _tacit_v1_CreateTokenRequest__Output } from './tacit/v1/CreateTokenRequest.ts';
 import type { CreateTokenResponse as _tacit_v1_CreateTokenResponse, CreateTokenResponse__Output as _tacit_v1_CreateTokenResponse__Output } from './tacit/v1/CreateTokenResponse.ts';
 import type { DeclineRequest as _tacit_v1_DeclineRequest, DeclineRequest__Output as _tacit_v1_DeclineRequest__Output } from './tacit/v1/DeclineRequest.ts';
@@ -38,7 +39,9 @@ import type { RunStatus as _tacit_v1_RunStatus, RunStatus__Output as _tacit_v1_R
 import type { ServerEvent as _tacit_v1_ServerEvent, ServerEvent__Output as _tacit_v1_ServerEvent__Output } from './tacit/v1/ServerEvent.ts';
 import type { ShareInbox as _tacit_v1_ShareInbox, ShareInbox__Output as _tacit_v1_ShareInbox__Output } from './tacit/v1/ShareInbox.ts';
 import type { ShareKeysRequest as _tacit_v1_ShareKeysRequest, ShareKeysRequest__Output as _tacit_v1_ShareKeysRequest__Output } from './tacit/v1/ShareKeysRequest.ts';
+import type { SignSurvivorsRequest as _tacit_v1_SignSurvivorsRequest, SignSurvivorsRequest__Output as _tacit_v1_SignSurvivorsRequest__Output } from './tacit/v1/SignSurvivorsRequest.ts';
 import type { SubscribeRequest as _tacit_v1_SubscribeRequest, SubscribeRequest__Output as _tacit_v1_SubscribeRequest__Output } from './tacit/v1/SubscribeRequest.ts';
+import type { SurvivorSignature as _tacit_v1_SurvivorSignature, SurvivorSignature__Output as _tacit_v1_SurvivorSignature__Output } from './tacit/v1/SurvivorSignature.ts';
 import type { UnmaskRequest as _tacit_v1_UnmaskRequest, UnmaskRequest__Output as _tacit_v1_UnmaskRequest__Output } from './tacit/v1/UnmaskRequest.ts';
 import type { UnmaskingRequest as _tacit_v1_UnmaskingRequest, UnmaskingRequest__Output as _tacit_v1_UnmaskingRequest__Output } from './tacit/v1/UnmaskingRequest.ts';
 
@@ -54,6 +57,7 @@ export interface ProtoGrpcType {
       AdvertisedKeys: MessageTypeDefinition<_tacit_v1_AdvertisedKeys, _tacit_v1_AdvertisedKeys__Output>
       AttestationRequest: MessageTypeDefinition<_tacit_v1_AttestationRequest, _tacit_v1_AttestationRequest__Output>
       CohortMember: MessageTypeDefinition<_tacit_v1_CohortMember, _tacit_v1_CohortMember__Output>
+      ConsistencyCheck: MessageTypeDefinition<_tacit_v1_ConsistencyCheck, _tacit_v1_ConsistencyCheck__Output>
       CreateTokenRequest: MessageTypeDefinition<_tacit_v1_CreateTokenRequest, _tacit_v1_CreateTokenRequest__Output>
       CreateTokenResponse: MessageTypeDefinition<_tacit_v1_CreateTokenResponse, _tacit_v1_CreateTokenResponse__Output>
       DeclineRequest: MessageTypeDefinition<_tacit_v1_DeclineRequest, _tacit_v1_DeclineRequest__Output>
@@ -86,7 +90,9 @@ export interface ProtoGrpcType {
       ServerEvent: MessageTypeDefinition<_tacit_v1_ServerEvent, _tacit_v1_ServerEvent__Output>
       ShareInbox: MessageTypeDefinition<_tacit_v1_ShareInbox, _tacit_v1_ShareInbox__Output>
       ShareKeysRequest: MessageTypeDefinition<_tacit_v1_ShareKeysRequest, _tacit_v1_ShareKeysRequest__Output>
+      SignSurvivorsRequest: MessageTypeDefinition<_tacit_v1_SignSurvivorsRequest, _tacit_v1_SignSurvivorsRequest__Output>
       SubscribeRequest: MessageTypeDefinition<_tacit_v1_SubscribeRequest, _tacit_v1_SubscribeRequest__Output>
+      SurvivorSignature: MessageTypeDefinition<_tacit_v1_SurvivorSignature, _tacit_v1_SurvivorSignature__Output>
       UnmaskRequest: MessageTypeDefinition<_tacit_v1_UnmaskRequest, _tacit_v1_UnmaskRequest__Output>
       UnmaskingRequest: MessageTypeDefinition<_tacit_v1_UnmaskingRequest, _tacit_v1_UnmaskingRequest__Output>
     }

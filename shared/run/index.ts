@@ -2,3 +2,4 @@ export * from "./run-spec.ts";
 export * from "./round-config.ts";
 export * from "./round-dp.ts";
 export * from "./privacy-projection.ts";
+export * from "./attestation.ts";

@@ -8,6 +8,7 @@ import type { KeyObject } from "node:crypto";
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { signBytes, verifyBytes } from "../crypto/ed25519.ts";
 import { modelSpecSchema, SIGNAL_KINDS } from "./run-spec.ts";
+import { MAX_BITS } from "../dp/distributed-dp.ts";
 
 const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "base64");
 
@@ -37,13 +38,15 @@ export const roundConfigSchema = z
         noiseMultiplier: z.number().min(0),
         minSurvivors: z.number().int().min(1),
         expectedSurvivors: z.number().int().min(1),
+        /** Survivors assumed to collude with the coordinator: σ² is sized for the others alone. */
+        colluders: z.number().int().min(0),
         delta: z.number().gt(0).lt(1),
         rotationSeed: b64,
       })
       .strict(),
     secagg: z
       .object({
-        bits: z.number().int().min(32).max(64),
+        bits: z.number().int().min(32).max(MAX_BITS),
         threshold: z.number().int().min(1),
         degree: z.number().int().min(1),
         mode: z.enum(["full", "secagg+"]),

@@ -13,6 +13,7 @@ export function dpInputsFor(cfg: RoundConfig): CalibrateInput {
     noiseMultiplier: cfg.dp.noiseMultiplier,
     minSurvivors: cfg.dp.minSurvivors,
     expectedSurvivors: cfg.dp.expectedSurvivors,
+    colluders: cfg.dp.colluders,
     bits: cfg.secagg.bits,
     dimension: cfg.parameterCount,
     rotationSeed: Buffer.from(cfg.dp.rotationSeed, "base64"),

@@ -5,6 +5,8 @@
 import { z } from "zod";
 import { modelSpecSchema } from "../model/spec.ts";
 import { DEFAULT_TRAINING } from "../model/defaults.ts";
+import { MAX_BITS } from "../dp/distributed-dp.ts";
+import { corruptCount } from "../secagg/params.ts";
 
 export { modelSpecSchema };
 
@@ -42,7 +44,8 @@ export const runSpecSchema = z
     noiseMultiplier: z.number().min(0).max(1000),
     delta: z.number().gt(0).lt(1),
     mechanism: z.enum(["ddgauss", "skellam"]),
-    bits: z.number().int().min(32).max(64),
+    /** Modulus bits; above MAX_BITS (52) the summed values stop being exact float64 integers. */
+    bits: z.number().int().min(32).max(MAX_BITS),
     dropoutTolerance: z.number().min(0).max(0.9),
     corruptTolerance: z.number().min(0).max(0.5),
     signals: z.array(z.enum(SIGNAL_KINDS)).min(1),
@@ -51,7 +54,9 @@ export const runSpecSchema = z
   })
   .strict()
   .refine((s) => s.minSurvivors <= s.cohortSize, { message: "minSurvivors cannot exceed cohortSize", path: ["minSurvivors"] })
-  .refine((s) => s.cohortSize <= s.populationSize, { message: "cohortSize cannot exceed populationSize", path: ["cohortSize"] });
+  .refine((s) => s.cohortSize <= s.populationSize, { message: "cohortSize cannot exceed populationSize", path: ["cohortSize"] })
+  // The noise is sized for the honest survivors alone (minSurvivors − ⌈corruptTolerance·cohortSize⌉).
+  .refine((s) => s.minSurvivors > corruptCount(s.cohortSize, s.corruptTolerance), { message: "minSurvivors must exceed the colluders tolerated (⌈corruptTolerance · cohortSize⌉): the noise is sized for the honest survivors alone", path: ["minSurvivors"] });
 
 export type RunSpec = z.infer<typeof runSpecSchema>;
 export type Deadlines = z.infer<typeof deadlinesSchema>;

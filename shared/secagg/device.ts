@@ -1,6 +1,7 @@
 /**
- * The device's side of SecAgg / SecAgg+ (Bonawitz et al. CCS 2017, Fig. 4; Bell et al. CCS
- * 2020) as an explicit stage machine: advertise → share → mask → unmask → done. Each method
+ * The device's side of SecAgg / SecAgg+ (Bonawitz et al. CCS 2017, Fig. 4 with the malicious-
+ * server ConsistencyCheck round; Bell et al. CCS 2020) as an explicit stage machine:
+ * advertise → share → mask → consistency → unmask → done. Each method
  * checks the stage and refuses out-of-order calls; the per-round secrets (c_sk, s_sk, b) never
  * leave this object except as Shamir shares encrypted to neighbours.
  */
@@ -10,13 +11,14 @@ import { publicKeyFromRaw, signBytes, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { createShares, bytesToField, fieldToBytes, SHARE_BYTES } from "./shamir.ts";
 import { agree, generateX25519, x25519Public, type X25519Pair } from "./x25519.ts";
-import { pairMaskKey, selfMaskKey } from "./prg.ts";
+import { pairMaskKey, pairTranscript, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
+import { consistencyPayload, countValidSigners, sameSet, type SurvivorSignature } from "./consistency.ts";
 import { openShare, sealShare } from "./share-box.ts";
 import { neighboursOf } from "./graph.ts";
 import { advertisePayload, type AdvertisedKeys, type EncryptedShare, type RosterEntry, type SecAggConfig, type UnmaskRequest, type UnmaskShares } from "./messages.ts";
 
-type Stage = "advertise" | "share" | "mask" | "unmask" | "done";
+type Stage = "advertise" | "share" | "mask" | "consistency" | "unmask" | "done";
 
 export class SecAggDevice {
   private stage: Stage = "advertise";
@@ -30,6 +32,10 @@ export class SecAggDevice {
   private maskedWith: number[] = [];
   /** X25519(c_sk, c_pk_v) per neighbour v, from ShareKeys; dropped after masking. */
   private readonly cAgreed = new Map<number, Uint8Array>();
+  /** Identity keys of the roster (from the coordinator-signed cohort), for consistency signatures. */
+  private readonly identities = new Map<number, KeyObject>();
+  /** The one survivor set this device signed; it reveals shares for no other. */
+  private signedSet: number[] | undefined;
 
   constructor(
     readonly cfg: SecAggConfig,
@@ -74,6 +80,10 @@ export class SecAggDevice {
     this.roster = seen;
     this.neighbours = neighboursOf(this.cfg, [...seen.keys()], this.self) ?? [];
     for (const v of this.neighbours) verify(seen.get(v)!);
+    for (const v of [...this.neighbours, this.self]) {
+      const id = seen.get(v)!.identityPublicKey;
+      this.identities.set(v, id instanceof Uint8Array ? publicKeyFromRaw(id) : id);
+    }
     if (this.neighbours.length < this.cfg.threshold) throw new SecAggError("TOO_FEW_SURVIVORS", `device ${this.self} has ${this.neighbours.length} neighbours, threshold ${this.cfg.threshold}`);
     const xs = this.neighbours.map((v) => v + 1);
     const bShares = createShares(bytesToField(this.seed), this.cfg.threshold, xs);
@@ -84,7 +94,7 @@ export class SecAggDevice {
       // The c-key agreement is needed again to open this neighbour's share: computed once.
       const agreed = agree(this.c.privateKey, x25519Public(seen.get(v)!.cPk));
       this.cAgreed.set(v, agreed);
-      return { from: this.self, to: v, ciphertext: sealShare(agreed, this.cfg, this.self, v, plaintext) };
+      return { from: this.self, to: v, ciphertext: sealShare(agreed, this.cfg, this.self, v, plaintext, pairTranscript(this.self, this.c.publicRaw, v, seen.get(v)!.cPk)) };
     });
   }
 
@@ -100,7 +110,7 @@ export class SecAggDevice {
       if (!neighbourSet.has(sh.from)) throw new SecAggError("NOT_NEIGHBOUR", `share from ${sh.from}, which is not a neighbour of ${this.self}`);
       if (this.held.has(sh.from)) throw new SecAggError("DUPLICATE", `two shares from ${sh.from}`);
       const agreed = this.cAgreed.get(sh.from) ?? agree(this.c.privateKey, x25519Public(this.roster.get(sh.from)!.cPk));
-      const plain = openShare(agreed, this.cfg, sh.from, this.self, sh.ciphertext);
+      const plain = openShare(agreed, this.cfg, sh.from, this.self, sh.ciphertext, pairTranscript(this.self, this.c.publicRaw, sh.from, this.roster.get(sh.from)!.cPk));
       if (plain.length !== 2 * SHARE_BYTES) throw new SecAggError("BAD_SHARE", `share from ${sh.from} has ${plain.length} bytes`);
       this.held.set(sh.from, { b: plain.subarray(0, SHARE_BYTES), s: plain.subarray(SHARE_BYTES) });
     }
@@ -111,28 +121,56 @@ export class SecAggDevice {
     addMaskInPlace(input.bits, y, selfMaskKey(this.seed, this.cfg, this.self), 1);
     for (const v of this.maskedWith) {
       const agreed = agree(this.s.privateKey, x25519Public(this.roster.get(v)!.sPk));
-      addMaskInPlace(input.bits, y, pairMaskKey(agreed, this.cfg, this.self, v), this.self < v ? 1 : -1);
+      const transcript = pairTranscript(this.self, this.s.publicRaw, v, this.roster.get(v)!.sPk);
+      addMaskInPlace(input.bits, y, pairMaskKey(agreed, this.cfg, this.self, v, transcript), this.self < v ? 1 : -1);
     }
     this.cAgreed.clear();
-    this.stage = "unmask";
+    this.stage = "consistency";
     return { bits: input.bits, length: input.length, data: y };
+  }
+
+  /** The checks every survivor set must pass, whether shown for signing or in the request. */
+  private checkSurvivorSet(list: readonly number[]): Set<number> {
+    const survivors = new Set(list);
+    if (survivors.size !== list.length) throw new SecAggError("UNSAFE_UNMASK", "duplicate indices in the survivor set");
+    if (!survivors.has(this.self)) throw new SecAggError("UNSAFE_UNMASK", "this device is not listed among the survivors");
+    const floor = Math.max(this.cfg.threshold, this.cfg.minSurvivors ?? 0);
+    if (survivors.size < floor) throw new SecAggError("UNSAFE_UNMASK", `only ${survivors.size} survivors; refusing to help unmask fewer than ${floor} inputs`);
+    for (const v of survivors) if (!this.roster.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
+    // A surviving neighbour masked its input with this device only if its shares reached it.
+    for (const v of this.neighbours) if (survivors.has(v) && !this.held.has(v)) throw new SecAggError("UNSAFE_UNMASK", `neighbour ${v} is listed as a survivor but never shared keys with this device`);
+    return survivors;
+  }
+
+  /**
+   * ConsistencyCheck: signs the survivor set the coordinator shows (run, round, attempt, round
+   * seed, set). Once per attempt: this device will reveal shares for this set and no other.
+   */
+  signSurvivors(survivors: readonly number[]): SurvivorSignature {
+    this.expect("consistency");
+    this.checkSurvivorSet(survivors);
+    this.signedSet = [...survivors].sort((a, b) => a - b);
+    this.stage = "unmask";
+    return { index: this.self, signature: signBytes(this.identity.privateKey, consistencyPayload(this.cfg, this.signedSet)) };
   }
 
   /**
    * Reveals b-shares of surviving neighbours and s_sk-shares of dropped ones — never both kinds
-   * for one peer, once per round, and only if the survivor set is large enough that the
-   * coordinator learns a sum, not an individual input.
+   * for one peer, once per round, only for the survivor set this device signed, only when at
+   * least t of its neighbours (or itself) signed that same set, and only if the set is large
+   * enough that the coordinator learns a sum, not an individual input.
    */
   unmask(req: UnmaskRequest): UnmaskShares {
     this.expect("unmask");
-    const survivors = new Set(req.survivors);
+    if (!this.signedSet || !sameSet(req.survivors, this.signedSet)) throw new SecAggError("UNSAFE_UNMASK", "the unmasking request names a survivor set other than the one this device signed");
+    const survivors = this.checkSurvivorSet(req.survivors);
+    const signers = new Set([...this.neighbours, this.self].filter((v) => survivors.has(v)));
+    const valid = countValidSigners(consistencyPayload(this.cfg, this.signedSet), req.signatures ?? [], signers, (i) => this.identities.get(i));
+    if (valid < this.cfg.threshold) throw new SecAggError("UNSAFE_UNMASK", `only ${valid} valid signatures on the survivor set from this device's neighbourhood; ${this.cfg.threshold} needed`);
     const dropouts = new Set(req.dropouts);
-    if (survivors.size !== req.survivors.length || dropouts.size !== req.dropouts.length) throw new SecAggError("UNSAFE_UNMASK", "duplicate indices in the unmasking request");
+    if (dropouts.size !== req.dropouts.length) throw new SecAggError("UNSAFE_UNMASK", "duplicate indices in the unmasking request");
     for (const v of dropouts) if (survivors.has(v)) throw new SecAggError("UNSAFE_UNMASK", `device ${v} is listed as both surviving and dropped`);
-    if (!survivors.has(this.self)) throw new SecAggError("UNSAFE_UNMASK", "this device is not listed among the survivors");
-    const floor = Math.max(this.cfg.threshold, this.cfg.minSurvivors ?? 0);
-    if (survivors.size < floor) throw new SecAggError("UNSAFE_UNMASK", `only ${survivors.size} survivors; refusing to help unmask fewer than ${floor} inputs`);
-    for (const v of [...survivors, ...dropouts]) if (!this.roster.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
+    for (const v of dropouts) if (!this.roster.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
     const neighbourSet = new Set(this.neighbours);
     for (const v of dropouts) {
       // Only neighbours concern this device. A dropped neighbour must be one it exchanged shares

@@ -9,6 +9,7 @@ export type SecAggErrorCode =
   | "BAD_SHARE"
   | "UNSAFE_UNMASK"
   | "TOO_FEW_SURVIVORS"
+  | "WEAK_KEY"
   | "ABORTED";
 
 export class SecAggError extends Error {

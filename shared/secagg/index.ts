@@ -2,6 +2,7 @@ export * from "./errors.ts";
 export * from "./messages.ts";
 export * from "./shamir.ts";
 export * from "./params.ts";
+export * from "./consistency.ts";
 export * from "./graph.ts";
 export { SecAggDevice } from "./device.ts";
 export { SecAggServer } from "./server.ts";

@@ -1,9 +1,12 @@
 /** Protocol messages (byte arrays, ready for protobuf `bytes` fields). */
 import type { KeyObject } from "node:crypto";
+import type { SurvivorSignature } from "./consistency.ts";
 
 export interface SecAggConfig {
   runId: string;
   round: number;
+  /** Attempt of the round (bound into key derivation and the consistency signatures). */
+  attempt?: number;
   bits: number;
   vectorLength: number;
   threshold: number;
@@ -44,6 +47,8 @@ export interface UnmaskShares {
 export interface UnmaskRequest {
   survivors: number[];
   dropouts: number[];
+  /** ConsistencyCheck signatures over the survivor set (consistency.ts). */
+  signatures?: SurvivorSignature[];
 }
 
 /**

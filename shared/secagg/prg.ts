@@ -1,17 +1,29 @@
 /**
  * Mask expansion and key derivation. Every key is derived with HKDF-SHA256 from an X25519
- * agreed secret or a self-mask seed, with domain separation by purpose, run, round and pair;
- * masks are the AES-128-CTR keystream under that key (a PRG; ~3 GB/s with node:crypto).
+ * agreed secret or a self-mask seed, with domain separation by purpose, run, round, attempt,
+ * the attempt's round seed and pair; keys agreed between two devices also bind both public keys
+ * (the key transcript), so a secret can never be reused under another attempt or another pair of
+ * keys even if key freshness were lost. Masks are the AES-128-CTR keystream under that key (a
+ * PRG; ~3 GB/s with node:crypto).
  */
 import { createCipheriv, hkdfSync } from "node:crypto";
 
 export interface RoundDomain {
   runId: string;
   round: number;
+  attempt?: number;
+  roundSeed?: Uint8Array;
 }
 
+const hex = (b: Uint8Array | undefined): string => (b ? Buffer.from(b).toString("hex") : "");
+
 function info(purpose: string, d: RoundDomain, ...parts: (string | number)[]): Buffer {
-  return Buffer.from(["tacit-secagg-v1", purpose, d.runId, String(d.round), ...parts.map(String)].join("|"));
+  return Buffer.from(["tacit-secagg-v2", purpose, d.runId, String(d.round), String(d.attempt ?? 0), hex(d.roundSeed), ...parts.map(String)].join("|"));
+}
+
+/** The public keys of a pair, in index order: both ends derive the same transcript. */
+export function pairTranscript(u: number, pkU: Uint8Array, v: number, pkV: Uint8Array): string {
+  return u < v ? `${hex(pkU)}:${hex(pkV)}` : `${hex(pkV)}:${hex(pkU)}`;
 }
 
 export function deriveKey(secret: Uint8Array, bytes: number, purpose: string, d: RoundDomain, ...parts: (string | number)[]): Buffer {
@@ -31,8 +43,8 @@ export function expandMask(keyAndIv: Uint8Array, words: number): Uint32Array {
 }
 
 /** Pairwise mask key for devices u, v (order-independent): both derive the same bytes. */
-export function pairMaskKey(agreed: Uint8Array, d: RoundDomain, u: number, v: number): Buffer {
-  return deriveKey(agreed, 32, "pair-mask", d, Math.min(u, v), Math.max(u, v));
+export function pairMaskKey(agreed: Uint8Array, d: RoundDomain, u: number, v: number, transcript: string): Buffer {
+  return deriveKey(agreed, 32, "pair-mask", d, Math.min(u, v), Math.max(u, v), transcript);
 }
 
 /** Self-mask key of device u from its seed b_u. */

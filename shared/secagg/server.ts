@@ -9,13 +9,14 @@ import { addInPlace, limbsFor, zeros, type ModularVector } from "../modular/inde
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { bytesToField, fieldToBytes, lagrangeAtZero, FIELD_PRIME, SHARE_BYTES } from "./shamir.ts";
-import { agree, x25519Private, x25519Public } from "./x25519.ts";
-import { pairMaskKey, selfMaskKey } from "./prg.ts";
+import { agree, assertUsablePublicKey, x25519Private, x25519PublicOf, x25519Public } from "./x25519.ts";
+import { pairMaskKey, pairTranscript, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
+import { consistencyPayload, type SurvivorSignature } from "./consistency.ts";
 import { neighbourGraph } from "./graph.ts";
 import { advertisePayload, type AdvertisedKeys, type EncryptedShare, type SecAggConfig, type UnmaskRequest, type UnmaskShares } from "./messages.ts";
 
-type Stage = "advertise" | "share" | "masked-input" | "unmask" | "done" | "aborted";
+type Stage = "advertise" | "share" | "masked-input" | "consistency" | "unmask" | "done" | "aborted";
 
 export class SecAggServer {
   private stage: Stage = "advertise";
@@ -30,6 +31,8 @@ export class SecAggServer {
   private readonly bShares = new Map<number, Map<number, Uint8Array>>();
   private readonly sShares = new Map<number, Map<number, Uint8Array>>();
   private readonly unmasked = new Set<number>();
+  /** ConsistencyCheck signatures over the survivor set, by signer. */
+  private readonly signatures = new Map<number, Uint8Array>();
 
   constructor(
     readonly cfg: SecAggConfig,
@@ -64,6 +67,10 @@ export class SecAggServer {
     if (this.keys.has(k.index)) throw new SecAggError("DUPLICATE", `device ${k.index} already advertised keys`);
     if (k.cPk.length !== 32 || k.sPk.length !== 32) throw new SecAggError("BAD_LENGTH", "advertised keys must be 32 bytes each");
     if (Buffer.compare(Buffer.from(k.cPk), Buffer.from(k.sPk)) === 0) throw new SecAggError("BAD_SHARE", "c_pk and s_pk must differ");
+    // A low-order key would make every neighbour's key agreement fail: one device could abort
+    // the round for everyone. Refuse it here, before it reaches the roster.
+    assertUsablePublicKey(k.cPk, `c_pk of device ${k.index}`);
+    assertUsablePublicKey(k.sPk, `s_pk of device ${k.index}`);
     if (!verifyBytes(id, advertisePayload(this.cfg, k.index, k.cPk, k.sPk), k.signature)) {
       throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${k.index} are not signed by its enrolled identity`);
     }
@@ -120,12 +127,34 @@ export class SecAggServer {
     this.masked.add(from);
   }
 
+  /** Closes MaskedInput: the survivor set every survivor is asked to sign (ConsistencyCheck). */
   closeMaskedInput(): UnmaskRequest {
     this.expect("masked-input");
     this.need(this.masked.size, "sent masked inputs");
     const survivors = [...this.masked].sort((a, b) => a - b);
     const dropouts = [...this.shared].filter((u) => !this.masked.has(u)).sort((a, b) => a - b);
     this.request = { survivors, dropouts };
+    this.stage = "consistency";
+    return this.request;
+  }
+
+  /** A survivor's signature over the survivor set; checked against its enrolled identity. */
+  receiveConsistency(s: SurvivorSignature): void {
+    this.expect("consistency");
+    if (!this.request!.survivors.includes(s.index)) throw new SecAggError("UNKNOWN_PEER", `device ${s.index} is not a survivor`);
+    if (this.signatures.has(s.index)) throw new SecAggError("DUPLICATE", `device ${s.index} already signed the survivor set`);
+    if (!verifyBytes(this.identity.get(s.index)!, consistencyPayload(this.cfg, this.request!.survivors), s.signature)) {
+      throw new SecAggError("BAD_SIGNATURE", `device ${s.index}'s signature over the survivor set does not verify`);
+    }
+    this.signatures.set(s.index, s.signature);
+  }
+
+  /** Closes ConsistencyCheck: the unmasking request, carrying every signature collected. */
+  closeConsistency(): UnmaskRequest {
+    this.expect("consistency");
+    this.need(this.signatures.size, "signed the survivor set");
+    const signatures = [...this.signatures].map(([index, signature]) => ({ index, signature }));
+    this.request = { ...this.request!, signatures };
     this.stage = "unmask";
     return this.request;
   }
@@ -134,6 +163,7 @@ export class SecAggServer {
     this.expect("unmask");
     const req = this.request!;
     if (!req.survivors.includes(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} is not a survivor`);
+    if (!this.signatures.has(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} did not sign the survivor set`);
     if (this.unmasked.has(u.from)) throw new SecAggError("DUPLICATE", `device ${u.from} already sent its unmasking shares`);
     const nbrs = new Set(this.graph.get(u.from) ?? []);
     const survivors = new Set(req.survivors);
@@ -164,11 +194,25 @@ export class SecAggServer {
       this.stage = "aborted";
       throw new SecAggError("TOO_FEW_SURVIVORS", `only ${shares?.size ?? 0} shares of device ${owner}'s ${what}; ${t} needed`);
     }
-    const holders = [...shares.keys()].sort((a, b) => a - b).slice(0, t);
-    const lambda = lagrangeAtZero(holders.map((h) => h + 1));
-    let acc = 0n;
-    holders.forEach((h, i) => (acc = (acc + lambda[i]! * bytesToField(shares.get(h)!)) % FIELD_PRIME));
-    return fieldToBytes(acc, 32);
+    const all = [...shares.keys()].sort((a, b) => a - b);
+    const at = (holders: number[]): bigint => {
+      const lambda = lagrangeAtZero(holders.map((h) => h + 1));
+      let acc = 0n;
+      holders.forEach((h, i) => (acc = (acc + lambda[i]! * bytesToField(shares.get(h)!)) % FIELD_PRIME));
+      return acc;
+    };
+    const secret = at(all.slice(0, t));
+    // With more than t shares, a second t-subset must give the same secret: the shares lie on one
+    // polynomial of degree < t. A single bad share changes one of the two results.
+    if (all.length > t && at(all.slice(-t)) !== secret) {
+      this.stage = "aborted";
+      throw new SecAggError("BAD_SHARE", `the shares of device ${owner}'s ${what} are inconsistent (a revealed share is corrupt)`);
+    }
+    if (secret >= 1n << 256n) {
+      this.stage = "aborted";
+      throw new SecAggError("BAD_SHARE", `device ${owner}'s reconstructed ${what} is not a 32-byte value (a revealed share is corrupt)`);
+    }
+    return fieldToBytes(secret, 32);
   }
 
   /** The exact sum of the survivors' inputs mod 2^bits, or a SecAggError if that is impossible. */
@@ -185,11 +229,18 @@ export class SecAggServer {
     for (const v of dropouts) {
       const raw = this.reconstruct(v, this.sShares.get(v), "mask key");
       const sk = x25519Private(raw, this.keys.get(v)!.sPk);
+      // The reconstructed secret must belong to the advertised public key; otherwise the masks
+      // removed would be wrong and the sum silently corrupted.
+      if (Buffer.compare(Buffer.from(x25519PublicOf(sk)), Buffer.from(this.keys.get(v)!.sPk)) !== 0) {
+        this.stage = "aborted";
+        throw new SecAggError("BAD_SHARE", `device ${v}'s reconstructed mask key does not match its advertised s_pk (a revealed share is corrupt)`);
+      }
       for (const u of this.graph.get(v) ?? []) {
         if (!survivorSet.has(u)) continue;
         // u added sign(u, v)·PRG(s_uv) for v; remove exactly that.
         const agreed = agree(sk, x25519Public(this.keys.get(u)!.sPk));
-        addMaskInPlace(this.cfg.bits, out.data, pairMaskKey(agreed, this.cfg, u, v), u < v ? -1 : 1);
+        const transcript = pairTranscript(u, this.keys.get(u)!.sPk, v, this.keys.get(v)!.sPk);
+        addMaskInPlace(this.cfg.bits, out.data, pairMaskKey(agreed, this.cfg, u, v, transcript), u < v ? -1 : 1);
       }
     }
     this.stage = "done";

@@ -12,8 +12,9 @@ function aad(d: RoundDomain, from: number, to: number): Buffer {
   return Buffer.from(`tacit-share-v1|${d.runId}|${d.round}|${from}|${to}`);
 }
 
-export function sealShare(agreed: Uint8Array, d: RoundDomain, from: number, to: number, plaintext: Uint8Array): Uint8Array {
-  const key = deriveKey(agreed, 32, "share-box", d, Math.min(from, to), Math.max(from, to));
+/** `transcript`: both c-keys of the pair (prg.ts pairTranscript). */
+export function sealShare(agreed: Uint8Array, d: RoundDomain, from: number, to: number, plaintext: Uint8Array, transcript: string): Uint8Array {
+  const key = deriveKey(agreed, 32, "share-box", d, Math.min(from, to), Math.max(from, to), transcript);
   const nonce = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", key, nonce);
   c.setAAD(aad(d, from, to));
@@ -21,9 +22,9 @@ export function sealShare(agreed: Uint8Array, d: RoundDomain, from: number, to: 
   return new Uint8Array(Buffer.concat([nonce, body, c.getAuthTag()]));
 }
 
-export function openShare(agreed: Uint8Array, d: RoundDomain, from: number, to: number, sealed: Uint8Array): Uint8Array {
+export function openShare(agreed: Uint8Array, d: RoundDomain, from: number, to: number, sealed: Uint8Array, transcript: string): Uint8Array {
   if (sealed.length < 12 + 16) throw new SecAggError("BAD_SHARE", `encrypted share from ${from} is too short`);
-  const key = deriveKey(agreed, 32, "share-box", d, Math.min(from, to), Math.max(from, to));
+  const key = deriveKey(agreed, 32, "share-box", d, Math.min(from, to), Math.max(from, to), transcript);
   const b = Buffer.from(sealed);
   const dc = createDecipheriv("aes-256-gcm", key, b.subarray(0, 12));
   dc.setAAD(aad(d, from, to));

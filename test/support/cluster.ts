@@ -48,7 +48,8 @@ export function tinyRunSpec(over: Partial<RunSpec> = {}): RunSpec {
   };
 }
 
-export const OPEN_LIMITS: DeviceLimits = { maxDeviceEpsilon: Infinity, delta: 1e-5, minNoiseMultiplier: 0, minSurvivors: 2 };
+// Open limits accept any SecAgg parameters down to the honest-but-curious floors (no colluders).
+export const OPEN_LIMITS: DeviceLimits = { maxDeviceEpsilon: Infinity, delta: 1e-5, minNoiseMultiplier: 0, minSurvivors: 2, secagg: { dropoutFraction: 0, corruptFraction: 0 } };
 
 export interface TestDevice {
   name: string;

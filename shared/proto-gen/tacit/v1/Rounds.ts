@@ -9,6 +9,7 @@ import type { DeclineRequest as _tacit_v1_DeclineRequest, DeclineRequest__Output
 import type { MaskedInputRequest as _tacit_v1_MaskedInputRequest, MaskedInputRequest__Output as _tacit_v1_MaskedInputRequest__Output } from '../../tacit/v1/MaskedInputRequest.ts';
 import type { ServerEvent as _tacit_v1_ServerEvent, ServerEvent__Output as _tacit_v1_ServerEvent__Output } from '../../tacit/v1/ServerEvent.ts';
 import type { ShareKeysRequest as _tacit_v1_ShareKeysRequest, ShareKeysRequest__Output as _tacit_v1_ShareKeysRequest__Output } from '../../tacit/v1/ShareKeysRequest.ts';
+import type { SignSurvivorsRequest as _tacit_v1_SignSurvivorsRequest, SignSurvivorsRequest__Output as _tacit_v1_SignSurvivorsRequest__Output } from '../../tacit/v1/SignSurvivorsRequest.ts';
 import type { SubscribeRequest as _tacit_v1_SubscribeRequest, SubscribeRequest__Output as _tacit_v1_SubscribeRequest__Output } from '../../tacit/v1/SubscribeRequest.ts';
 import type { UnmaskingRequest as _tacit_v1_UnmaskingRequest, UnmaskingRequest__Output as _tacit_v1_UnmaskingRequest__Output } from '../../tacit/v1/UnmaskingRequest.ts';
 
@@ -39,6 +40,15 @@ export interface RoundsClient extends grpc.Client {
   shareKeys(argument: _tacit_v1_ShareKeysRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
   shareKeys(argument: _tacit_v1_ShareKeysRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
   shareKeys(argument: _tacit_v1_ShareKeysRequest, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  
+  SignSurvivors(argument: _tacit_v1_SignSurvivorsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SignSurvivors(argument: _tacit_v1_SignSurvivorsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SignSurvivors(argument: _tacit_v1_SignSurvivorsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  SignSurvivors(argument: _tacit_v1_SignSurvivorsRequest, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _tacit_v1_SignSurvivorsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _tacit_v1_SignSurvivorsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _tacit_v1_SignSurvivorsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
+  signSurvivors(argument: _tacit_v1_SignSurvivorsRequest, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
   
   SubmitAttestation(argument: _tacit_v1_AttestationRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
   SubmitAttestation(argument: _tacit_v1_AttestationRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_tacit_v1_Ack__Output>): grpc.ClientUnaryCall;
@@ -81,6 +91,8 @@ export interface RoundsHandlers extends grpc.UntypedServiceImplementation {
   
   ShareKeys: grpc.handleUnaryCall<_tacit_v1_ShareKeysRequest__Output, _tacit_v1_Ack>;
   
+  SignSurvivors: grpc.handleUnaryCall<_tacit_v1_SignSurvivorsRequest__Output, _tacit_v1_Ack>;
+  
   SubmitAttestation: grpc.handleUnaryCall<_tacit_v1_AttestationRequest__Output, _tacit_v1_Ack>;
   
   SubmitMaskedInput: grpc.handleUnaryCall<_tacit_v1_MaskedInputRequest__Output, _tacit_v1_Ack>;
@@ -95,6 +107,7 @@ export interface RoundsDefinition extends grpc.ServiceDefinition {
   AdvertiseKeys: MethodDefinition<_tacit_v1_AdvertiseKeysRequest, _tacit_v1_Ack, _tacit_v1_AdvertiseKeysRequest__Output, _tacit_v1_Ack__Output>
   Decline: MethodDefinition<_tacit_v1_DeclineRequest, _tacit_v1_Ack, _tacit_v1_DeclineRequest__Output, _tacit_v1_Ack__Output>
   ShareKeys: MethodDefinition<_tacit_v1_ShareKeysRequest, _tacit_v1_Ack, _tacit_v1_ShareKeysRequest__Output, _tacit_v1_Ack__Output>
+  SignSurvivors: MethodDefinition<_tacit_v1_SignSurvivorsRequest, _tacit_v1_Ack, _tacit_v1_SignSurvivorsRequest__Output, _tacit_v1_Ack__Output>
   SubmitAttestation: MethodDefinition<_tacit_v1_AttestationRequest, _tacit_v1_Ack, _tacit_v1_AttestationRequest__Output, _tacit_v1_Ack__Output>
   SubmitMaskedInput: MethodDefinition<_tacit_v1_MaskedInputRequest, _tacit_v1_Ack, _tacit_v1_MaskedInputRequest__Output, _tacit_v1_Ack__Output>
   SubmitUnmasking: MethodDefinition<_tacit_v1_UnmaskingRequest, _tacit_v1_Ack, _tacit_v1_UnmaskingRequest__Output, _tacit_v1_Ack__Output>

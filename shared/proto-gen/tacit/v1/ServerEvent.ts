@@ -6,6 +6,7 @@ import type { ShareInbox as _tacit_v1_ShareInbox, ShareInbox__Output as _tacit_v
 import type { UnmaskRequest as _tacit_v1_UnmaskRequest, UnmaskRequest__Output as _tacit_v1_UnmaskRequest__Output } from '../../tacit/v1/UnmaskRequest.ts';
 import type { RoundOutcome as _tacit_v1_RoundOutcome, RoundOutcome__Output as _tacit_v1_RoundOutcome__Output } from '../../tacit/v1/RoundOutcome.ts';
 import type { Heartbeat as _tacit_v1_Heartbeat, Heartbeat__Output as _tacit_v1_Heartbeat__Output } from '../../tacit/v1/Heartbeat.ts';
+import type { ConsistencyCheck as _tacit_v1_ConsistencyCheck, ConsistencyCheck__Output as _tacit_v1_ConsistencyCheck__Output } from '../../tacit/v1/ConsistencyCheck.ts';
 
 export interface ServerEvent {
   'invite'?: (_tacit_v1_RoundInvite | null);
@@ -14,7 +15,8 @@ export interface ServerEvent {
   'unmask'?: (_tacit_v1_UnmaskRequest | null);
   'outcome'?: (_tacit_v1_RoundOutcome | null);
   'heartbeat'?: (_tacit_v1_Heartbeat | null);
-  'event'?: "invite"|"roster"|"inbox"|"unmask"|"outcome"|"heartbeat";
+  'consistency'?: (_tacit_v1_ConsistencyCheck | null);
+  'event'?: "invite"|"roster"|"inbox"|"unmask"|"outcome"|"heartbeat"|"consistency";
 }
 
 export interface ServerEvent__Output {
@@ -24,5 +26,6 @@ export interface ServerEvent__Output {
   'unmask'?: (_tacit_v1_UnmaskRequest__Output | null);
   'outcome'?: (_tacit_v1_RoundOutcome__Output | null);
   'heartbeat'?: (_tacit_v1_Heartbeat__Output | null);
-  'event'?: "invite"|"roster"|"inbox"|"unmask"|"outcome"|"heartbeat";
+  'consistency'?: (_tacit_v1_ConsistencyCheck__Output | null);
+  'event'?: "invite"|"roster"|"inbox"|"unmask"|"outcome"|"heartbeat"|"consistency";
 }
