@@ -12,11 +12,14 @@ import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
 
 const constantDelta = (value: number) => async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
 
-const PHASES: { phase: "advertise" | "share" | "maskedInput" | "unmask"; message: (ev: ServerEvent) => boolean }[] = [
-  { phase: "advertise", message: (ev) => Boolean(ev.invite) },
-  { phase: "share", message: (ev) => Boolean(ev.roster) },
-  { phase: "maskedInput", message: (ev) => Boolean(ev.inbox) },
-  { phase: "unmask", message: (ev) => Boolean(ev.unmask) },
+/** Each phase's message, and the dropout counter a device silent at it ends up in. */
+const PHASES: { name: string; counted: "advertise" | "share" | "maskedInput" | "unmask"; message: (ev: ServerEvent) => boolean }[] = [
+  { name: "advertise", counted: "advertise", message: (ev) => Boolean(ev.invite) },
+  { name: "share", counted: "share", message: (ev) => Boolean(ev.roster) },
+  { name: "maskedInput", counted: "maskedInput", message: (ev) => Boolean(ev.inbox) },
+  // A survivor that never signs the survivor set is not asked to unmask: an unmask dropout.
+  { name: "consistency", counted: "unmask", message: (ev) => Boolean(ev.consistency) },
+  { name: "unmask", counted: "unmask", message: (ev) => Boolean(ev.unmask) },
 ];
 
 describe("phase deadlines", () => {
@@ -26,8 +29,8 @@ describe("phase deadlines", () => {
     cluster = undefined;
   });
 
-  for (const { phase, message } of PHASES) {
-    it(`a device silent at ${phase} is dropped at the deadline and the round completes without it`, async () => {
+  for (const { name, counted, message } of PHASES) {
+    it(`a device silent at ${name} is dropped at the deadline and the round completes without it`, async () => {
       cluster = await TestCluster.start();
       const c = cluster;
       for (let i = 0; i < 4; i++) await c.addDevice(`dev-${i}`, { train: constantDelta((i + 1) / 1000) });
@@ -39,10 +42,10 @@ describe("phase deadlines", () => {
       expect(st.state, st.error).toBe("completed");
       const round = st.rounds.find((r) => r.status === "completed")!;
       const counts = JSON.parse(round.phaseCountsJson) as { dropouts: Record<string, number> };
-      expect(counts.dropouts[phase]).toBe(1);
+      expect(counts.dropouts[counted]).toBe(1);
       expect(Object.values(counts.dropouts).reduce((a, b) => a + b, 0)).toBe(1);
       // The silent device never became a survivor once it stopped answering.
-      expect(round.survivors).toBe(phase === "unmask" ? 5 : 4);
+      expect(round.survivors).toBe(counted === "unmask" ? 5 : 4);
     });
   }
 });

@@ -309,6 +309,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
 
     // Phase 3½: ConsistencyCheck (every survivor signs the survivor set).
     const request = await runConsistencyPhase({ hub: ctx.hub, active, ref, shown, deadline: Date.now() + d.unmaskMs });
+    await boundary(ctx, run.runId, signal);
 
     // Phase 4: Unmasking.
     active.phase = "unmask";
