@@ -8,14 +8,18 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import type { Redis } from "ioredis";
-import { loadTacitProto, MAX_MESSAGE_BYTES } from "../shared/transport/proto.ts";
+import { loadTacitProto } from "../shared/transport/proto.ts";
 import { parseRunSpec, type RunSpec } from "../shared/run/index.ts";
 import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
 import { initialWeights } from "../shared/model/index.ts";
 import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
 import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
 import { DeviceRegistry } from "./state/registry.ts";
-import { serverCredentials } from "./state/tls.ts";
+import { serverTlsMaterial } from "./state/tls.ts";
+import { requestGate } from "./server/request-gate.ts";
+import { requestCap } from "./server/message-caps.ts";
+import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
+import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
 import { Authenticator } from "./server/authenticator.ts";
 import { buildServices } from "./server/handlers.ts";
 import { hardenService } from "./server/harden-service.ts";
@@ -34,8 +38,8 @@ export interface CoordinatorOptions {
   /** Creates the state dir (keys) if missing: convenient for simulations and tests. */
   autoInit?: boolean;
   logger?: Logger;
-  /** Overrides the state dir's TLS certificate (tests of transport only). */
-  serverCredentials?: grpc.ServerCredentials;
+  /** Connection, stream, size and time bounds of the gRPC server (server-limits.ts). */
+  limits?: Partial<ServerLimits>;
   env?: NodeJS.ProcessEnv;
   /** Per-caller token bucket (default burst 60, 20 requests/s). */
   rateLimit?: { burst: number; perSecond: number };
@@ -55,6 +59,7 @@ export class Coordinator {
   readonly scheduler: RunScheduler;
   readonly ledger: PrivacyLedger;
   server: grpc.Server | undefined;
+  listener: TlsListener | undefined;
   port = 0;
 
   constructor(
@@ -168,6 +173,7 @@ export class Coordinator {
 
   async stop(): Promise<void> {
     this.hub.closeAll();
+    await this.listener?.close();
     for (const r of this.active.values()) r.gate?.finish();
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();
@@ -195,10 +201,13 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit);
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
+  const gate = requestGate({
+    admit: (md, method, peer) => c.auth.admit(md, method, peer),
+    capFor: (method) => requestCap(method, [...c.active.values()].map((r) => r.config)),
+    requestTimeoutMs: limits.requestTimeoutMs,
   });
+  const server = new grpc.Server(grpcServerOptions(limits, [gate]));
   const proto = loadTacitProto();
   const services = buildServices(c);
   const subscribe = proto.tacit.v1.Rounds.service.Subscribe;
@@ -208,11 +217,12 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   server.addService(hardenService(proto.tacit.v1.Rounds.service), services.rounds!);
   server.addService(hardenService(proto.tacit.v1.Ledger.service), services.ledger!);
   const host = opts.host ?? "127.0.0.1";
-  const creds = opts.serverCredentials ?? serverCredentials(paths.root);
+  // The front door (tls-listener.ts) accepts and counts connections, then hands them to grpc-js.
+  const tls = serverTlsMaterial(paths.root);
+  const injector = server.createConnectionInjector(tacitServerCredentials(tls.key, tls.cert, limits.handshakeTimeoutMs));
   try {
-    c.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host}:${opts.port ?? 0}`, creds, (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    c.listener = await listenTls({ host, port: opts.port ?? 0, limits, inject: (s) => injector.injectConnection(s) });
+    c.port = c.listener.port;
   } catch (err) {
     await c.stop();
     const msg = (err as Error).message;

@@ -6,7 +6,6 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 
 export class TlsSetupError extends Error {
   override name = "TlsSetupError";
@@ -42,7 +41,7 @@ export function ensureTls(stateRoot: string, extraNames: string[] = []): string[
   mkdirSync(p.dir, { recursive: true, mode: 0o700 });
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   openssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=Tacit coordinator CA",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], p.dir);
+    "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], p.dir);
   openssl(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=tacit-coordinator"], p.dir);
   const names = ["DNS:localhost", "IP:127.0.0.1", "IP:::1", `DNS:${hostname()}`, ...extraNames.map((n) => (/^[\d.:]+$/.test(n) ? `IP:${n}` : `DNS:${n}`))];
   writeFileSync(join(p.dir, "server.ext"), `subjectAltName=${names.join(",")}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n`);
@@ -53,8 +52,8 @@ export function ensureTls(stateRoot: string, extraNames: string[] = []): string[
   return [p.caCert, p.serverCert];
 }
 
-export function serverCredentials(stateRoot: string): grpc.ServerCredentials {
+export function serverTlsMaterial(stateRoot: string): { key: Buffer; cert: Buffer } {
   const p = tlsPaths(stateRoot);
   if (!existsSync(p.serverCert)) throw new TlsSetupError(`no TLS certificate in ${p.dir}: run \`tacit coordinator init\``);
-  return grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(p.serverKey), cert_chain: readFileSync(p.serverCert) }], false);
+  return { key: readFileSync(p.serverKey), cert: readFileSync(p.serverCert) };
 }
