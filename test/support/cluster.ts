@@ -15,6 +15,7 @@ import { RoundParticipant, type ParticipantEvent, type ParticipantHooks } from "
 import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import { RoundSubscription } from "../../client/transport/round-subscription.ts";
 import type { DeviceLimits } from "../../client/participant/device-guard.ts";
+import type { ServerLimits } from "../../coordinator/server/server-limits.ts";
 
 export const TINY_MODEL = { version: 1 as const, vocabBuckets: 32, window: 2, embedDim: 4, hidden: 8, sessionGapSeconds: 1800 };
 
@@ -71,10 +72,10 @@ export class TestCluster {
   mlTeamKey!: Ed25519KeyPair;
   devices: TestDevice[] = [];
 
-  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger } = {}): Promise<TestCluster> {
+  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger; limits?: Partial<ServerLimits> } = {}): Promise<TestCluster> {
     const c = new TestCluster();
     c.stateDir = mkdtempSync(join(tmpdir(), "tacit-test-"));
-    c.coordinator = await startCoordinator({ stateDir: c.stateDir, autoInit: true, logger: o.logger ?? pino({ level: "silent" }), env: {}, ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}) });
+    c.coordinator = await startCoordinator({ stateDir: c.stateDir, autoInit: true, logger: o.logger ?? pino({ level: "silent" }), env: {}, ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}), ...(o.limits ? { limits: o.limits } : {}) });
     c.address = `localhost:${c.coordinator.port}`;
     c.caFile = join(c.coordinator.paths.root, "tls", "ca.pem");
     const key = (id: string): Ed25519KeyPair => privateKeyFromPem(readFileSync(join(c.coordinator.paths.keysOut, `${id}.key`), "utf8"));
