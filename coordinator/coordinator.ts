@@ -13,7 +13,7 @@ import { parseRunSpec, type RunSpec } from "../shared/run/index.ts";
 import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
 import { initialWeights } from "../shared/model/index.ts";
 import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
-import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
+import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadRegistryKey, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
 import { DeviceRegistry } from "./state/registry.ts";
 import { serverTlsMaterial } from "./state/tls.ts";
 import { requestGate } from "./server/request-gate.ts";
@@ -27,6 +27,7 @@ import { failedPrecondition, invalid, notFound, RpcError } from "./server/rpc-er
 import { DeviceHub } from "./rounds/device-hub.ts";
 import type { ActiveRound } from "./rounds/active-round.ts";
 import { RunStore, type RunRecord } from "./runs/run-store.ts";
+import { LedgerCheckedRunStore } from "./state/ledger-checked-runs.ts";
 import { CheckpointStore } from "./runs/checkpoint-store.ts";
 import { RunScheduler } from "./runs/run-scheduler.ts";
 import { PrivacyLedger } from "./ledger/privacy-ledger.ts";
@@ -70,11 +71,11 @@ export class Coordinator {
     readonly log: Logger,
     rateLimit?: { burst: number; perSecond: number },
   ) {
-    this.registry = new DeviceRegistry(redis);
-    this.runs = new RunStore(redis);
+    this.registry = new DeviceRegistry(redis, loadRegistryKey(paths));
+    this.ledger = PrivacyLedger.open(paths, signingKey);
+    this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
     this.checkpoints = new CheckpointStore(paths.checkpoints);
     this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), rateLimit);
-    this.ledger = PrivacyLedger.open(paths, signingKey);
     this.scheduler = new RunScheduler(
       redis,
       this.runs,

@@ -25,11 +25,14 @@ function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
 }
 
+const connected = new WeakMap<http2.ClientHttp2Session, Promise<void>>();
+
 function h2From(port: number, ca: Buffer, localAddress: string): http2.ClientHttp2Session {
   const s = http2.connect(`https://localhost:${port}`, {
-    createConnection: () => tlsConnect({ host: "127.0.0.1", port, localAddress, ca, servername: "localhost", ALPNProtocols: ["h2"] }),
+    createConnection: () => tlsConnect({ socket: netConnect({ host: "127.0.0.1", port, localAddress }), ca, servername: "localhost", ALPNProtocols: ["h2"] }),
   });
   s.on("error", () => undefined);
+  connected.set(s, new Promise<void>((r) => s.once("connect", () => r())));
   return s;
 }
 
@@ -81,7 +84,7 @@ describe("coordinator bounds before authentication (H1)", () => {
       idle.push(rec);
       idleSessions.push(s);
     }
-    await Promise.all(idleSessions.map((s) => new Promise<void>((r) => (s.connected ? r() : s.once("connect", () => r())))));
+    await Promise.all(idleSessions.map((s) => connected.get(s)));
     const idleSince = Date.now();
 
     // 48 stalled near-limit streams on 4 connections from a fifth address, no metadata at all.

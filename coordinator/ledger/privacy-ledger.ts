@@ -28,6 +28,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   private readonly attested = new Set<string>();
   private readonly ended = new Set<string>();
   private readonly launched = new Set<string>();
+  /** Each launched run's spec, as the ledger recorded it with the ML team's signed request. */
+  private readonly launchedSpecs = new Map<string, RunSpec>();
 
   private constructor(
     private readonly writer: LedgerWriter,
@@ -49,7 +51,10 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
       this.roundSeqs.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, e.seq);
     } else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
     else if (e.type === "run-end") this.ended.add(String(b.runId));
-    else if (e.type === "run-launch") this.launched.add(String(b.runId));
+    else if (e.type === "run-launch") {
+      this.launched.add(String(b.runId));
+      this.launchedSpecs.set(String(b.runId), (e.body as { spec: RunSpec }).spec);
+    }
   }
 
   private append(type: EntryType, body: Record<string, unknown>): LedgerEntry {
@@ -65,6 +70,11 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
 
   hasRunEnd(runId: string): boolean {
     return this.ended.has(runId);
+  }
+
+  /** The spec the ledger recorded when `runId` was launched, if it was. */
+  launchedSpec(runId: string): RunSpec | undefined {
+    return this.launchedSpecs.get(runId);
   }
 
   hasLaunch(runId: string): boolean {
@@ -93,6 +103,16 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {
     this.append("policy", { policy });
+  }
+
+  /** A principal created an enrollment token (the token itself is never written, only its id). */
+  async enrollmentToken(t: { tokenId: string; creator: string; label: string; expiresAt: number }): Promise<void> {
+    this.append("enrollment-token", { tokenId: t.tokenId, creator: t.creator, label: t.label, expiresAt: t.expiresAt });
+  }
+
+  /** A device enrolled: whose token, its label, and its identity key's fingerprint. */
+  async enrollment(e: { deviceId: string; keyFingerprint: string; label: string; creator: string; tokenId: string; tokenLabel: string }): Promise<void> {
+    this.append("enrollment", { ...e });
   }
 
   async runLaunch(run: RunRecord, request: { body: string; publicKey: string; signature: string }, initialModelHash: string): Promise<void> {

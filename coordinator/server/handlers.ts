@@ -15,7 +15,8 @@ import type { Role } from "../state/state-dir.ts";
 import { invalid, notFound, RpcError, toServiceError } from "./rpc-error.ts";
 import { isMalformed, MALFORMED } from "./harden-service.ts";
 import { AUTH_KEY_ID } from "../../shared/transport/request-auth.ts";
-import type { DeviceRegistry } from "../state/registry.ts";
+import { keyFingerprint, type DeviceRegistry } from "../state/registry.ts";
+import type { PrivacyLedger } from "../ledger/privacy-ledger.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import type { DeviceHub } from "../rounds/device-hub.ts";
 import type { ActiveRound } from "../rounds/active-round.ts";
@@ -26,6 +27,7 @@ export interface CoordinatorApi {
   auth: Authenticator;
   log: Logger;
   registry: DeviceRegistry;
+  ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment">;
   runs: RunStore;
   hub: DeviceHub;
   signingKey: Ed25519KeyPair;
@@ -90,17 +92,22 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
   const ack = { ok: true, detail: "" };
 
   const enrollment = {
-    CreateToken: unary<{ ttlSeconds: number; label: string }, object>(auth, log, `${svc}Enrollment/CreateToken`, ["admin", "ml-team"], async (req) => {
+    // Only the admin mints identities: the ML team reads the model, so devices of its own in a
+    // cohort would surround the honest ones (finding M3). Each token and enrollment is a ledger entry.
+    CreateToken: unary<{ ttlSeconds: number; label: string }, object>(auth, log, `${svc}Enrollment/CreateToken`, ["admin"], async (req, caller) => {
       const ttl = req.ttlSeconds || 86_400;
       if (ttl > 30 * 86_400) throw invalid("ttl_seconds must be at most 30 days");
-      const t = await c.registry.createToken(ttl, (req.label ?? "").slice(0, 100));
-      return { token: t.token, expiresAtMs: String(t.expiresAt) };
+      const t = await c.registry.createToken(ttl, (req.label ?? "").slice(0, 100), caller.keyId);
+      await c.ledger.enrollmentToken(t.record);
+      return { token: t.token, expiresAtMs: String(t.record.expiresAt) };
     }),
     Enroll: unary<{ token: string; identityPublicKey: Buffer; deviceLabel: string }, object>(auth, log, `${svc}Enrollment/Enroll`, "token", async (req) => {
       if (!req.token) throw new RpcError(grpc.status.UNAUTHENTICATED, "Enroll needs a single-use enrollment token (`tacit coordinator token create`)");
       if (req.token.length > 200) throw invalid("malformed enrollment token");
-      const rec = await c.registry.enroll(req.token, bytesOf(req.identityPublicKey, "identity_public_key", 32), req.deviceLabel ?? "");
-      return { deviceId: rec.deviceId, coordinatorPublicKey: Buffer.from(c.signingKey.publicRaw) };
+      const key = bytesOf(req.identityPublicKey, "identity_public_key", 32);
+      const { device, token } = await c.registry.enroll(req.token, key, req.deviceLabel ?? "");
+      await c.ledger.enrollment({ deviceId: device.deviceId, keyFingerprint: keyFingerprint(key), label: device.label, creator: token.creator, tokenId: token.tokenId, tokenLabel: token.label });
+      return { deviceId: device.deviceId, coordinatorPublicKey: Buffer.from(c.signingKey.publicRaw) };
     }),
     Deregister: unary<object, object>(auth, log, `${svc}Enrollment/Deregister`, deviceOnly, async (_req, caller) => {
       await c.registry.remove(caller.keyId);
@@ -117,7 +124,8 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
     }),
     GetRun: unary<{ runId: string }, object>(auth, log, `${svc}RunControl/GetRun`, ["ml-team", "reviewer"], async (req) => c.runStatus(req.runId)),
     ListRuns: unary<object, object>(auth, log, `${svc}RunControl/ListRuns`, ["ml-team", "reviewer"], async () => ({
-      runs: await Promise.all((await c.runs.list()).map((id) => c.runStatus(id))),
+      // A run id without a run the ledger vouches for (planted in Redis) is left out, not an error.
+      runs: (await Promise.all((await c.runs.list()).map((id) => c.runStatus(id).catch(() => undefined)))).filter((r) => r !== undefined),
     })),
     CancelRun: unary<{ runId: string }, object>(auth, log, `${svc}RunControl/CancelRun`, ["ml-team"], async (req) => {
       await c.cancelRun(req.runId);
