@@ -106,7 +106,8 @@ export class Coordinator {
   }
 
   async installPolicy(json: string): Promise<void> {
-    const policy = this.ledger.validatePolicy(json);
+    const reviewers = loadPrincipals(this.paths).filter((p) => p.role === "reviewer").map((p) => p.publicKey);
+    const policy = this.ledger.validatePolicy(json, reviewers);
     writeFileAtomic(this.paths.policy, json, 0o644);
     await this.ledger.policy(policy, json);
   }
@@ -168,8 +169,8 @@ export class Coordinator {
     };
   }
 
-  async ledgerLines(fromSeq: number, deviceId?: string): Promise<string[]> {
-    return this.ledger.lines(fromSeq, deviceId);
+  ledgerPages(fromSeq: number, deviceId?: string): Iterable<string[]> {
+    return this.ledger.pages(fromSeq, deviceId);
   }
 
   async stop(): Promise<void> {

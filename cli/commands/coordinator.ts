@@ -41,8 +41,9 @@ export function registerCoordinatorCommands(program: Command): void {
     .command("init")
     .description("create the state dir: coordinator signing key, ML-team, reviewer and admin keys")
     .option("--state-dir <dir>", "state directory", DEFAULT_COORDINATOR_STATE_DIR)
-    .action((o: { stateDir: string }) => {
-      const r = initCoordinatorState(o.stateDir);
+    .option("--tls-name <host>", "a DNS name or IP address clients dial, added to the TLS certificate (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action((o: { stateDir: string; tlsName: string[] }) => {
+      const r = initCoordinatorState(o.stateDir, o.tlsName);
       if (r.created.length === 0) process.stdout.write(`state dir ${r.paths.root} already initialised\n`);
       for (const f of r.created) process.stdout.write(`created ${f}\n`);
     });

@@ -35,7 +35,7 @@ export interface CoordinatorApi {
   launchRun(specJson: string, requestSignature: Uint8Array, requester: string): Promise<{ runId: string }>;
   cancelRun(runId: string): Promise<void>;
   runStatus(runId: string): Promise<{ state: string } & object>;
-  ledgerLines(fromSeq: number, deviceId?: string): Promise<string[]>;
+  ledgerPages(fromSeq: number, deviceId?: string): Iterable<string[]>;
   policyJson(): string | undefined;
   installPolicy(json: string): Promise<void>;
 }
@@ -112,6 +112,7 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
     Deregister: unary<object, object>(auth, log, `${svc}Enrollment/Deregister`, deviceOnly, async (_req, caller) => {
       await c.registry.remove(caller.keyId);
       auth.forgetDevice(caller.keyId);
+      c.hub.remove(caller.keyId); // ends its Subscribe stream: no longer connected, never sampled
       return {};
     }),
   };
@@ -241,7 +242,15 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         if (caller.role === "device" && call.request.deviceId && call.request.deviceId !== caller.keyId) {
           throw new RpcError(grpc.status.PERMISSION_DENIED, "a device may read only the ledger entries about itself");
         }
-        for (const line of await c.ledgerLines(Number(call.request.fromSeq || 0), onlyDevice)) call.write({ line });
+        const fromSeq = Number(call.request.fromSeq || 0);
+        if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) throw invalid("from_seq must be a non-negative integer");
+        // Pages read through the ledger's index; a slow reader is waited for, never buffered without bound.
+        for (const page of c.ledgerPages(fromSeq, onlyDevice)) {
+          let ok = true;
+          for (const line of page) ok = call.write({ line }) && ok;
+          if (!ok && !call.cancelled) await new Promise<void>((r) => { call.once("drain", () => r()); call.once("close", () => r()); });
+          if (call.cancelled) return;
+        }
         call.end();
       })().catch((err: unknown) => call.emit("error", toServiceError(err)));
     },
