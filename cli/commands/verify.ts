@@ -88,6 +88,7 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
       const f = (x: number | undefined): string => (x === undefined ? "—" : Number.isFinite(x) ? x.toFixed(3) : "∞");
       out.push(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)}, population ε ${f(last?.populationEpsilon)} (rests on the claimed sampling)\n`);
     }
+    for (const o of findings.offences) out.push(`  device ${o.deviceId}: ${o.count} malformed message(s) named by the coordinator\n`);
     for (const e of findings.enrollments) out.push(`  enrollments by ${e.creator}: ${e.tokens} token(s) created, ${e.devices} device(s) enrolled\n`);
   }
   return findings.ok;

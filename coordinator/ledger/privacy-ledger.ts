@@ -37,6 +37,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   private readonly attested = new Set<string>();
   private readonly ended = new Set<string>();
   private readonly launched = new Set<string>();
+  /** Offences recorded per device (see state/offences.ts). */
+  private readonly offenceCounts = new Map<string, number>();
   /** Each launched run's spec, as the ledger recorded it with the ML team's signed request. */
   private readonly launchedSpecs = new Map<string, RunSpec>();
 
@@ -67,6 +69,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
       this.roundSeqs.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, e.seq);
     } else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
     else if (e.type === "run-end") this.ended.add(String(b.runId));
+    else if (e.type === "device-offence") this.offenceCounts.set(String(b.deviceId), (this.offenceCounts.get(String(b.deviceId)) ?? 0) + 1);
     else if (e.type === "run-launch") {
       this.launched.add(String(b.runId));
       this.launchedSpecs.set(String(b.runId), (e.body as { spec: RunSpec }).spec);
@@ -128,6 +131,15 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {
     this.append("policy", { policy });
+  }
+
+  /** A device sent a provably malformed message: named here, for the reviewer and for quarantine. */
+  async offence(e: { deviceId: string; runId: string; round: number; reason: string }): Promise<void> {
+    this.append("device-offence", { deviceId: e.deviceId, runId: e.runId, round: e.round, reason: e.reason.slice(0, 200) });
+  }
+
+  offences(deviceId: string): number {
+    return this.offenceCounts.get(deviceId) ?? 0;
   }
 
   /** A principal created an enrollment token (the token itself is never written, only its id). */

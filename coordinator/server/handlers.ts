@@ -16,6 +16,7 @@ import { invalid, notFound, RpcError, toServiceError } from "./rpc-error.ts";
 import { isMalformed, MALFORMED } from "./harden-service.ts";
 import { AUTH_KEY_ID } from "../../shared/transport/request-auth.ts";
 import { keyFingerprint, type DeviceRegistry } from "../state/registry.ts";
+import { isQuarantined, malformedShareReason } from "../state/offences.ts";
 import type { PrivacyLedger } from "../ledger/privacy-ledger.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import type { DeviceHub } from "../rounds/device-hub.ts";
@@ -27,7 +28,7 @@ export interface CoordinatorApi {
   auth: Authenticator;
   log: Logger;
   registry: DeviceRegistry;
-  ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment">;
+  ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment" | "offence" | "offences">;
   runs: RunStore;
   hub: DeviceHub;
   signingKey: Ed25519KeyPair;
@@ -157,6 +158,9 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
       (async () => {
         const caller = await auth.authenticate(call.metadata, `${svc}Rounds/Subscribe`, deviceOnly);
         if (isMalformed(call.request)) throw invalid(`malformed Subscribe message: ${call.request[MALFORMED]}`);
+        if (isQuarantined(c.ledger, caller.keyId)) {
+          throw new RpcError(grpc.status.PERMISSION_DENIED, `device ${caller.keyId} is quarantined after ${c.ledger.offences(caller.keyId)} offences recorded in the ledger`);
+        }
         // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
         const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: () => call.end() };
         c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
@@ -224,10 +228,21 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         const round = c.activeRound(ref(req.ref));
         const conv = (xs: { owner: number; share: Buffer }[] | undefined) =>
           (xs ?? []).map((s) => ({ owner: s.owner, share: bytesOf(s.share, "share") }));
+        const selfMaskShares = conv(req.selfMaskShares);
+        const secretKeyShares = conv(req.secretKeyShares);
+        // A share that is not a field element would abort the whole round at reconstruction:
+        // refuse it here (the round goes on without this device), name the sender, and
+        // quarantine a repeat offender.
+        const bad = malformedShareReason([...selfMaskShares, ...secretKeyShares]);
+        if (bad) {
+          await c.ledger.offence({ deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
+          if (isQuarantined(c.ledger, caller.keyId)) c.hub.remove(caller.keyId);
+          throw invalid(`${bad}: this device is named in the ledger`);
+        }
         round.unmask(caller.keyId, {
           from: round.memberIndex(caller.keyId),
-          selfMaskShares: conv(req.selfMaskShares),
-          secretKeyShares: conv(req.secretKeyShares),
+          selfMaskShares,
+          secretKeyShares,
         });
         return ack;
       }),

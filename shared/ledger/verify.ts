@@ -44,6 +44,8 @@ export interface Findings {
   coordinatorPublicKey: string | undefined;
   runs: RunFigures[];
   devices: { deviceId: string; rounds: number; deviceEpsilon: number }[];
+  /** Devices the coordinator named for provably malformed messages, with their offence counts. */
+  offences: { deviceId: string; count: number }[];
   /** Enrollment tokens created and devices enrolled, per principal that created the tokens. */
   enrollments: { creator: string; tokens: number; devices: number }[];
   violations: Violation[];
@@ -134,7 +136,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     else if (h.hash !== opts.expectedHead.hash) add("HEAD_MISMATCH", opts.expectedHead.seq + 1, `entry ${opts.expectedHead.seq} is not the one known out of band (history was rewritten)`);
   }
   if (opts.integrityOnly) {
-    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], enrollments: [], violations: v };
+    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], enrollments: [], offences: [], violations: v };
   }
 
   // Semantics: policies, runs, rounds, attestations.
@@ -144,6 +146,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; q: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
   const enrollments = new Map<string, { creator: string; tokens: number; devices: number }>();
+  const offences = new Map<string, number>();
   const byCreator = (creator: string): { creator: string; tokens: number; devices: number } => {
     const e = enrollments.get(creator) ?? { creator, tokens: 0, devices: 0 };
     enrollments.set(creator, e);
@@ -254,6 +257,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       byCreator(String(b.creator)).tokens++;
     } else if (e.type === "enrollment") {
       byCreator(String(b.creator)).devices++;
+    } else if (e.type === "device-offence") {
+      offences.set(String(b.deviceId), (offences.get(String(b.deviceId)) ?? 0) + 1);
     } else if (e.type === "run-end") {
       const run = runs.get(String(b.runId));
       if (!run) add("END_WITHOUT_RUN", line, `run ${String(b.runId)} ended but was never launched`);
@@ -276,6 +281,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
     devices,
     enrollments: [...enrollments.values()],
+    offences: [...offences].map(([deviceId, count]) => ({ deviceId, count })),
     violations: v,
   };
 }

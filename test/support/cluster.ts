@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
+import type * as grpc from "@grpc/grpc-js";
 import { generateEd25519, privateKeyFromPem, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
 import { startCoordinator, type Coordinator } from "../../coordinator/coordinator.ts";
@@ -90,18 +91,18 @@ export class TestCluster {
     return new CoordinatorClient({ address: this.address, caFile: this.caFile, credentials: { keyId: id, privateKey: k.privateKey } });
   }
 
-  async enroll(name: string): Promise<{ client: CoordinatorClient; deviceId: string; identity: Ed25519KeyPair; coordinatorPublicKey: Uint8Array }> {
+  async enroll(name: string, interceptors?: grpc.Interceptor[]): Promise<{ client: CoordinatorClient; deviceId: string; identity: Ed25519KeyPair; coordinatorPublicKey: Uint8Array }> {
     const { token } = await this.admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 600, label: name });
     const identity = generateEd25519();
-    const client = new CoordinatorClient({ address: this.address, caFile: this.caFile });
+    const client = new CoordinatorClient({ address: this.address, caFile: this.caFile, ...(interceptors ? { interceptors } : {}) });
     const r = await client.unary<object, { deviceId: string; coordinatorPublicKey: Buffer }>("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: name });
     client.credentials = { keyId: r.deviceId, privateKey: identity.privateKey };
     return { client, deviceId: r.deviceId, identity, coordinatorPublicKey: new Uint8Array(r.coordinatorPublicKey) };
   }
 
   /** Enrolls and subscribes a device whose training is `hooks.train`. */
-  async addDevice(name: string, hooks: ParticipantHooks, limits: DeviceLimits = OPEN_LIMITS): Promise<TestDevice> {
-    const e = await this.enroll(name);
+  async addDevice(name: string, hooks: ParticipantHooks, limits: DeviceLimits = OPEN_LIMITS, interceptors?: grpc.Interceptor[]): Promise<TestDevice> {
+    const e = await this.enroll(name, interceptors);
     const budget = new BudgetRecord();
     const events: ParticipantEvent[] = [];
     let sub: RoundSubscription | undefined;
