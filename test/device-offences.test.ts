@@ -38,7 +38,7 @@ describe("a device sending malformed unmasking shares (M2)", () => {
     for (let i = 0; i < 4; i++) await cluster.addDevice(`honest-${i}`, { train: constantDelta(0.01) });
     const bad = await cluster.addDevice("bad", { train: constantDelta(0.01) }, OPEN_LIMITS, [corruptUnmasking]);
     await cluster.waitConnected(5);
-    const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 5, minSurvivors: 3, populationSize: 5, clip: 100, dropoutTolerance: 0.3 }));
+    const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 5, minSurvivors: 3, populationSize: 5, clip: 100, dropoutTolerance: 0.3, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 1500 } }));
     const st = await cluster.waitRun(runId, 120_000);
     expect(st.state).toBe("completed");
     const text = readFileSync(cluster.coordinator.paths.ledger, "utf8");

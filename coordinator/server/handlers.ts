@@ -237,6 +237,8 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         if (bad) {
           await c.ledger.offence({ deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
           if (isQuarantined(c.ledger, caller.keyId)) c.hub.remove(caller.keyId);
+          // Its answer will not come: the phase need not wait for it until the deadline.
+          if (round.phase === "unmask") round.gate?.settle(round.memberIndex(caller.keyId));
           throw invalid(`${bad}: this device is named in the ledger`);
         }
         round.unmask(caller.keyId, {
