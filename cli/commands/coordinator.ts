@@ -72,7 +72,7 @@ export function registerCoordinatorCommands(program: Command): void {
     .description("create a single-use enrollment token for one laptop")
     .option("--state-dir <dir>", "coordinator state directory", DEFAULT_COORDINATOR_STATE_DIR)
     .option("--coordinator <host:port>", "coordinator address (default: from the state dir)")
-    .option("--key <file>", "admin or ML-team private key")
+    .option("--key <file>", "admin private key (only the admin creates enrollment tokens)")
     .option("--key-id <id>", "key id registered with the coordinator", "admin-1")
     .option("--ca <file>", "coordinator CA certificate (default: the state dir's tls/ca.pem)")
     .option("--ttl <seconds>", "validity", "86400")
