@@ -8,14 +8,18 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import type { Redis } from "ioredis";
-import { loadTacitProto, MAX_MESSAGE_BYTES } from "../shared/transport/proto.ts";
+import { loadTacitProto } from "../shared/transport/proto.ts";
 import { parseRunSpec, type RunSpec } from "../shared/run/index.ts";
 import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
 import { initialWeights } from "../shared/model/index.ts";
 import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
-import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
+import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadRegistryKey, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
 import { DeviceRegistry } from "./state/registry.ts";
-import { serverCredentials } from "./state/tls.ts";
+import { serverTlsMaterial } from "./state/tls.ts";
+import { requestGate } from "./server/request-gate.ts";
+import { requestCap } from "./server/message-caps.ts";
+import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
+import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
 import { Authenticator } from "./server/authenticator.ts";
 import { buildServices } from "./server/handlers.ts";
 import { hardenService } from "./server/harden-service.ts";
@@ -23,6 +27,7 @@ import { failedPrecondition, invalid, notFound, RpcError } from "./server/rpc-er
 import { DeviceHub } from "./rounds/device-hub.ts";
 import type { ActiveRound } from "./rounds/active-round.ts";
 import { RunStore, RunTransitionError, type RunRecord } from "./runs/run-store.ts";
+import { LedgerCheckedRunStore } from "./state/ledger-checked-runs.ts";
 import { CheckpointStore } from "./runs/checkpoint-store.ts";
 import { RunScheduler } from "./runs/run-scheduler.ts";
 import { acquireStateLock } from "./state/state-lock.ts";
@@ -35,8 +40,8 @@ export interface CoordinatorOptions {
   /** Creates the state dir (keys) if missing: convenient for simulations and tests. */
   autoInit?: boolean;
   logger?: Logger;
-  /** Overrides the state dir's TLS certificate (tests of transport only). */
-  serverCredentials?: grpc.ServerCredentials;
+  /** Connection, stream, size and time bounds of the gRPC server (server-limits.ts). */
+  limits?: Partial<ServerLimits>;
   env?: NodeJS.ProcessEnv;
   /** Per-caller token bucket (default burst 60, 20 requests/s). */
   rateLimit?: { burst: number; perSecond: number };
@@ -58,6 +63,7 @@ export class Coordinator {
   readonly scheduler: RunScheduler;
   readonly ledger: PrivacyLedger;
   server: grpc.Server | undefined;
+  listener: TlsListener | undefined;
   port = 0;
 
   constructor(
@@ -69,11 +75,11 @@ export class Coordinator {
     rateLimit?: { burst: number; perSecond: number },
     watchdogMs?: number,
   ) {
-    this.registry = new DeviceRegistry(redis);
-    this.runs = new RunStore(redis);
+    this.registry = new DeviceRegistry(redis, loadRegistryKey(paths));
+    this.ledger = PrivacyLedger.open(paths, signingKey);
+    this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
     this.checkpoints = new CheckpointStore(paths.checkpoints);
     this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), rateLimit);
-    this.ledger = PrivacyLedger.open(paths, signingKey);
     this.scheduler = new RunScheduler(
       redis,
       this.runs,
@@ -106,7 +112,8 @@ export class Coordinator {
   }
 
   async installPolicy(json: string): Promise<void> {
-    const policy = this.ledger.validatePolicy(json);
+    const reviewers = loadPrincipals(this.paths).filter((p) => p.role === "reviewer").map((p) => p.publicKey);
+    const policy = this.ledger.validatePolicy(json, reviewers);
     writeFileAtomic(this.paths.policy, json, 0o644);
     await this.ledger.policy(policy, json);
   }
@@ -172,8 +179,8 @@ export class Coordinator {
     };
   }
 
-  async ledgerLines(fromSeq: number, deviceId?: string): Promise<string[]> {
-    return this.ledger.lines(fromSeq, deviceId);
+  ledgerPages(fromSeq: number, deviceId?: string): Iterable<string[]> {
+    return this.ledger.pages(fromSeq, deviceId);
   }
 
   /**
@@ -184,6 +191,7 @@ export class Coordinator {
   async stop(): Promise<void> {
     await this.scheduler.close();
     this.hub.closeAll();
+    await this.listener?.close();
     for (const r of this.active.values()) r.gate?.finish();
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();
@@ -212,10 +220,13 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit, opts.watchdogMs);
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
+  const gate = requestGate({
+    admit: (md, method, peer) => c.auth.admit(md, method, peer),
+    capFor: (method) => requestCap(method, [...c.active.values()].map((r) => r.config)),
+    requestTimeoutMs: limits.requestTimeoutMs,
   });
+  const server = new grpc.Server(grpcServerOptions(limits, [gate]));
   const proto = loadTacitProto();
   const services = buildServices(c);
   const subscribe = proto.tacit.v1.Rounds.service.Subscribe;
@@ -225,11 +236,12 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   server.addService(hardenService(proto.tacit.v1.Rounds.service), services.rounds!);
   server.addService(hardenService(proto.tacit.v1.Ledger.service), services.ledger!);
   const host = opts.host ?? "127.0.0.1";
-  const creds = opts.serverCredentials ?? serverCredentials(paths.root);
+  // The front door (tls-listener.ts) accepts and counts connections, then hands them to grpc-js.
+  const tls = serverTlsMaterial(paths.root);
+  const injector = server.createConnectionInjector(tacitServerCredentials(tls.key, tls.cert, limits.handshakeTimeoutMs));
   try {
-    c.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host}:${opts.port ?? 0}`, creds, (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    c.listener = await listenTls({ host, port: opts.port ?? 0, limits, inject: (s) => injector.injectConnection(s) });
+    c.port = c.listener.port;
   } catch (err) {
     await c.stop();
     const msg = (err as Error).message;

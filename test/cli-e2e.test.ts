@@ -86,7 +86,7 @@ describe("tacit CLI", () => {
       [["simulate", "--dataset", "data/devactions", "--frobnicate", "--out", out], {}, /unknown option '--frobnicate'/],
       [["simulate", "--dataset", "data/devactions", "--rounds", "zero", "--out", out], {}, /--rounds must be a number/],
       [["simulate", "--dataset", "data/devactions", "--clients", "500", "--out", out], {}, /exceeds the 51 user files/],
-      [["simulate", "--dataset", "data/devactions", "--clients", "3", "--rounds", "1", "--out", out], { REDIS_URL: "redis://127.0.0.1:1" }, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1/],
+      [["simulate", "--dataset", "data/devactions", "--clients", "3", "--rounds", "1", "--out", out], { REDIS_URL: "redis://:pw@127.0.0.1:1" }, /cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1/],
     ];
     const bad = join(mkdtempSync(join(tmpdir(), "tacit-bad-data-")), "d");
     mkdirSync(bad);

@@ -2,13 +2,15 @@
  * The embedded Redis default and the enrollment registry, against a real redis-server.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, existsSync, readFileSync, rmSync } from "node:fs";
-import { spawn } from "node:child_process";
+import { mkdtempSync, existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { Redis } from "ioredis";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connectRedis, processAlive, resolveRedis, startEmbeddedRedis, RedisUnavailableError, type EmbeddedRedis } from "../coordinator/redis/embedded-redis.ts";
 import { DeviceRegistry, EnrollmentError } from "../coordinator/state/registry.ts";
 import { generateEd25519 } from "../shared/crypto/index.ts";
+import { randomBytes } from "node:crypto";
 
 describe("embedded redis", () => {
   let dir: string;
@@ -29,6 +31,39 @@ describe("embedded redis", () => {
     expect(await c.config("GET", "appendonly")).toEqual(["appendonly", "yes"]);
     expect(await c.config("GET", "dir")).toEqual(["dir", resolve(join(dir, "redis"))]);
     c.disconnect();
+  });
+
+  it("requires a password that is only in a 0600 file: the port alone, or another uid, gets nowhere (H2)", async () => {
+    const port = redis.port;
+    const data = join(dir, "redis");
+    expect(statSync(data).mode & 0o777).toBe(0o700);
+    expect(statSync(join(data, "redis.conf")).mode & 0o777).toBe(0o600);
+    const password = new URL(redis.url).password;
+    expect(password.length).toBeGreaterThanOrEqual(32);
+    const pid = Number(readFileSync(join(data, "redis.pid"), "utf8"));
+    expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).not.toContain(password);
+    // Holding only the port (all a local user learns from /proc or ss).
+    const portOnly = new Redis({ host: "127.0.0.1", port, lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    portOnly.on("error", () => undefined);
+    await portOnly.connect();
+    await expect(portOnly.set("tacit:enroll-token:x", "{}")).rejects.toThrow(/NOAUTH/);
+    await expect(portOnly.hset("tacit:devices", "dev-x", "{}")).rejects.toThrow(/NOAUTH/);
+    portOnly.disconnect();
+    // Another uid: cannot read the password file, and the port alone is refused.
+    if (process.getuid?.() === 0) {
+      const asNobody = (cmd: string[]): { status: number | null; out: string } => {
+        const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...cmd], { encoding: "utf8" });
+        return { status: r.status, out: r.stdout + r.stderr };
+      };
+      expect(asNobody(["cat", join(data, "redis.conf")]).status).not.toBe(0);
+      expect(asNobody(["redis-cli", "-p", String(port), "SET", "tacit:enroll-token:x", "{}"]).out).toMatch(/NOAUTH/);
+    }
+  });
+
+  it("refuses a REDIS_URL without a password unless the development flag is set (H2)", async () => {
+    await expect(resolveRedis(join(dir, "unused"), { REDIS_URL: "redis://127.0.0.1:6379" })).rejects.toThrow(/has no password.*TACIT_DEV_REDIS_WITHOUT_PASSWORD/);
+    const dev = await resolveRedis(join(dir, "unused"), { REDIS_URL: "redis://127.0.0.1:6379", TACIT_DEV_REDIS_WITHOUT_PASSWORD: "1" });
+    expect(dev.url).toBe("redis://127.0.0.1:6379");
   });
 
   it("uses REDIS_URL when set instead of starting a child", async () => {
@@ -88,20 +123,75 @@ describe("device registry (real Redis)", () => {
 
   it("enrolls once per single-use token and refuses reuse, unknown and expired tokens", async () => {
     const c = await connectRedis(redis.url);
-    const reg = new DeviceRegistry(c);
-    const { token } = await reg.createToken(60, "laptop");
+    const reg = new DeviceRegistry(c, randomBytes(32));
+    const { token } = await reg.createToken(60, "laptop", "admin-1");
     const kp = generateEd25519();
-    const rec = await reg.enroll(token, kp.publicRaw, "laptop-1");
+    const rec = (await reg.enroll(token, kp.publicRaw, "laptop-1")).device;
     expect(rec.deviceId).toMatch(/^dev-[0-9a-f]{20}$/);
-    expect(await reg.get(rec.deviceId)).toMatchObject({ label: "laptop-1" });
+    expect(await reg.get(rec.deviceId)).toMatchObject({ label: "laptop-1", creator: "admin-1", tokenLabel: "laptop" });
     await expect(reg.enroll(token, generateEd25519().publicRaw, "again")).rejects.toThrow(/already used/);
     await expect(reg.enroll("tt_unknown", generateEd25519().publicRaw, "x")).rejects.toThrow(EnrollmentError);
-    const short = await reg.createToken(1, "short");
+    const short = await reg.createToken(1, "short", "admin-1");
     await new Promise((r) => setTimeout(r, 1300));
     await expect(reg.enroll(short.token, generateEd25519().publicRaw, "late")).rejects.toThrow(/expired/);
     // Tokens are stored hashed: the token text is nowhere in Redis.
     const keys = await c.keys("*");
     expect(keys.join(" ")).not.toContain(token);
+    c.disconnect();
+  });
+
+  it("keeps the token when a duplicate enrollment is refused (L7)", async () => {
+    const c = await connectRedis(redis.url);
+    const reg = new DeviceRegistry(c, randomBytes(32));
+    const kp = generateEd25519();
+    await reg.enroll((await reg.createToken(60, "a", "admin-1")).token, kp.publicRaw, "first");
+    const second = await reg.createToken(60, "b", "admin-1");
+    await expect(reg.enroll(second.token, kp.publicRaw, "again")).rejects.toMatchObject({ code: "ALREADY_ENROLLED" });
+    // The refused attempt did not burn the token: another laptop can still use it.
+    await expect(reg.enroll(second.token, generateEd25519().publicRaw, "other")).resolves.toBeDefined();
+    c.disconnect();
+  });
+
+  it("refuses weak and non-canonical identity keys before touching the token (L6)", async () => {
+    const c = await connectRedis(redis.url);
+    const reg = new DeviceRegistry(c, randomBytes(32));
+    const { token } = await reg.createToken(60, "t", "admin-1");
+    const p = (1n << 255n) - 19n;
+    const le = (v: bigint): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn));
+    const identity = le(1n);
+    const zero = le(0n);
+    const minusOne = le(p - 1n);
+    const order8 = le(2707385501144840649318225287225658788936804267575313519463743609750303402022n);
+    const signFlipped = Uint8Array.from(identity);
+    signFlipped[31] = signFlipped[31]! | 0x80;
+    const nonCanonical = le(p + 3n);
+    for (const key of [identity, zero, minusOne, order8, le(p - 2707385501144840649318225287225658788936804267575313519463743609750303402022n), signFlipped, nonCanonical]) {
+      await expect(reg.enroll(token, key, "weak")).rejects.toMatchObject({ code: "BAD_KEY" });
+    }
+    await expect(reg.enroll(token, generateEd25519().publicRaw, "ok")).resolves.toBeDefined();
+    c.disconnect();
+  });
+
+  it("accepts no token or device planted through Redis: records carry an HMAC whose key is not in Redis (H2)", async () => {
+    const c = await connectRedis(redis.url);
+    const reg = new DeviceRegistry(c, randomBytes(32));
+    const { createHash } = await import("node:crypto");
+    const planted = "tt_planted";
+    const hash = createHash("sha256").update(planted).digest("hex");
+    await c.set(`tacit:enroll-token:${hash}`, JSON.stringify({ tokenId: hash.slice(0, 16), label: "injected", creator: "admin-1", createdAt: Date.now(), expiresAt: Date.now() + 600_000 }), "EX", 600);
+    await expect(reg.enroll(planted, generateEd25519().publicRaw, "x")).rejects.toMatchObject({ code: "TOKEN_INVALID" });
+    // A token sealed under another coordinator's key is refused too.
+    const other = new DeviceRegistry(c, randomBytes(32));
+    const foreign = await other.createToken(60, "foreign", "admin-1");
+    await expect(reg.enroll(foreign.token, generateEd25519().publicRaw, "x")).rejects.toMatchObject({ code: "TOKEN_INVALID" });
+    // A device record written directly is not a device.
+    const kp = generateEd25519();
+    const id = (await import("../coordinator/state/registry.ts")).deviceIdFor(kp.publicRaw);
+    await c.hset("tacit:devices", id, JSON.stringify({ deviceId: id, identityPublicKey: Buffer.from(kp.publicRaw).toString("base64"), label: "planted", enrolledAt: 1, creator: "admin-1", tokenLabel: "" }));
+    expect(await reg.get(id)).toBeUndefined();
+    // ...and the real owner of that key can still enroll over the planted record.
+    await expect(reg.enroll((await reg.createToken(60, "t", "admin-1")).token, kp.publicRaw, "real")).resolves.toBeDefined();
+    expect(await reg.get(id)).toMatchObject({ label: "real" });
     c.disconnect();
   });
 });

@@ -25,7 +25,7 @@ const CALLERS: Caller[] = ["device", "ml-team", "reviewer", "admin", "unsigned",
  * single-use token); every signed caller is refused there.
  */
 const ALLOWED: Record<string, readonly (Caller | "token")[]> = {
-  "Enrollment/CreateToken": ["ml-team", "admin"],
+  "Enrollment/CreateToken": ["admin"],
   "Enrollment/Enroll": ["token"],
   "Enrollment/Deregister": ["device"],
   "RunControl/LaunchRun": ["ml-team"],

@@ -42,8 +42,9 @@ export function registerCoordinatorCommands(program: Command): void {
     .command("init")
     .description("create the state dir: coordinator signing key, ML-team, reviewer and admin keys")
     .option("--state-dir <dir>", "state directory", DEFAULT_COORDINATOR_STATE_DIR)
-    .action((o: { stateDir: string }) => {
-      const r = initCoordinatorState(o.stateDir);
+    .option("--tls-name <host>", "a DNS name or IP address clients dial, added to the TLS certificate (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action((o: { stateDir: string; tlsName: string[] }) => {
+      const r = initCoordinatorState(o.stateDir, o.tlsName);
       if (r.created.length === 0) process.stdout.write(`state dir ${r.paths.root} already initialised\n`);
       for (const f of r.created) process.stdout.write(`created ${f}\n`);
     });
@@ -73,7 +74,7 @@ export function registerCoordinatorCommands(program: Command): void {
     .description("create a single-use enrollment token for one laptop")
     .option("--state-dir <dir>", "coordinator state directory", DEFAULT_COORDINATOR_STATE_DIR)
     .option("--coordinator <host:port>", "coordinator address (default: from the state dir)")
-    .option("--key <file>", "admin or ML-team private key")
+    .option("--key <file>", "admin private key (only the admin creates enrollment tokens)")
     .option("--key-id <id>", "key id registered with the coordinator", "admin-1")
     .option("--ca <file>", "coordinator CA certificate (default: the state dir's tls/ca.pem)")
     .option("--ttl <seconds>", "validity", "86400")

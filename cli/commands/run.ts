@@ -79,7 +79,14 @@ export function registerRunCommands(program: Command): void {
       } catch (err) {
         throw new CliError(`cannot read run spec ${o.spec}: ${(err as Error).message}`);
       }
-      const spec = parseRunSpec({ ...defaultRunSpec(), ...(partial as object) });
+      // Only a JSON object is a spec: `null`, a number or an array would silently become the default run.
+      if (typeof partial !== "object" || partial === null || Array.isArray(partial)) {
+        throw new CliError(`run spec ${o.spec} must be a JSON object with the fields to set (see --print-default-spec), got ${partial === null ? "null" : Array.isArray(partial) ? "an array" : typeof partial}`);
+      }
+      if (Object.keys(partial).length === 0) throw new CliError(`run spec ${o.spec} is empty: name at least the fields you mean to set (see --print-default-spec)`);
+      const defaulted = Object.keys(defaultRunSpec()).filter((k) => !(k in partial));
+      if (defaulted.length > 0) process.stderr.write(`run spec: defaults used for ${defaulted.join(", ")}\n`);
+      const spec = parseRunSpec({ ...defaultRunSpec(), ...partial });
       const specJson = JSON.stringify(spec);
       const keyPath = o.key ?? join(coordinatorPaths(o.stateDir ?? DEFAULT_COORDINATOR_STATE_DIR).keysOut, `${o.keyId ?? "ml-team-1"}.key`);
       const key = privateKeyFromPem(readFileSync(keyPath, "utf8"), keyPath);

@@ -91,6 +91,8 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
       const worst = Math.max(0, ...findings.devices.map((d) => d.epsilonAtRequestedDelta ?? 0));
       out.push(`  at --delta ${findings.requestedDelta} (for information only): worst device ε ${Number.isFinite(worst) ? worst.toFixed(3) : "∞"}\n`);
     }
+    for (const o of findings.offences) out.push(`  device ${o.deviceId}: ${o.count} malformed message(s) named by the coordinator\n`);
+    for (const e of findings.enrollments) out.push(`  enrollments by ${e.creator}: ${e.tokens} token(s) created, ${e.devices} device(s) enrolled\n`);
   }
   return findings.ok;
 }

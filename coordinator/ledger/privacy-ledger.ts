@@ -4,7 +4,8 @@
  * per phase, declines and the devices' signed attestations, run end) into signed, hash-chained
  * entries. It records events and facts only; every ε is recomputed from them by `tacit verify`.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { LedgerLineIndex } from "./line-index.ts";
 import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { LedgerWriter } from "../../shared/ledger/writer.ts";
 import type { EntryType, LedgerEntry } from "../../shared/ledger/entry.ts";
@@ -23,6 +24,14 @@ export class LedgerClosedError extends Error {
   override name = "LedgerClosedError";
 }
 
+/**
+ * Bound on one entry's body. The largest honest entry is a round of a big cohort (an id of 24
+ * bytes per member, a few times over); policy and launch entries are bounded by their RPC caps.
+ */
+export const MAX_ENTRY_BODY_BYTES = 1024 * 1024;
+/** A policy is a handful of numbers and signal names. */
+export const MAX_POLICY_BYTES = 8 * 1024;
+
 export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   /**
    * What the ledger already holds, so that a restarted coordinator redoing a round's commit
@@ -34,17 +43,28 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   private readonly attested = new Set<string>();
   private readonly ended = new Set<string>();
   private readonly launched = new Set<string>();
+  /** Offences recorded per device (see state/offences.ts). */
+  private readonly offenceCounts = new Map<string, number>();
+  /** Each launched run's spec, as the ledger recorded it with the ML team's signed request. */
+  private readonly launchedSpecs = new Map<string, RunSpec>();
 
-  private constructor(
-    private readonly writer: LedgerWriter,
-    private readonly path: string,
-  ) {}
+  private readonly lineIndex: LedgerLineIndex;
+
+  private constructor(private readonly writer: LedgerWriter, path: string) {
+    this.lineIndex = new LedgerLineIndex(path);
+  }
 
   static open(paths: CoordinatorPaths, key: Ed25519KeyPair): PrivacyLedger {
     const writer = LedgerWriter.open(paths.ledger, key.privateKey);
     const l = new PrivacyLedger(writer, paths.ledger);
-    if (writer.nextSeq === 0) writer.append("genesis", { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64"), format: "tacit-ledger-v1" });
-    else for (const line of readFileSync(paths.ledger, "utf8").split("\n")) if (line) l.index(JSON.parse(line) as LedgerEntry);
+    if (writer.nextSeq === 0) l.append("genesis", { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64"), format: "tacit-ledger-v1" });
+    else
+      for (const line of readFileSync(paths.ledger, "utf8").split("\n")) {
+        if (!line) continue;
+        const e = JSON.parse(line) as LedgerEntry;
+        l.index(e);
+        l.lineIndex.add(e, Buffer.byteLength(line) + 1);
+      }
     return l;
   }
 
@@ -55,12 +75,22 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
       this.roundSeqs.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, e.seq);
     } else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
     else if (e.type === "run-end") this.ended.add(String(b.runId));
-    else if (e.type === "run-launch") this.launched.add(String(b.runId));
+    else if (e.type === "device-offence") this.offenceCounts.set(String(b.deviceId), (this.offenceCounts.get(String(b.deviceId)) ?? 0) + 1);
+    else if (e.type === "run-launch") {
+      this.launched.add(String(b.runId));
+      this.launchedSpecs.set(String(b.runId), (e.body as { spec: RunSpec }).spec);
+    }
   }
 
   private append(type: EntryType, body: Record<string, unknown>): LedgerEntry {
+    // A bound on every entry, checked before it is written: no request can bloat the ledger
+    // that every reviewer and device reads (the 12 MiB policy line of finding L3).
+    const bodyBytes = Buffer.byteLength(JSON.stringify(body));
+    if (bodyBytes > MAX_ENTRY_BODY_BYTES) throw new RpcError(grpc.status.INVALID_ARGUMENT, `ledger ${type} entry of ${bodyBytes} bytes is over the ${MAX_ENTRY_BODY_BYTES}-byte bound`);
     const entry = this.writer.append(type, body);
     this.index(entry);
+    // The writer writes exactly JSON.stringify(entry) + "\n" (shared/ledger/writer.ts).
+    this.lineIndex.add(entry, Buffer.byteLength(JSON.stringify(entry)) + 1);
     return entry;
   }
 
@@ -73,6 +103,11 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     return this.ended.has(runId);
   }
 
+  /** The spec the ledger recorded when `runId` was launched, if it was. */
+  launchedSpec(runId: string): RunSpec | undefined {
+    return this.launchedSpecs.get(runId);
+  }
+
   hasLaunch(runId: string): boolean {
     return this.launched.has(runId);
   }
@@ -81,9 +116,12 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     return this.writer.repaired;
   }
 
-  validatePolicy(json: string): PolicyFile {
+  /** MAX_POLICY_BYTES of JSON at most, signed by one of the reviewer keys registered at `coordinator init`. */
+  validatePolicy(json: string, reviewerKeys: readonly string[]): PolicyFile {
+    if (json.length > MAX_POLICY_BYTES) throw new RpcError(grpc.status.INVALID_ARGUMENT, `policy is ${json.length} bytes; at most ${MAX_POLICY_BYTES} are accepted`);
+    if (reviewerKeys.length === 0) throw new RpcError(grpc.status.FAILED_PRECONDITION, "no reviewer key is registered in principals.json: a policy cannot be trusted");
     try {
-      return verifyPolicy(json);
+      return verifyPolicy(json, reviewerKeys);
     } catch (err) {
       throw new RpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
     }
@@ -99,6 +137,25 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {
     this.append("policy", { policy });
+  }
+
+  /** A device sent a provably malformed message: named here, for the reviewer and for quarantine. */
+  async offence(e: { deviceId: string; runId: string; round: number; reason: string }): Promise<void> {
+    this.append("device-offence", { deviceId: e.deviceId, runId: e.runId, round: e.round, reason: e.reason.slice(0, 200) });
+  }
+
+  offences(deviceId: string): number {
+    return this.offenceCounts.get(deviceId) ?? 0;
+  }
+
+  /** A principal created an enrollment token (the token itself is never written, only its id). */
+  async enrollmentToken(t: { tokenId: string; creator: string; label: string; expiresAt: number }): Promise<void> {
+    this.append("enrollment-token", { tokenId: t.tokenId, creator: t.creator, label: t.label, expiresAt: t.expiresAt });
+  }
+
+  /** A device enrolled: whose token, its label, and its identity key's fingerprint. */
+  async enrollment(e: { deviceId: string; keyFingerprint: string; label: string; creator: string; tokenId: string; tokenLabel: string }): Promise<void> {
+    this.append("enrollment", { ...e });
   }
 
   async runLaunch(run: RunRecord, request: { body: string; publicKey: string; signature: string }, initialModelHash: string): Promise<void> {
@@ -126,7 +183,9 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
         cohort: e.cohort,
         survivors: e.survivors,
         phases: r.phases,
-        declines: e.declines,
+        // Who declined, never why: a decline reason states that person's privacy limits, and
+        // every cohort member can read this entry (finding L1).
+        declined: Object.keys(e.declines).sort(),
         populationSize: e.run.spec.populationSize,
         detail: r.detail,
       });
@@ -151,16 +210,15 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     this.append("run-end", { runId: run.runId, state, detail });
   }
 
-  /** Ledger lines from `fromSeq`; a device sees only entries that name it (and the genesis). */
+  /**
+   * Ledger lines from `fromSeq` in pages read from the file through the in-memory index; a
+   * device sees only entries that name it (and the genesis).
+   */
+  *pages(fromSeq: number, deviceId?: string): Generator<string[]> {
+    yield* this.lineIndex.pages(this.lineIndex.seqs(fromSeq, deviceId));
+  }
+
   async lines(fromSeq: number, deviceId?: string): Promise<string[]> {
-    if (!existsSync(this.path)) return [];
-    const all = readFileSync(this.path, "utf8").split("\n").filter((l) => l.length > 0);
-    return all.slice(fromSeq).filter((l) => {
-      if (!deviceId) return true;
-      const e = JSON.parse(l) as LedgerEntry;
-      if (e.type === "genesis") return true;
-      const b = e.body as { cohort?: string[]; deviceId?: string };
-      return b.deviceId === deviceId || (Array.isArray(b.cohort) && b.cohort.includes(deviceId));
-    });
+    return [...this.pages(fromSeq, deviceId)].flat();
   }
 }

@@ -1,12 +1,16 @@
 /**
  * The embedded default: when REDIS_URL is not set, the coordinator runs its own private
- * redis-server child bound to 127.0.0.1 on a free port, with its own data dir and AOF on, so
+ * redis-server child bound to 127.0.0.1 on a free port. Loopback is not a privilege boundary
+ * (other local users, containers on the host network and sidecars share it, and the port is in
+ * world-readable /proc), so the child requires a random password, generated at every start and
+ * passed in a 0600 config file in the 0700 data dir, never in argv. Its own data dir and AOF are on, so
  * round state survives a coordinator crash. The child is stopped when this process exits; a
  * child orphaned by a crash (SIGKILL) is found through its pid file and stopped on the next
  * start, which then reloads the same AOF.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -105,6 +109,7 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
   const bin = redisServerBinary();
   if (!bin) throw new RedisUnavailableError(INSTALL_HINT);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
   // The redis child belongs to one coordinator process at a time: never stop the Redis of a
   // coordinator that is still running on this state dir.
   const ownerFile = join(dataDir, "owner.pid");
@@ -119,9 +124,14 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
+    const password = randomBytes(32).toString("hex");
+    const confFile = join(dataDir, "redis.conf");
+    rmSync(confFile, { force: true });
+    writeFileSync(confFile, `requirepass ${password}\n`, { mode: 0o600, flag: "wx" });
     const child = spawn(
       bin,
       [
+        confFile,
         "--bind", "127.0.0.1", "--port", String(port), "--protected-mode", "yes",
         "--dir", dataDir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         "--pidfile", join(dataDir, "redis.pid"), "--daemonize", "no", "--loglevel", "warning",
@@ -130,7 +140,7 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
     );
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-    const url = `redis://127.0.0.1:${port}`;
+    const url = `redis://:${password}@127.0.0.1:${port}`;
     try {
       await waitForPing(url, child, 15_000);
     } catch (err) {
@@ -167,10 +177,34 @@ export interface RedisTarget {
   embedded?: EmbeddedRedis;
 }
 
+/** Set to 1 to let REDIS_URL name a Redis without a password: local development only. */
+export const INSECURE_REDIS_FLAG = "TACIT_DEV_REDIS_WITHOUT_PASSWORD";
+
+/**
+ * A Redis that anyone on its network can write to could plant enrollment tokens and devices,
+ * so an external REDIS_URL must carry a password unless the development flag says otherwise.
+ */
+export function checkRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env): void {
+  let password = "";
+  try {
+    password = decodeURIComponent(new URL(url).password);
+  } catch {
+    throw new RedisUnavailableError(`REDIS_URL is not a valid URL: ${redact(url)}`);
+  }
+  if (password === "" && env[INSECURE_REDIS_FLAG] !== "1") {
+    throw new RedisUnavailableError(
+      `REDIS_URL ${redact(url)} has no password: use redis://:PASSWORD@HOST:PORT (requirepass) so that no other process can write the coordinator's state, or set ${INSECURE_REDIS_FLAG}=1 for local development`,
+    );
+  }
+}
+
 /** REDIS_URL when set, otherwise the embedded default in `<stateDir>/redis`. */
 export async function resolveRedis(stateDir: string, env = process.env): Promise<RedisTarget> {
   const fromEnv = env.REDIS_URL?.trim();
-  if (fromEnv) return { url: fromEnv };
+  if (fromEnv) {
+    checkRedisUrl(fromEnv, env);
+    return { url: fromEnv };
+  }
   const embedded = await startEmbeddedRedis(join(stateDir, "redis"));
   return { url: embedded.url, embedded };
 }

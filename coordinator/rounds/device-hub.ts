@@ -102,6 +102,15 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
     this.emit("disconnect", deviceId);
   }
 
+  /** Ends the device's stream and forgets it: a deregistered device is never sampled again. */
+  remove(deviceId: string): void {
+    const c = this.connections.get(deviceId);
+    if (!c) return;
+    this.connections.delete(deviceId);
+    c.stream.end();
+    this.emit("disconnect", deviceId);
+  }
+
   isConnected(deviceId: string): boolean {
     return this.connections.has(deviceId);
   }

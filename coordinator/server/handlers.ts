@@ -15,7 +15,9 @@ import type { Role } from "../state/state-dir.ts";
 import { invalid, notFound, RpcError, toServiceError } from "./rpc-error.ts";
 import { isMalformed, MALFORMED } from "./harden-service.ts";
 import { AUTH_KEY_ID } from "../../shared/transport/request-auth.ts";
-import type { DeviceRegistry } from "../state/registry.ts";
+import { keyFingerprint, type DeviceRegistry } from "../state/registry.ts";
+import { isQuarantined, malformedShareReason } from "../state/offences.ts";
+import type { PrivacyLedger } from "../ledger/privacy-ledger.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import type { DeviceHub } from "../rounds/device-hub.ts";
 import type { ActiveRound } from "../rounds/active-round.ts";
@@ -26,6 +28,7 @@ export interface CoordinatorApi {
   auth: Authenticator;
   log: Logger;
   registry: DeviceRegistry;
+  ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment" | "offence" | "offences">;
   runs: RunStore;
   hub: DeviceHub;
   signingKey: Ed25519KeyPair;
@@ -33,7 +36,7 @@ export interface CoordinatorApi {
   launchRun(specJson: string, requestSignature: Uint8Array, requester: string): Promise<{ runId: string }>;
   cancelRun(runId: string): Promise<void>;
   runStatus(runId: string): Promise<{ state: string } & object>;
-  ledgerLines(fromSeq: number, deviceId?: string): Promise<string[]>;
+  ledgerPages(fromSeq: number, deviceId?: string): Iterable<string[]>;
   policyJson(): string | undefined;
   installPolicy(json: string): Promise<void>;
 }
@@ -90,21 +93,27 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
   const ack = { ok: true, detail: "" };
 
   const enrollment = {
-    CreateToken: unary<{ ttlSeconds: number; label: string }, object>(auth, log, `${svc}Enrollment/CreateToken`, ["admin", "ml-team"], async (req) => {
+    // Only the admin mints identities: the ML team reads the model, so devices of its own in a
+    // cohort would surround the honest ones (finding M3). Each token and enrollment is a ledger entry.
+    CreateToken: unary<{ ttlSeconds: number; label: string }, object>(auth, log, `${svc}Enrollment/CreateToken`, ["admin"], async (req, caller) => {
       const ttl = req.ttlSeconds || 86_400;
       if (ttl > 30 * 86_400) throw invalid("ttl_seconds must be at most 30 days");
-      const t = await c.registry.createToken(ttl, (req.label ?? "").slice(0, 100));
-      return { token: t.token, expiresAtMs: String(t.expiresAt) };
+      const t = await c.registry.createToken(ttl, (req.label ?? "").slice(0, 100), caller.keyId);
+      await c.ledger.enrollmentToken(t.record);
+      return { token: t.token, expiresAtMs: String(t.record.expiresAt) };
     }),
     Enroll: unary<{ token: string; identityPublicKey: Buffer; deviceLabel: string }, object>(auth, log, `${svc}Enrollment/Enroll`, "token", async (req) => {
       if (!req.token) throw new RpcError(grpc.status.UNAUTHENTICATED, "Enroll needs a single-use enrollment token (`tacit coordinator token create`)");
       if (req.token.length > 200) throw invalid("malformed enrollment token");
-      const rec = await c.registry.enroll(req.token, bytesOf(req.identityPublicKey, "identity_public_key", 32), req.deviceLabel ?? "");
-      return { deviceId: rec.deviceId, coordinatorPublicKey: Buffer.from(c.signingKey.publicRaw) };
+      const key = bytesOf(req.identityPublicKey, "identity_public_key", 32);
+      const { device, token } = await c.registry.enroll(req.token, key, req.deviceLabel ?? "");
+      await c.ledger.enrollment({ deviceId: device.deviceId, keyFingerprint: keyFingerprint(key), label: device.label, creator: token.creator, tokenId: token.tokenId, tokenLabel: token.label });
+      return { deviceId: device.deviceId, coordinatorPublicKey: Buffer.from(c.signingKey.publicRaw) };
     }),
     Deregister: unary<object, object>(auth, log, `${svc}Enrollment/Deregister`, deviceOnly, async (_req, caller) => {
       await c.registry.remove(caller.keyId);
       auth.forgetDevice(caller.keyId);
+      c.hub.remove(caller.keyId); // ends its Subscribe stream: no longer connected, never sampled
       return {};
     }),
   };
@@ -117,7 +126,8 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
     }),
     GetRun: unary<{ runId: string }, object>(auth, log, `${svc}RunControl/GetRun`, ["ml-team", "reviewer"], async (req) => c.runStatus(req.runId)),
     ListRuns: unary<object, object>(auth, log, `${svc}RunControl/ListRuns`, ["ml-team", "reviewer"], async () => ({
-      runs: await Promise.all((await c.runs.list()).map((id) => c.runStatus(id))),
+      // A run id without a run the ledger vouches for (planted in Redis) is left out, not an error.
+      runs: (await Promise.all((await c.runs.list()).map((id) => c.runStatus(id).catch(() => undefined)))).filter((r) => r !== undefined),
     })),
     CancelRun: unary<{ runId: string }, object>(auth, log, `${svc}RunControl/CancelRun`, ["ml-team"], async (req) => {
       await c.cancelRun(req.runId);
@@ -148,6 +158,9 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
       (async () => {
         const caller = await auth.authenticate(call.metadata, `${svc}Rounds/Subscribe`, deviceOnly);
         if (isMalformed(call.request)) throw invalid(`malformed Subscribe message: ${call.request[MALFORMED]}`);
+        if (isQuarantined(c.ledger, caller.keyId)) {
+          throw new RpcError(grpc.status.PERMISSION_DENIED, `device ${caller.keyId} is quarantined after ${c.ledger.offences(caller.keyId)} offences recorded in the ledger`);
+        }
         // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
         const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: () => call.end() };
         c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
@@ -220,10 +233,23 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         const round = c.activeRound(ref(req.ref));
         const conv = (xs: { owner: number; share: Buffer }[] | undefined) =>
           (xs ?? []).map((s) => ({ owner: s.owner, share: bytesOf(s.share, "share") }));
+        const selfMaskShares = conv(req.selfMaskShares);
+        const secretKeyShares = conv(req.secretKeyShares);
+        // A share that is not a field element would abort the whole round at reconstruction:
+        // refuse it here (the round goes on without this device), name the sender, and
+        // quarantine a repeat offender.
+        const bad = malformedShareReason([...selfMaskShares, ...secretKeyShares]);
+        if (bad) {
+          await c.ledger.offence({ deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
+          if (isQuarantined(c.ledger, caller.keyId)) c.hub.remove(caller.keyId);
+          // Its answer will not come: the phase need not wait for it until the deadline.
+          if (round.phase === "unmask") round.gate?.settle(round.memberIndex(caller.keyId));
+          throw invalid(`${bad}: this device is named in the ledger`);
+        }
         round.unmask(caller.keyId, {
           from: round.memberIndex(caller.keyId),
-          selfMaskShares: conv(req.selfMaskShares),
-          secretKeyShares: conv(req.secretKeyShares),
+          selfMaskShares,
+          secretKeyShares,
         });
         return ack;
       }),
@@ -238,7 +264,15 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         if (caller.role === "device" && call.request.deviceId && call.request.deviceId !== caller.keyId) {
           throw new RpcError(grpc.status.PERMISSION_DENIED, "a device may read only the ledger entries about itself");
         }
-        for (const line of await c.ledgerLines(Number(call.request.fromSeq || 0), onlyDevice)) call.write({ line });
+        const fromSeq = Number(call.request.fromSeq || 0);
+        if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) throw invalid("from_seq must be a non-negative integer");
+        // Pages read through the ledger's index; a slow reader is waited for, never buffered without bound.
+        for (const page of c.ledgerPages(fromSeq, onlyDevice)) {
+          let ok = true;
+          for (const line of page) ok = call.write({ line }) && ok;
+          if (!ok && !call.cancelled) await new Promise<void>((r) => { call.once("drain", () => r()); call.once("close", () => r()); });
+          if (call.cancelled) return;
+        }
         call.end();
       })().catch((err: unknown) => call.emit("error", toServiceError(err)));
     },

@@ -11,6 +11,13 @@ export class RateLimiter {
     private readonly perSecond = 20,
   ) {}
 
+  /** True when `key` has at least one token (without taking it). */
+  available(key: string, now = Date.now()): boolean {
+    const b = this.buckets.get(key);
+    if (!b) return true;
+    return Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond) >= 1;
+  }
+
   /** Takes one token for `key`; false when the caller is over its rate. */
   take(key: string, now = Date.now()): boolean {
     const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };

@@ -3,6 +3,7 @@
  * the principals allowed to call it (ML team operators, privacy reviewers), checkpoints, the
  * ledger and the embedded Redis data. Key files are 0600, the dir 0700.
  */
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { join, resolve } from "node:path";
@@ -32,6 +33,8 @@ export interface CoordinatorPaths {
   policy: string;
   redisData: string;
   keysOut: string;
+  /** HMAC key that seals enrollment tokens and device records stored in Redis (never stored there). */
+  registryKey: string;
 }
 
 export function coordinatorPaths(stateDir: string): CoordinatorPaths {
@@ -45,6 +48,7 @@ export function coordinatorPaths(stateDir: string): CoordinatorPaths {
     policy: join(root, "policy.json"),
     redisData: join(root, "redis"),
     keysOut: join(root, "keys"),
+    registryKey: join(root, "registry.key"),
   };
 }
 
@@ -85,6 +89,10 @@ export function initCoordinatorState(stateDir: string, extraTlsNames: string[] =
     writeFileAtomic(paths.principals, JSON.stringify(principals, null, 2) + "\n");
     created.push(paths.principals);
   }
+  if (!existsSync(paths.registryKey)) {
+    loadRegistryKey(paths);
+    created.push(paths.registryKey);
+  }
   created.push(...ensureTls(paths.root, extraTlsNames));
   return { paths, created };
 }
@@ -94,6 +102,14 @@ export function loadSigningKey(paths: CoordinatorPaths): Ed25519KeyPair {
     throw new StateDirError(`no coordinator key at ${paths.signingKey}: run \`tacit coordinator init --state-dir ${paths.root}\` first`);
   }
   return privateKeyFromPem(readFileSync(paths.signingKey, "utf8"), `coordinator key ${paths.signingKey}`);
+}
+
+/** The registry's HMAC key; created (0600) on first use, so state dirs from older versions get one. */
+export function loadRegistryKey(paths: CoordinatorPaths): Uint8Array {
+  if (!existsSync(paths.registryKey)) writeFileAtomic(paths.registryKey, randomBytes(32).toString("base64") + "\n");
+  const key = Buffer.from(readFileSync(paths.registryKey, "utf8").trim(), "base64");
+  if (key.length < 32) throw new StateDirError(`${paths.registryKey} must hold at least 32 random bytes (base64)`);
+  return key;
 }
 
 export function loadPrincipals(paths: CoordinatorPaths): Principal[] {

@@ -4,9 +4,10 @@
  */
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 
 export class TlsSetupError extends Error {
   override name = "TlsSetupError";
@@ -35,26 +36,53 @@ function openssl(args: string[], cwd: string): void {
   }
 }
 
-/** Creates the CA and a server certificate for loopback and this host name; returns created files. */
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** `DNS:name` or `IP:addr` for a certificate; refuses anything else (it is written into an openssl config). */
+export function subjectAltName(name: string): string {
+  if (isIP(name)) return `IP:${name}`;
+  if (DNS_NAME.test(name)) return `DNS:${name.toLowerCase()}`;
+  throw new TlsSetupError(`--tls-name ${JSON.stringify(name)} is neither a DNS name nor an IP address`);
+}
+
+/** True when the server certificate already covers every name in `names`. */
+function certCovers(certPem: Buffer, names: readonly string[]): boolean {
+  const cert = new X509Certificate(certPem);
+  return names.every((n) => (isIP(n) ? cert.checkIP(n) !== undefined : cert.checkHost(n) !== undefined));
+}
+
+/**
+ * Creates the CA (once) and a server certificate for loopback, this host name and `extraNames`
+ * (the public names clients dial, `coordinator init --tls-name`). A server certificate that does
+ * not cover a requested name is reissued under the same CA, so devices keep their pinned CA.
+ * Returns the files it created.
+ */
 export function ensureTls(stateRoot: string, extraNames: string[] = []): string[] {
   const p = tlsPaths(stateRoot);
-  if (existsSync(p.caCert) && existsSync(p.serverCert) && existsSync(p.serverKey)) return [];
+  const extra = extraNames.map(subjectAltName);
+  const haveCa = existsSync(p.caCert) && existsSync(p.caKey);
+  if (haveCa && existsSync(p.serverCert) && existsSync(p.serverKey) && certCovers(readFileSync(p.serverCert), extraNames)) return [];
   mkdirSync(p.dir, { recursive: true, mode: 0o700 });
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  openssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=Tacit coordinator CA",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], p.dir);
+  const created: string[] = [];
+  if (!haveCa) {
+    openssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=Tacit coordinator CA",
+      "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], p.dir);
+    created.push(p.caCert);
+  }
   openssl(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=tacit-coordinator"], p.dir);
-  const names = ["DNS:localhost", "IP:127.0.0.1", "IP:::1", `DNS:${hostname()}`, ...extraNames.map((n) => (/^[\d.:]+$/.test(n) ? `IP:${n}` : `DNS:${n}`))];
+  const names = [...new Set(["DNS:localhost", "IP:127.0.0.1", "IP:::1", subjectAltName(hostname()), ...extra])];
   writeFileSync(join(p.dir, "server.ext"), `subjectAltName=${names.join(",")}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n`);
   openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "825", "-extfile", "server.ext"], p.dir);
   for (const f of ["server.csr", "server.ext", "ca.srl"]) rmSync(join(p.dir, f), { force: true });
   chmodSync(p.caKey, 0o600);
   chmodSync(p.serverKey, 0o600);
-  return [p.caCert, p.serverCert];
+  created.push(p.serverCert);
+  return created;
 }
 
-export function serverCredentials(stateRoot: string): grpc.ServerCredentials {
+export function serverTlsMaterial(stateRoot: string): { key: Buffer; cert: Buffer } {
   const p = tlsPaths(stateRoot);
   if (!existsSync(p.serverCert)) throw new TlsSetupError(`no TLS certificate in ${p.dir}: run \`tacit coordinator init\``);
-  return grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(p.serverKey), cert_chain: readFileSync(p.serverCert) }], false);
+  return { key: readFileSync(p.serverKey), cert: readFileSync(p.serverCert) };
 }

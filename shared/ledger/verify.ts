@@ -54,6 +54,10 @@ export interface Findings {
   coordinatorPublicKey: string | undefined;
   runs: RunFigures[];
   devices: { deviceId: string; rounds: number; deviceEpsilon: number; epsilonAtRequestedDelta?: number }[];
+  /** Devices the coordinator named for provably malformed messages, with their offence counts. */
+  offences: { deviceId: string; count: number }[];
+  /** Enrollment tokens created and devices enrolled, per principal that created the tokens. */
+  enrollments: { creator: string; tokens: number; devices: number }[];
   violations: Violation[];
 }
 
@@ -146,7 +150,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     else if (h.hash !== opts.expectedHead.hash) add("HEAD_MISMATCH", opts.expectedHead.seq + 1, `entry ${opts.expectedHead.seq} is not the one known out of band (history was rewritten)`);
   }
   if (opts.integrityOnly) {
-    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], violations: v };
+    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], enrollments: [], offences: [], violations: v };
   }
 
   // Semantics: policies, runs, rounds, attestations.
@@ -158,6 +162,13 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
   const afterEnd = runEndGuard();
+  const enrollments = new Map<string, { creator: string; tokens: number; devices: number }>();
+  const offences = new Map<string, number>();
+  const byCreator = (creator: string): { creator: string; tokens: number; devices: number } => {
+    const e = enrollments.get(creator) ?? { creator, tokens: 0, devices: 0 };
+    enrollments.set(creator, e);
+    return e;
+  };
 
   entries.forEach((e, i) => {
     const line = i + 1;
@@ -277,6 +288,12 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       } catch {
         add("ATTESTATION_MALFORMED", line, "malformed attestation");
       }
+    } else if (e.type === "enrollment-token") {
+      byCreator(String(b.creator)).tokens++;
+    } else if (e.type === "enrollment") {
+      byCreator(String(b.creator)).devices++;
+    } else if (e.type === "device-offence") {
+      offences.set(String(b.deviceId), (offences.get(String(b.deviceId)) ?? 0) + 1);
     } else if (e.type === "run-end") {
       const run = runs.get(String(b.runId));
       if (!run) add("END_WITHOUT_RUN", line, `run ${String(b.runId)} ended but was never launched`);
@@ -301,6 +318,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     coordinatorPublicKey: coordinatorKeyB64,
     runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
     devices,
+    enrollments: [...enrollments.values()],
+    offences: [...offences].map(([deviceId, count]) => ({ deviceId, count })),
     violations: v,
   };
 }

@@ -3,7 +3,8 @@
  * Validated with zod at every edge (CLI, gRPC) before anything acts on it.
  */
 import { z } from "zod";
-import { modelSpecSchema } from "../model/spec.ts";
+import { modelSpecSchema, parameterCount, type ModelSpec } from "../model/spec.ts";
+import { paddedDimension } from "../dp/index.ts";
 import { DEFAULT_TRAINING } from "../model/defaults.ts";
 import { MAX_BITS } from "../dp/distributed-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
@@ -21,6 +22,25 @@ export const deadlinesSchema = z
     unmaskMs: z.number().int().min(100).max(3_600_000),
   })
   .strict();
+
+/** Largest gRPC message either side accepts (shared/transport/proto.ts uses this value). */
+export const MAX_WIRE_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** A checkpoint is stored and sent whole; 64 MiB at most, and never more than a message can carry. */
+export const MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024;
+/** Room for the rest of an invitation or masked-input message around the vector. */
+const MESSAGE_HEADROOM = 64 * 1024;
+
+/** Why a model cannot be trained over the wire (checkpoint or masked input too large), if it cannot. */
+export function modelWireProblem(model: ModelSpec, bits: number): string | undefined {
+  const params = parameterCount(model);
+  const limit = Math.min(MAX_CHECKPOINT_BYTES, MAX_WIRE_MESSAGE_BYTES - MESSAGE_HEADROOM);
+  const checkpoint = params * 4;
+  const masked = paddedDimension(params) * (bits > 32 ? 8 : 4);
+  const mib = (x: number): string => (x / 2 ** 20).toFixed(1);
+  if (checkpoint > limit) return `the model has ${params} parameters: its checkpoint (${mib(checkpoint)} MiB) exceeds the ${mib(limit)} MiB one message can carry`;
+  if (masked > MAX_WIRE_MESSAGE_BYTES - MESSAGE_HEADROOM) return `the model has ${params} parameters: its masked input at ${bits} bits (${mib(masked)} MiB) exceeds the ${mib(MAX_WIRE_MESSAGE_BYTES - MESSAGE_HEADROOM)} MiB one message can carry`;
+  return undefined;
+}
 
 export const runSpecSchema = z
   .object({
@@ -56,7 +76,11 @@ export const runSpecSchema = z
   .refine((s) => s.minSurvivors <= s.cohortSize, { message: "minSurvivors cannot exceed cohortSize", path: ["minSurvivors"] })
   .refine((s) => s.cohortSize <= s.populationSize, { message: "cohortSize cannot exceed populationSize", path: ["cohortSize"] })
   // The noise is sized for the honest survivors alone (minSurvivors − ⌈corruptTolerance·cohortSize⌉).
-  .refine((s) => s.minSurvivors > corruptCount(s.cohortSize, s.corruptTolerance), { message: "minSurvivors must exceed the colluders tolerated (⌈corruptTolerance · cohortSize⌉): the noise is sized for the honest survivors alone", path: ["minSurvivors"] });
+  .refine((s) => s.minSurvivors > corruptCount(s.cohortSize, s.corruptTolerance), { message: "minSurvivors must exceed the colluders tolerated (⌈corruptTolerance · cohortSize⌉): the noise is sized for the honest survivors alone", path: ["minSurvivors"] })
+  .superRefine((s, ctx) => {
+    const problem = modelWireProblem(s.model, s.bits);
+    if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem, path: ["model"] });
+  });
 
 export type RunSpec = z.infer<typeof runSpecSchema>;
 export type Deadlines = z.infer<typeof deadlinesSchema>;

@@ -6,6 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 import type { ProtoGrpcType } from "../proto-gen/tacit.ts";
+import { MAX_WIRE_MESSAGE_BYTES } from "../run/run-spec.ts";
 
 export const PROTO_PATH = fileURLToPath(new URL("../../proto/tacit.proto", import.meta.url));
 
@@ -19,7 +20,7 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
 };
 
 /** Largest message either side accepts: one float32 checkpoint or masked vector of ~4M words. */
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+export const MAX_MESSAGE_BYTES = MAX_WIRE_MESSAGE_BYTES;
 
 let cached: ProtoGrpcType | undefined;
 

@@ -66,10 +66,15 @@ export function parseAuthMetadata(md: grpc.Metadata): ParsedAuth {
   return { keyId, timestamp: Number(tsText), nonce, signature };
 }
 
-export function verifyAuth(parsed: ParsedAuth, method: string, publicKey: KeyObject, now = Date.now()): void {
+/** Refuses a request outside the freshness window (checked before the key is even looked up). */
+export function checkFreshness(parsed: ParsedAuth, now = Date.now()): void {
   if (Math.abs(now - parsed.timestamp) > AUTH_MAX_SKEW_MS) {
     throw new AuthError(`request timestamp is ${Math.round((now - parsed.timestamp) / 1000)} s off the coordinator's clock`);
   }
+}
+
+export function verifyAuth(parsed: ParsedAuth, method: string, publicKey: KeyObject, now = Date.now()): void {
+  checkFreshness(parsed, now);
   if (!verifyBytes(publicKey, authPayload(method, String(parsed.timestamp), parsed.nonce), parsed.signature)) {
     throw new AuthError("request signature does not verify for this key");
   }

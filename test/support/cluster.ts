@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
+import type * as grpc from "@grpc/grpc-js";
 import { generateEd25519, privateKeyFromPem, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
 import { startCoordinator, type Coordinator } from "../../coordinator/coordinator.ts";
@@ -15,6 +16,7 @@ import { RoundParticipant, type ParticipantEvent, type ParticipantHooks } from "
 import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import { RoundSubscription } from "../../client/transport/round-subscription.ts";
 import type { DeviceLimits } from "../../client/participant/device-guard.ts";
+import type { ServerLimits } from "../../coordinator/server/server-limits.ts";
 
 export const TINY_MODEL = { version: 1 as const, vocabBuckets: 32, window: 2, embedDim: 4, hidden: 8, sessionGapSeconds: 1800 };
 
@@ -72,7 +74,7 @@ export class TestCluster {
   mlTeamKey!: Ed25519KeyPair;
   devices: TestDevice[] = [];
 
-  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger; watchdogMs?: number } = {}): Promise<TestCluster> {
+  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger; watchdogMs?: number; limits?: Partial<ServerLimits> } = {}): Promise<TestCluster> {
     const c = new TestCluster();
     c.stateDir = mkdtempSync(join(tmpdir(), "tacit-test-"));
     c.coordinator = await startCoordinator({
@@ -82,6 +84,7 @@ export class TestCluster {
       env: {},
       ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
       ...(o.watchdogMs !== undefined ? { watchdogMs: o.watchdogMs } : {}),
+      ...(o.limits ? { limits: o.limits } : {}),
     });
     c.address = `localhost:${c.coordinator.port}`;
     c.caFile = join(c.coordinator.paths.root, "tls", "ca.pem");
@@ -97,10 +100,10 @@ export class TestCluster {
     return new CoordinatorClient({ address: this.address, caFile: this.caFile, credentials: { keyId: id, privateKey: k.privateKey } });
   }
 
-  async enroll(name: string): Promise<{ client: CoordinatorClient; deviceId: string; identity: Ed25519KeyPair; coordinatorPublicKey: Uint8Array }> {
+  async enroll(name: string, interceptors?: grpc.Interceptor[]): Promise<{ client: CoordinatorClient; deviceId: string; identity: Ed25519KeyPair; coordinatorPublicKey: Uint8Array }> {
     const { token } = await this.admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 600, label: name });
     const identity = generateEd25519();
-    const client = new CoordinatorClient({ address: this.address, caFile: this.caFile });
+    const client = new CoordinatorClient({ address: this.address, caFile: this.caFile, ...(interceptors ? { interceptors } : {}) });
     const r = await client.unary<object, { deviceId: string; coordinatorPublicKey: Buffer }>("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: name });
     client.credentials = { keyId: r.deviceId, privateKey: identity.privateKey };
     return { client, deviceId: r.deviceId, identity, coordinatorPublicKey: new Uint8Array(r.coordinatorPublicKey) };
@@ -110,9 +113,10 @@ export class TestCluster {
    * Enrolls and subscribes a device whose training is `hooks.train`. With `silentAt`, the device
    * keeps its connection but ignores the coordinator's message of that phase (and so never
    * answers it): a laptop that hangs without disconnecting, which only a phase deadline ends.
+   * `interceptors` see every call the device makes (tests that tamper with what it sends).
    */
-  async addDevice(name: string, hooks: ParticipantHooks, limits: DeviceLimits = OPEN_LIMITS, o: { silentAt?: (ev: ServerEvent) => boolean } = {}): Promise<TestDevice> {
-    const e = await this.enroll(name);
+  async addDevice(name: string, hooks: ParticipantHooks, limits: DeviceLimits = OPEN_LIMITS, o: { silentAt?: (ev: ServerEvent) => boolean; interceptors?: grpc.Interceptor[] } = {}): Promise<TestDevice> {
+    const e = await this.enroll(name, o.interceptors);
     const budget = new BudgetRecord();
     const events: ParticipantEvent[] = [];
     let sub: RoundSubscription | undefined;

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { freePort } from "../../coordinator/redis/embedded-redis.ts";
 
@@ -16,8 +17,11 @@ export class RedisProcess {
     readonly dir: string,
   ) {}
 
+  /** The coordinator refuses a Redis without a password (finding H2), so this one has one too. */
+  readonly password = randomBytes(16).toString("hex");
+
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `redis://:${this.password}@127.0.0.1:${this.port}`;
   }
 
   static async start(dir: string, port?: number): Promise<RedisProcess> {
@@ -30,7 +34,7 @@ export class RedisProcess {
   private async launch(): Promise<void> {
     this.child = spawn(
       "redis-server",
-      ["--bind", "127.0.0.1", "--port", String(this.port), "--dir", this.dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning"],
+      ["--bind", "127.0.0.1", "--port", String(this.port), "--requirepass", this.password, "--dir", this.dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning"],
       { stdio: "ignore" },
     );
     const deadline = Date.now() + 15_000;
