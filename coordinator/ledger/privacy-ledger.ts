@@ -32,6 +32,15 @@ export const MAX_ENTRY_BODY_BYTES = 1024 * 1024;
 /** A policy is a handful of numbers and signal names. */
 export const MAX_POLICY_BYTES = 8 * 1024;
 
+/**
+ * A bound on every entry, checked before it is written: no request can bloat the ledger that
+ * every reviewer and device reads (the 12 MiB policy line of finding L3).
+ */
+function checkEntryBound(type: EntryType, body: Record<string, unknown>): void {
+  const bodyBytes = Buffer.byteLength(JSON.stringify(body));
+  if (bodyBytes > MAX_ENTRY_BODY_BYTES) throw new RpcError(grpc.status.INVALID_ARGUMENT, `ledger ${type} entry of ${bodyBytes} bytes is over the ${MAX_ENTRY_BODY_BYTES}-byte bound`);
+}
+
 export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   /**
    * What the ledger already holds, so that a restarted coordinator redoing a round's commit
@@ -83,15 +92,23 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   }
 
   private append(type: EntryType, body: Record<string, unknown>): LedgerEntry {
-    // A bound on every entry, checked before it is written: no request can bloat the ledger
-    // that every reviewer and device reads (the 12 MiB policy line of finding L3).
-    const bodyBytes = Buffer.byteLength(JSON.stringify(body));
-    if (bodyBytes > MAX_ENTRY_BODY_BYTES) throw new RpcError(grpc.status.INVALID_ARGUMENT, `ledger ${type} entry of ${bodyBytes} bytes is over the ${MAX_ENTRY_BODY_BYTES}-byte bound`);
+    checkEntryBound(type, body);
     const entry = this.writer.append(type, body);
+    this.appended(entry);
+    return entry;
+  }
+
+  /** Several entries in one group commit (one fsync); each bounded and indexed like `append`'s. */
+  private appendBatch(batch: { type: EntryType; body: Record<string, unknown> }[]): void {
+    for (const b of batch) checkEntryBound(b.type, b.body);
+    for (const entry of this.writer.appendBatch(batch)) this.appended(entry);
+  }
+
+  /** Every appended entry enters both indexes: the facts and the line offsets pages are read from. */
+  private appended(entry: LedgerEntry): void {
     this.index(entry);
     // The writer writes exactly JSON.stringify(entry) + "\n" (shared/ledger/writer.ts).
     this.lineIndex.add(entry, Buffer.byteLength(JSON.stringify(entry)) + 1);
-    return entry;
   }
 
   /** The status the ledger records for one round attempt, if it has one. */
@@ -196,7 +213,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     const batch = e.attestations
       .filter((a) => !this.attested.has(`${runId}/${r.round}/${a.deviceId}`) && !inBatch.has(a.deviceId) && inBatch.add(a.deviceId))
       .map((a) => ({ type: "attestation" as const, body: { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } }));
-    for (const entry of this.writer.appendBatch(batch)) this.index(entry);
+    this.appendBatch(batch);
   }
 
   private roundSeq(runId: string, round: number, attempt: number): number {
