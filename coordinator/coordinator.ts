@@ -20,7 +20,7 @@ import { requestGate } from "./server/request-gate.ts";
 import { requestCap } from "./server/message-caps.ts";
 import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
 import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
-import { Authenticator } from "./server/authenticator.ts";
+import { Authenticator, type AddressLimits } from "./server/authenticator.ts";
 import { buildServices } from "./server/handlers.ts";
 import { hardenService } from "./server/harden-service.ts";
 import { failedPrecondition, invalid, notFound, RpcError } from "./server/rpc-error.ts";
@@ -45,6 +45,8 @@ export interface CoordinatorOptions {
   env?: NodeJS.ProcessEnv;
   /** Per-caller token bucket (default burst 60, 20 requests/s). */
   rateLimit?: { burst: number; perSecond: number };
+  /** Per-address buckets for Enroll and for failed authentications, before anything is verified. */
+  addressLimits?: AddressLimits;
   /** How often the scheduler's watchdog looks for live runs without a job (default 30 s). */
   watchdogMs?: number;
 }
@@ -72,14 +74,13 @@ export class Coordinator {
     readonly redisTarget: RedisTarget,
     readonly signingKey: Ed25519KeyPair,
     readonly log: Logger,
-    rateLimit?: { burst: number; perSecond: number },
-    watchdogMs?: number,
+    tuning: Pick<CoordinatorOptions, "rateLimit" | "addressLimits" | "watchdogMs"> = {},
   ) {
     this.registry = new DeviceRegistry(redis, loadRegistryKey(paths));
     this.ledger = PrivacyLedger.open(paths, signingKey);
     this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
     this.checkpoints = new CheckpointStore(paths.checkpoints);
-    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), rateLimit);
+    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
     this.scheduler = new RunScheduler(
       redis,
       this.runs,
@@ -97,7 +98,7 @@ export class Coordinator {
       },
       this.ledger,
       log,
-      watchdogMs !== undefined ? { watchdogMs } : {},
+      tuning.watchdogMs !== undefined ? { watchdogMs: tuning.watchdogMs } : {},
     );
   }
 
@@ -217,7 +218,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     await target.embedded?.stop();
     throw err;
   }
-  const c = new Coordinator(paths, redis, target, signingKey, log, opts.rateLimit, opts.watchdogMs);
+  const c = new Coordinator(paths, redis, target, signingKey, log, opts);
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };

@@ -49,7 +49,8 @@ describe("coordinator hardening: low findings and policy", () => {
     for (let i = 0; i < 3; i++) await cluster.addDevice(`open-${i}`, { train: constantDelta(0.01) });
     const strict = await cluster.addDevice("strict", { train: constantDelta(0.01) }, { ...OPEN_LIMITS, minNoiseMultiplier: 5 });
     await cluster.waitConnected(4);
-    const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100 }));
+    // A cohort of 4 with one decline cannot also tolerate a colluder (SecAgg floors): none assumed here.
+    const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100, corruptTolerance: 0 }));
     expect((await cluster.waitRun(runId)).state).toBe("completed");
     const ledger = readFileSync(cluster.coordinator.paths.ledger, "utf8");
     const round = ledger.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "round" && e.body.runId === runId);

@@ -17,6 +17,7 @@ import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import { RoundSubscription } from "../../client/transport/round-subscription.ts";
 import type { DeviceLimits } from "../../client/participant/device-guard.ts";
 import type { ServerLimits } from "../../coordinator/server/server-limits.ts";
+import type { AddressLimits } from "../../coordinator/server/authenticator.ts";
 
 export const TINY_MODEL = { version: 1 as const, vocabBuckets: 32, window: 2, embedDim: 4, hidden: 8, sessionGapSeconds: 1800 };
 
@@ -74,7 +75,7 @@ export class TestCluster {
   mlTeamKey!: Ed25519KeyPair;
   devices: TestDevice[] = [];
 
-  static async start(o: { rateLimit?: { burst: number; perSecond: number }; logger?: pino.Logger; watchdogMs?: number; limits?: Partial<ServerLimits> } = {}): Promise<TestCluster> {
+  static async start(o: { rateLimit?: { burst: number; perSecond: number }; addressLimits?: AddressLimits; logger?: pino.Logger; watchdogMs?: number; limits?: Partial<ServerLimits> } = {}): Promise<TestCluster> {
     const c = new TestCluster();
     c.stateDir = mkdtempSync(join(tmpdir(), "tacit-test-"));
     c.coordinator = await startCoordinator({
@@ -85,6 +86,7 @@ export class TestCluster {
       ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
       ...(o.watchdogMs !== undefined ? { watchdogMs: o.watchdogMs } : {}),
       ...(o.limits ? { limits: o.limits } : {}),
+      ...(o.addressLimits ? { addressLimits: o.addressLimits } : {}),
     });
     c.address = `localhost:${c.coordinator.port}`;
     c.caFile = join(c.coordinator.paths.root, "tls", "ca.pem");
