@@ -79,6 +79,14 @@ export function parameterShapes(spec: ModelSpec): { name: string; shape: number[
   return [...input, { name: "output/kernel", shape: [spec.hidden, v] }, { name: "output/bias", shape: [v] }];
 }
 
+/** Field-by-field equality (key order and an absent `output` = "dense" do not matter). */
+export function sameModelSpec(a: ModelSpec, b: ModelSpec): boolean {
+  return (
+    a.version === b.version && a.vocabBuckets === b.vocabBuckets && a.window === b.window && a.embedDim === b.embedDim &&
+    a.hidden === b.hidden && a.sessionGapSeconds === b.sessionGapSeconds && isTied(a) === isTied(b)
+  );
+}
+
 export function isTied(spec: ModelSpec): boolean {
   return spec.output === "tied";
 }
