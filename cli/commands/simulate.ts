@@ -72,6 +72,15 @@ export function registerSimulateCommand(program: Command): void {
       });
       const path = writeMetrics(String(o.out), metrics);
       process.stderr.write(`metrics written to ${path}\n`);
+      if (metrics.publicOnly && metrics.final) {
+        // Say plainly whether the federated rounds beat the initial (public-only) model.
+        const pct = (x: number | undefined): string => (x === undefined ? "–" : `${(100 * x).toFixed(1)}%`);
+        const gain = metrics.final.eval.top3Micro - metrics.publicOnly.top3Micro;
+        process.stderr.write(
+          `top-3 (micro): initial model ${pct(metrics.publicOnly.top3Micro)} → final ${pct(metrics.final.eval.top3Micro)} (${gain >= 0 ? "+" : ""}${(100 * gain).toFixed(1)} points${gain <= 0 ? ": the rounds did not beat the initial model" : ""}); ` +
+            `personalized ${pct(metrics.publicOnlyPersonalized?.top3Micro)} → ${pct(metrics.final.evalPersonalized?.top3Micro)}\n`,
+        );
+      }
       if (o.json) process.stdout.write(jsonWithInfinity(metrics) + "\n");
     });
 }
