@@ -5,7 +5,7 @@
  * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
  * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
  */
-import { DP_DEFAULT_CLIP, DEFAULT_PERSONALIZATION_STRENGTH } from "../shared/model/index.ts";
+import { DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION_STRENGTH } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
 
 export type TrainingFields = ReturnType<typeof defaultTrainingFields>;
@@ -21,6 +21,8 @@ export interface RecipeInput {
   personalizationStrength?: number;
   /** Whether the run adds DP noise (a noise multiplier > 0 or a target ε). */
   dp: boolean;
+  /** Whether the run starts from a pretrained (public) model. */
+  pretrained?: boolean;
 }
 
 export interface Recipe {
@@ -47,8 +49,12 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
   const cohort = Math.min(i.cohort ?? population, population);
   const minSurvivors = i.minSurvivors ?? (i.dp ? Math.max(2, Math.floor(cohort * DP_SURVIVOR_FRACTION)) : Math.max(2, Math.floor(cohort / 2)));
   if (minSurvivors > cohort) throw new RecipeError(`--min-survivors ${minSurvivors} exceeds the cohort of ${cohort} devices`);
+  // From a pretrained model, local SGD at the non-DP default lr 0.5 diverges (training loss 1e9
+  // in one round on devactions-large); such runs use the DP recipe's gentler local work.
+  const gentle = !i.dp && i.pretrained ? { localEpochs: DP_TRAINING.localEpochs, maxLocalSteps: DP_TRAINING.maxLocalSteps, clientLearningRate: DP_TRAINING.clientLearningRate } : {};
   const training: TrainingFields = {
     ...defaultTrainingFields(i.dp ? { clip } : undefined),
+    ...gentle,
     ...(i.localEpochs !== undefined ? { localEpochs: i.localEpochs } : {}),
     ...(i.serverOptimizer !== undefined ? { serverOptimizer: i.serverOptimizer } : {}),
     ...(i.serverLearningRate !== undefined ? { serverLearningRate: i.serverLearningRate } : {}),

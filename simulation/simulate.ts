@@ -112,7 +112,7 @@ function median(xs: number[]): number {
 export async function runSimulation(opts: SimulateOptions): Promise<SimulationMetrics> {
   const started = Date.now();
   const data = withLocalStatistics(await prepare(opts), DEFAULT_MODEL_SPEC);
-  const recipe = resolveRecipe({ ...opts, dp: !opts.centralized && ((opts.noiseMultiplier ?? 0) > 0 || opts.targetEpsilon !== undefined) }, data.train.length);
+  const recipe = resolveRecipe({ ...opts, dp: !opts.centralized && ((opts.noiseMultiplier ?? 0) > 0 || opts.targetEpsilon !== undefined), pretrained: Boolean(opts.pretrain) }, data.train.length);
   const initial = await prepareInitialModel(opts, DEFAULT_MODEL_SPEC);
   const backend = await initBackend();
   const spec = DEFAULT_MODEL_SPEC;

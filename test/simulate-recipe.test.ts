@@ -41,6 +41,14 @@ describe("DP recipe defaults", () => {
     expect(dpSpecProblems({ noiseMultiplier: 0.8, serverOptimizer: "fedavgm" })).toHaveLength(0);
   });
 
+  it("gives non-DP runs from a pretrained model the gentle local work (lr 0.1, 2 epochs), keeping their server optimizer", () => {
+    const r = resolveRecipe({ dp: false, pretrained: true }, 51);
+    expect(r.training.clientLearningRate).toBe(DP_TRAINING.clientLearningRate);
+    expect(r.training.localEpochs).toBe(2);
+    expect(r.training.serverOptimizer).toBe("fedadam");
+    expect(resolveRecipe({ dp: false }, 51).training.clientLearningRate).toBe(0.5);
+  });
+
   it("refuses more required survivors than the cohort", () => {
     expect(() => resolveRecipe({ dp: true, cohort: 10, minSurvivors: 11 }, 100)).toThrow(/exceeds the cohort/);
   });
