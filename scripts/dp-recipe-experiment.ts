@@ -22,7 +22,7 @@ import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
 import { applyServerUpdate, buildExamples, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localBigram, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
 import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
 import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
-import { resolveRecipe } from "../simulation/recipe.ts";
+import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
 import { evaluateModel, rankOf, type EvalSet } from "../simulation/evaluation.ts";
 
 const { values } = parseArgs({
@@ -55,7 +55,8 @@ const dp = Number.isFinite(eps);
 const recipe = resolveRecipe(
   {
     dp,
-    rounds: values.rounds === undefined ? undefined : Number(values.rounds),
+    // ε = ∞ runs as many rounds as a DP run, so the two differ only by the noise.
+    rounds: values.rounds === undefined ? DP_DEFAULT_ROUNDS : Number(values.rounds),
     clip: values.clip === undefined ? undefined : Number(values.clip),
     serverLearningRate: values["server-lr"] === undefined ? undefined : Number(values["server-lr"]),
     localEpochs: values["local-epochs"] === undefined ? undefined : Number(values["local-epochs"]),
