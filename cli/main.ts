@@ -10,6 +10,7 @@ import { epsilonForRun, registerRunCommands } from "./commands/run.ts";
 import { registerPrivacyCommands } from "./commands/privacy.ts";
 import { registerVerifyCommand } from "./commands/verify.ts";
 import { registerClientCommands } from "./commands/client.ts";
+import { registerModelCommands } from "./commands/model.ts";
 
 export function buildProgram(): Command {
   const program = new Command("tacit")
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerPrivacyCommands(program, { epsilonForRun });
   registerVerifyCommand(program);
   registerSimulateCommand(program);
+  registerModelCommands(program);
   return program;
 }
 

@@ -11,7 +11,7 @@ import type { Redis } from "ioredis";
 import { loadTacitProto } from "../shared/transport/proto.ts";
 import { parseRunSpec, type RunSpec } from "../shared/run/index.ts";
 import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
-import { initialWeights } from "../shared/model/index.ts";
+import { initialWeights, loadInitialModel } from "../shared/model/index.ts";
 import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
 import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadRegistryKey, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
 import { DeviceRegistry } from "./state/registry.ts";
@@ -129,7 +129,8 @@ export class Coordinator {
     const policyJson = this.policyJson();
     if (policyJson) this.ledger.assertRunAllowed(spec, policyJson);
     const runId = `run-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(4).toString("hex")}`;
-    const weights = initialWeights(spec.model, spec.seed);
+    // A public-data initial model named by the spec (hash-pinned; no privacy cost), else seeded random init.
+    const weights = spec.initialModel ? await loadInitialModel(spec.initialModel, spec.model).catch((err: Error) => Promise.reject(invalid(err.message))) : initialWeights(spec.model, spec.seed);
     const hash = await this.checkpoints.save(runId, -1, spec.model, weights, null);
     const rec: RunRecord = { runId, spec, state: "queued", roundsDone: 0, modelHash: hash, currentPhase: "queued", error: "", createdAt: Date.now(), requester };
     // Ledger first: a crash after it leaves a launched run that never ran (visible to the

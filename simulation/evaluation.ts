@@ -1,12 +1,16 @@
 /**
  * Held-out evaluation of a global model: next-action top-1/top-3 accuracy micro-averaged over
- * events and macro-averaged over users (each eval file counts once), plus mean loss.
+ * events and macro-averaged over users (each eval file counts once), plus mean loss — for the
+ * global model alone and personalized on each device (the global distribution mixed with the
+ * device's own bigram counts, shared/model/personalize.ts). One forward pass serves both.
  */
-import type { Examples, Trainer } from "../shared/model/index.ts";
+import { personalizeInPlace, type Examples, type LocalBigram, type Trainer } from "../shared/model/index.ts";
 
 export interface EvalSet {
   userId: string;
   examples: Examples;
+  /** The device's own statistics from its training data (never sent anywhere); absent: no personalization. */
+  local?: LocalBigram;
 }
 
 export interface EvalMetrics {
@@ -19,33 +23,88 @@ export interface EvalMetrics {
   users: number;
 }
 
-export async function evaluateSets(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[]): Promise<EvalMetrics> {
+/** How many entries rank strictly above entry y, capped at 3 (ties: lower index first, as tf.topk). */
+export function rankOf(p: ArrayLike<number>, y: number): number {
+  const py = p[y]!;
+  let above = 0;
+  for (let v = 0; v < p.length; v++) {
+    const pv = p[v]!;
+    if (pv > py || (pv === py && v < y)) {
+      above += 1;
+      if (above >= 3) return 3;
+    }
+  }
+  return above;
+}
+
+class Tally {
+  private n = 0;
+  private loss = 0;
+  private hit1 = 0;
+  private hit3 = 0;
+  private macro1 = 0;
+  private macro3 = 0;
+  private users = 0;
+  private u = { n: 0, loss: 0, hit1: 0, hit3: 0 };
+
+  add(p: ArrayLike<number>, y: number): void {
+    const r = rankOf(p, y);
+    this.u.n += 1;
+    this.u.loss += -Math.log(Math.max(p[y]!, 1e-30));
+    if (r === 0) this.u.hit1 += 1;
+    if (r < 3) this.u.hit3 += 1;
+  }
+
+  endUser(): void {
+    const u = this.u;
+    if (u.n > 0) {
+      this.n += u.n;
+      this.loss += u.loss;
+      this.hit1 += u.hit1;
+      this.hit3 += u.hit3;
+      this.macro1 += u.hit1 / u.n;
+      this.macro3 += u.hit3 / u.n;
+      this.users += 1;
+    }
+    this.u = { n: 0, loss: 0, hit1: 0, hit3: 0 };
+  }
+
+  metrics(): EvalMetrics {
+    const { n, users } = this;
+    return {
+      loss: n ? this.loss / n : NaN,
+      top1Micro: n ? this.hit1 / n : 0,
+      top3Micro: n ? this.hit3 / n : 0,
+      top1Macro: users ? this.macro1 / users : 0,
+      top3Macro: users ? this.macro3 / users : 0,
+      events: n,
+      users,
+    };
+  }
+}
+
+/** Global and personalized metrics of `weights` on every eval set; `alpha` is the personalization prior strength. */
+export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], alpha: number): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
   trainer.setWeights(weights);
-  let n = 0;
-  let loss = 0;
-  let hit1 = 0;
-  let hit3 = 0;
-  let macro1 = 0;
-  let macro3 = 0;
-  let users = 0;
+  const global = new Tally();
+  const personal = new Tally();
+  const T = trainer.spec.window;
   for (const s of sets) {
     if (s.examples.count === 0) continue;
-    const r = await trainer.evaluate(s.examples);
-    n += r.count;
-    loss += r.loss * r.count;
-    hit1 += r.top1 * r.count;
-    hit3 += r.top3 * r.count;
-    macro1 += r.top1;
-    macro3 += r.top3;
-    users += 1;
+    const ex = s.examples;
+    trainer.forEachDistribution(ex, (row, probs) => {
+      const y = ex.y[row]!;
+      global.add(probs, y);
+      if (s.local) personalizeInPlace(probs, s.local, ex.x[row * T + T - 1]!, alpha);
+      personal.add(probs, y);
+    });
+    global.endUser();
+    personal.endUser();
   }
-  return {
-    loss: n ? loss / n : NaN,
-    top1Micro: n ? hit1 / n : 0,
-    top3Micro: n ? hit3 / n : 0,
-    top1Macro: users ? macro1 / users : 0,
-    top3Macro: users ? macro3 / users : 0,
-    events: n,
-    users,
-  };
+  return { eval: global.metrics(), evalPersonalized: personal.metrics() };
+}
+
+/** Global metrics only (kept for callers that do not personalize). */
+export async function evaluateSets(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[]): Promise<EvalMetrics> {
+  return evaluateModel(trainer, weights, sets.map((s) => ({ userId: s.userId, examples: s.examples })), 1).eval;
 }

@@ -7,6 +7,8 @@ export interface RoundMetrics {
   status: string;
   trainLoss: number | null;
   eval: EvalMetrics;
+  /** The global model combined on each device with its own statistics (simulation/evaluation.ts). */
+  evalPersonalized?: EvalMetrics;
   cohort: number;
   survivors: number;
   declines: number;
@@ -34,5 +36,22 @@ export interface SimulationMetrics {
   spec?: RunSpec;
   privacy: { noiseMultiplier: number; clip: number; delta: number; minSurvivors: number; mechanism: string; note: string };
   runId?: string;
+  /** Where the initial model came from (public pretraining or seeded random init) and its hash. */
+  initialModel?: InitialModelInfo;
+  /** The initial model's metrics on the same eval set: what public data alone achieves. */
+  publicOnly?: EvalMetrics;
+  publicOnlyPersonalized?: EvalMetrics;
+  personalization?: { method: string; strength: number };
+}
+
+export interface InitialModelInfo {
+  source: "public" | "random";
+  sha256: string;
+  dataset?: string;
+  checkpoint?: string;
+  cached?: boolean;
+  pretrainSeconds?: number;
+  /** Public data costs no privacy budget: the run's ε counts only the federated rounds. */
+  privacyCost: "none";
 }
 

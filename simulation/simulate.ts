@@ -11,13 +11,15 @@ import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
-import { buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, initBackend, initialWeights, parameterCount, Trainer, type Examples } from "../shared/model/index.ts";
-import { DEFAULT_DEADLINES, defaultTrainingFields, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
+import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
+import { DEFAULT_DEADLINES, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
-import { evaluateSets, type EvalMetrics, type EvalSet } from "./evaluation.ts";
+import { evaluateModel, type EvalMetrics, type EvalSet } from "./evaluation.ts";
+import { resolveRecipe, type Recipe } from "./recipe.ts";
+import { prepareInitialModel, withLocalStatistics, type InitialModel } from "./initial-model.ts";
 import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
 import { writeJsonAtomic } from "./write-json-atomic.ts";
 import { SimulationProgress } from "./progress.ts";
@@ -28,8 +30,11 @@ export type { RoundMetrics, SimulationMetrics };
 export interface SimulateOptions {
   dataset: string;
   clients?: number;
-  rounds: number;
+  /** Default: 10 for DP runs, 20 otherwise (simulation/recipe.ts). */
+  rounds?: number;
   evalDir?: string;
+  /** Public per-user files to pretrain the initial model on (cached), e.g. data/devactions. */
+  pretrain?: string;
   out: string;
   centralized: boolean;
   dropout: number;
@@ -37,13 +42,18 @@ export interface SimulateOptions {
   corruptTolerance?: number;
   noiseMultiplier?: number;
   targetEpsilon?: number;
-  clip: number;
+  /** Default: 1 for DP runs, 5 otherwise. */
+  clip?: number;
   minSurvivors?: number;
   delta: number;
   workers?: number;
   stateDir?: string;
   cohort?: number;
   localEpochs?: number;
+  serverOptimizer?: "fedavg" | "fedavgm" | "fedadam";
+  serverLearningRate?: number;
+  /** Prior strength α of on-device personalization (shared/model/personalize.ts). */
+  personalizationStrength?: number;
   seed: number;
   quiet?: boolean;
   /** Aborting it stops the simulation at once; its coordinator, Redis and devices are stopped. */
@@ -121,27 +131,33 @@ function median(xs: number[]): number {
 
 export async function runSimulation(opts: SimulateOptions): Promise<SimulationMetrics> {
   const started = Date.now();
-  const data = await prepare(opts);
+  const data = withLocalStatistics(await prepare(opts), DEFAULT_MODEL_SPEC);
+  const recipe = resolveRecipe({ ...opts, dp: !opts.centralized && ((opts.noiseMultiplier ?? 0) > 0 || opts.targetEpsilon !== undefined), pretrained: Boolean(opts.pretrain) }, data.train.length);
+  const initial = await prepareInitialModel(opts, DEFAULT_MODEL_SPEC);
   const backend = await initBackend();
   const spec = DEFAULT_MODEL_SPEC;
   const evalTrainer = new Trainer(spec);
-  const progress = new SimulationProgress(opts.rounds, Boolean(opts.quiet));
+  const progress = new SimulationProgress(recipe.rounds, Boolean(opts.quiet));
   const trainEvents = data.train.reduce((a, u) => a + u.events.length, 0);
   const evalEvents = data.evalSets.reduce((a, s) => a + s.examples.count, 0);
   try {
-    if (opts.centralized) return await runCentralized(opts, data, backend, evalTrainer, progress, started, trainEvents, evalEvents);
-    return await runFederated(opts, data, backend, evalTrainer, progress, started, trainEvents, evalEvents);
+    const publicOnly = evaluateModel(evalTrainer, initial.weights, data.evalSets, recipe.personalizationStrength);
+    const extra = { initialModel: initial.info, publicOnly: publicOnly.eval, publicOnlyPersonalized: publicOnly.evalPersonalized, personalization: { method: "global model as a Dirichlet prior over the device's own bigram counts", strength: recipe.personalizationStrength } };
+    // Every metrics.json written along the way carries the public-only baseline too.
+    const run = { ...opts, onRound: opts.onRound && ((m: SimulationMetrics) => opts.onRound!({ ...m, ...extra })) };
+    if (opts.centralized) return { ...(await runCentralized(run, recipe, initial, data, backend, evalTrainer, progress, started, trainEvents, evalEvents)), ...extra };
+    return { ...(await runFederated(run, recipe, initial, data, backend, evalTrainer, progress, started, trainEvents, evalEvents)), ...extra };
   } finally {
     progress.stop();
     evalTrainer.dispose();
   }
 }
 
-async function runCentralized(opts: SimulateOptions, data: Prepared, backend: string, trainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
+async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, trainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
   const spec = DEFAULT_MODEL_SPEC;
   const parts = data.train.map((u) => buildExamples(u, spec));
   const pooled = concatExamples(parts, spec.window);
-  let weights = initialWeights(spec, opts.seed);
+  let weights = initial.weights;
   const rounds: RoundMetrics[] = [];
   const training = DEFAULT_TRAINING;
   const snapshot = (complete: boolean): SimulationMetrics => ({
@@ -149,7 +165,7 @@ async function runCentralized(opts: SimulateOptions, data: Prepared, backend: st
     rounds, final: rounds.at(-1), backend, parameterCount: parameterCount(spec), wallSeconds: (Date.now() - started) / 1000,
     privacy: { noiseMultiplier: 0, clip: 0, delta: opts.delta, minSurvivors: 0, mechanism: "none", note: "centralized baseline: pooled raw data, no privacy" },
   });
-  for (let r = 0; r < opts.rounds; r++) {
+  for (let r = 0; r < recipe.rounds; r++) {
     throwIfStopped(opts.signal);
     const t0 = Date.now();
     progress.startRound(r, 1, "centralized epoch");
@@ -162,9 +178,9 @@ async function runCentralized(opts: SimulateOptions, data: Prepared, backend: st
       seed: opts.seed + r,
     });
     weights = trainer.getWeights();
-    const ev = await evaluateSets(trainer, weights, data.evalSets);
+    const ev = evaluateModel(trainer, weights, data.evalSets, recipe.personalizationStrength);
     const m: RoundMetrics = {
-      round: r, status: "completed", trainLoss: res.loss, eval: ev, cohort: 1, survivors: 1, declines: 0, phases: null,
+      round: r, status: "completed", trainLoss: res.loss, eval: ev.eval, evalPersonalized: ev.evalPersonalized, cohort: 1, survivors: 1, declines: 0, phases: null,
       deviceEpsilon: { max: Infinity, median: Infinity }, populationEpsilon: Infinity, wallSeconds: (Date.now() - t0) / 1000,
     };
     rounds.push(m);
@@ -174,32 +190,17 @@ async function runCentralized(opts: SimulateOptions, data: Prepared, backend: st
   return snapshot(true);
 }
 
-function concatExamples(parts: Examples[], window: number): Examples {
-  const count = parts.reduce((a, p) => a + p.count, 0);
-  const x = new Int32Array(count * window);
-  const y = new Int32Array(count);
-  let o = 0;
-  for (const p of parts) {
-    x.set(p.x.subarray(0, p.count * window), o * window);
-    y.set(p.y.subarray(0, p.count), o);
-    o += p.count;
-  }
-  return { x, y, count };
-}
-
-function buildRunSpec(opts: SimulateOptions, n: number, noiseMultiplier: number): RunSpec {
-  const cohort = Math.min(opts.cohort ?? n, n);
-  const minSurvivors = opts.minSurvivors ?? Math.max(2, Math.floor(cohort / 2));
+function buildRunSpec(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, n: number, noiseMultiplier: number): RunSpec {
   return {
     name: "simulation",
     model: DEFAULT_MODEL_SPEC,
-    rounds: opts.rounds,
-    cohortSize: cohort,
-    minSurvivors,
+    rounds: recipe.rounds,
+    cohortSize: recipe.cohort,
+    minSurvivors: recipe.minSurvivors,
     populationSize: n,
-    ...defaultTrainingFields(),
-    ...(opts.localEpochs !== undefined ? { localEpochs: opts.localEpochs } : {}),
-    clip: opts.clip,
+    ...recipe.training,
+    ...(initial.ref ? { initialModel: initial.ref } : {}),
+    clip: recipe.clip,
     noiseMultiplier,
     delta: opts.delta,
     mechanism: "ddgauss",
@@ -212,7 +213,7 @@ function buildRunSpec(opts: SimulateOptions, n: number, noiseMultiplier: number)
   };
 }
 
-async function runFederated(opts: SimulateOptions, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
+async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
   const n = data.train.length;
   const ownState = !opts.stateDir;
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "tacit-sim-"));
@@ -221,10 +222,10 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
   if (opts.targetEpsilon !== undefined) {
     // Calibrate against the real per-round event (distributed discrete Gaussian with its
     // rounding inflation), so that devices consenting to the target accept every round.
-    const base = buildRunSpec(opts, n, 1);
-    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: opts.rounds, eventFor: (z) => perRoundEvent({ ...base, noiseMultiplier: z }) });
+    const base = buildRunSpec(opts, recipe, initial, n, 1);
+    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: recipe.rounds, eventFor: (z) => perRoundEvent({ ...base, noiseMultiplier: z }) });
   }
-  const spec = buildRunSpec(opts, n, noiseMultiplier);
+  const spec = buildRunSpec(opts, recipe, initial, n, noiseMultiplier);
   let coordinator: Coordinator | undefined;
   const workers: Worker[] = [];
   try {
@@ -337,12 +338,13 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
         const r = st.rounds[seen]!;
         seen += 1;
         const phases = JSON.parse(r.phaseCountsJson) as Record<string, unknown>;
-        let evalMetrics: EvalMetrics;
-        if (r.status === "completed") {
-          const cp = await coordinator.checkpoints.latest(runId);
-          evalMetrics = await evaluateSets(evalTrainer, cp!.weights, data.evalSets);
+        let evaluated: { eval: EvalMetrics; evalPersonalized: EvalMetrics };
+        const previous = rounds.at(-1);
+        if (r.status !== "completed" && previous) {
+          evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
         } else {
-          evalMetrics = rounds.at(-1)?.eval ?? (await evaluateSets(evalTrainer, (await coordinator.checkpoints.latest(runId))!.weights, data.evalSets));
+          const cp = await coordinator.checkpoints.latest(runId);
+          evaluated = evaluateModel(evalTrainer, cp!.weights, data.evalSets, recipe.personalizationStrength);
         }
         const deviceEps = [...perDevice.values()].map((d) => (d.events.length ? deviceEpsilon(d.events, opts.delta) : 0));
         const completedRounds = rounds.filter((x) => x.status === "completed").length + (r.status === "completed" ? 1 : 0);
@@ -351,7 +353,8 @@ async function runFederated(opts: SimulateOptions, data: Prepared, backend: stri
           round: r.round,
           status: r.status,
           trainLoss: loss && loss.n > 0 ? loss.sum / loss.n : null,
-          eval: evalMetrics,
+          eval: evaluated.eval,
+          evalPersonalized: evaluated.evalPersonalized,
           cohort: r.cohort,
           survivors: r.survivors,
           declines: roundDeclines.get(r.round) ?? 0,

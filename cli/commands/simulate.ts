@@ -3,6 +3,8 @@ import type { Command } from "commander";
 import { existsSync, statSync } from "node:fs";
 import { CliError, parseNumber } from "../errors.ts";
 import { runSimulation, SimulationInterrupted, writeMetrics } from "../../simulation/simulate.ts";
+import { RecipeError } from "../../simulation/recipe.ts";
+import { InitialModelSetupError } from "../../simulation/initial-model.ts";
 import { ShutdownSignals } from "../shutdown.ts";
 import { jsonWithInfinity } from "../../simulation/write-json-atomic.ts";
 
@@ -12,7 +14,7 @@ export function registerSimulateCommand(program: Command): void {
     .description("run a federated simulation: a real coordinator and one device client per user file, over gRPC on loopback")
     .requiredOption("--dataset <dir>", "directory of per-user TSV files (<unix seconds>\\t<token>)")
     .option("--clients <n>", "use only the first N user files")
-    .option("--rounds <r>", "federated rounds (or centralized epochs)", "20")
+    .option("--rounds <r>", "federated rounds (or centralized epochs); default 10 with DP noise, else 20")
     .option("--eval-dir <dir>", "evaluate on these files instead of the last 10% of each user")
     .option("--out <dir>", "where metrics.json (and ledger, policy) are written", "out/simulation")
     .option("--json", "print the final metrics object on stdout")
@@ -21,7 +23,11 @@ export function registerSimulateCommand(program: Command): void {
     .option("--corrupt-tolerance <f>", "fraction of each cohort that may collude with a malicious coordinator (SecAgg thresholds and noise are sized for it; small cohorts then tolerate fewer dropouts)", "0.1")
     .option("--noise-multiplier <z>", "DP noise multiplier (0 = clipping and SecAgg only)")
     .option("--target-epsilon <eps>", "calibrate the noise multiplier so device ε after all rounds is this")
-    .option("--clip <c>", "L2 clip norm of each device's update (rarely binding at 5 without noise; set it for DP runs)", "5")
+    .option("--clip <c>", "L2 clip norm of each device's update; default 1 with DP noise (server step scaled to it), else 5")
+    .option("--pretrain <dir>", "pretrain the initial model centrally on these PUBLIC per-user files (cached), then federate from it")
+    .option("--server-optimizer <opt>", "fedavg | fedavgm | fedadam (default: fedavgm with DP noise, where fedadam is refused; else fedadam)")
+    .option("--server-lr <lr>", "server learning rate (default: 2/clip with DP noise, else 0.1)")
+    .option("--personalization-strength <a>", "on-device personalization: prior strength α of the global model over the device's own bigram counts")
     .option("--min-survivors <n>", "devices that must survive for a round to release (noise sized for them)")
     .option("--delta <d>", "DP delta", "1e-6")
     .option("--cohort <k>", "devices per round (default: all)")
@@ -34,13 +40,20 @@ export function registerSimulateCommand(program: Command): void {
       if (!existsSync(dataset) || !statSync(dataset).isDirectory()) throw new CliError(`--dataset ${dataset}: no such directory`);
       if (o.evalDir && (!existsSync(String(o.evalDir)) || !statSync(String(o.evalDir)).isDirectory())) throw new CliError(`--eval-dir ${o.evalDir}: no such directory`);
       if (o.noiseMultiplier !== undefined && o.targetEpsilon !== undefined) throw new CliError("give either --noise-multiplier or --target-epsilon, not both");
+      if (o.pretrain && (!existsSync(String(o.pretrain)) || !statSync(String(o.pretrain)).isDirectory())) throw new CliError(`--pretrain ${o.pretrain}: no such directory`);
+      const serverOptimizer = o.serverOptimizer === undefined ? undefined : String(o.serverOptimizer);
+      if (serverOptimizer !== undefined && serverOptimizer !== "fedavg" && serverOptimizer !== "fedavgm" && serverOptimizer !== "fedadam") throw new CliError(`--server-optimizer must be fedavg, fedavgm or fedadam, got '${serverOptimizer}'`);
       const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
       const out = String(o.out);
       const shutdown = new ShutdownSignals();
       const metrics = await runSimulation({
+        pretrain: o.pretrain ? String(o.pretrain) : undefined,
+        serverOptimizer,
+        serverLearningRate: num("serverLr", "--server-lr", { min: 1e-6, max: 100 }),
+        personalizationStrength: num("personalizationStrength", "--personalization-strength", { min: 1e-6, max: 1e6 }),
         dataset,
         clients: num("clients", "--clients", { min: 2, integer: true }),
-        rounds: num("rounds", "--rounds", { min: 1, max: 10_000, integer: true })!,
+        rounds: num("rounds", "--rounds", { min: 1, max: 10_000, integer: true }),
         evalDir: o.evalDir ? String(o.evalDir) : undefined,
         out: String(o.out),
         centralized: Boolean(o.centralized),
@@ -48,7 +61,7 @@ export function registerSimulateCommand(program: Command): void {
         corruptTolerance: num("corruptTolerance", "--corrupt-tolerance", { min: 0, max: 0.5 })!,
         noiseMultiplier: num("noiseMultiplier", "--noise-multiplier", { min: 0, max: 1000 }),
         targetEpsilon: num("targetEpsilon", "--target-epsilon", { min: 1e-3, max: 1e6 }),
-        clip: num("clip", "--clip", { min: 1e-9, max: 1e6 })!,
+        clip: num("clip", "--clip", { min: 1e-9, max: 1e6 }),
         minSurvivors: num("minSurvivors", "--min-survivors", { min: 2, integer: true }),
         delta: num("delta", "--delta", { min: 1e-15, max: 0.1 })!,
         cohort: num("cohort", "--cohort", { min: 2, integer: true }),
@@ -61,10 +74,23 @@ export function registerSimulateCommand(program: Command): void {
         // Progress survives a kill or a hang: metrics.json after every round, `complete: false`.
         onRound: (partial) => writeMetrics(out, partial),
       })
-        .catch((err: unknown) => exitIfInterrupted(err, shutdown, out))
+        .catch((err: unknown) => {
+          // The recipe's refusals (FedAdam under DP, pretraining on private data) are the user's to fix.
+          if (err instanceof RecipeError || err instanceof InitialModelSetupError) throw new CliError(err.message);
+          return exitIfInterrupted(err, shutdown, out);
+        })
         .finally(() => shutdown.dispose());
       const path = writeMetrics(out, metrics);
       process.stderr.write(`metrics written to ${path}\n`);
+      if (metrics.publicOnly && metrics.final) {
+        // Say plainly whether the federated rounds beat the initial (public-only) model.
+        const pct = (x: number | undefined): string => (x === undefined ? "–" : `${(100 * x).toFixed(1)}%`);
+        const gain = metrics.final.eval.top3Micro - metrics.publicOnly.top3Micro;
+        process.stderr.write(
+          `top-3 (micro): initial model ${pct(metrics.publicOnly.top3Micro)} → final ${pct(metrics.final.eval.top3Micro)} (${gain >= 0 ? "+" : ""}${(100 * gain).toFixed(1)} points${gain <= 0 ? ": the rounds did not beat the initial model" : ""}); ` +
+            `personalized ${pct(metrics.publicOnlyPersonalized?.top3Micro)} → ${pct(metrics.final.evalPersonalized?.top3Micro)}\n`,
+        );
+      }
       if (o.json) process.stdout.write(jsonWithInfinity(metrics) + "\n");
     });
 }

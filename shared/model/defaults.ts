@@ -33,3 +33,31 @@ export const DEFAULT_TRAINING: TrainingDefaults = {
   centralizedLearningRate: 0.5,
   centralizedOptimizer: "sgd",
 };
+
+/**
+ * Training under DP noise (DP-FedAvg with server momentum), from the replica's measurements
+ * (../shared/findings/dp-utility-2026-11-30.md) and re-measured in bench/RESULTS.md: FedAdam
+ * normalises coordinates whose second moment is all noise and diverges, so DP runs use server
+ * momentum 0.9; local work is about two epochs (min(16, ⌈2·examples/64⌉) SGD steps of 64 at
+ * lr 0.1 — from the public model, lr 0.2 made 9 of 150 devices of devactions-large diverge in one
+ * round here, lr 0.1 2 of 150; the replica saw ~7 % at lr 0.5); the server step is 2 at clip 1 and
+ * scales as 1/clip (the mean clipped delta shrinks with the clip; see dpServerLearningRate).
+ */
+export const DP_TRAINING: TrainingDefaults = {
+  localEpochs: 2,
+  maxLocalSteps: 16,
+  batchSize: 64,
+  clientLearningRate: 0.1,
+  clientOptimizer: "sgd",
+  serverOptimizer: "fedavgm",
+  serverLearningRate: 2,
+  serverMomentum: 0.9,
+};
+
+/** Clip norm of DP runs when none is given. */
+export const DP_DEFAULT_CLIP = 1;
+
+/** DP-FedAvgM's server learning rate for a clip norm: 2 at C = 1, scaled as 1/C, capped at 100 (the run spec's bound). */
+export function dpServerLearningRate(clip: number): number {
+  return Math.min(100, DP_TRAINING.serverLearningRate / clip);
+}

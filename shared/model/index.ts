@@ -6,3 +6,6 @@ export * from "./trainer.ts";
 export * from "./checkpoint.ts";
 export * from "./server-optimizer.ts";
 export * from "./defaults.ts";
+export * from "./personalize.ts";
+export * from "./pretrain.ts";
+export * from "./initial-model.ts";

@@ -13,13 +13,21 @@ export interface ModelSpec {
   embedDim: number;
   hidden: number;
   sessionGapSeconds: number;
+  /**
+   * "dense" (absent = dense, the original model): logits = hidden × W_out + b.
+   * "tied": the hidden layer is projected back to the embedding width and scored against the
+   * input embedding itself, logits = (hidden × P + c) × Eᵀ + b — a third of the parameters,
+   * which matters under DP because the noise norm grows with √d.
+   */
+  output?: "dense" | "tied";
 }
 
 export const PAD_ID = 0;
 export const SESSION_START_ID = 1;
 export const SPECIAL_IDS = 2;
 
-export const DEFAULT_MODEL_SPEC: ModelSpec = {
+/** The original dense-output model (198,082 parameters). */
+export const DENSE_MODEL_SPEC: ModelSpec = {
   version: 1,
   vocabBuckets: 1024,
   window: 8,
@@ -27,6 +35,9 @@ export const DEFAULT_MODEL_SPEC: ModelSpec = {
   hidden: 128,
   sessionGapSeconds: 1800,
 };
+
+/** The default: the tied-output model (70,882 parameters); see bench/RESULTS.md for why. */
+export const DEFAULT_MODEL_SPEC: ModelSpec = { ...DENSE_MODEL_SPEC, output: "tied" };
 
 export const modelSpecSchema = z
   .object({
@@ -36,6 +47,7 @@ export const modelSpecSchema = z
     embedDim: z.number().int().min(1).max(512),
     hidden: z.number().int().min(1).max(2048),
     sessionGapSeconds: z.number().int().min(1).max(86_400 * 30),
+    output: z.enum(["dense", "tied"]).optional(),
   })
   .strict();
 
@@ -56,13 +68,27 @@ export function outputSize(spec: ModelSpec): number {
 /** Parameter layout, in the order of the flat weight vector. */
 export function parameterShapes(spec: ModelSpec): { name: string; shape: number[] }[] {
   const v = outputSize(spec);
-  return [
+  const input = [
     { name: "embedding", shape: [v, spec.embedDim] },
     { name: "hidden/kernel", shape: [spec.window * spec.embedDim, spec.hidden] },
     { name: "hidden/bias", shape: [spec.hidden] },
-    { name: "output/kernel", shape: [spec.hidden, v] },
-    { name: "output/bias", shape: [v] },
   ];
+  if (isTied(spec)) {
+    return [...input, { name: "projection/kernel", shape: [spec.hidden, spec.embedDim] }, { name: "projection/bias", shape: [spec.embedDim] }, { name: "output/bias", shape: [v] }];
+  }
+  return [...input, { name: "output/kernel", shape: [spec.hidden, v] }, { name: "output/bias", shape: [v] }];
+}
+
+/** Field-by-field equality (key order and an absent `output` = "dense" do not matter). */
+export function sameModelSpec(a: ModelSpec, b: ModelSpec): boolean {
+  return (
+    a.version === b.version && a.vocabBuckets === b.vocabBuckets && a.window === b.window && a.embedDim === b.embedDim &&
+    a.hidden === b.hidden && a.sessionGapSeconds === b.sessionGapSeconds && isTied(a) === isTied(b)
+  );
+}
+
+export function isTied(spec: ModelSpec): boolean {
+  return spec.output === "tied";
 }
 
 export function parameterCount(spec: ModelSpec): number {

@@ -5,7 +5,7 @@
  * set of variables and is reused across rounds; weights move in and out as flat vectors.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { outputSize, parameterCount, parameterShapes, type ModelSpec } from "./spec.ts";
+import { isTied, outputSize, parameterCount, parameterShapes, type ModelSpec } from "./spec.ts";
 import type { Examples } from "./examples.ts";
 import { seededRandom } from "./weights.ts";
 
@@ -24,6 +24,54 @@ export interface EvalResult {
   top1: number;
   top3: number;
   count: number;
+}
+
+/**
+ * Embedding lookup with a hand-written gradient: forward is a gather, backward adds each row of
+ * the upstream gradient into its token's row (a scatter-add in plain JS). The wasm backend lacks
+ * the UnsortedSegmentSum kernel a gather's own gradient needs; the alternative, one-hot × table,
+ * costs B·T·V·D multiply-adds each way and was 60 % of a training step.
+ */
+function embedRows(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  const idArr = ids.dataSync() as Int32Array;
+  const [rows, dim] = table.shape;
+  // tfjs types the custom function's arguments as a union of tensors and the save function.
+  const f = tf.customGrad(((t: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([]);
+    return {
+      value: tf.gather(t as tf.Tensor2D, ids),
+      gradFunc: (dy: tf.Tensor) => {
+        const g = dy.dataSync() as Float32Array;
+        const out = new Float32Array(rows * dim);
+        for (let r = 0; r < idArr.length; r++) {
+          const o = idArr[r]! * dim;
+          const s = r * dim;
+          for (let k = 0; k < dim; k++) out[o + k]! += g[s + k]!;
+        }
+        return tf.tensor2d(out, [rows, dim]);
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(table) as tf.Tensor2D;
+}
+
+/**
+ * a × b whose gradient uses explicit transposes: the wasm backend's matMul with a transposed
+ * operand runs 3–5× slower than a transpose followed by a plain matMul (measured on the tied
+ * model's 64×32 · 32×1026 product), and the built-in gradient of matMul is two such products.
+ */
+function matMulPlain(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x, y]);
+    return {
+      value: tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ys] = saved as [tf.Tensor2D, tf.Tensor2D];
+        return [tf.matMul(dy as tf.Tensor2D, tf.transpose(ys)), tf.matMul(tf.transpose(xs), dy as tf.Tensor2D)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(a, b) as tf.Tensor2D;
 }
 
 export class WeightShapeError extends Error {
@@ -62,14 +110,20 @@ export class Trainer {
   }
 
   private logits(x: tf.Tensor2D): tf.Tensor2D {
-    const [emb, w1, b1, w2, b2] = this.vars as [tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable];
+    const [emb, w1, b1] = this.vars as [tf.Variable, tf.Variable, tf.Variable];
     const [batch, T] = x.shape;
     // One-hot × table rather than a gather: the wasm backend lacks UnsortedSegmentSum, which a
     // gather's gradient needs (and a gather forward with a one-hot gradient measured slower).
-    const oneHot = tf.oneHot(tf.reshape(x, [batch * T]) as tf.Tensor1D, this.outputs);
-    const e = tf.matMul(oneHot, emb as tf.Tensor2D); // [B*T, D]
-    const h = tf.relu(tf.add(tf.matMul(tf.reshape(e, [batch, T * this.spec.embedDim]), w1 as tf.Tensor2D), b1));
-    return tf.add(tf.matMul(h, w2 as tf.Tensor2D), b2) as tf.Tensor2D;
+    const e = embedRows(emb as tf.Tensor2D, tf.reshape(x, [batch * T]) as tf.Tensor1D); // [B*T, D]
+    const h = tf.relu(tf.add(matMulPlain(tf.reshape(e, [batch, T * this.spec.embedDim]), w1 as tf.Tensor2D), b1));
+    if (isTied(this.spec)) {
+      // Tied output: project to the embedding width and score against the embedding table.
+      const [, , , p, c, b] = this.vars as tf.Variable[];
+      const q = tf.add(matMulPlain(h as tf.Tensor2D, p as tf.Tensor2D), c!) as tf.Tensor2D;
+      return tf.add(matMulPlain(q, tf.transpose(emb as tf.Tensor2D)), b!) as tf.Tensor2D;
+    }
+    const [, , , w2, b2] = this.vars as tf.Variable[];
+    return tf.add(matMulPlain(h as tf.Tensor2D, w2 as tf.Tensor2D), b2!) as tf.Tensor2D;
   }
 
   private batchTensors(ex: Examples, idx: Int32Array | number[], from: number, to: number): { x: tf.Tensor2D; y: tf.Tensor1D } {
@@ -148,6 +202,24 @@ export class Trainer {
       }
     }
     return { loss: loss / ex.count, top1: hit1 / ex.count, top3: hit3 / ex.count, count: ex.count };
+  }
+
+  /** Calls fn with the predicted distribution over next tokens for every example (the array is reused). */
+  forEachDistribution(ex: Examples, fn: (row: number, probs: Float64Array) => void): void {
+    const seq = Array.from({ length: ex.count }, (_, i) => i);
+    const V = this.outputs;
+    const row = new Float64Array(V);
+    const B = 1024;
+    for (let from = 0; from < ex.count; from += B) {
+      const to = Math.min(ex.count, from + B);
+      const probs = tf.tidy(() => tf.softmax(this.logits(this.batchTensors(ex, seq, from, to).x)));
+      const data = probs.dataSync() as Float32Array;
+      probs.dispose();
+      for (let k = 0; k < to - from; k++) {
+        for (let v = 0; v < V; v++) row[v] = data[k * V + v]!;
+        fn(from + k, row);
+      }
+    }
   }
 
   dispose(): void {

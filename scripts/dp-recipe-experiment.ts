@@ -1,0 +1,158 @@
+/**
+ * Fast in-process estimate of the DP recipe's utility on devactions-large, for tuning and for
+ * the ε–utility table when the full gRPC simulation (hours on this shared 2-core machine) is out
+ * of reach. Each device trains with the same Trainer and local options a real round uses, its
+ * delta is clipped to C, and the sum gets central Gaussian noise of the variance the
+ * distributed discrete Gaussian adds in total: n devices each adding (zC)²/minSurvivors. The
+ * rounding of the DDG and modular arithmetic are not modelled (they change the sum by far less
+ * than the noise); z is calibrated with the real per-round DDG event, exactly as `tacit
+ * simulate --target-epsilon` does. The noise here is Math.random Box–Muller: it estimates
+ * utility only and protects nothing — real runs add noise on the devices (shared/dp).
+ *
+ * Held-out data is carved from the training files: the last 30 % of each device's events
+ * (the rest is that device's training data and its personalization statistics).
+ *
+ *   npx tsx scripts/dp-recipe-experiment.ts --epsilon 8 [--rounds 10] [--dataset DIR] [--pretrain DIR] [--out FILE]
+ *   --epsilon inf: no noise; --rounds 0: the initial (public-only) model alone.
+ */
+import { writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
+import { applyServerUpdate, buildExamples, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localBigram, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
+import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
+import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
+import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
+import { evaluateModel, rankOf, type EvalSet } from "../simulation/evaluation.ts";
+
+const { values } = parseArgs({
+  options: {
+    dataset: { type: "string", default: resolve("../shared/datasets/devactions-large") },
+    pretrain: { type: "string", default: "data/devactions" },
+    epsilon: { type: "string", default: "8" },
+    rounds: { type: "string" },
+    clip: { type: "string" },
+    "server-lr": { type: "string" },
+    "local-epochs": { type: "string" },
+    "eval-fraction": { type: "string", default: "0.3" },
+    alpha: { type: "string" },
+    seed: { type: "string", default: "1" },
+    // Evaluating 110k held-out events takes minutes on a busy machine: every K rounds and the last.
+    "eval-every": { type: "string", default: "1" },
+    out: { type: "string" },
+  },
+});
+
+const t0 = Date.now();
+const spec = DEFAULT_MODEL_SPEC;
+const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
+const users = await readDevactionsDir(values.dataset);
+const splits = users.map((u) => ({ id: u.userId, ...splitHoldout(u, Number(values["eval-fraction"])) }));
+const train = splits.map((s) => buildExamples(s.train, spec));
+const evalSets: EvalSet[] = splits.map((s, i) => ({ userId: s.id, examples: buildExamples(s.eval, spec, { contextFrom: s.train }), local: localBigram(train[i]!, spec.window) }));
+const n = users.length;
+const dp = Number.isFinite(eps);
+const recipe = resolveRecipe(
+  {
+    dp,
+    // ε = ∞ runs as many rounds as a DP run, so the two differ only by the noise.
+    rounds: values.rounds === undefined ? DP_DEFAULT_ROUNDS : Number(values.rounds),
+    clip: values.clip === undefined ? undefined : Number(values.clip),
+    serverLearningRate: values["server-lr"] === undefined ? undefined : Number(values["server-lr"]),
+    localEpochs: values["local-epochs"] === undefined ? undefined : Number(values["local-epochs"]),
+    personalizationStrength: values.alpha === undefined ? undefined : Number(values.alpha),
+    // Without noise the DP recipe is still the comparison point (same optimizer and clip).
+    serverOptimizer: "fedavgm",
+  },
+  n,
+);
+// Without noise, use the DP recipe's training too, so ε = ∞ isolates the effect of the noise.
+const training = dp ? recipe.training : resolveRecipe({ dp: true, rounds: recipe.rounds }, n).training;
+const clip = dp ? recipe.clip : resolveRecipe({ dp: true }, n).clip;
+const minSurvivors = dp ? recipe.minSurvivors : Math.floor(n * 0.9);
+
+await initBackend();
+const initial = values.pretrain === "none" ? initialWeights(spec, Number(values.seed)) : (await pretrainCached(values.pretrain, spec)).weights;
+
+const runSpecFor = (z: number): RunSpec => ({
+  name: "experiment", model: spec, rounds: recipe.rounds, cohortSize: n, minSurvivors, populationSize: n, ...training, clip, noiseMultiplier: z, delta: 1e-6,
+  mechanism: "ddgauss", bits: 32, dropoutTolerance: 0.1, corruptTolerance: 0.1, signals: ["commit"],
+  deadlines: { selectionMs: 1000, advertiseMs: 1000, shareMs: 1000, maskedInputMs: 1000, unmaskMs: 1000 }, seed: Number(values.seed),
+});
+const z = dp && recipe.rounds > 0 ? calibrateNoiseMultiplier({ targetEpsilon: eps, delta: 1e-6, rounds: recipe.rounds, eventFor: (zz) => perRoundEvent(runSpecFor(zz)) }) : 0;
+const sigma = z * clip * Math.sqrt(n / minSurvivors);
+
+function gaussian(): number {
+  let u = 0;
+  while (u === 0) u = Math.random();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
+}
+
+const trainer = new Trainer(spec);
+/** Personalized top-3 micro at several prior strengths α in one forward pass (to choose the default α). */
+const ALPHAS = [0.25, 0.5, 1, 2, 4, 8, 16];
+function alphaSweep(w: Float32Array): Record<string, number> {
+  trainer.setWeights(w);
+  const hits = ALPHAS.map(() => 0);
+  let count = 0;
+  const T = spec.window;
+  const copy = new Float64Array(trainer.outputs);
+  for (const s of evalSets) {
+    trainer.forEachDistribution(s.examples, (row, probs) => {
+      const y = s.examples.y[row]!;
+      count += 1;
+      ALPHAS.forEach((a, i) => {
+        copy.set(probs);
+        personalizeInPlace(copy, s.local!, s.examples.x[row * T + T - 1]!, a);
+        if (rankOf(copy, y) < 3) hits[i]! += 1;
+      });
+    });
+  }
+  return Object.fromEntries(ALPHAS.map((a, i) => [String(a), hits[i]! / count]));
+}
+const rows: object[] = [];
+const log = (o: object): void => {
+  rows.push(o);
+  process.stderr.write(JSON.stringify(o) + "\n");
+};
+const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalizationStrength);
+log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
+let weights = initial;
+let state: ServerOptimizerState | null = null;
+for (let r = 0; r < recipe.rounds; r++) {
+  const sum = new Float64Array(weights.length);
+  let lossSum = 0;
+  let finiteLosses = 0;
+  let clipped = 0;
+  for (let i = 0; i < n; i++) {
+    trainer.setWeights(weights);
+    const res = await trainer.train(train[i]!, { epochs: training.localEpochs, maxSteps: training.maxLocalSteps, batchSize: training.batchSize, learningRate: training.clientLearningRate, optimizer: training.clientOptimizer, seed: (Number(values.seed) * 1_000_003 + r * 7919 + i) % 2 ** 31 });
+    const after = trainer.getWeights();
+    let norm2 = 0;
+    for (let k = 0; k < after.length; k++) norm2 += (after[k]! - weights[k]!) ** 2;
+    const scale = Math.min(1, clip / Math.sqrt(norm2));
+    if (scale < 1) clipped += 1;
+    if (Number.isFinite(scale)) for (let k = 0; k < after.length; k++) sum[k] = sum[k]! + (after[k]! - weights[k]!) * scale;
+    // A device whose local loss blew up (> 20 nats, or NaN) counts as diverged; its clipped delta still goes in, as on a real device.
+    if (res.loss < 20) {
+      lossSum += res.loss;
+      finiteLosses += 1;
+    }
+  }
+  const mean = new Float32Array(weights.length);
+  for (let k = 0; k < mean.length; k++) mean[k] = (sum[k]! + sigma * gaussian()) / n;
+  const next = applyServerUpdate(state, weights, mean, { optimizer: training.serverOptimizer, learningRate: training.serverLearningRate, momentum: training.serverMomentum });
+  weights = next.weights;
+  state = next.state;
+  const diverged = train.length - finiteLosses;
+  if ((r + 1) % Number(values["eval-every"]) !== 0 && r !== recipe.rounds - 1) {
+    log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, seconds: (Date.now() - t0) / 1000 });
+    continue;
+  }
+  const ev = evaluateModel(trainer, weights, evalSets, recipe.personalizationStrength);
+  log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, global: ev.eval.top3Micro, personalized: ev.evalPersonalized.top3Micro, globalMacro: ev.eval.top3Macro, seconds: (Date.now() - t0) / 1000 });
+}
+if (recipe.rounds > 0) log({ final: true, alphaSweep: alphaSweep(weights) });
+const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, devices: n, minSurvivors, training, alpha: recipe.personalizationStrength, evalEvents: ev0.eval.events, rows, wallSeconds: (Date.now() - t0) / 1000 };
+if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2));
+process.stdout.write(JSON.stringify(result) + "\n");

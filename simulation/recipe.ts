@@ -1,0 +1,72 @@
+/**
+ * The simulation's defaults, which differ for DP runs: the measured recipe (bench/RESULTS.md,
+ * ../shared/findings/dp-utility-2026-11-30.md) is DP-FedAvg with server momentum, every
+ * eligible device in every round, about two local epochs capped at 16 steps, clip 1 with the
+ * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
+ * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
+ */
+import { DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION_STRENGTH } from "../shared/model/index.ts";
+import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
+
+export type TrainingFields = ReturnType<typeof defaultTrainingFields>;
+
+export interface RecipeInput {
+  rounds?: number;
+  clip?: number;
+  cohort?: number;
+  minSurvivors?: number;
+  localEpochs?: number;
+  serverOptimizer?: RunSpec["serverOptimizer"];
+  serverLearningRate?: number;
+  personalizationStrength?: number;
+  /** Whether the run adds DP noise (a noise multiplier > 0 or a target ε). */
+  dp: boolean;
+  /** Whether the run starts from a pretrained (public) model. */
+  pretrained?: boolean;
+}
+
+export interface Recipe {
+  rounds: number;
+  clip: number;
+  cohort: number;
+  minSurvivors: number;
+  training: TrainingFields;
+  personalizationStrength: number;
+}
+
+export class RecipeError extends Error {
+  override name = "RecipeError";
+}
+
+/** DP runs: rounds at ε 8 peak near 10 (findings); non-DP runs: 20. */
+export const DP_DEFAULT_ROUNDS = 10;
+export const DEFAULT_ROUNDS = 20;
+/** Fraction of the cohort the DP noise is sized for (it must survive for a round to release). */
+export const DP_SURVIVOR_FRACTION = 0.9;
+
+export function resolveRecipe(i: RecipeInput, population: number): Recipe {
+  const clip = i.clip ?? (i.dp ? DP_DEFAULT_CLIP : 5);
+  const cohort = Math.min(i.cohort ?? population, population);
+  const minSurvivors = i.minSurvivors ?? (i.dp ? Math.max(2, Math.floor(cohort * DP_SURVIVOR_FRACTION)) : Math.max(2, Math.floor(cohort / 2)));
+  if (minSurvivors > cohort) throw new RecipeError(`--min-survivors ${minSurvivors} exceeds the cohort of ${cohort} devices`);
+  // From a pretrained model, local SGD at the non-DP default lr 0.5 diverges (training loss 1e9
+  // in one round on devactions-large); such runs use the DP recipe's gentler local work.
+  const gentle = !i.dp && i.pretrained ? { localEpochs: DP_TRAINING.localEpochs, maxLocalSteps: DP_TRAINING.maxLocalSteps, clientLearningRate: DP_TRAINING.clientLearningRate } : {};
+  const training: TrainingFields = {
+    ...defaultTrainingFields(i.dp ? { clip } : undefined),
+    ...gentle,
+    ...(i.localEpochs !== undefined ? { localEpochs: i.localEpochs } : {}),
+    ...(i.serverOptimizer !== undefined ? { serverOptimizer: i.serverOptimizer } : {}),
+    ...(i.serverLearningRate !== undefined ? { serverLearningRate: i.serverLearningRate } : {}),
+  };
+  const problems = dpSpecProblems({ noiseMultiplier: i.dp ? 1 : 0, serverOptimizer: training.serverOptimizer });
+  if (problems.length > 0) throw new RecipeError(`refusing a DP run: ${problems.join("; ")}`);
+  return {
+    rounds: i.rounds ?? (i.dp ? DP_DEFAULT_ROUNDS : DEFAULT_ROUNDS),
+    clip,
+    cohort,
+    minSurvivors,
+    training,
+    personalizationStrength: i.personalizationStrength ?? DEFAULT_PERSONALIZATION_STRENGTH,
+  };
+}
