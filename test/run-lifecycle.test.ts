@@ -114,6 +114,22 @@ describe("run lifecycle", () => {
     }
   });
 
+  it("a device that is no longer enrolled is not invited, and the SecAgg sizes count only the devices invited", async () => {
+    const c = await withDevices(4);
+    const gone = c.devices[3]!;
+    // Deregistered while its stream is still in the hub (the window before the stream closes).
+    expect(await c.coordinator.registry.remove(gone.deviceId)).toBe(true);
+    const runId = await c.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, populationSize: 4, corruptTolerance: 0 }));
+    const st = await c.waitRun(runId);
+    expect(st.state).toBe("completed");
+    const entry = ledger(c).find((e) => e.type === "round" && (e.body as { runId: string }).runId === runId)!;
+    const body = entry.body as { cohort: string[]; survivors: string[]; secagg: { threshold: number; degree: number } };
+    expect(body.cohort).toHaveLength(3);
+    expect(body.cohort).not.toContain(gone.deviceId);
+    expect(body.secagg.degree).toBe(2); // the full graph over the 3 invited devices
+    expect(gone.events).toEqual([]);
+  });
+
   it("a failed checkpoint write aborts the attempt cleanly: recorded, devices told, round retried", async () => {
     process.env.TACIT_FAULTS = "checkpoint-write:0:1";
     const c = await withDevices(3);

@@ -153,11 +153,19 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
 
   let cohortIds: string[];
   let eligible: string[];
+  let registered: { deviceId: string; identityPublicKey: string }[];
   try {
     await ctx.onPhase?.(run.runId, round, "selection", { attempt, cohort: [], counts });
     eligible = await waitForEligible(ctx.hub, spec.cohortSize, Date.now() + spec.deadlines.selectionMs, signal);
     await boundary(ctx, run.runId, signal);
-    cohortIds = sampleCohort(eligible, spec.cohortSize);
+    // Only devices still enrolled are invited (a deregistered one may linger in the hub for a
+    // moment), and the SecAgg sizes below are chosen for exactly the devices invited.
+    registered = [];
+    for (const deviceId of sampleCohort(eligible, spec.cohortSize)) {
+      const rec = await ctx.registry.get(deviceId);
+      if (rec) registered.push({ deviceId, identityPublicKey: rec.identityPublicKey });
+    }
+    cohortIds = registered.map((r) => r.deviceId);
   } catch (err) {
     // Nobody was invited yet: there is no one to tell.
     const cause = causeOf(err);
@@ -179,11 +187,9 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
 
   const identityKeys = new Map<number, KeyObject>();
   const cohort: RoundConfig["cohort"] = [];
-  for (const [index, deviceId] of cohortIds.entries()) {
-    const rec = await ctx.registry.get(deviceId);
-    if (!rec) continue;
-    identityKeys.set(index, publicKeyFromRaw(Buffer.from(rec.identityPublicKey, "base64")));
-    cohort.push({ index, deviceId, identityPublicKey: rec.identityPublicKey });
+  for (const [index, { deviceId, identityPublicKey }] of registered.entries()) {
+    identityKeys.set(index, publicKeyFromRaw(Buffer.from(identityPublicKey, "base64")));
+    cohort.push({ index, deviceId, identityPublicKey });
   }
   const dim = parameterCount(spec.model);
   const now = Date.now();
