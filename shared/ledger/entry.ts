@@ -43,27 +43,3 @@ export function entrySignatureValid(e: LedgerEntry, coordinatorKey: KeyObject): 
   const sig = strictBase64(e.signature, 64);
   return sig !== undefined && verifyBytes(coordinatorKey, e.hash, sig);
 }
-
-/** What one device signs about its contribution to a round. */
-export interface AttestationBody {
-  type: "tacit-attestation-v1";
-  deviceId: string;
-  runId: string;
-  round: number;
-  attempt: number;
-  modelHash: string;
-  mechanism: string;
-  clip: number;
-  noiseMultiplier: number;
-  minSurvivors: number;
-  event: unknown;
-}
-
-export function signAttestation(body: AttestationBody, devicePrivateKey: KeyObject): { bodyJson: string; signature: string } {
-  const bodyJson = canonicalJson(body);
-  return { bodyJson, signature: Buffer.from(signBytes(devicePrivateKey, bodyJson)).toString("base64") };
-}
-
-export function verifyAttestation(bodyJson: string, signature: string, devicePublicKey: KeyObject): boolean {
-  return verifyBytes(devicePublicKey, bodyJson, Buffer.from(signature, "base64"));
-}
