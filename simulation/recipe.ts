@@ -5,7 +5,7 @@
  * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
  * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
  */
-import { DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION_STRENGTH } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION_STRENGTH, type ModelSpec } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
 
 export type TrainingFields = ReturnType<typeof defaultTrainingFields>;
@@ -26,6 +26,12 @@ export interface RecipeInput {
 }
 
 export interface Recipe {
+  /**
+   * DP runs and runs from a public pretrained model use the tied-output model the DP recipe was
+   * measured with; plain federated runs keep the dense model their defaults were measured with
+   * (the tied model at the non-DP client learning rate 0.5 diverged within 5 rounds).
+   */
+  model: ModelSpec;
   rounds: number;
   clip: number;
   cohort: number;
@@ -62,6 +68,7 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
   const problems = dpSpecProblems({ noiseMultiplier: i.dp ? 1 : 0, serverOptimizer: training.serverOptimizer });
   if (problems.length > 0) throw new RecipeError(`refusing a DP run: ${problems.join("; ")}`);
   return {
+    model: i.dp || i.pretrained ? DEFAULT_MODEL_SPEC : DENSE_MODEL_SPEC,
     rounds: i.rounds ?? (i.dp ? DP_DEFAULT_ROUNDS : DEFAULT_ROUNDS),
     clip,
     cohort,

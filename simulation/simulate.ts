@@ -133,9 +133,9 @@ export async function runSimulation(opts: SimulateOptions): Promise<SimulationMe
   const started = Date.now();
   const data = withLocalStatistics(await prepare(opts), DEFAULT_MODEL_SPEC);
   const recipe = resolveRecipe({ ...opts, dp: !opts.centralized && ((opts.noiseMultiplier ?? 0) > 0 || opts.targetEpsilon !== undefined), pretrained: Boolean(opts.pretrain) }, data.train.length);
-  const initial = await prepareInitialModel(opts, DEFAULT_MODEL_SPEC);
+  const initial = await prepareInitialModel(opts, recipe.model);
   const backend = await initBackend();
-  const spec = DEFAULT_MODEL_SPEC;
+  const spec = recipe.model;
   const evalTrainer = new Trainer(spec);
   const progress = new SimulationProgress(recipe.rounds, Boolean(opts.quiet));
   const trainEvents = data.train.reduce((a, u) => a + u.events.length, 0);
@@ -154,7 +154,7 @@ export async function runSimulation(opts: SimulateOptions): Promise<SimulationMe
 }
 
 async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, trainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
-  const spec = DEFAULT_MODEL_SPEC;
+  const spec = recipe.model;
   const parts = data.train.map((u) => buildExamples(u, spec));
   const pooled = concatExamples(parts, spec.window);
   let weights = initial.weights;
@@ -193,7 +193,7 @@ async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: In
 function buildRunSpec(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, n: number, noiseMultiplier: number): RunSpec {
   return {
     name: "simulation",
-    model: DEFAULT_MODEL_SPEC,
+    model: recipe.model,
     rounds: recipe.rounds,
     cohortSize: recipe.cohort,
     minSurvivors: recipe.minSurvivors,
