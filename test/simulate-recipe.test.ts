@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DP_TRAINING, dpServerLearningRate } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, parseRunSpec, RunSpecError, DEFAULT_DEADLINES } from "../shared/run/index.ts";
-import { DEFAULT_MODEL_SPEC } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC } from "../shared/model/index.ts";
 import { RecipeError, resolveRecipe } from "../simulation/recipe.ts";
 import { InitialModelSetupError, prepareInitialModel } from "../simulation/initial-model.ts";
 
@@ -47,6 +47,13 @@ describe("DP recipe defaults", () => {
     expect(r.training.localEpochs).toBe(2);
     expect(r.training.serverOptimizer).toBe("fedadam");
     expect(resolveRecipe({ dp: false }, 51).training.clientLearningRate).toBe(0.5);
+  });
+
+  it("plain runs keep the dense model their defaults were measured with; DP and pretrained runs use the tied one", () => {
+    expect(resolveRecipe({ dp: false }, 51).model).toEqual(DENSE_MODEL_SPEC);
+    expect(resolveRecipe({ dp: true }, 51).model).toEqual(DEFAULT_MODEL_SPEC);
+    expect(resolveRecipe({ dp: false, pretrained: true }, 51).model).toEqual(DEFAULT_MODEL_SPEC);
+    expect(DEFAULT_MODEL_SPEC.output).toBe("tied");
   });
 
   it("refuses more required survivors than the cohort", () => {
