@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { readReferenceVectors } from "../scripts/dp-reference/reference-vectors.ts";
-import { execFileSync } from "node:child_process";
+import { runTacit } from "./support/run-tacit.ts";
 import { AccountantInputError, makeAccountant, RdpAccountant, UnsupportedEventError, type DpEvent } from "../shared/dp/index.ts";
 import { epsilonFor } from "../cli/commands/privacy.ts";
 
@@ -51,11 +51,12 @@ describe("RDP accountant vs dp_accounting 0.6", () => {
     expect(() => makeAccountant("xyz" as "pld")).toThrow(/unknown accountant/);
   });
 
-  it("prints exactly one JSON object through the CLI contract, with dp_accounting's ε", () => {
+  it("prints exactly one JSON object through the CLI contract, with dp_accounting's ε", async () => {
     // A reference vector with Poisson sampling and many steps, so a wrong factor anywhere shows.
     const v = vectors.find((x) => x.sampling === "poisson" && x.steps >= 100 && x.q < 1)!;
     expect(v).toBeDefined();
-    const out = execFileSync(process.execPath, ["bin/tacit.js", "privacy", "epsilon", "--noise-multiplier", String(v.z), "--sample-rate", String(v.q), "--steps", String(v.steps), "--delta", String(v.delta), "--accountant", "rdp", "--json"], { encoding: "utf8" });
+    const { stdout: out, status } = await runTacit(["privacy", "epsilon", "--noise-multiplier", String(v.z), "--sample-rate", String(v.q), "--steps", String(v.steps), "--delta", String(v.delta), "--accountant", "rdp", "--json"]);
+    expect(status).toBe(0);
     const lines = out.trim().split("\n");
     expect(lines).toHaveLength(1);
     const obj = JSON.parse(lines[0]!) as { epsilon: number };
@@ -68,15 +69,9 @@ describe("RDP accountant vs dp_accounting 0.6", () => {
     [["--noise-multiplier", "1", "--sample-rate", "1.5", "--steps", "10"], /at most 1/],
     [["--noise-multiplier", "1", "--sample-rate", "0.1", "--steps", "10", "--accountant", "xyz"], /rdp or pld/],
     [["--noise-multiplier", "1", "--sample-rate", "0.1"], /--steps is required/],
-  ])("refuses bad CLI values %j with a specific error and exit 2", (args, re) => {
-    let status = 0;
-    let stderr = "";
-    try {
-      execFileSync(process.execPath, ["bin/tacit.js", "privacy", "epsilon", ...args, "--json"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-    } catch (err) {
-      status = (err as { status: number }).status;
-      stderr = String((err as { stderr: string }).stderr);
-    }
+  ])("refuses bad CLI values %j with a specific error and exit 2", async (args, re) => {
+    // Spawned asynchronously: a worker blocked in a synchronous spawn misses vitest's RPC deadline.
+    const { status, stderr } = await runTacit(["privacy", "epsilon", ...args, "--json"]);
     expect(status).toBe(2);
     expect(stderr).toMatch(re);
     expect(stderr).not.toMatch(/at .*\.ts:\d+/); // no stack trace
