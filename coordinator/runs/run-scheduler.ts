@@ -30,7 +30,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { emptyCounts, executeRound, PublishError, type RoundCommit, type RoundContext, type RoundResult } from "../rounds/round-runner.ts";
 import { RoundInterrupted } from "../rounds/round-interrupt.ts";
-import { isTerminal, RunTransitionError, type RoundRecord, type RunRecord, type RunStore, type TerminalRunState } from "./run-store.ts";
+import { isTerminal, type RoundRecord, type RunRecord, type RunStore, type TerminalRunState } from "./run-store.ts";
 import { processAlive } from "../redis/embedded-redis.ts";
 import { failpoint } from "./failpoint.ts";
 
@@ -86,7 +86,7 @@ interface Owner {
   host: string;
 }
 
-export function runEndDetail(run: RunRecord): string {
+function runEndDetail(run: RunRecord): string {
   return run.state === "failed" ? run.error : run.state === "cancelled" ? "cancelled by the ML team" : `${run.roundsDone} rounds completed`;
 }
 
@@ -348,9 +348,7 @@ export class RunScheduler {
    * next phase boundary and recorded as cancelled before the run's end is written.
    */
   async cancel(runId: string): Promise<void> {
-    if (!(await this.runs.tryTransition(runId, "cancel", { currentPhase: "cancelled" }))) {
-      throw new RunTransitionError(runId, "cancel", (await this.runs.get(runId))?.state);
-    }
+    await this.runs.transition(runId, "cancel", { currentPhase: "cancelled" });
     const running = this.local.get(runId);
     if (running) {
       running.controller.abort(new RoundInterrupted("cancelled"));
