@@ -114,6 +114,32 @@ describe("run lifecycle", () => {
     }
   });
 
+  it("an attempt lost with its coordinator counts towards the round's limit", async () => {
+    cluster = await TestCluster.start({ watchdogMs: 400 });
+    const c = cluster;
+    await c.addDevice("dev-0", { train: constantDelta(0.001) });
+    await c.waitConnected(1);
+    const queue = new Queue(ROUNDS_QUEUE, { connection: c.coordinator.redis.duplicate() });
+    try {
+      // Every attempt finds one device where two are needed and aborts.
+      const runId = await c.launch(tinyRunSpec({ rounds: 1, cohortSize: 2, minSurvivors: 2, populationSize: 2, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 2000 } }));
+      const retry = await waitFor("the delayed retry job", async () => {
+        const j = await queue.getJob(`${runId}-r0-a1`);
+        return j && (await j.getState()) === "delayed" ? j : undefined;
+      });
+      // Attempt 1 "started" on a coordinator that then died: its job is gone, its in-flight mark stays.
+      await retry.remove();
+      await c.coordinator.redis.set(`tacit:run:${runId}:inflight`, "0:1");
+      const st = await c.waitRun(runId, 30_000);
+      expect(st.state).toBe("failed");
+      expect(st.error).toMatch(/round 0 failed 3 attempts/);
+      expect(story(c, runId)).toEqual(["run-launch", "round 0.0 aborted", "round 0.1 aborted", "round 0.2 aborted", "run-end failed"]);
+      expect(((await c.coordinator.runs.rounds(runId)).find((r) => r.attempt === 1))!.detail).toMatch(/lost with its coordinator/);
+    } finally {
+      await queue.close();
+    }
+  });
+
   it("a device that is no longer enrolled is not invited, and the SecAgg sizes count only the devices invited", async () => {
     const c = await withDevices(4);
     const gone = c.devices[3]!;
@@ -251,5 +277,41 @@ describe("run lifecycle", () => {
     }
     await expect(runs.transition("run-cancelled-start", "start")).rejects.toThrow(/is cancelled: cannot start/);
     expect(await runs.tryTransition("no-such-run", "cancel")).toBe(false);
+    // The watchdog's index holds exactly the runs that are still live, whatever path they took.
+    const live: string[] = [];
+    for (const runId of await runs.list()) if (!["completed", "failed", "cancelled"].includes((await runs.get(runId))!.state)) live.push(runId);
+    expect(live.length).toBeGreaterThan(0);
+    expect((await runs.listLive()).sort()).toEqual(live.sort());
+    // A lost index is rebuilt from the states at start-up.
+    await cluster.coordinator.redis.del("tacit:runs:live");
+    for (const runId of await runs.list()) await runs.indexLiveness((await runs.get(runId))!);
+    expect((await runs.listLive()).sort()).toEqual(live.sort());
+  });
+
+  it("a ledger that keeps failing while an aborted attempt is recorded fails the run after the last try instead of retrying forever", async () => {
+    // Round 1's checkpoint write fails (the attempt aborts) and so does every ledger append of round 1.
+    process.env.TACIT_FAULTS = "checkpoint-write:1:1,ledger-append:1:1000";
+    const c = await withDevices(3, { watchdogMs: 400 });
+    const runId = await c.launch(tinyRunSpec({ rounds: 2 }));
+    const st = await c.waitRun(runId, 40_000);
+    expect(st.state).toBe("failed");
+    expect(st.error).toMatch(/round 1: the coordinator could not record its attempt 3 times; last: .*ENOSPC/);
+    expect(story(c, runId)).toEqual(["run-launch", "round 0.0 completed", ...attested(0, 3), "run-end failed"]);
+    expect(await new RunStore(c.coordinator.redis).listLive()).not.toContain(runId);
+  });
+
+  it("a committed round whose publication keeps failing is retried, never failed, and says so in its phase", async () => {
+    process.env.TACIT_FAULTS = "ledger-append:1:8";
+    const c = await withDevices(3, { watchdogMs: 400 });
+    const runId = await c.launch(tinyRunSpec({ rounds: 2 }));
+    const phase = await waitFor("the stuck publication in the run's phase", async () => {
+      const p = (await c.coordinator.runStatus(runId)).currentPhase;
+      return /round 1 committed; publishing it failed \d+ times/.test(p) ? p : undefined;
+    }, 40_000);
+    expect(phase).toMatch(/ENOSPC/);
+    const st = await c.waitRun(runId, 40_000);
+    expect(st.state).toBe("completed");
+    expect(story(c, runId)).toEqual(["run-launch", "round 0.0 completed", ...attested(0, 3), "round 1.0 completed", ...attested(1, 3), "run-end completed"]);
+    expect(verifyLedger(ledgerText(c)).violations).toEqual([]);
   });
 });

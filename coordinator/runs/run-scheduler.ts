@@ -110,6 +110,8 @@ export class RunScheduler {
   private onReady: (() => void) | undefined;
   private watchdogTimer: NodeJS.Timeout | undefined;
   private watchdogRunning: Promise<void> | undefined;
+  /** Consecutive times the watchdog failed to move each run. */
+  private readonly reviveFailures = new Map<string, number>();
   private readonly watchdogMs: number;
 
   constructor(
@@ -186,6 +188,7 @@ export class RunScheduler {
       if (this.local.has(runId)) continue;
       const run = await this.runs.get(runId);
       if (!run) continue;
+      await this.runs.indexLiveness(run);
       if (isTerminal(run.state)) {
         await this.settleEnd(run);
         continue;
@@ -208,7 +211,14 @@ export class RunScheduler {
       const [r, a] = lost.split(":").map(Number) as [number, number];
       await this.recordLost(run, r, a);
       const next = await this.readNext(run);
-      await this.enqueue(run.runId, r, Math.max(a + 1, next.round === r ? next.attempt : 0), 0, next.round === r ? next.aborts : 0);
+      // A lost attempt counts towards the round's limit, like an abort: a round that kills its
+      // coordinator every time (or can never be recorded) fails the run instead of looping.
+      const failures = (next.round === r ? next.aborts : 0) + 1;
+      if (failures >= MAX_ROUND_ATTEMPTS) {
+        await this.failRun(run, `round ${r} failed ${MAX_ROUND_ATTEMPTS} attempts; last: attempt ${a} was lost with its coordinator`);
+      } else {
+        await this.enqueue(run.runId, r, Math.max(a + 1, next.round === r ? next.attempt : 0), 0, failures);
+      }
       await this.connection.del(inflightKey(run.runId));
     } else {
       await this.ensureJob(run);
@@ -229,8 +239,40 @@ export class RunScheduler {
       const run = await this.runs.get(runId);
       if (!run) continue;
       this.log.warn({ runId, roundsDone: run.roundsDone, state: run.state }, "watchdog: a live run had no job; re-enqueueing it");
-      await this.revive(run);
+      try {
+        await this.revive(run);
+        this.reviveFailures.delete(runId);
+      } catch (err) {
+        await this.reviveFailed(run, err);
+      }
     }
+  }
+
+  /**
+   * The watchdog could not move a run (the ledger or a checkpoint keeps failing). A round that is
+   * committed but unpublished is retried for as long as it takes — failing the run would leave a
+   * released aggregate out of the ledger — and says so in the run's phase. Anything else fails the
+   * run after MAX_ROUND_ATTEMPTS tries, so a broken store ends a run instead of hanging it.
+   */
+  private async reviveFailed(run: RunRecord, err: unknown): Promise<void> {
+    const msg = err instanceof Error ? err.message : String(err);
+    const tries = (this.reviveFailures.get(run.runId) ?? 0) + 1;
+    this.reviveFailures.set(run.runId, tries);
+    this.log.error({ runId: run.runId, tries, err: msg }, "watchdog: could not move a live run");
+    if (this.round.checkpoints.has(run.runId, run.roundsDone)) {
+      await this.runs.update(run.runId, { currentPhase: `round ${run.roundsDone} committed; publishing it failed ${tries} times (${msg}); retrying` });
+      return;
+    }
+    if (tries < MAX_ROUND_ATTEMPTS) return;
+    this.reviveFailures.delete(run.runId);
+    await this.failRun(run, `round ${run.roundsDone}: the coordinator could not record its attempt ${tries} times; last: ${msg}`);
+  }
+
+  /** Fails a live run with `msg` as its reason and writes its run-end (or leaves that to the next start if the ledger still fails). */
+  private async failRun(run: RunRecord, msg: string): Promise<void> {
+    if (!(await this.runs.tryTransition(run.runId, "fail", { error: msg, currentPhase: "failed" }))) return;
+    this.log.error({ runId: run.runId, err: msg }, "run failed");
+    await this.lifecycle.runEnded({ ...run, state: "failed", error: msg }, "failed", msg).catch((e: Error) => this.log.error({ runId: run.runId, err: e.message }, "the run's end could not be recorded in the ledger yet; the next start records it"));
   }
 
   /** Live runs that no job (waiting, delayed or active, here or elsewhere) is going to move. */
@@ -238,7 +280,7 @@ export class RunScheduler {
     const jobs = await this.queue.getJobs([...LIVE_JOB_STATES]);
     const covered = new Set(jobs.filter((j) => j?.data).map((j) => j.data.runId));
     const out: string[] = [];
-    for (const runId of await this.runs.list()) {
+    for (const runId of await this.runs.listLive()) {
       if (this.local.has(runId) || covered.has(runId)) continue;
       const run = await this.runs.get(runId);
       if (run && !isTerminal(run.state)) out.push(runId);
@@ -471,10 +513,7 @@ export class RunScheduler {
       this.log.warn({ runId, round: record.round, attempt, detail: record.detail }, "round attempt ended without a commit; retrying");
       return this.enqueue(runId, record.round, attempt + 1, 1000, failures);
     }
-    const msg = `round ${record.round} failed ${MAX_ROUND_ATTEMPTS} attempts; last: ${record.detail}`;
-    if (await this.runs.tryTransition(runId, "fail", { error: msg, currentPhase: "failed" })) {
-      await this.lifecycle.runEnded({ ...now, state: "failed", error: msg }, "failed", msg);
-    }
+    await this.failRun(now, `round ${record.round} failed ${MAX_ROUND_ATTEMPTS} attempts; last: ${record.detail}`);
   }
 
   /**

@@ -49,14 +49,17 @@ export class RunTransitionError extends Error {
 /** Fields of a run that change without changing its state. */
 type ProgressFields = Partial<Pick<RunRecord, "roundsDone" | "modelHash" | "currentPhase" | "error">>;
 
-// KEYS[1] run hash; ARGV[1] comma-separated allowed source states; ARGV[2] target state;
-// ARGV[3..] field/value pairs set with the state. Returns the state found before the call.
+// KEYS[1] run hash; KEYS[2] the live-run set; ARGV[1] comma-separated allowed source states;
+// ARGV[2] target state; ARGV[3] '1' when the target is terminal; ARGV[4] run id; ARGV[5..]
+// field/value pairs set with the state. Returns the state found before the call. A run leaves
+// the live set in the same step that makes it terminal, so the set never lists a finished run.
 const TRANSITION_SCRIPT = `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return '' end
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == cur then
-    redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 3))
+    redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 5))
+    if ARGV[3] == '1' then redis.call('SREM', KEYS[2], ARGV[4]) end
     return cur
   end
 end
@@ -105,12 +108,16 @@ const runKey = (id: string): string => `tacit:run:${id}`;
 const roundsKey = (id: string): string => `tacit:run:${id}:rounds`;
 const roundKey = (id: string, round: number): string => `tacit:run:${id}:round:${round}`;
 const RUNS = "tacit:runs";
+/** Runs not yet in a terminal state: what the watchdog scans, so its cost follows live runs, not history. */
+const LIVE_RUNS = "tacit:runs:live";
 
 export class RunStore {
   constructor(private readonly redis: Redis) {}
 
   async create(rec: RunRecord): Promise<void> {
-    await execOrThrow(this.redis.multi().hset(runKey(rec.runId), serialize(rec)).zadd(RUNS, rec.createdAt, rec.runId));
+    const m = this.redis.multi().hset(runKey(rec.runId), serialize(rec)).zadd(RUNS, rec.createdAt, rec.runId);
+    if (!isTerminal(rec.state)) m.sadd(LIVE_RUNS, rec.runId);
+    await execOrThrow(m);
   }
 
   async get(runId: string): Promise<RunRecord | undefined> {
@@ -129,8 +136,23 @@ export class RunStore {
     };
   }
 
+  /** Every run ever created, oldest first. */
   async list(): Promise<string[]> {
     return this.redis.zrange(RUNS, 0, -1);
+  }
+
+  /** Runs not in a terminal state (kept by `create` and `transition`; repaired by `indexLiveness`). */
+  async listLive(): Promise<string[]> {
+    return this.redis.smembers(LIVE_RUNS);
+  }
+
+  /**
+   * Puts a run in or out of the live set by its state. For the full scan at start-up: it repairs
+   * a set that Redis lost, or that predates it.
+   */
+  async indexLiveness(run: Pick<RunRecord, "runId" | "state">): Promise<void> {
+    if (isTerminal(run.state)) await this.redis.srem(LIVE_RUNS, run.runId);
+    else await this.redis.sadd(LIVE_RUNS, run.runId);
   }
 
   /** Progress fields only; the state changes through `transition` alone. */
@@ -146,7 +168,8 @@ export class RunStore {
   async tryTransition(runId: string, t: RunTransition, fields: ProgressFields = {}): Promise<boolean> {
     const { to, from } = RUN_TRANSITIONS[t];
     const args = Object.entries(flatten(fields)).flat();
-    const before = (await this.redis.eval(TRANSITION_SCRIPT, 1, runKey(runId), from.join(","), to, ...args)) as string;
+    const terminal = isTerminal(to) ? "1" : "0";
+    const before = (await this.redis.eval(TRANSITION_SCRIPT, 2, runKey(runId), LIVE_RUNS, from.join(","), to, terminal, runId, ...args)) as string;
     return (from as readonly string[]).includes(before);
   }
 
