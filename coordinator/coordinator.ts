@@ -214,7 +214,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const target = await resolveRedis(paths.root, opts.env);
   let redis: Redis;
   try {
-    redis = await connectRedis(target.url, { forBullmq: true });
+    redis = await connectRedis(target.endpoint, { forBullmq: true });
   } catch (err) {
     await target.embedded?.stop();
     throw err;
@@ -252,6 +252,6 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   }
   c.server = server;
   await c.scheduler.start();
-  log.info({ port: c.port, redis: target.embedded ? "embedded" : "REDIS_URL" }, "coordinator listening");
+  log.info({ port: c.port, redis: target.label }, "coordinator listening");
   return c;
 }

@@ -14,6 +14,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync }
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { describeSentinel, sentinelFromEnv, sentinelOptions, type SentinelEndpoint } from "./sentinel.ts";
 
 export class RedisUnavailableError extends Error {
   override name = "RedisUnavailableError";
@@ -172,8 +173,15 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
   throw lastErr instanceof Error ? lastErr : new RedisUnavailableError(String(lastErr));
 }
 
+/** What `connectRedis` takes: a redis:// URL, or the Sentinels to ask for the master. */
+export type RedisEndpoint = string | SentinelEndpoint;
+
 export interface RedisTarget {
-  url: string;
+  endpoint: RedisEndpoint;
+  /** REDIS_URL or the embedded Redis's URL; undefined through Sentinel. */
+  url?: string;
+  /** Which Redis, for logs: `embedded`, `REDIS_URL` or the Sentinels; never a password. */
+  label: string;
   embedded?: EmbeddedRedis;
 }
 
@@ -198,31 +206,36 @@ export function checkRedisUrl(url: string, env: NodeJS.ProcessEnv = process.env)
   }
 }
 
-/** REDIS_URL when set, otherwise the embedded default in `<stateDir>/redis`. */
+/** REDIS_SENTINELS or REDIS_URL when set, otherwise the embedded default in `<stateDir>/redis`. */
 export async function resolveRedis(stateDir: string, env = process.env): Promise<RedisTarget> {
+  let sentinel: SentinelEndpoint | undefined;
+  try {
+    sentinel = sentinelFromEnv(env, INSECURE_REDIS_FLAG);
+  } catch (err) {
+    throw new RedisUnavailableError((err as Error).message);
+  }
+  if (sentinel) return { endpoint: sentinel, label: describeSentinel(sentinel) };
   const fromEnv = env.REDIS_URL?.trim();
   if (fromEnv) {
     checkRedisUrl(fromEnv, env);
-    return { url: fromEnv };
+    return { endpoint: fromEnv, url: fromEnv, label: "REDIS_URL" };
   }
   const embedded = await startEmbeddedRedis(join(stateDir, "redis"));
-  return { url: embedded.url, embedded };
+  return { endpoint: embedded.url, url: embedded.url, label: "embedded", embedded };
 }
 
 /** Opens a connection and fails fast with one clear line if Redis cannot be reached. */
-export async function connectRedis(url: string, opts: { forBullmq?: boolean } = {}): Promise<Redis> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: opts.forBullmq ? null : 3,
-    enableReadyCheck: true,
-  });
+export async function connectRedis(endpoint: RedisEndpoint, opts: { forBullmq?: boolean } = {}): Promise<Redis> {
+  const common = { lazyConnect: true, maxRetriesPerRequest: opts.forBullmq ? null : 3, enableReadyCheck: true };
+  const client = typeof endpoint === "string" ? new Redis(endpoint, common) : new Redis({ ...sentinelOptions(endpoint), ...common });
   client.on("error", () => undefined);
   try {
     await client.connect();
     await client.ping();
   } catch (err) {
     client.disconnect();
-    throw new RedisUnavailableError(`cannot reach Redis at ${redact(url)}: ${(err as Error).message}`);
+    const where = typeof endpoint === "string" ? redact(endpoint) : describeSentinel(endpoint);
+    throw new RedisUnavailableError(`cannot reach Redis at ${where}: ${(err as Error).message}`);
   }
   return client;
 }

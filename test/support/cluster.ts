@@ -75,14 +75,14 @@ export class TestCluster {
   mlTeamKey!: Ed25519KeyPair;
   devices: TestDevice[] = [];
 
-  static async start(o: { rateLimit?: { burst: number; perSecond: number }; addressLimits?: AddressLimits; logger?: pino.Logger; watchdogMs?: number; limits?: Partial<ServerLimits> } = {}): Promise<TestCluster> {
+  static async start(o: { rateLimit?: { burst: number; perSecond: number }; addressLimits?: AddressLimits; logger?: pino.Logger; watchdogMs?: number; limits?: Partial<ServerLimits>; env?: NodeJS.ProcessEnv } = {}): Promise<TestCluster> {
     const c = new TestCluster();
     c.stateDir = mkdtempSync(join(tmpdir(), "tacit-test-"));
     c.coordinator = await startCoordinator({
       stateDir: c.stateDir,
       autoInit: true,
       logger: o.logger ?? pino({ level: "silent" }),
-      env: {},
+      env: o.env ?? {},
       ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
       ...(o.watchdogMs !== undefined ? { watchdogMs: o.watchdogMs } : {}),
       ...(o.limits ? { limits: o.limits } : {}),
