@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { ServerEvent } from "../../shared/proto-gen/tacit/v1/ServerEvent.ts";
+import { encodeRetryWindow, RETRY_WINDOW_KEY, retryWindowFor, type RetryWindow } from "../../shared/transport/retry-window.ts";
 import type { RoundInvite } from "../../shared/proto-gen/tacit/v1/RoundInvite.ts";
 
 /** ServerEvent.invite is field 1 (length-delimited); RoundInvite.index is field 4 (varint). */
@@ -36,7 +37,8 @@ function readVarint(b: Buffer, pos: number): [number, number] | undefined {
 export interface DeviceStream {
   /** A ServerEvent, or one already serialized (see `encodeOnce`). */
   write(ev: ServerEvent | Buffer): boolean;
-  end(): void;
+  /** Ends the stream; `trailers` travel with its status (e.g. the retry window). */
+  end(trailers?: Record<string, string>): void;
 }
 
 /** A ServerEvent serialized once to be sent to many devices (a roster, an unmasking request). */
@@ -126,8 +128,13 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
     return true;
   }
 
-  closeAll(): void {
-    for (const c of this.connections.values()) c.stream.end();
+  /**
+   * Ends every stream (the coordinator is stopping or handing over) and asks the devices to come
+   * back spread over a window sized to how many they are, not all at once.
+   */
+  closeAll(window: RetryWindow = retryWindowFor(this.connections.size)): void {
+    const trailers = { [RETRY_WINDOW_KEY]: encodeRetryWindow(window) };
+    for (const c of this.connections.values()) c.stream.end(trailers);
     this.connections.clear();
   }
 }

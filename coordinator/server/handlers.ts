@@ -162,7 +162,7 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
           throw new RpcError(grpc.status.PERMISSION_DENIED, `device ${caller.keyId} is quarantined after ${c.ledger.offences(caller.keyId)} offences recorded in the ledger`);
         }
         // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
-        const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: () => call.end() };
+        const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: (trailers?: Record<string, string>) => call.end(trailersOf(trailers)) };
         c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
         // An immediate heartbeat tells the device it is connected (and flushes headers).
         call.write({ heartbeat: { timeMs: String(Date.now()) } });
@@ -288,4 +288,12 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
   };
 
   return { enrollment, runControl, rounds, ledger } as unknown as Record<string, grpc.UntypedServiceImplementation>;
+}
+
+/** gRPC trailing metadata from plain pairs (undefined when there are none). */
+function trailersOf(pairs: Record<string, string> | undefined): grpc.Metadata | undefined {
+  if (!pairs) return undefined;
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(pairs)) md.set(k, v);
+  return md;
 }
