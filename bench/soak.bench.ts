@@ -3,11 +3,13 @@
  * simulation on every user of data/devactions N times while busy loops occupy every core at the
  * same priority as the simulation, and reports completions, hangs and wall times.
  *
- * A run that does not end within --hang-minutes is a hang: it is stopped with SIGTERM (which
- * must leave its metrics.json, `complete: false`) and counted. Results are appended as they
- * come to --results (JSON lines) so a long soak that is interrupted still leaves its figures.
+ * A run that records no new round in its metrics.json for --stall-minutes is a hang: it is
+ * stopped with SIGTERM (which must leave its metrics.json, `complete: false`) and counted. A run
+ * that is merely slow — a loaded machine can take minutes per round — keeps going: a hang is the
+ * absence of progress, not a long wall time. Results are appended as they come to --results (JSON
+ * lines) so a long soak that is interrupted still leaves its figures.
  *
- *   npm run bench:soak -- [--runs 10] [--rounds 20] [--hang-minutes 40] [--nice 0] [--results FILE]
+ *   npm run bench:soak -- [--runs 10] [--rounds 20] [--stall-minutes 10] [--nice 0] [--results FILE]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
@@ -22,7 +24,7 @@ const arg = (name: string, dflt: string): string => {
 };
 const runs = Number(arg("runs", "10"));
 const rounds = Number(arg("rounds", "20"));
-const hangMs = Number(arg("hang-minutes", "40")) * 60_000;
+const stallMs = Number(arg("stall-minutes", "10")) * 60_000;
 // Busy loops and simulation share this nice level: the load competes with the job as equals.
 const nice = Number(arg("nice", "0"));
 const resultsFile = arg("results", join(root, "out", "soak-results.jsonl"));
@@ -46,6 +48,15 @@ function startBusyLoops(): ChildProcess[] {
   return Array.from({ length: availableParallelism() }, () => niced(process.execPath, ["-e", "for(;;){}"]));
 }
 
+/** Rounds recorded so far (0 before the first, or while the file is being replaced). */
+function roundsIn(metricsFile: string): number {
+  try {
+    return (JSON.parse(readFileSync(metricsFile, "utf8")) as { rounds?: unknown[] }).rounds?.length ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
 async function oneRun(i: number): Promise<SoakRun> {
   const out = mkdtempSync(join(tmpdir(), "tacit-soak-"));
   const t0 = Date.now();
@@ -53,14 +64,19 @@ async function oneRun(i: number): Promise<SoakRun> {
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   let hung = false;
-  const timer = setTimeout(() => {
+  const metricsFile = join(out, "metrics.json");
+  let seen = 0;
+  let progressAt = Date.now();
+  const timer = setInterval(() => {
+    const n = roundsIn(metricsFile);
+    if (n > seen) [seen, progressAt] = [n, Date.now()];
+    if (Date.now() - progressAt < stallMs || hung) return;
     hung = true;
     child.kill("SIGTERM");
     setTimeout(() => child.kill("SIGKILL"), 15_000).unref();
-  }, hangMs);
+  }, 5_000);
   const exitCode = await new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  clearTimeout(timer);
-  const metricsFile = join(out, "metrics.json");
+  clearInterval(timer);
   const m = existsSync(metricsFile) ? (JSON.parse(readFileSync(metricsFile, "utf8")) as { complete?: boolean; rounds?: unknown[]; final?: { eval?: { top3Micro?: number } } }) : undefined;
   rmSync(out, { recursive: true, force: true });
   if (!hung && exitCode !== 0) process.stderr.write(`run ${i} failed (exit ${exitCode}): ${stderr.split("\n").slice(-5).join(" | ")}\n`);
