@@ -159,3 +159,13 @@ export function dpSpecProblems(spec: Pick<RunSpec, "noiseMultiplier" | "serverOp
   }
   return out;
 }
+
+/**
+ * The launch-time form of `dpSpecProblems`, the one rule `tacit simulate` (simulation/recipe.ts),
+ * `tacit run launch` (cli/commands/run.ts) and the coordinator's LaunchRun all apply: a spec
+ * with noise and a server optimizer the DP recipe disallows is refused, naming why.
+ */
+export function assertDpRecipe(spec: Pick<RunSpec, "noiseMultiplier" | "serverOptimizer">): void {
+  const problems = dpSpecProblems(spec);
+  if (problems.length > 0) throw new RunSpecError(`refusing a DP run: ${problems.join("; ")}`);
+}
