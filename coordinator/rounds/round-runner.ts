@@ -14,7 +14,7 @@ import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
-import { applyServerUpdate, parameterCount, weightsHash } from "../../shared/model/index.ts";
+import { applyServerUpdateChecked, parameterCount, weightsHash } from "../../shared/model/index.ts";
 import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
@@ -348,7 +348,8 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     // the sensitivity analysis assumes; weighting by example counts would let one device's
     // weight (and so its influence) exceed C / |survivors|.
     for (let i = 0; i < dim; i++) meanDelta[i] = deltaSum[i]! / survivors.length;
-    const next = applyServerUpdate(
+    // Never a non-finite global model: a NaN/∞ aggregate or step aborts this attempt (issue #13).
+    const next = applyServerUpdateChecked(
       serverStateFromJson(current.serverState),
       current.weights,
       meanDelta,
