@@ -2,3 +2,4 @@ export * from "./entry.ts";
 export * from "./writer.ts";
 export * from "./verify.ts";
 export * from "./local-copy.ts";
+export * from "./initial-model-check.ts";

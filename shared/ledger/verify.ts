@@ -14,6 +14,7 @@ import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilonFixedSize, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
 import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
 import { corruptCount } from "../secagg/params.ts";
+import { firstRoundModelProblem, launchInitialModelProblems } from "./initial-model-check.ts";
 import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
 export interface Violation {
@@ -159,7 +160,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const delta = lastPolicy ?? requested;
   let policy: { file: PolicyFile; line: number } | undefined;
   const policyLines: { file: PolicyFile; line: number }[] = [];
-  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
+  const runs = new Map<string, RunFigures & { initialModelHash: unknown; eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
   const afterEnd = runEndGuard();
   const enrollments = new Map<string, { creator: string; tokens: number; devices: number }>();
@@ -201,7 +202,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       } catch {
         add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
       }
-      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
+      for (const m of launchInitialModelProblems({ runId, spec, initialModelHash: b.initialModelHash })) add("INITIAL_MODEL", line, m);
+      const fig = { runId, launchedAtLine: line, spec, initialModelHash: b.initialModelHash, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
       runs.set(runId, fig);
       if (spec && policy) {
         const proj = projectRun(spec, policy.file.body.delta);
@@ -218,6 +220,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       }
       const round = Number(b.round);
       const status = String(b.status);
+      const firstModel = firstRoundModelProblem(runId, run.initialModelHash, round, Number(b.attempt ?? 0), b.modelHashBefore);
+      if (firstModel) add("INITIAL_MODEL", line, firstModel);
       if (round !== run.nextRound) add("ROUND_ORDER", line, `run ${runId}: round ${round} recorded when round ${run.nextRound} was expected`);
       const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
       const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
