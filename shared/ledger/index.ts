@@ -3,3 +3,4 @@ export * from "./writer.ts";
 export * from "./verify.ts";
 export * from "./local-copy.ts";
 export * from "./initial-model-check.ts";
+export * from "./adaptive-clip-check.ts";
