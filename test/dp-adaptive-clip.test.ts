@@ -103,6 +103,8 @@ describe("the clip count in the distributed discrete Gaussian", () => {
         const S = Math.sqrt(m * (Number(adaptive.perDeviceVariance.num) / Number(adaptive.perDeviceVariance.den)));
         // The count's own multiplier is at least 2σ_b (k rounded down).
         expect(S / adaptive.countScale).toBeGreaterThanOrEqual(2 * sigmaB * (1 - 1e-12));
+        // … and not much more: γ leaves room in the modulus for k at its target, so b̄'s noise is σ_b.
+        expect(S / adaptive.countScale).toBeLessThan(2 * sigmaB * 1.01);
         expect(adaptive.updateNoiseMultiplier).toBeCloseTo(updateNoiseMultiplier(z, sigmaB), 12);
         const eps = (c: CalibrateInput) => deviceEpsilon(Array(10).fill(roundEvent(calibrateDistributedDp(c))), 1e-6);
         const epsAdaptive = deviceEpsilon(Array(10).fill(roundEvent(adaptive)), 1e-6);

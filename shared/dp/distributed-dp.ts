@@ -132,7 +132,13 @@ export function calibrateDistributedDp(o: CalibrateInput): DistributedDpConfig {
   //   ≤ γC·sqrt(m²/d' + m·z²/honest) + sqrt(m/4); require k·std + m ≤ half.
   const perGamma = o.clip * Math.sqrt((m * m) / dPad + (m * z ** 2) / honest);
   const roundingStd = Math.sqrt(m / 4);
-  const scale = (half - m - k * roundingStd) / (k * perGamma);
+  let scale = (half - m - k * roundingStd) / (k * perGamma);
+  if (o.adaptiveClip && z > 0) {
+    // The clip-count coordinate sums to ±m·k with k ≈ zγC/2σ_b, plus k·√m·σ of noise: γ must
+    // leave room for it too, or k would be capped and the count get more noise than σ_b.
+    const countRoom = (half - 1) / (o.clip * z * (m / (2 * o.adaptiveClip.countStddev) + k * Math.sqrt(m / honest)));
+    scale = Math.min(scale, countRoom);
+  }
   if (!(scale > 0)) throw new DistributedDpError(`modulus 2^${o.bits} is too small for ${m} summands`);
   const sigma2 = (z * scale * o.clip) ** 2 / honest;
   // Round σ² UP to a dyadic rational: more noise than the design, never less.
