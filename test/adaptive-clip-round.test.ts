@@ -50,6 +50,7 @@ describe("adaptive clipping in real rounds", () => {
     expect(recs[0]!.unclippedFraction).toBeCloseTo(1 / 3, 12);
     expect(recs[0]!.nextClip).toBeCloseTo(c1, 12);
     expect(recs[1]!.clip).toBe(recs[0]!.nextClip);
+    expect(rounds.map((e) => (e.body.dp as { clip: number }).clip)).toEqual(recs.map((r) => r.clip));
     expect(recs[1]!.unclippedFraction).toBeCloseTo(1 / 3, 12);
     // Every survivor attested the round's own C.
     for (const [r, rec] of recs.entries()) {
