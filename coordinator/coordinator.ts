@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import type { Redis } from "ioredis";
 import { loadTacitProto } from "../shared/transport/proto.ts";
-import { parseRunSpec, type RunSpec } from "../shared/run/index.ts";
+import { assertDpRecipe, parseRunSpec, type RunSpec } from "../shared/run/index.ts";
 import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
 import { initialWeights, loadInitialModel } from "../shared/model/index.ts";
 import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
@@ -121,6 +121,8 @@ export class Coordinator {
 
   async launchRun(specJson: string, requestSignature: Uint8Array, requester: string): Promise<RunRecord> {
     const spec: RunSpec = parseRunSpec(specJson);
+    // Whatever client sent it: a DP run with a server optimizer the recipe disallows is refused.
+    assertDpRecipe(spec);
     const principal = loadPrincipals(this.paths).find((p) => p.keyId === requester);
     if (!principal) throw new RpcError(grpc.status.PERMISSION_DENIED, `unknown requester ${requester}`);
     if (!verifyBytes(publicKeyFromRaw(Buffer.from(principal.publicKey, "base64")), specJson, requestSignature)) {

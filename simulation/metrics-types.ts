@@ -17,6 +17,8 @@ export interface RoundMetrics {
   deviceEpsilon: { max: number; median: number };
   populationEpsilon: number;
   wallSeconds: number;
+  /** Adaptive clipping: the C the next round clips to (from the round's checkpoint). */
+  nextClip?: number;
 }
 
 export interface SimulationMetrics {

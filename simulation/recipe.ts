@@ -7,6 +7,7 @@
  */
 import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION_STRENGTH, type ModelSpec } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
+import type { AdaptiveClipParams } from "../shared/dp/index.ts";
 
 export type TrainingFields = ReturnType<typeof defaultTrainingFields>;
 
@@ -23,6 +24,8 @@ export interface RecipeInput {
   dp: boolean;
   /** Whether the run starts from a pretrained (public) model. */
   pretrained?: boolean;
+  /** Adaptive clipping (Andrew et al. 2021): `clip` becomes the initial C. */
+  adaptiveClip?: boolean;
 }
 
 export interface Recipe {
@@ -38,6 +41,8 @@ export interface Recipe {
   minSurvivors: number;
   training: TrainingFields;
   personalizationStrength: number;
+  /** The quantile estimate's parameters when the run clips adaptively. */
+  adaptiveClip?: AdaptiveClipParams;
 }
 
 export class RecipeError extends Error {
@@ -47,6 +52,14 @@ export class RecipeError extends Error {
 /** DP runs: rounds at ε 8 peak near 10 (findings); non-DP runs: 20. */
 export const DP_DEFAULT_ROUNDS = 10;
 export const DEFAULT_ROUNDS = 20;
+/**
+ * Adaptive clipping with the reference's defaults (TFF `gaussian_adaptive`): track the median
+ * norm (γ 0.5), geometric rate η 0.2, count noise σ_b = 0.05 · cohort devices.
+ */
+export function defaultAdaptiveClip(cohort: number): AdaptiveClipParams {
+  return { targetQuantile: 0.5, learningRate: 0.2, countStddev: Math.max(1e-3, 0.05 * cohort) };
+}
+
 /** Fraction of the cohort the DP noise is sized for (it must survive for a round to release). */
 export const DP_SURVIVOR_FRACTION = 0.9;
 
@@ -75,5 +88,6 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
     minSurvivors,
     training,
     personalizationStrength: i.personalizationStrength ?? DEFAULT_PERSONALIZATION_STRENGTH,
+    ...(i.adaptiveClip ? { adaptiveClip: defaultAdaptiveClip(cohort) } : {}),
   };
 }

@@ -54,6 +54,8 @@ export interface SimulateOptions {
   serverLearningRate?: number;
   /** Prior strength α of on-device personalization (shared/model/personalize.ts). */
   personalizationStrength?: number;
+  /** Adaptive clipping (Andrew et al. 2021) with the reference defaults; `clip` is the initial C. */
+  adaptiveClip?: boolean;
   seed: number;
   quiet?: boolean;
   /** Aborting it stops the simulation at once; its coordinator, Redis and devices are stopped. */
@@ -200,6 +202,7 @@ function buildRunSpec(opts: SimulateOptions, recipe: Recipe, initial: InitialMod
     populationSize: n,
     ...recipe.training,
     ...(initial.ref ? { initialModel: initial.ref } : {}),
+    ...(recipe.adaptiveClip ? { adaptiveClip: recipe.adaptiveClip } : {}),
     clip: recipe.clip,
     noiseMultiplier,
     delta: opts.delta,
@@ -223,7 +226,11 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     // Calibrate against the real per-round event (distributed discrete Gaussian with its
     // rounding inflation), so that devices consenting to the target accept every round.
     const base = buildRunSpec(opts, recipe, initial, n, 1);
-    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: recipe.rounds, eventFor: (z) => perRoundEvent({ ...base, noiseMultiplier: z }) });
+    // With adaptive clipping z must stay below 2σ_b; at and above it the count alone (multiplier
+    // 2σ_b) is the most noise there can be, so the search sees ε flatten there and stops short.
+    const countCap = recipe.adaptiveClip ? 2 * recipe.adaptiveClip.countStddev : Infinity;
+    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: recipe.rounds, eventFor: (z) => (z >= countCap ? { kind: "gaussian", noiseMultiplier: countCap } : perRoundEvent({ ...base, noiseMultiplier: z })) });
+    if (noiseMultiplier >= countCap) throw new SimulationError(`adaptive clipping: ε ${opts.targetEpsilon} needs noise multiplier ≥ ${countCap.toFixed(3)} = 2σ_b (σ_b = 0.05 · cohort ${recipe.cohort}); the clip count alone would spend it — use more devices or fixed clipping`);
   }
   const spec = buildRunSpec(opts, recipe, initial, n, noiseMultiplier);
   let coordinator: Coordinator | undefined;
@@ -251,7 +258,7 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     const roundDeclines = new Map<number, number>();
     let fatal: string | undefined;
     const ready: Promise<void>[] = [];
-    const dpProbe = calibrateDistributedDp({ mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: spec.minSurvivors, bits: spec.bits, dimension: parameterCount(spec.model), rotationSeed: new Uint8Array(32) });
+    const dpProbe = calibrateDistributedDp({ mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: spec.minSurvivors, bits: spec.bits, dimension: parameterCount(spec.model), rotationSeed: new Uint8Array(32), ...(spec.adaptiveClip ? { adaptiveClip: { countStddev: spec.adaptiveClip.countStddev } } : {}) });
     const perRoundEvent = roundEvent(dpProbe);
     for (let h = 0; h < hostCount; h++) {
       const mine = devices.filter((_, i) => i % hostCount === h);
@@ -339,12 +346,15 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
         seen += 1;
         const phases = JSON.parse(r.phaseCountsJson) as Record<string, unknown>;
         let evaluated: { eval: EvalMetrics; evalPersonalized: EvalMetrics };
+        let nextClip: number | undefined;
         const previous = rounds.at(-1);
         if (r.status !== "completed" && previous) {
           evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
         } else {
           const cp = await coordinator.checkpoints.latest(runId);
           evaluated = evaluateModel(evalTrainer, cp!.weights, data.evalSets, recipe.personalizationStrength);
+          const c = (cp!.serverState as { clip?: unknown } | undefined)?.clip;
+          if (typeof c === "number") nextClip = c;
         }
         const deviceEps = [...perDevice.values()].map((d) => (d.events.length ? deviceEpsilon(d.events, opts.delta) : 0));
         const completedRounds = rounds.filter((x) => x.status === "completed").length + (r.status === "completed" ? 1 : 0);
@@ -363,6 +373,7 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
           deviceEpsilon: { max: Math.max(0, ...deviceEps), median: median(deviceEps) },
           populationEpsilon: noiseMultiplier > 0 ? populationEpsilon({ perRound: perRoundEvent, samplingProbability: spec.cohortSize / spec.populationSize, rounds: completedRounds, delta: opts.delta }) : Infinity,
           wallSeconds: (Date.now() - lastWall) / 1000,
+          ...(nextClip !== undefined ? { nextClip } : {}),
         };
         lastWall = Date.now();
         rounds.push(m);

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
 import { principalClient } from "./coordinator.ts";
 import { signBytes, privateKeyFromPem } from "../../shared/crypto/index.ts";
-import { defaultTrainingFields, parseRunSpec, projectRun, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
+import { assertDpRecipe, defaultTrainingFields, parseRunSpec, projectRun, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
 import { DEFAULT_MODEL_SPEC } from "../../shared/model/index.ts";
 import type { RunStatus } from "../../client/transport/coordinator-client.ts";
 import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
@@ -27,7 +27,13 @@ const withConn = (c: Command): Command =>
     .option("--ca <file>", "coordinator CA certificate (default: the state dir's tls/ca.pem)")
     .option("--json", "print JSON");
 
-export function defaultRunSpec(): RunSpec {
+/**
+ * The spec `run launch` fills missing fields from. A run with noise (the default: z = 1) gets the
+ * DP recipe's training fields (DP-FedAvgM); FedAdam, the non-DP default, is refused under noise.
+ */
+export function defaultRunSpec(o: { noiseMultiplier?: number; clip?: number } = {}): RunSpec {
+  const noiseMultiplier = o.noiseMultiplier ?? 1;
+  const clip = o.clip ?? 1;
   return {
     name: "run",
     model: DEFAULT_MODEL_SPEC,
@@ -35,9 +41,9 @@ export function defaultRunSpec(): RunSpec {
     cohortSize: 50,
     minSurvivors: 25,
     populationSize: 1000,
-    ...defaultTrainingFields(),
-    clip: 1,
-    noiseMultiplier: 1,
+    ...defaultTrainingFields(noiseMultiplier > 0 ? { clip } : undefined),
+    clip,
+    noiseMultiplier,
     delta: 1e-6,
     mechanism: "ddgauss",
     bits: 32,
@@ -84,9 +90,13 @@ export function registerRunCommands(program: Command): void {
         throw new CliError(`run spec ${o.spec} must be a JSON object with the fields to set (see --print-default-spec), got ${partial === null ? "null" : Array.isArray(partial) ? "an array" : typeof partial}`);
       }
       if (Object.keys(partial).length === 0) throw new CliError(`run spec ${o.spec} is empty: name at least the fields you mean to set (see --print-default-spec)`);
-      const defaulted = Object.keys(defaultRunSpec()).filter((k) => !(k in partial));
+      const p = partial as { noiseMultiplier?: unknown; clip?: unknown };
+      const base = defaultRunSpec({ ...(typeof p.noiseMultiplier === "number" ? { noiseMultiplier: p.noiseMultiplier } : {}), ...(typeof p.clip === "number" && p.clip > 0 ? { clip: p.clip } : {}) });
+      const defaulted = Object.keys(base).filter((k) => !(k in partial));
       if (defaulted.length > 0) process.stderr.write(`run spec: defaults used for ${defaulted.join(", ")}\n`);
-      const spec = parseRunSpec({ ...defaultRunSpec(), ...partial });
+      const spec = parseRunSpec({ ...base, ...partial });
+      // The same refusal as `tacit simulate` (shared/run/run-spec.ts), before any key is read.
+      assertDpRecipe(spec);
       const specJson = JSON.stringify(spec);
       const keyPath = o.key ?? join(coordinatorPaths(o.stateDir ?? DEFAULT_COORDINATOR_STATE_DIR).keysOut, `${o.keyId ?? "ml-team-1"}.key`);
       const key = privateKeyFromPem(readFileSync(keyPath, "utf8"), keyPath);

@@ -24,6 +24,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--noise-multiplier <z>", "DP noise multiplier (0 = clipping and SecAgg only)")
     .option("--target-epsilon <eps>", "calibrate the noise multiplier so device ε after all rounds is this")
     .option("--clip <c>", "L2 clip norm of each device's update; default 1 with DP noise (server step scaled to it), else 5")
+    .option("--adaptive-clip", "adaptive clipping (Andrew et al. 2021): --clip is the initial C, moved each round towards the median update norm; the clip count's noise is part of the noise multiplier")
     .option("--pretrain <dir>", "pretrain the initial model centrally on these PUBLIC per-user files (cached), then federate from it")
     .option("--server-optimizer <opt>", "fedavg | fedavgm | fedadam (default: fedavgm with DP noise, where fedadam is refused; else fedadam)")
     .option("--server-lr <lr>", "server learning rate (default: 2/clip with DP noise, else 0.1)")
@@ -49,6 +50,7 @@ export function registerSimulateCommand(program: Command): void {
       const metrics = await runSimulation({
         pretrain: o.pretrain ? String(o.pretrain) : undefined,
         serverOptimizer,
+        adaptiveClip: Boolean(o.adaptiveClip),
         serverLearningRate: num("serverLr", "--server-lr", { min: 1e-6, max: 100 }),
         personalizationStrength: num("personalizationStrength", "--personalization-strength", { min: 1e-6, max: 1e6 }),
         dataset,

@@ -17,6 +17,7 @@ export function registerVerifyCommand(program: Command): void {
     .option("--coordinator-key <base64>", "the coordinator's public key you trust")
     .option("--delta <d>", "an extra δ to show ε at (budgets are always judged at the policy's δ)", "1e-6")
     .option("--head <seq:hash>", "the last entry known out of band (detects a ledger cut at an entry boundary)")
+    .option("--initial-model <checkpoint>", "a public initial-model checkpoint you hold: some run must have started from exactly its weights")
     .option("--report <out.html>", "write a self-contained HTML report")
     .option("--json", "print findings as JSON")
     .action(async (o: VerifyOptions) => {
@@ -28,7 +29,7 @@ export function registerVerifyCommand(program: Command): void {
 }
 
 /** Options of `tacit verify`, as commander parses them. */
-export interface VerifyOptions { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; report?: string; json?: boolean }
+export interface VerifyOptions { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; initialModel?: string; report?: string; json?: boolean }
 
 /**
  * The whole `tacit verify` command without a process: exit 0 when everything holds, 1 naming
@@ -75,6 +76,7 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
     if (err instanceof LedgerFormatError) throw new CliError(`ledger ${o.ledger} ${err.message}`);
     throw err;
   }
+  if (o.initialModel) await checkInitialModelFile(o.initialModel, text, findings);
   if (o.report) {
     writeFileAtomic(o.report, await renderReport(findings, policy), 0o644);
   }
@@ -95,4 +97,28 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
     for (const e of findings.enrollments) out.push(`  enrollments by ${e.creator}: ${e.tokens} token(s) created, ${e.devices} device(s) enrolled\n`);
   }
   return findings.ok;
+}
+
+/**
+ * `--initial-model CKPT`: the reviewer's own copy of the public checkpoint a run claims to start
+ * from. Its weights' SHA-256 (the hash the spec pins and the launch entry records) must be the
+ * initial model of some run in the ledger; otherwise the checkpoint is not what any run used.
+ */
+async function checkInitialModelFile(dir: string, ledgerText: string, findings: { ok: boolean; violations: { code: string; message: string }[] }): Promise<void> {
+  const { loadCheckpoint, weightsHash } = await import("../../shared/model/index.ts");
+  let hash: string;
+  try {
+    hash = weightsHash((await loadCheckpoint(dir)).weights);
+  } catch (err) {
+    throw new CliError(`--initial-model ${dir}: ${(err as Error).message}`);
+  }
+  const started = ledgerText
+    .split("\n")
+    .filter((l) => l.includes('"run-launch"'))
+    .map((l) => JSON.parse(l) as { type?: string; body?: { runId?: string; initialModelHash?: unknown } })
+    .filter((e) => e.type === "run-launch" && e.body?.initialModelHash === hash);
+  if (started.length === 0) {
+    findings.violations.push({ code: "INITIAL_MODEL_FILE", message: `no run in the ledger started from ${dir} (weights SHA-256 ${hash})` });
+    findings.ok = false;
+  }
 }

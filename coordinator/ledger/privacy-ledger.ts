@@ -194,7 +194,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
         modelHashBefore: r.modelHashBefore,
         modelHashAfter: r.modelHashAfter,
         mechanism: e.event ?? null,
-        dp: { clip: e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
+        // With adaptive clipping, the C this round clipped to (privacy.adaptiveClip has the chain).
+        dp: { clip: r.privacy?.adaptiveClip?.clip ?? e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
         secagg: r.secagg,
         ...(r.privacy ? { privacy: r.privacy } : {}),
         cohort: e.cohort,

@@ -14,8 +14,8 @@ import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
-import { applyServerUpdate, parameterCount, weightsHash } from "../../shared/model/index.ts";
-import { dpInputsFor, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { applyServerUpdateChecked, parameterCount, weightsHash } from "../../shared/model/index.ts";
+import { adaptClip, dpInputsFor, roundClip, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
 import { PhaseGate } from "./phase-gate.ts";
@@ -212,7 +212,8 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     },
     dp: {
       mechanism: spec.mechanism,
-      clip: spec.clip,
+      // Adaptive clipping: this round's C, carried in the checkpoint (shared/run/adaptive-clip-round.ts).
+      clip: roundClip(spec, current.serverState),
       noiseMultiplier: spec.noiseMultiplier,
       minSurvivors: spec.minSurvivors,
       // Upper bound on the number of inputs summed: sizes the modulus headroom.
@@ -221,6 +222,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       colluders: params.colluders,
       delta: spec.delta,
       rotationSeed: randomBytes(32).toString("base64"),
+      ...(spec.adaptiveClip ? { adaptiveClip: spec.adaptiveClip } : {}),
     },
     secagg: {
       bits: spec.bits,
@@ -348,7 +350,11 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     // the sensitivity analysis assumes; weighting by example counts would let one device's
     // weight (and so its influence) exceed C / |survivors|.
     for (let i = 0; i < dim; i++) meanDelta[i] = deltaSum[i]! / survivors.length;
-    const next = applyServerUpdate(
+    // Adaptive clipping: b̄ from the summed clip bits, and the next round's C (recorded in the ledger).
+    const clipUpdate = adaptClip(spec, dp, sum, survivors.length);
+    if (clipUpdate && base.privacy) base.privacy.adaptiveClip = clipUpdate;
+    // Never a non-finite global model: a NaN/∞ aggregate or step aborts this attempt (issue #13).
+    const next = applyServerUpdateChecked(
       serverStateFromJson(current.serverState),
       current.weights,
       meanDelta,
@@ -379,7 +385,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     // The commit point: the checkpoint directory, carrying its commit record, is renamed into
     // place atomically. Ledger, LATEST and Redis follow (and are redone after a crash).
     faultpoint("checkpoint-write", round);
-    await ctx.checkpoints.write(run.runId, round, spec.model, next.weights, serverStateToJson(next.state), commit);
+    await ctx.checkpoints.write(run.runId, round, spec.model, next.weights, { ...serverStateToJson(next.state), ...(clipUpdate ? { clip: clipUpdate.nextClip } : {}) }, commit);
     committed = true;
     failpoint("after-checkpoint", round);
     await ctx.commit(run.runId, round);

@@ -13,6 +13,7 @@
  */
 import type { ChainableCommander, Redis } from "ioredis";
 import type { RunSpec } from "../../shared/run/index.ts";
+import type { AdaptiveClipRecord } from "../../shared/run/index.ts";
 
 export type RunState = "queued" | "running" | "completed" | "failed" | "cancelled";
 export type TerminalRunState = "completed" | "failed" | "cancelled";
@@ -87,7 +88,7 @@ export interface RoundRecord {
   phases: PhaseCounts;
   secagg: { threshold: number; degree: number; mode: string; guarantee: string; bits: number };
   /** Per-round privacy facts for the ledger (absent for rounds that never drew a cohort). */
-  privacy?: { eligible: number; sampling: "fixed-size-without-replacement"; colluders: number; honestNoiseShares: number; wrapProbability: number };
+  privacy?: { eligible: number; sampling: "fixed-size-without-replacement"; colluders: number; honestNoiseShares: number; wrapProbability: number; adaptiveClip?: AdaptiveClipRecord };
   startedAt: number;
   endedAt: number;
 }

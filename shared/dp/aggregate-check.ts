@@ -13,8 +13,10 @@ import type { DistributedDpConfig } from "./distributed-dp.ts";
 
 export function aggregateNormBound(cfg: DistributedDpConfig, survivors: number): number {
   const sigma2 = Number(cfg.perDeviceVariance.num) / Number(cfg.perDeviceVariance.den);
-  const noise = Math.sqrt(survivors * sigma2) * (Math.sqrt(cfg.paddedDimension) + Math.sqrt(2 * 40 * Math.LN2)) * 1.1;
-  return survivors * cfg.l2Bound + noise + 1;
+  const noise = Math.sqrt(survivors * sigma2) * (Math.sqrt(cfg.vectorLength) + Math.sqrt(2 * 40 * Math.LN2)) * 1.1;
+  // With adaptive clipping each input also carries its ±k clip-count coordinate.
+  const perInput = cfg.countScale > 0 ? Math.hypot(cfg.l2Bound, cfg.countScale) : cfg.l2Bound;
+  return survivors * perInput + noise + 1;
 }
 
 /** A reason when the summed encoding is impossible for `survivors` honest inputs, else undefined. */

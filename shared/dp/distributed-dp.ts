@@ -20,6 +20,13 @@
  * (Prop. 14) is a closed form that the reviewer's tool recomputes from four numbers in the
  * ledger. Skellam is closed under summation (simpler splitting) but needs an exact Poisson
  * sampler with large means, which is slower to do exactly.
+ *
+ * Adaptive clipping (adaptive-clip.ts, Andrew et al. 2021): the vector carries one more
+ * coordinate after the rotated update, ±k for "unclipped"/"clipped" (the centred bit b − ½
+ * scaled by 2k), noised with the same per-device discrete Gaussian. The update's noise is raised
+ * to z_Δ and k is chosen so the count's noise is ≥ σ_b devices; the DP event then describes the
+ * whole (d'+1)-vector (Δ₂ → √(Δ₂² + k²), Δ₁ → Δ₁ + k), so the accountant and `verify` charge
+ * the update and the count together, from the event alone, exactly as before.
  */
 import { fromSigned, toSigned, type ModularVector } from "../modular/index.ts";
 import type { DistributedDiscreteGaussianEvent, DpEvent } from "./events.ts";
@@ -27,6 +34,7 @@ import { rotate, unrotate, paddedDimension } from "./rotation.ts";
 import { rationalOf, type Rational } from "./samplers.ts";
 import { discreteGaussianSampler } from "./discrete-gaussian.ts";
 import { RandomSource } from "./random-source.ts";
+import { unclippedBit, updateNoiseMultiplier } from "./adaptive-clip.ts";
 
 export class DistributedDpError extends Error {
   override name = "DistributedDpError";
@@ -58,6 +66,12 @@ export interface DistributedDpConfig {
   l1Bound: number;
   /** Each device's discrete Gaussian variance (integer domain), as an exact rational. */
   perDeviceVariance: Rational;
+  /** The update's own noise multiplier: z, or z_Δ > z when the vector also carries the clip count. */
+  updateNoiseMultiplier: number;
+  /** k: the clip-count coordinate is ±k (0: no count coordinate, no adaptive clipping). */
+  countScale: number;
+  /** Length of the summed vector: paddedDimension, plus 1 with the clip-count coordinate. */
+  vectorLength: number;
   /** Union bound on P[some summed coordinate leaves (−2^(bits−1), 2^(bits−1))]. */
   overflowProbabilityBound: number;
 }
@@ -73,6 +87,8 @@ export interface CalibrateInput {
   bits: number;
   dimension: number;
   rotationSeed: Uint8Array;
+  /** Adaptive clipping: the count of unclipped devices rides along with noise std ≥ σ_b. */
+  adaptiveClip?: { countStddev: number };
 }
 
 /** Largest modulus that encodes: the summed signed values must stay exact float64 integers. */
@@ -103,20 +119,35 @@ export function calibrateDistributedDp(o: CalibrateInput): DistributedDpConfig {
   if (!Number.isInteger(colluders) || colluders < 0 || honest < 1) throw new DistributedDpError(`colluders must be an integer in [0, minSurvivors − 1], got ${o.colluders} with minSurvivors ${o.minSurvivors}`);
   const dPad = paddedDimension(o.dimension);
   const m = Math.max(o.expectedSurvivors, o.minSurvivors);
+  // With the clip count, the update's multiplier is raised so both together are one z mechanism.
+  let z: number;
+  try {
+    z = o.adaptiveClip ? updateNoiseMultiplier(o.noiseMultiplier, o.adaptiveClip.countStddev) : o.noiseMultiplier;
+  } catch (err) {
+    throw new DistributedDpError((err as Error).message);
+  }
   const half = 2 ** (o.bits - 1);
   const k = OVERFLOW_SIGMAS;
   // std of the summed coordinate ≤ sqrt((mγC)²/d' + m/4 + m·σ²), σ² = (zγC)²/honest
   //   ≤ γC·sqrt(m²/d' + m·z²/honest) + sqrt(m/4); require k·std + m ≤ half.
-  const perGamma = o.clip * Math.sqrt((m * m) / dPad + (m * o.noiseMultiplier ** 2) / honest);
+  const perGamma = o.clip * Math.sqrt((m * m) / dPad + (m * z ** 2) / honest);
   const roundingStd = Math.sqrt(m / 4);
-  const scale = (half - m - k * roundingStd) / (k * perGamma);
+  let scale = (half - m - k * roundingStd) / (k * perGamma);
+  if (o.adaptiveClip && z > 0) {
+    // The clip-count coordinate sums to ±m·k with k ≈ zγC/2σ_b, plus k·√m·σ of noise: γ must
+    // leave room for it too, or k would be capped and the count get more noise than σ_b.
+    const countRoom = (half - 1) / (o.clip * z * (m / (2 * o.adaptiveClip.countStddev) + k * Math.sqrt(m / honest)));
+    scale = Math.min(scale, countRoom);
+  }
   if (!(scale > 0)) throw new DistributedDpError(`modulus 2^${o.bits} is too small for ${m} summands`);
-  const sigma2 = (o.noiseMultiplier * scale * o.clip) ** 2 / honest;
+  const sigma2 = (z * scale * o.clip) ** 2 / honest;
   // Round σ² UP to a dyadic rational: more noise than the design, never less.
   const q = 2 ** 20;
   const perDeviceVariance = rationalOf(Math.ceil(sigma2 * q) / q);
   const l2Bound = roundedL2Bound(scale * o.clip, dPad);
   const l1Bound = l2Bound * Math.min(Math.sqrt(dPad), l2Bound);
+  const variance = Number(perDeviceVariance.num) / Number(perDeviceVariance.den);
+  const countScale = o.adaptiveClip ? chooseCountScale(Math.sqrt(honest * variance), o.adaptiveClip.countStddev, m, variance, half) : 0;
   return {
     mechanism: "ddgauss",
     clip: o.clip,
@@ -132,8 +163,29 @@ export function calibrateDistributedDp(o: CalibrateInput): DistributedDpConfig {
     l2Bound,
     l1Bound,
     perDeviceVariance,
-    overflowProbabilityBound: wrapProbability(scale * o.clip, m, dPad, Number(perDeviceVariance.num) / Number(perDeviceVariance.den), half),
+    updateNoiseMultiplier: z,
+    countScale,
+    vectorLength: dPad + (countScale > 0 ? 1 : 0),
+    overflowProbabilityBound: Math.min(1, wrapProbability(scale * o.clip, m, dPad, variance, half) + (countScale > 0 ? countWrapProbability(countScale, m, variance, half) : 0)),
   };
+}
+
+/**
+ * k for the clip-count coordinate: the honest noise S (std of the summed noise, integer units)
+ * must be ≥ 2σ_b·k, i.e. the count's multiplier S/k ≥ 2σ_b, so k = ⌊S / 2σ_b⌋ — rounding down
+ * only adds count noise. Without noise the count is exact and k = 1. The summed coordinate
+ * (|Σ±k| ≤ m·k, plus OVERFLOW_SIGMAS noise deviations) must fit below 2^(bits−1).
+ */
+function chooseCountScale(honestNoiseStd: number, countStddev: number, m: number, variance: number, half: number): number {
+  const fit = Math.floor((half - OVERFLOW_SIGMAS * Math.sqrt(m * variance) - 1) / m);
+  const k = Math.min(honestNoiseStd > 0 ? Math.floor(honestNoiseStd / (2 * countStddev)) : 1, fit);
+  if (!(k >= 1)) throw new DistributedDpError(`the clip count cannot be encoded: with ${m} summands, count noise σ_b ${countStddev} and this modulus, its scale k is ${k} < 1`);
+  return k;
+}
+
+/** P[the summed clip-count coordinate leaves (−half, half)] (sub-Gaussian tail of its noise). */
+function countWrapProbability(k: number, m: number, sigma2: number, half: number): number {
+  return 2 * Math.exp(-((half - m * k) ** 2) / (2 * m * sigma2));
 }
 
 /** Union bound over d' coordinates on P[a summed coordinate leaves (−half, half)] (sub-Gaussian tail). */
@@ -160,7 +212,7 @@ export function encodeClientUpdate(delta: Float32Array, cfg: DistributedDpConfig
   for (let i = 0; i < delta.length; i++) scaled[i] = delta[i]! * factor * cfg.scale;
   const rotated = rotate(scaled, cfg.rotationSeed);
   // Conditional randomized rounding: unbiased per coordinate, retried until within Δ₂.
-  const rounded = new Float64Array(rotated.length);
+  const rounded = new Float64Array(cfg.vectorLength);
   for (let attempt = 0; ; attempt++) {
     if (attempt > 1000) throw new DistributedDpError("conditional rounding did not meet the norm bound in 1000 attempts");
     let sq = 0;
@@ -173,6 +225,8 @@ export function encodeClientUpdate(delta: Float32Array, cfg: DistributedDpConfig
     }
     if (Math.sqrt(sq) <= cfg.l2Bound) break;
   }
+  // The centred clip bit b − ½, scaled by 2k: +k unclipped, −k clipped (adaptive-clip.ts).
+  if (cfg.countScale > 0) rounded[rotated.length] = unclippedBit(norm, cfg.clip) ? cfg.countScale : -cfg.countScale;
   const noise = cfg.perDeviceVariance.num > 0n ? discreteGaussianSampler(cfg.perDeviceVariance) : undefined;
   if (cfg.bits === 32) {
     // One pass: noise added and reduced mod 2^32 straight into the output (ToUint32 of an
@@ -188,12 +242,22 @@ export function encodeClientUpdate(delta: Float32Array, cfg: DistributedDpConfig
 
 /** Coordinator side: the SUM of the survivors' clipped, noised updates, in model units. */
 export function decodeAggregate(sum: ModularVector, cfg: DistributedDpConfig): Float32Array {
-  if (sum.length !== cfg.paddedDimension) throw new DistributedDpError(`aggregate has ${sum.length} values, expected ${cfg.paddedDimension}`);
+  if (sum.length !== cfg.vectorLength) throw new DistributedDpError(`aggregate has ${sum.length} values, expected ${cfg.vectorLength}`);
   const signed = toSigned(sum);
-  const back = unrotate(signed, cfg.rotationSeed, cfg.dimension);
+  const back = unrotate(cfg.countScale > 0 ? signed.subarray(0, cfg.paddedDimension) : signed, cfg.rotationSeed, cfg.dimension);
   const out = new Float32Array(cfg.dimension);
   for (let i = 0; i < out.length; i++) out[i] = back[i]! / cfg.scale;
   return out;
+}
+
+/**
+ * The released Σ(b_i − ½) + noise of the clip count (in devices), from the summed vector's last
+ * coordinate; `unclippedFraction` (adaptive-clip.ts) turns it into b̄.
+ */
+export function decodeCenteredCount(sum: ModularVector, cfg: DistributedDpConfig): number {
+  if (cfg.countScale <= 0) throw new DistributedDpError("this round carries no clip count");
+  if (sum.length !== cfg.vectorLength) throw new DistributedDpError(`aggregate has ${sum.length} values, expected ${cfg.vectorLength}`);
+  return toSigned(sum)[cfg.paddedDimension]! / (2 * cfg.countScale);
 }
 
 /** The DP event of one participating device's round (no amplification). */
@@ -201,12 +265,13 @@ export function roundEvent(cfg: DistributedDpConfig): DpEvent {
   const variance = Number(cfg.perDeviceVariance.num) / Number(cfg.perDeviceVariance.den);
   const e: DistributedDiscreteGaussianEvent = {
     kind: "distributedDiscreteGaussian",
-    l2Sensitivity: cfg.l2Bound,
-    l1Sensitivity: cfg.l1Bound,
+    // With the clip count, one device moves the (d'+1)-vector by ≤ √(Δ₂² + k²) (L2), Δ₁ + k (L1).
+    l2Sensitivity: cfg.countScale > 0 ? Math.hypot(cfg.l2Bound, cfg.countScale) : cfg.l2Bound,
+    l1Sensitivity: cfg.l1Bound + cfg.countScale,
     perDeviceVariance: variance,
     // The honest noise shares: the colluders the round tolerates are assumed to add none.
     devices: cfg.minSurvivors - cfg.colluders,
-    dimension: cfg.paddedDimension,
+    dimension: cfg.vectorLength,
   };
   return e;
 }

@@ -10,3 +10,4 @@ export { DiscreteGaussianSampler, discreteGaussianSampler, discreteGaussian, typ
 export { rotate, unrotate, paddedDimension } from "./rotation.ts";
 export * from "./policy.ts";
 export * from "./aggregate-check.ts";
+export * from "./adaptive-clip.ts";

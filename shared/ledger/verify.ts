@@ -14,6 +14,8 @@ import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilonFixedSize, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
 import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
 import { corruptCount } from "../secagg/params.ts";
+import { ClipChain } from "./adaptive-clip-check.ts";
+import { firstRoundModelProblem, launchInitialModelProblems } from "./initial-model-check.ts";
 import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
 export interface Violation {
@@ -159,7 +161,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   const delta = lastPolicy ?? requested;
   let policy: { file: PolicyFile; line: number } | undefined;
   const policyLines: { file: PolicyFile; line: number }[] = [];
-  const runs = new Map<string, RunFigures & { eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
+  const runs = new Map<string, RunFigures & { clipChain: ClipChain; initialModelHash: unknown; eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
   const deviceEvents = new Map<string, DpEvent[]>();
   const afterEnd = runEndGuard();
   const enrollments = new Map<string, { creator: string; tokens: number; devices: number }>();
@@ -201,7 +203,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       } catch {
         add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
       }
-      const fig = { runId, launchedAtLine: line, spec, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
+      for (const m of launchInitialModelProblems({ runId, spec, initialModelHash: b.initialModelHash })) add("INITIAL_MODEL", line, m);
+      const fig = { runId, launchedAtLine: line, spec, clipChain: new ClipChain(spec), initialModelHash: b.initialModelHash, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
       runs.set(runId, fig);
       if (spec && policy) {
         const proj = projectRun(spec, policy.file.body.delta);
@@ -218,6 +221,8 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
       }
       const round = Number(b.round);
       const status = String(b.status);
+      const firstModel = firstRoundModelProblem(runId, run.initialModelHash, round, Number(b.attempt ?? 0), b.modelHashBefore);
+      if (firstModel) add("INITIAL_MODEL", line, firstModel);
       if (round !== run.nextRound) add("ROUND_ORDER", line, `run ${runId}: round ${round} recorded when round ${run.nextRound} was expected`);
       const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
       const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
@@ -234,9 +239,10 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         if (survivors.length < minSurvivors) add("TOO_FEW_SURVIVORS", line, `run ${runId} round ${round}: released with ${survivors.length} survivors < minSurvivors ${minSurvivors}`);
         const collusion = event && run.spec ? collusionShortfall(event, run.spec, cohort.length) : undefined;
         if (collusion) add("NOISE_IGNORES_COLLUDERS", line, `run ${runId} round ${round}: ${collusion}`);
+        for (const m of run.clipChain.completed(round, b.privacy)) add("ADAPTIVE_CLIP", line, `run ${runId} ${m}`);
       }
       run.survivorsByRound.set(round, new Set(survivors));
-      if (status === "completed") run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors });
+      if (status === "completed") run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors, clip: run.clipChain.clipOf(b.privacy) });
       if (event) {
         run.eventByRound.set(round, event);
         // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
@@ -342,6 +348,8 @@ interface RoundFacts {
   attempt: number;
   modelHashBefore: string | undefined;
   survivors: string[];
+  /** The C this round clipped to: the spec's, or with adaptive clipping the round's recorded one. */
+  clip: number | undefined;
 }
 
 /** The δ of the last signed policy entry, if any (read before the semantic pass). */
@@ -367,7 +375,7 @@ function attestationParameterMismatches(body: Record<string, unknown>, spec: Run
   const out: string[] = [];
   const want: [string, unknown][] = [["attempt", facts.attempt]];
   if (facts.modelHashBefore !== undefined) want.push(["modelHash", facts.modelHashBefore]);
-  if (spec) want.push(["mechanism", spec.mechanism], ["clip", spec.clip], ["noiseMultiplier", spec.noiseMultiplier], ["minSurvivors", spec.minSurvivors]);
+  if (spec) want.push(["mechanism", spec.mechanism], ["clip", facts.clip ?? spec.clip], ["noiseMultiplier", spec.noiseMultiplier], ["minSurvivors", spec.minSurvivors]);
   for (const [k, v] of want) if (body[k] !== v) out.push(`${k} is ${JSON.stringify(body[k])}, the round's is ${JSON.stringify(v)}`);
   return out;
 }

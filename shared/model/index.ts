@@ -9,3 +9,4 @@ export * from "./defaults.ts";
 export * from "./personalize.ts";
 export * from "./pretrain.ts";
 export * from "./initial-model.ts";
+export * from "./checked-server-update.ts";

@@ -30,5 +30,8 @@ export async function loadInitialModel(ref: InitialModelRef, spec: ModelSpec): P
   if (!sameModelSpec(cp.spec, spec)) throw new InitialModelError(`initialModel.checkpoint ${ref.checkpoint} holds a different model (${JSON.stringify(cp.spec)}) than the run's spec`);
   const hash = weightsHash(cp.weights);
   if (hash !== ref.sha256) throw new InitialModelError(`initialModel.checkpoint ${ref.checkpoint} has weights SHA-256 ${hash}, the spec pins ${ref.sha256}`);
+  // A run never starts from a NaN/∞ model (issue #13): every round after it would be NaN too.
+  const bad = cp.weights.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) throw new InitialModelError(`initialModel.checkpoint ${ref.checkpoint} has a non-finite weight (index ${bad} is ${cp.weights[bad]})`);
   return cp.weights;
 }

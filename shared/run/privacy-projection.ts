@@ -28,6 +28,8 @@ export function perRoundEvent(spec: RunSpec): DpEvent {
     bits: spec.bits,
     dimension: parameterCount(spec.model),
     rotationSeed: new Uint8Array(32),
+    // With adaptive clipping the round also releases the clip count: its cost is in the event.
+    ...(spec.adaptiveClip ? { adaptiveClip: { countStddev: spec.adaptiveClip.countStddev } } : {}),
   });
   return roundEvent(cfg);
 }

@@ -42,6 +42,12 @@ export const roundConfigSchema = z
         colluders: z.number().int().min(0),
         delta: z.number().gt(0).lt(1),
         rotationSeed: b64,
+        /**
+         * Adaptive clipping (shared/dp/adaptive-clip.ts): `clip` is this round's C, and every
+         * device adds its clip bit to the vector with count noise σ_b; the device computes the
+         * combined event itself, so its guard judges what it really spends.
+         */
+        adaptiveClip: z.object({ targetQuantile: z.number().gt(0).lt(1), learningRate: z.number().gt(0).max(10), countStddev: z.number().positive().max(1e6) }).strict().optional(),
       })
       .strict(),
     secagg: z

@@ -17,9 +17,15 @@ export function dpInputsFor(cfg: RoundConfig): CalibrateInput {
     bits: cfg.secagg.bits,
     dimension: cfg.parameterCount,
     rotationSeed: Buffer.from(cfg.dp.rotationSeed, "base64"),
+    ...(cfg.dp.adaptiveClip ? { adaptiveClip: { countStddev: cfg.dp.adaptiveClip.countStddev } } : {}),
   };
 }
 
-export function aggregationLength(cfg: Pick<RoundConfig, "parameterCount">): number {
-  return paddedDimension(cfg.parameterCount);
+/**
+ * The padded update, plus the clip-count coordinate when the round clips adaptively. (A caller
+ * without the dp block — the wire-size caps — gets the padded length; their headroom covers
+ * the one extra value.)
+ */
+export function aggregationLength(cfg: Pick<RoundConfig, "parameterCount"> & { dp?: { adaptiveClip?: unknown } }): number {
+  return paddedDimension(cfg.parameterCount) + (cfg.dp?.adaptiveClip ? 1 : 0);
 }

@@ -53,6 +53,20 @@ export const initialModelSchema = z
   })
   .strict();
 
+/**
+ * Adaptive clipping (shared/dp/adaptive-clip.ts; Andrew et al. 2021): `clip` becomes the initial
+ * C, moved each round towards the `targetQuantile` of the devices' update norms. The bounds keep
+ * the estimate meaningful: a quantile in [0.05, 0.95], a geometric rate ≤ 1 per round (the
+ * reference uses 0.2), and count noise σ_b in devices (reference 0.05 · cohort).
+ */
+export const adaptiveClipSchema = z
+  .object({
+    targetQuantile: z.number().min(0.05).max(0.95),
+    learningRate: z.number().gt(0).max(1),
+    countStddev: z.number().positive().max(1e6),
+  })
+  .strict();
+
 export const runSpecSchema = z
   .object({
     name: z.string().min(1).max(100).regex(/^[\w.-]+$/, "letters, digits, '.', '_' and '-' only"),
@@ -87,12 +101,15 @@ export const runSpecSchema = z
      * the coordinator's disk pinned by the SHA-256 of its weights. Absent: seeded random init.
      */
     initialModel: initialModelSchema.optional(),
+    adaptiveClip: adaptiveClipSchema.optional(),
   })
   .strict()
   .refine((s) => s.minSurvivors <= s.cohortSize, { message: "minSurvivors cannot exceed cohortSize", path: ["minSurvivors"] })
   .refine((s) => s.cohortSize <= s.populationSize, { message: "cohortSize cannot exceed populationSize", path: ["cohortSize"] })
   // The noise is sized for the honest survivors alone (minSurvivors − ⌈corruptTolerance·cohortSize⌉).
   .refine((s) => s.minSurvivors > corruptCount(s.cohortSize, s.corruptTolerance), { message: "minSurvivors must exceed the colluders tolerated (⌈corruptTolerance · cohortSize⌉): the noise is sized for the honest survivors alone", path: ["minSurvivors"] })
+  // z = (z_Δ⁻² + (2σ_b)⁻²)^(−½) has a solution z_Δ only when 2σ_b > z (adaptive-clip.ts).
+  .refine((s) => !s.adaptiveClip || s.noiseMultiplier === 0 || 2 * s.adaptiveClip.countStddev > s.noiseMultiplier, { message: "adaptiveClip.countStddev must exceed noiseMultiplier / 2: the clip count's noise is part of the run's noise multiplier", path: ["adaptiveClip", "countStddev"] })
   .superRefine((s, ctx) => {
     const problem = modelWireProblem(s.model, s.bits);
     if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem, path: ["model"] });
@@ -158,4 +175,14 @@ export function dpSpecProblems(spec: Pick<RunSpec, "noiseMultiplier" | "serverOp
     out.push("serverOptimizer fedadam diverges under DP noise (it normalises coordinates whose second moment is mostly noise); use fedavgm (DP-FedAvg with server momentum)");
   }
   return out;
+}
+
+/**
+ * The launch-time form of `dpSpecProblems`, the one rule `tacit simulate` (simulation/recipe.ts),
+ * `tacit run launch` (cli/commands/run.ts) and the coordinator's LaunchRun all apply: a spec
+ * with noise and a server optimizer the DP recipe disallows is refused, naming why.
+ */
+export function assertDpRecipe(spec: Pick<RunSpec, "noiseMultiplier" | "serverOptimizer">): void {
+  const problems = dpSpecProblems(spec);
+  if (problems.length > 0) throw new RunSpecError(`refusing a DP run: ${problems.join("; ")}`);
 }
