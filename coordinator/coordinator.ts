@@ -95,6 +95,7 @@ export class Coordinator {
         onPhase: (runId, round, phase, state) => this.runs.recordPhase(runId, round, phase, state),
         commit: (runId, round) => this.scheduler.commit(runId, round),
         isCancelled: async (runId) => (await this.runs.get(runId))?.state === "cancelled",
+        offences: this.ledger,
       },
       this.ledger,
       log,

@@ -27,6 +27,7 @@ import type { PhaseCounts, RoundRecord, RunRecord } from "../runs/run-store.ts";
 import { serverStateFromJson, serverStateToJson } from "./server-state.ts";
 import { failpoint, faultpoint } from "../runs/failpoint.ts";
 import { RoundInterrupted } from "./round-interrupt.ts";
+import { recordOffence, type OffenceLedger } from "../state/offences.ts";
 
 export interface RoundLedgerSink {
   /** Called once per finished round (completed or aborted) with everything the ledger records. */
@@ -65,6 +66,20 @@ export interface RoundContext {
   onPhase?: (runId: string, round: number, phase: string, state: { attempt: number; cohort: string[]; counts: PhaseCounts }) => Promise<void>;
   /** True once the run was cancelled (by this or another coordinator process): read at each phase boundary. */
   isCancelled?: (runId: string) => Promise<boolean>;
+  /** Where devices the SecAgg server proved to have sent wrong shares are named (state/offences.ts). */
+  offences?: OffenceLedger;
+}
+
+/**
+ * Names in the ledger every device the SecAgg server's reconstruction proved wrong this round,
+ * once per device, whether the round then completed (wrong shares corrected) or aborted.
+ */
+async function nameCulprits(ctx: RoundContext, active: ActiveRound): Promise<void> {
+  if (!ctx.offences) return;
+  for (const [index, reason] of active.secagg.culprits) {
+    const deviceId = active.deviceByIndex.get(index);
+    if (deviceId) await recordOffence({ ledger: ctx.offences, hub: ctx.hub }, { deviceId, runId: active.config.runId, round: active.config.round, reason });
+  }
 }
 
 /** How an attempt ended. A completed one is committed and published; the others are not. */
@@ -333,7 +348,13 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await boundary(ctx, run.runId, signal);
     counts.unmasked = active.answered.unmask.size;
     counts.dropouts.unmask = request.survivors.length - counts.unmasked;
-    const sum = active.secagg.finish();
+    let sum;
+    try {
+      sum = active.secagg.finish();
+    } finally {
+      // Wrong shares were corrected (or made the round abort): their senders are named either way.
+      await nameCulprits(ctx, active);
+    }
     active.phase = "finished";
 
     // Decode the noised sum, average over the survivors, apply the server optimizer.
