@@ -202,9 +202,9 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
 
   const identityKeys = new Map<number, KeyObject>();
   const cohort: RoundConfig["cohort"] = [];
-  for (const [index, { deviceId, identityPublicKey }] of registered.entries()) {
+  for (const [index, { identityPublicKey }] of registered.entries()) {
     identityKeys.set(index, publicKeyFromRaw(Buffer.from(identityPublicKey, "base64")));
-    cohort.push({ index, deviceId, identityPublicKey });
+    cohort.push({ index, identityPublicKey });
   }
   const dim = parameterCount(spec.model);
   const now = Date.now();
@@ -266,7 +266,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     wrapProbability: calibrateDistributedDp(dpInputsFor(config)).overflowProbabilityBound,
   };
   const signed = signRoundConfig(config, ctx.signingKey.privateKey);
-  const active = new ActiveRound(config, identityKeys);
+  const active = new ActiveRound(config, identityKeys, cohortIds);
   ctx.active.set(active.key, active);
   const onDisconnect = (deviceId: string): void => active.dropDevice(deviceId);
   ctx.hub.on("disconnect", onDisconnect);
@@ -284,7 +284,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
     const invites = ctx.hub.encodeInvites({ configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes });
     for (const [n, m] of cohort.entries()) {
-      const sent = ctx.hub.send(m.deviceId, invites(m.index));
+      const sent = ctx.hub.send(deviceOf(m.index), invites(m.index));
       if (!sent) active.gate.settle(m.index);
       await breathe(n);
     }
@@ -404,7 +404,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     committed = true;
     failpoint("after-checkpoint", round);
     await ctx.commit(run.runId, round);
-    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
+    for (const m of cohort) ctx.hub.send(deviceOf(m.index), { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
     return { status: "completed", record };
   } catch (err) {
     if (committed) throw new PublishError(`round ${round} of run ${run.runId} is committed, but publishing it failed: ${describe(err)}`, { cause: err });
@@ -417,7 +417,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       : cause === "error" ? `error in phase ${phase}: ${describe(err)}`
       : `${describe(err)} during phase ${phase}`;
     const res = ended(status, cause, detail, cohortIds, Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])));
-    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status, modelHash: current.hash, detail, survivors: 0 } });
+    for (const m of cohort) ctx.hub.send(deviceOf(m.index), { outcome: { ref, status, modelHash: current.hash, detail, survivors: 0 } });
     return res;
   } finally {
     signal.removeEventListener("abort", endPhase);
