@@ -80,7 +80,7 @@ export class Coordinator {
     this.ledger = PrivacyLedger.open(paths, signingKey);
     this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
     this.checkpoints = new CheckpointStore(paths.checkpoints);
-    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
+    this.auth = new Authenticator(this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
     this.scheduler = new RunScheduler(
       redis,
       this.runs,
