@@ -110,3 +110,23 @@ describe("wrong unmasking shares that are valid field elements (M2)", () => {
     expect(r.error?.code).toBe("BAD_SHARE");
   });
 });
+
+describe("advertised round keys are unique across the cohort (finding I1)", () => {
+  it("refuses a device re-advertising another member's keys under its own signature", async () => {
+    const { signBytes } = await import("../shared/crypto/index.ts");
+    const { advertisePayload } = await import("../shared/secagg/index.ts");
+    const cfg: SecAggConfig = { runId: "run-i1", round: 0, bits: BITS, vectorLength: LEN, threshold: 2, degree: 2, roundSeed: randomBytes(32) };
+    const ids = [generateEd25519(), generateEd25519(), generateEd25519()];
+    const server = new SecAggServer(cfg, [0, 1, 2], new Map(ids.map((k, i) => [i, k.publicKey])));
+    const honest = new SecAggDevice(cfg, 0, { privateKey: ids[0]!.privateKey }).advertiseKeys();
+    server.receiveKeys(honest);
+    const copy = { index: 1, cPk: honest.cPk, sPk: honest.sPk, signature: signBytes(ids[1]!.privateKey, advertisePayload(cfg, 1, honest.cPk, honest.sPk)) };
+    expect(() => server.receiveKeys(copy)).toThrow(expect.objectContaining({ code: "DUPLICATE" }));
+    // Swapped halves are copies too.
+    const own = new SecAggDevice(cfg, 1, { privateKey: ids[1]!.privateKey }).advertiseKeys();
+    const mixed = { index: 1, cPk: own.cPk, sPk: honest.cPk, signature: signBytes(ids[1]!.privateKey, advertisePayload(cfg, 1, own.cPk, honest.cPk)) };
+    expect(() => server.receiveKeys(mixed)).toThrow(expect.objectContaining({ code: "DUPLICATE" }));
+    server.receiveKeys(own);
+    server.receiveKeys(new SecAggDevice(cfg, 2, { privateKey: ids[2]!.privateKey }).advertiseKeys());
+  });
+});

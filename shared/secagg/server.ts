@@ -77,6 +77,15 @@ export class SecAggServer {
     if (!verifyBytes(id, advertisePayload(this.cfg, k.index, k.cPk, k.sPk), k.signature)) {
       throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${k.index} are not signed by its enrolled identity`);
     }
+    // Round keys are fresh per device and attempt: a key another member already advertised is a
+    // copy (finding I1), and a copied s_pk would make two members' masks and shares collide.
+    for (const other of this.keys.values()) {
+      for (const mine of [k.cPk, k.sPk]) {
+        if (Buffer.from(mine).equals(Buffer.from(other.cPk)) || Buffer.from(mine).equals(Buffer.from(other.sPk))) {
+          throw new SecAggError("DUPLICATE", `device ${k.index} advertised a key that device ${other.index} already advertised`);
+        }
+      }
+    }
     this.keys.set(k.index, k);
   }
 
