@@ -80,7 +80,7 @@ export class Coordinator {
     this.ledger = PrivacyLedger.open(paths, signingKey);
     this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
     this.checkpoints = new CheckpointStore(paths.checkpoints);
-    this.auth = new Authenticator(redis, this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
+    this.auth = new Authenticator(this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
     this.scheduler = new RunScheduler(
       redis,
       this.runs,
@@ -95,6 +95,7 @@ export class Coordinator {
         onPhase: (runId, round, phase, state) => this.runs.recordPhase(runId, round, phase, state),
         commit: (runId, round) => this.scheduler.commit(runId, round),
         isCancelled: async (runId) => (await this.runs.get(runId))?.state === "cancelled",
+        offences: this.ledger,
       },
       this.ledger,
       log,

@@ -11,7 +11,7 @@ import { weakIdentityKeyReason } from "../coordinator/state/identity-key-check.t
 
 const round = (parameterCount: number, bits: number, members: number) => ({
   parameterCount,
-  cohort: Array.from({ length: members }, (_, index) => ({ index, deviceId: `dev-${index}`, identityPublicKey: "" })),
+  cohort: Array.from({ length: members }, (_, index) => ({ index, identityPublicKey: "" })),
   secagg: { bits } as never,
 });
 

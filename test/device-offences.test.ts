@@ -11,6 +11,7 @@ import type { RoundConfig } from "../shared/run/index.ts";
 import { verifyLedger } from "../shared/ledger/index.ts";
 import { QUARANTINE_AFTER } from "../coordinator/state/offences.ts";
 import { TestCluster, tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
+import { FIELD_PRIME } from "../shared/secagg/index.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -27,7 +28,45 @@ const corruptUnmasking: grpc.Interceptor = (options, next) =>
     },
   });
 
-describe("a device sending malformed unmasking shares (M2)", () => {
+/**
+ * Rewrites every outgoing SubmitUnmasking share to share + 1 mod p: a valid field element, so only
+ * the redundant shares can show it is wrong.
+ */
+const shiftUnmasking: grpc.Interceptor = (options, next) =>
+  new grpc.InterceptingCall(next(options), {
+    sendMessage: (message: { selfMaskShares?: { share: Buffer }[]; secretKeyShares?: { share: Buffer }[] }, nxt) => {
+      if (options.method_definition.path === "/tacit.v1.Rounds/SubmitUnmasking") {
+        for (const s of [...(message.selfMaskShares ?? []), ...(message.secretKeyShares ?? [])]) {
+          const v = (BigInt("0x" + s.share.toString("hex")) + 1n) % FIELD_PRIME;
+          s.share = Buffer.from(v.toString(16).padStart(s.share.length * 2, "0"), "hex");
+        }
+      }
+      nxt(message);
+    },
+  });
+
+/** Flips a bit of every outgoing ConsistencyCheck signature. */
+const lyingConsistency: grpc.Interceptor = (options, next) =>
+  new grpc.InterceptingCall(next(options), {
+    sendMessage: (message: { signature?: Buffer }, nxt) => {
+      if (options.method_definition.path === "/tacit.v1.Rounds/SignSurvivors" && message.signature) {
+        message.signature = Buffer.from(message.signature);
+        message.signature[0]! ^= 1;
+      }
+      nxt(message);
+    },
+  });
+
+interface Entry {
+  type: string;
+  body: Record<string, unknown>;
+}
+
+function ledgerEntries(cluster: TestCluster): Entry[] {
+  return readFileSync(cluster.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Entry);
+}
+
+describe("devices that break the unmasking protocol are named and quarantined (M2)", () => {
   let cluster: TestCluster;
   beforeAll(async () => {
     cluster = await TestCluster.start();
@@ -53,4 +92,46 @@ describe("a device sending malformed unmasking shares (M2)", () => {
     expect(cluster.coordinator.hub.isConnected(bad.deviceId)).toBe(false);
     expect(verifyLedger(text).offences).toEqual([{ deviceId: bad.deviceId, count: QUARANTINE_AFTER }]);
   }, 150_000);
+
+  // Runs after the test above: its offender is quarantined, the 4 honest devices stay connected.
+  it("a device sending valid-looking but wrong shares is located from the redundant shares, named, and quarantined; every round completes", async () => {
+    for (let i = 4; i < 6; i++) await cluster.addDevice(`honest-${i}`, { train: constantDelta(0.01) });
+    const wrong = await cluster.addDevice("wrong", { train: constantDelta(0.01) }, OPEN_LIMITS, { interceptors: [shiftUnmasking] });
+    await cluster.waitConnected(7);
+    const before = ledgerEntries(cluster).length;
+    // Cohort 7, no colluders tolerated: full graph k = 6, t = 4, so each member's secret has 6
+    // revealed shares and one wrong one is correctable.
+    const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 7, minSurvivors: 3, populationSize: 7, clip: 100, dropoutTolerance: 0.3, corruptTolerance: 0, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 3000 } }));
+    const st = await cluster.waitRun(runId, 150_000);
+    expect(st.state).toBe("completed");
+    const entries = ledgerEntries(cluster).slice(before);
+    const offences = entries.filter((e) => e.type === "device-offence");
+    expect(offences.length).toBe(QUARANTINE_AFTER);
+    expect(offences.every((o) => o.body.deviceId === wrong.deviceId && /wrong share of device \d+'s self-mask seed/.test(String(o.body.reason)))).toBe(true);
+    const rounds = entries.filter((e) => e.type === "round" && e.body.runId === runId);
+    // No attempt was lost to the wrong shares: each round completed at its first attempt.
+    expect(rounds.map((r) => [r.body.status, r.body.attempt])).toEqual(Array.from({ length: QUARANTINE_AFTER + 1 }, () => ["completed", 0]));
+    expect(rounds.slice(0, QUARANTINE_AFTER).every((r) => (r.body.survivors as string[]).includes(wrong.deviceId))).toBe(true);
+    expect(rounds.at(-1)!.body.cohort).not.toContain(wrong.deviceId);
+    expect(cluster.coordinator.hub.isConnected(wrong.deviceId)).toBe(false);
+  }, 200_000);
+
+  it("a device whose ConsistencyCheck signature lies is named and quarantined; the rounds complete without its signature", async () => {
+    const liar = await cluster.addDevice("liar", { train: constantDelta(0.01) }, OPEN_LIMITS, { interceptors: [lyingConsistency] });
+    await cluster.waitConnected(7);
+    const before = ledgerEntries(cluster).length;
+    const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 7, minSurvivors: 3, populationSize: 7, clip: 100, dropoutTolerance: 0.3, corruptTolerance: 0, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 3000 } }));
+    const st = await cluster.waitRun(runId, 150_000);
+    expect(st.state).toBe("completed");
+    const entries = ledgerEntries(cluster).slice(before);
+    const offences = entries.filter((e) => e.type === "device-offence");
+    expect(offences.length).toBe(QUARANTINE_AFTER);
+    expect(offences.every((o) => o.body.deviceId === liar.deviceId && /ConsistencyCheck signature/.test(String(o.body.reason)))).toBe(true);
+    const rounds = entries.filter((e) => e.type === "round" && e.body.runId === runId);
+    expect(rounds.every((r) => r.body.status === "completed")).toBe(true);
+    expect(rounds.at(-1)!.body.cohort).not.toContain(liar.deviceId);
+    expect(cluster.coordinator.hub.isConnected(liar.deviceId)).toBe(false);
+    // verify counts the offences it names.
+    expect(verifyLedger(readFileSync(cluster.coordinator.paths.ledger, "utf8")).offences.find((o) => o.deviceId === liar.deviceId)?.count).toBe(QUARANTINE_AFTER);
+  }, 200_000);
 });

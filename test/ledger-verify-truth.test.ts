@@ -114,9 +114,9 @@ describe("the coordinator refuses an attestation that does not match its round",
       model: spec.model,
       dp: { mechanism: "ddgauss", clip: 5, noiseMultiplier: 1, minSurvivors: 2, expectedSurvivors: 2, delta: 1e-6, rotationSeed: Buffer.alloc(32).toString("base64") },
       secagg: { bits: 32, threshold: 2, degree: 1, mode: "full", roundSeed: Buffer.alloc(32, 1).toString("base64"), guarantee: "" },
-      cohort: ids.map((k, index) => ({ index, deviceId: `dev-${index}`, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
+      cohort: ids.map((k, index) => ({ index, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
     } as unknown as RoundConfig;
-    const active = new ActiveRound(config, new Map(ids.map((k, i) => [i, k.publicKey])));
+    const active = new ActiveRound(config, new Map(ids.map((k, i) => [i, k.publicKey])), ids.map((_, i) => `dev-${i}`));
     active.phase = "masked-input";
     active.gate = new PhaseGate([0, 1], Date.now() + 60_000);
     const event = roundEvent(calibrateDistributedDp(dpInputsFor(config)));

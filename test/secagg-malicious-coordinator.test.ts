@@ -253,16 +253,29 @@ describe("keys and reconstructed secrets (audit finding 9)", () => {
   };
   const flip = (b: Uint8Array): Uint8Array => Uint8Array.from(b, (x, j) => (j === 40 ? x ^ 1 : x));
 
-  it("detects a corrupt revealed self-mask share when more than t shares arrive", () => {
+  it("detects a corrupt revealed self-mask share when more than t shares arrive, corrects it and names its sender", () => {
     const s = toUnmask(6, 3, []);
     s.reveals[1] = { ...s.reveals[1]!, selfMaskShares: s.reveals[1]!.selfMaskShares.map((x) => (x.owner === 0 ? { ...x, share: flip(x.share) } : x)) };
     for (const r of s.reveals) s.server.receiveUnmask(r);
-    expect(() => s.server.finish()).toThrow(/shares of device 0's self-mask seed are inconsistent/);
+    s.server.finish();
+    expect([...s.server.culprits.keys()]).toEqual([1]);
+    expect(s.server.culprits.get(1)).toMatch(/wrong share of device 0's self-mask seed/);
   });
 
   it("checks a reconstructed mask key against the advertised s_pk", () => {
     // Device 5 drops after ShareKeys: exactly t = 3 … 5 s-shares; corrupt one of the first t.
     const s = toUnmask(6, 3, [5]);
+    s.reveals[0] = { ...s.reveals[0]!, secretKeyShares: s.reveals[0]!.secretKeyShares.map((x) => ({ ...x, share: flip(x.share) })) };
+    for (const r of s.reveals) s.server.receiveUnmask(r);
+    // Five shares at t = 3 correct one wrong share: the key that results matches s_pk.
+    s.server.finish();
+    expect([...s.server.culprits.keys()]).toEqual([0]);
+  });
+
+  it("with no redundancy left to correct it, a corrupt mask-key share aborts the round (never a wrongly unmasked sum)", () => {
+    // Devices 4 and 5 drop after ShareKeys: 4 survivors hold 5's s-shares, t = 3, so one wrong
+    // share cannot be corrected (⌊(4 − 3)/2⌋ = 0).
+    const s = toUnmask(6, 3, [4, 5]);
     s.reveals[0] = { ...s.reveals[0]!, secretKeyShares: s.reveals[0]!.secretKeyShares.map((x) => ({ ...x, share: flip(x.share) })) };
     for (const r of s.reveals) s.server.receiveUnmask(r);
     expect(() => s.server.finish()).toThrow(expect.objectContaining({ code: "BAD_SHARE" }));

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ShutdownSignals } from "../shutdown.ts";
 import { CliError, parseNumber } from "../errors.ts";
-import { DEFAULT_COORDINATOR_STATE_DIR, coordinatorPaths, initCoordinatorState, writeFileAtomic } from "../../coordinator/state/state-dir.ts";
+import { DEFAULT_COORDINATOR_STATE_DIR, coordinatorPaths, initCoordinatorState, loadPrincipals, parseReviewerPublicKey, writeFileAtomic } from "../../coordinator/state/state-dir.ts";
 import { startCoordinator } from "../../coordinator/coordinator.ts";
 import { privateKeyFromPem } from "../../shared/crypto/index.ts";
 import { CoordinatorClient } from "../../client/transport/coordinator-client.ts";
@@ -40,13 +40,27 @@ export function registerCoordinatorCommands(program: Command): void {
   const coord = program.command("coordinator").description("run and administer the coordinator");
   coord
     .command("init")
-    .description("create the state dir: coordinator signing key, ML-team, reviewer and admin keys")
+    .description("create the state dir: coordinator signing key, ML-team and admin keys, and the reviewer's public key")
     .option("--state-dir <dir>", "state directory", DEFAULT_COORDINATOR_STATE_DIR)
     .option("--tls-name <host>", "a DNS name or IP address clients dial, added to the TLS certificate (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .action((o: { stateDir: string; tlsName: string[] }) => {
-      const r = initCoordinatorState(o.stateDir, o.tlsName);
+    .option("--reviewer-key <file>", "a reviewer's public key (reviewer.pub from `tacit privacy keygen`) to register; repeatable, also on an existing state dir", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action((o: { stateDir: string; tlsName: string[]; reviewerKey: string[] }) => {
+      const reviewerKeys = o.reviewerKey.map((file) => {
+        let text: string;
+        try {
+          text = readFileSync(file, "utf8");
+        } catch {
+          throw new CliError(`cannot read the reviewer public key ${file}`);
+        }
+        return parseReviewerPublicKey(text, file);
+      });
+      const r = initCoordinatorState(o.stateDir, o.tlsName, reviewerKeys);
       if (r.created.length === 0) process.stdout.write(`state dir ${r.paths.root} already initialised\n`);
       for (const f of r.created) process.stdout.write(`created ${f}\n`);
+      for (const p of loadPrincipals(r.paths)) if (p.role === "reviewer" && reviewerKeys.includes(p.publicKey)) process.stdout.write(`reviewer ${p.keyId}: public key from the reviewer (no private key on this host)\n`);
+      if (r.created.some((f) => /reviewer-\d+\.key$/.test(f))) {
+        process.stdout.write("note: generated a reviewer key pair in keys/ (development only): for real use the reviewer runs `tacit privacy keygen` and you pass --reviewer-key reviewer.pub\n");
+      }
     });
   coord
     .command("start")

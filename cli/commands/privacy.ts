@@ -1,5 +1,5 @@
 /**
- * `tacit privacy epsilon|keygen|policy sign|policy show` (privacy reviewers, ML teams).
+ * `tacit privacy epsilon|keygen|policy sign|policy show|policy install` (privacy reviewers, ML teams).
  * `privacy epsilon` prints exactly one JSON object on stdout with --json.
  */
 import type { Command } from "commander";
@@ -10,6 +10,7 @@ import { generateEd25519, privateKeyFromPem, privateKeyToPem } from "../../share
 import { makeAccountant, policyBodySchema, signPolicy, verifyPolicy, type DpEvent } from "../../shared/dp/index.ts";
 import { writeJsonAtomic } from "../../simulation/write-json-atomic.ts";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
+import { principalClient } from "./coordinator.ts";
 
 export interface PrivacyDeps {
   epsilonForRun?: (runId: string, o: { delta: number; stateDir?: string; coordinator?: string }) => Promise<object>;
@@ -115,6 +116,30 @@ export function registerPrivacyCommands(program: Command, deps: PrivacyDeps = {}
       const kp = privateKeyFromPem(pem, o.key);
       writeJsonAtomic(o.out, signPolicy(parsed.data, kp.privateKey, kp.publicKey));
       process.stdout.write(`signed policy written to ${o.out}\n`);
+    });
+  policy
+    .command("install")
+    .description("install a signed policy on the coordinator (SetPolicy, as a reviewer registered at `coordinator init --reviewer-key`)")
+    .requiredOption("--in <file>", "signed policy file (from `policy sign`)")
+    .requiredOption("--key <file>", "the reviewer's private key (reviewer.key): authenticates the call")
+    .option("--key-id <id>", "the reviewer's key id in the coordinator's principals.json", "reviewer-1")
+    .option("--coordinator <host:port>", "coordinator address (default: from --state-dir)")
+    .option("--ca <file>", "coordinator CA certificate (default: the state dir's tls/ca.pem)")
+    .option("--state-dir <dir>", "coordinator state directory (on the coordinator host)")
+    .action(async (o: { in: string; key: string; keyId: string; coordinator?: string; ca?: string; stateDir?: string }) => {
+      let json: string;
+      try {
+        json = readFileSync(o.in, "utf8");
+      } catch {
+        throw new CliError(`cannot read policy file ${o.in}`);
+      }
+      const client = principalClient(o, "reviewer");
+      try {
+        await client.unary("Ledger", "SetPolicy", { json });
+      } finally {
+        client.close();
+      }
+      process.stdout.write(`policy ${o.in} installed\n`);
     });
   policy
     .command("show")

@@ -116,9 +116,11 @@ export class RoundParticipant {
 
   private async onInvite(inv: NonNullable<ServerEvent["invite"]>): Promise<void> {
     const cfg = openRoundConfig(inv.configJson, new Uint8Array(inv.configSignature), this.coordinatorKey);
-    const me = cfg.cohort.find((m) => m.deviceId === this.o.deviceId);
-    if (!me || me.index !== inv.index) throw new Error(`invitation for round ${cfg.round} does not list this device at index ${inv.index}`);
-    if (me.identityPublicKey !== Buffer.from(this.o.identity.publicRaw).toString("base64")) throw new Error("invitation lists another identity key for this device");
+    // The signed cohort names no device: this device is the member at the invitation's index,
+    // and that member must carry this device's identity key.
+    const me = cfg.cohort.find((m) => m.index === inv.index);
+    if (!me) throw new Error(`invitation for round ${cfg.round} does not list index ${inv.index}`);
+    if (me.identityPublicKey !== Buffer.from(this.o.identity.publicRaw).toString("base64")) throw new Error(`invitation lists another identity key at this device's index ${inv.index}`);
     const cp = inv.checkpoint;
     if (cp.length !== cfg.parameterCount * 4) throw new Error(`checkpoint is ${cp.length} bytes, expected ${cfg.parameterCount * 4}`);
     const weights = new Float32Array(cfg.parameterCount);

@@ -40,13 +40,16 @@ export class ActiveRound {
   readonly secagg: SecAggServer;
   private expectedEvent: DpEvent | undefined;
 
+  /** `deviceIds[i]` is the device at cohort index i: known to the coordinator alone (the config names no device). */
   constructor(
     readonly config: RoundConfig,
     identityKeys: Map<number, KeyObject>,
+    deviceIds: readonly string[],
   ) {
+    if (deviceIds.length !== config.cohort.length) throw new Error(`round ${config.runId}/${config.round}: ${deviceIds.length} device ids for a cohort of ${config.cohort.length}`);
     for (const m of config.cohort) {
-      this.indexByDevice.set(m.deviceId, m.index);
-      this.deviceByIndex.set(m.index, m.deviceId);
+      this.indexByDevice.set(deviceIds[m.index]!, m.index);
+      this.deviceByIndex.set(m.index, deviceIds[m.index]!);
     }
     this.secagg = new SecAggServer(
       {

@@ -27,6 +27,7 @@ import type { PhaseCounts, RoundRecord, RunRecord } from "../runs/run-store.ts";
 import { serverStateFromJson, serverStateToJson } from "./server-state.ts";
 import { failpoint, faultpoint } from "../runs/failpoint.ts";
 import { RoundInterrupted } from "./round-interrupt.ts";
+import { recordOffence, type OffenceLedger } from "../state/offences.ts";
 
 export interface RoundLedgerSink {
   /** Called once per finished round (completed or aborted) with everything the ledger records. */
@@ -65,6 +66,20 @@ export interface RoundContext {
   onPhase?: (runId: string, round: number, phase: string, state: { attempt: number; cohort: string[]; counts: PhaseCounts }) => Promise<void>;
   /** True once the run was cancelled (by this or another coordinator process): read at each phase boundary. */
   isCancelled?: (runId: string) => Promise<boolean>;
+  /** Where devices the SecAgg server proved to have sent wrong shares are named (state/offences.ts). */
+  offences?: OffenceLedger;
+}
+
+/**
+ * Names in the ledger every device the SecAgg server's reconstruction proved wrong this round,
+ * once per device, whether the round then completed (wrong shares corrected) or aborted.
+ */
+async function nameCulprits(ctx: RoundContext, active: ActiveRound): Promise<void> {
+  if (!ctx.offences) return;
+  for (const [index, reason] of active.secagg.culprits) {
+    const deviceId = active.deviceByIndex.get(index);
+    if (deviceId) await recordOffence({ ledger: ctx.offences, hub: ctx.hub }, { deviceId, runId: active.config.runId, round: active.config.round, reason });
+  }
 }
 
 /** How an attempt ended. A completed one is committed and published; the others are not. */
@@ -187,9 +202,9 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
 
   const identityKeys = new Map<number, KeyObject>();
   const cohort: RoundConfig["cohort"] = [];
-  for (const [index, { deviceId, identityPublicKey }] of registered.entries()) {
+  for (const [index, { identityPublicKey }] of registered.entries()) {
     identityKeys.set(index, publicKeyFromRaw(Buffer.from(identityPublicKey, "base64")));
-    cohort.push({ index, deviceId, identityPublicKey });
+    cohort.push({ index, identityPublicKey });
   }
   const dim = parameterCount(spec.model);
   const now = Date.now();
@@ -253,7 +268,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     wrapProbability: calibrateDistributedDp(dpInputsFor(config)).overflowProbabilityBound,
   };
   const signed = signRoundConfig(config, ctx.signingKey.privateKey);
-  const active = new ActiveRound(config, identityKeys);
+  const active = new ActiveRound(config, identityKeys, cohortIds);
   ctx.active.set(active.key, active);
   const onDisconnect = (deviceId: string): void => active.dropDevice(deviceId);
   ctx.hub.on("disconnect", onDisconnect);
@@ -271,7 +286,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
     const invites = ctx.hub.encodeInvites({ configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes });
     for (const [n, m] of cohort.entries()) {
-      const sent = ctx.hub.send(m.deviceId, invites(m.index));
+      const sent = ctx.hub.send(deviceOf(m.index), invites(m.index));
       if (!sent) active.gate.settle(m.index);
       await breathe(n);
     }
@@ -335,7 +350,13 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await boundary(ctx, run.runId, signal);
     counts.unmasked = active.answered.unmask.size;
     counts.dropouts.unmask = request.survivors.length - counts.unmasked;
-    const sum = active.secagg.finish();
+    let sum;
+    try {
+      sum = active.secagg.finish();
+    } finally {
+      // Wrong shares were corrected (or made the round abort): their senders are named either way.
+      await nameCulprits(ctx, active);
+    }
     active.phase = "finished";
 
     // Decode the noised sum, average over the survivors, apply the server optimizer.
@@ -389,7 +410,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     committed = true;
     failpoint("after-checkpoint", round);
     await ctx.commit(run.runId, round);
-    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
+    for (const m of cohort) ctx.hub.send(deviceOf(m.index), { outcome: { ref, status: "completed", modelHash: hashAfter, detail: record.detail, survivors: survivors.length } });
     return { status: "completed", record };
   } catch (err) {
     if (committed) throw new PublishError(`round ${round} of run ${run.runId} is committed, but publishing it failed: ${describe(err)}`, { cause: err });
@@ -402,7 +423,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       : cause === "error" ? `error in phase ${phase}: ${describe(err)}`
       : `${describe(err)} during phase ${phase}`;
     const res = ended(status, cause, detail, cohortIds, Object.fromEntries([...active.declines].map(([i, r]) => [deviceOf(i), r])));
-    for (const m of cohort) ctx.hub.send(m.deviceId, { outcome: { ref, status, modelHash: current.hash, detail, survivors: 0 } });
+    for (const m of cohort) ctx.hub.send(deviceOf(m.index), { outcome: { ref, status, modelHash: current.hash, detail, survivors: 0 } });
     return res;
   } finally {
     signal.removeEventListener("abort", endPhase);

@@ -1,18 +1,18 @@
 /**
  * Authenticates every RPC from its signed metadata and enforces the role the RPC requires.
  * Devices are looked up in the registry; operators and reviewers in principals.json. Nonces
- * are remembered in Redis for twice the freshness window, so a replayed request is refused
- * even across coordinator restarts.
+ * are remembered in this process (replay-guard.ts), not in Redis: a Redis writer could delete
+ * them and replay a captured request; restarts are covered by the guard's floor.
  */
 import * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
-import type { Redis } from "ioredis";
 import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
-import { AUTH_MAX_SKEW_MS, AuthError, checkFreshness, parseAuthMetadata, verifyAuth } from "../../shared/transport/request-auth.ts";
+import { AuthError, checkFreshness, parseAuthMetadata, verifyAuth } from "../../shared/transport/request-auth.ts";
 import type { DeviceRegistry } from "../state/registry.ts";
 import type { Principal, Role } from "../state/state-dir.ts";
 import { RpcError } from "./rpc-error.ts";
 import { RateLimiter } from "./rate-limiter.ts";
+import { ReplayGuard } from "./replay-guard.ts";
 
 export interface Caller {
   role: Role;
@@ -49,11 +49,11 @@ export class Authenticator {
   private readonly admitted = new WeakMap<grpc.Metadata, Caller>();
 
   constructor(
-    private readonly redis: Redis,
     private readonly registry: DeviceRegistry,
     principals: Principal[],
     rateLimit?: { burst: number; perSecond: number },
     addressLimits: AddressLimits = DEFAULT_ADDRESS_LIMITS,
+    private readonly replay: ReplayGuard = new ReplayGuard(),
   ) {
     this.enrollByAddress = new RateLimiter(addressLimits.enroll.burst, addressLimits.enroll.perSecond);
     this.failuresByAddress = new RateLimiter(addressLimits.failures.burst, addressLimits.failures.perSecond);
@@ -124,8 +124,7 @@ export class Authenticator {
     // Counted only after the signature verifies, so nobody can exhaust another caller's bucket.
     const limiter = entry.role === "device" ? this.limiter : this.principalLimiter;
     if (!limiter.take(parsed.keyId)) throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `rate limit exceeded for ${parsed.keyId}: slow down and retry`);
-    const fresh = await this.redis.set(`tacit:nonce:${parsed.keyId}:${parsed.nonce}`, "1", "PX", 2 * AUTH_MAX_SKEW_MS, "NX");
-    if (fresh === null) throw new AuthError("replayed request: this nonce was already used");
+    this.replay.admit(parsed.keyId, parsed.nonce, parsed.timestamp);
     return { role: entry.role, keyId: parsed.keyId };
   }
 }

@@ -16,7 +16,7 @@ import { invalid, notFound, RpcError, toServiceError } from "./rpc-error.ts";
 import { isMalformed, MALFORMED } from "./harden-service.ts";
 import { AUTH_KEY_ID } from "../../shared/transport/request-auth.ts";
 import { keyFingerprint, type DeviceRegistry } from "../state/registry.ts";
-import { isQuarantined, malformedShareReason } from "../state/offences.ts";
+import { isQuarantined, malformedShareReason, recordOffence } from "../state/offences.ts";
 import type { PrivacyLedger } from "../ledger/privacy-ledger.ts";
 import type { RunStore } from "../runs/run-store.ts";
 import type { DeviceHub } from "../rounds/device-hub.ts";
@@ -225,7 +225,17 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
       }),
     SignSurvivors: unary<{ ref: RoundRef__Output | null; signature: Buffer }, object>(
       auth, log, `${svc}Rounds/SignSurvivors`, deviceOnly, async (req, caller) => {
-        c.activeRound(ref(req.ref)).signSurvivors(caller.keyId, bytesOf(req.signature, "signature", 64));
+        const round = c.activeRound(ref(req.ref));
+        try {
+          round.signSurvivors(caller.keyId, bytesOf(req.signature, "signature", 64));
+        } catch (err) {
+          // The coordinator knows the one set it showed: a signature that does not verify over it
+          // is the device's own doing. Name it, and stop waiting for it in this phase.
+          if (!(err instanceof SecAggError && err.code === "BAD_SIGNATURE")) throw err;
+          await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: "its ConsistencyCheck signature does not verify over the survivor set it was shown" });
+          if (round.phase === "consistency") round.gate?.settle(round.memberIndex(caller.keyId));
+          throw err;
+        }
         return ack;
       }),
     SubmitUnmasking: unary<{ ref: RoundRef__Output | null; selfMaskShares: { owner: number; share: Buffer }[]; secretKeyShares: { owner: number; share: Buffer }[] }, object>(
@@ -240,8 +250,7 @@ export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedSer
         // quarantine a repeat offender.
         const bad = malformedShareReason([...selfMaskShares, ...secretKeyShares]);
         if (bad) {
-          await c.ledger.offence({ deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
-          if (isQuarantined(c.ledger, caller.keyId)) c.hub.remove(caller.keyId);
+          await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
           // Its answer will not come: the phase need not wait for it until the deadline.
           if (round.phase === "unmask") round.gate?.settle(round.memberIndex(caller.keyId));
           throw invalid(`${bad}: this device is named in the ledger`);

@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { generateEd25519, privateKeyFromPem, privateKeyToPem, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { ensureTls } from "./tls.ts";
+import { weakIdentityKeyReason } from "./identity-key-check.ts";
 
 export const DEFAULT_COORDINATOR_STATE_DIR = "./tacit-state";
 
@@ -61,11 +62,30 @@ export interface InitResult {
 }
 
 /**
- * Creates the state dir if needed: TLS CA and server certificate, the coordinator signing key,
- * and one ML-team, reviewer and admin key pair whose private halves are written to keys/ for
- * the operator to hand out (and delete).
+ * A reviewer's public key as `tacit privacy keygen` writes it (reviewer.pub: base64 of the 32
+ * raw ed25519 bytes), checked like an identity key: a small-order key would let anyone sign
+ * policies as the reviewer.
  */
-export function initCoordinatorState(stateDir: string, extraTlsNames: string[] = []): InitResult {
+export function parseReviewerPublicKey(text: string, source: string): string {
+  const raw = Buffer.from(text.trim(), "base64");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text.trim())) throw new StateDirError(`${source}: expected the base64 public key that \`tacit privacy keygen\` writes to reviewer.pub`);
+  const weak = weakIdentityKeyReason(raw);
+  if (weak) throw new StateDirError(`${source}: ${weak.replace("identity public key", "reviewer public key")}`);
+  return raw.toString("base64");
+}
+
+/**
+ * Creates the state dir if needed: TLS CA and server certificate, the coordinator signing key,
+ * and ML-team and admin key pairs whose private halves are written to keys/ for the operator to
+ * hand out (and delete).
+ *
+ * The reviewer checks the operators, so the reviewer's private key should never exist on their
+ * host: with `reviewerKeys` (public keys from `tacit privacy keygen`) only those are registered,
+ * as reviewer-1, reviewer-2, …, also on an existing state dir (a key already registered is
+ * skipped). Without them a reviewer key pair is generated into keys/ as for the other roles:
+ * convenient for a development setup, and no separation of duties.
+ */
+export function initCoordinatorState(stateDir: string, extraTlsNames: string[] = [], reviewerKeys: readonly string[] = []): InitResult {
   const paths = coordinatorPaths(stateDir);
   const created: string[] = [];
   mkdirSync(paths.root, { recursive: true, mode: 0o700 });
@@ -78,7 +98,8 @@ export function initCoordinatorState(stateDir: string, extraTlsNames: string[] =
   }
   if (!existsSync(paths.principals)) {
     const principals: Principal[] = [];
-    for (const role of ["ml-team", "reviewer", "admin"] as const) {
+    const generated = reviewerKeys.length > 0 ? (["ml-team", "admin"] as const) : (["ml-team", "reviewer", "admin"] as const);
+    for (const role of generated) {
       const kp = generateEd25519();
       const keyId = `${role}-1`;
       const file = join(paths.keysOut, `${keyId}.key`);
@@ -88,6 +109,17 @@ export function initCoordinatorState(stateDir: string, extraTlsNames: string[] =
     }
     writeFileAtomic(paths.principals, JSON.stringify(principals, null, 2) + "\n");
     created.push(paths.principals);
+  }
+  const principals = loadPrincipals(paths);
+  const fresh = [...new Set(reviewerKeys)].filter((k) => !principals.some((p) => p.publicKey === k));
+  if (fresh.length > 0) {
+    let n = principals.filter((p) => p.role === "reviewer").length;
+    for (const publicKey of fresh) {
+      while (principals.some((p) => p.keyId === `reviewer-${n + 1}`)) n++;
+      principals.push({ keyId: `reviewer-${++n}`, role: "reviewer", publicKey });
+    }
+    writeFileAtomic(paths.principals, JSON.stringify(principals, null, 2) + "\n");
+    if (!created.includes(paths.principals)) created.push(paths.principals);
   }
   if (!existsSync(paths.registryKey)) {
     loadRegistryKey(paths);

@@ -61,8 +61,13 @@ export const roundConfigSchema = z
       })
       .strict(),
     signals: z.array(z.enum(SIGNAL_KINDS)),
+    /**
+     * Members by per-round index, with the identity key each one's advertised round keys and
+     * consistency signature are checked against — and no device id: peers learn only what the
+     * protocol needs (finding L1). The coordinator keeps index → device id to itself.
+     */
     cohort: z
-      .array(z.object({ index: z.number().int().min(0), deviceId: z.string(), identityPublicKey: b64 }).strict())
+      .array(z.object({ index: z.number().int().min(0), identityPublicKey: b64 }).strict())
       .min(1),
     /** Population size behind the sampling claim (population ε). */
     populationSize: z.number().int().min(1),

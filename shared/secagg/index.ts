@@ -1,6 +1,7 @@
 export * from "./errors.ts";
 export * from "./messages.ts";
 export * from "./shamir.ts";
+export * from "./share-decoding.ts";
 export * from "./params.ts";
 export * from "./consistency.ts";
 export * from "./graph.ts";

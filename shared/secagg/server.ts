@@ -8,7 +8,8 @@ import type { KeyObject } from "node:crypto";
 import { addInPlace, limbsFor, zeros, type ModularVector } from "../modular/index.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
-import { bytesToField, fieldToBytes, lagrangeAtZero, FIELD_PRIME, SHARE_BYTES } from "./shamir.ts";
+import { bytesToField, fieldToBytes, SHARE_BYTES, type Share } from "./shamir.ts";
+import { decodeSecret, locateErrors, type DecodedSecret } from "./share-decoding.ts";
 import { agree, assertUsablePublicKey, x25519Private, x25519PublicOf, x25519Public } from "./x25519.ts";
 import { pairMaskKey, pairTranscript, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
@@ -33,6 +34,8 @@ export class SecAggServer {
   private readonly unmasked = new Set<number>();
   /** ConsistencyCheck signatures over the survivor set, by signer. */
   private readonly signatures = new Map<number, Uint8Array>();
+  /** Devices proved to have sent wrong shares, by index (see `culprits`). */
+  private readonly named = new Map<number, string>();
 
   constructor(
     readonly cfg: SecAggConfig,
@@ -73,6 +76,15 @@ export class SecAggServer {
     assertUsablePublicKey(k.sPk, `s_pk of device ${k.index}`);
     if (!verifyBytes(id, advertisePayload(this.cfg, k.index, k.cPk, k.sPk), k.signature)) {
       throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${k.index} are not signed by its enrolled identity`);
+    }
+    // Round keys are fresh per device and attempt: a key another member already advertised is a
+    // copy (finding I1), and a copied s_pk would make two members' masks and shares collide.
+    for (const other of this.keys.values()) {
+      for (const mine of [k.cPk, k.sPk]) {
+        if (Buffer.from(mine).equals(Buffer.from(other.cPk)) || Buffer.from(mine).equals(Buffer.from(other.sPk))) {
+          throw new SecAggError("DUPLICATE", `device ${k.index} advertised a key that device ${other.index} already advertised`);
+        }
+      }
     }
     this.keys.set(k.index, k);
   }
@@ -188,31 +200,63 @@ export class SecAggServer {
     this.unmasked.add(u.from);
   }
 
-  private reconstruct(owner: number, shares: Map<number, Uint8Array> | undefined, what: string): Uint8Array {
+  /**
+   * Holders (and lying dealers) the redundant shares proved wrong, with why: the coordinator
+   * names them in the ledger (finding M2). Filled by finish(), also when it aborts.
+   */
+  get culprits(): ReadonlyMap<number, string> {
+    return this.named;
+  }
+
+  private name(index: number, reason: string): void {
+    if (!this.named.has(index)) this.named.set(index, reason);
+  }
+
+  private abort(message: string): never {
+    this.stage = "aborted";
+    throw new SecAggError("BAD_SHARE", message);
+  }
+
+  /**
+   * The owner's secret from its revealed shares, error-corrected (share-decoding.ts): shares that
+   * lie off the polynomial the others determine are ignored and their holders named. `valid`
+   * checks the 32-byte secret against what the owner committed to (s_pk); if the shares agree
+   * with each other but not with that, the owner itself dealt wrong shares and is named.
+   */
+  private reconstruct(owner: number, shares: Map<number, Uint8Array> | undefined, what: string, valid: (secret: Uint8Array) => boolean = () => true): Uint8Array {
     const t = this.cfg.threshold;
-    if (!shares || shares.size < t) {
-      this.stage = "aborted";
-      throw new SecAggError("TOO_FEW_SURVIVORS", `only ${shares?.size ?? 0} shares of device ${owner}'s ${what}; ${t} needed`);
+    const points: Share[] = [];
+    for (const [holder, bytes] of shares ?? []) {
+      try {
+        points.push({ x: holder + 1, y: bytesToField(bytes) });
+      } catch {
+        this.name(holder, `revealed a share of device ${owner}'s ${what} that is not a field element`);
+      }
     }
-    const all = [...shares.keys()].sort((a, b) => a - b);
-    const at = (holders: number[]): bigint => {
-      const lambda = lagrangeAtZero(holders.map((h) => h + 1));
-      let acc = 0n;
-      holders.forEach((h, i) => (acc = (acc + lambda[i]! * bytesToField(shares.get(h)!)) % FIELD_PRIME));
-      return acc;
+    if (points.length < t) {
+      this.stage = "aborted";
+      throw new SecAggError("TOO_FEW_SURVIVORS", `only ${points.length} shares of device ${owner}'s ${what}; ${t} needed`);
+    }
+    const usable = (v: bigint): Uint8Array | undefined => {
+      if (v >= 1n << 256n) return undefined;
+      const bytes = fieldToBytes(v, 32);
+      return valid(bytes) ? bytes : undefined;
     };
-    const secret = at(all.slice(0, t));
-    // With more than t shares, a second t-subset must give the same secret: the shares lie on one
-    // polynomial of degree < t. A single bad share changes one of the two results.
-    if (all.length > t && at(all.slice(-t)) !== secret) {
-      this.stage = "aborted";
-      throw new SecAggError("BAD_SHARE", `the shares of device ${owner}'s ${what} are inconsistent (a revealed share is corrupt)`);
+    let decoded: DecodedSecret;
+    try {
+      decoded = decodeSecret(points, t);
+      if (!usable(decoded.secret) && decoded.corrupt.length === 0) decoded = locateErrors(points, t);
+    } catch (err) {
+      if (err instanceof SecAggError && err.code === "BAD_SHARE") this.abort(`the shares of device ${owner}'s ${what} are inconsistent beyond correction (${err.message})`);
+      throw err;
     }
-    if (secret >= 1n << 256n) {
-      this.stage = "aborted";
-      throw new SecAggError("BAD_SHARE", `device ${owner}'s reconstructed ${what} is not a 32-byte value (a revealed share is corrupt)`);
-    }
-    return fieldToBytes(secret, 32);
+    for (const x of decoded.corrupt) this.name(x - 1, `revealed a wrong share of device ${owner}'s ${what}`);
+    const secret = usable(decoded.secret);
+    if (secret) return secret;
+    // Shares that agree with each other (no holder is off the polynomial) but give a secret the
+    // owner's own commitment rules out: the owner dealt them. With n = t nothing can be told apart.
+    if (decoded.corrupt.length === 0 && points.length > t) this.name(owner, `dealt shares of its ${what} that do not match what it advertised`);
+    this.abort(`device ${owner}'s reconstructed ${what} is invalid (a revealed share is corrupt)`);
   }
 
   /** The exact sum of the survivors' inputs mod 2^bits, or a SecAggError if that is impossible. */
@@ -227,14 +271,17 @@ export class SecAggServer {
     }
     const survivorSet = new Set(survivors);
     for (const v of dropouts) {
-      const raw = this.reconstruct(v, this.sShares.get(v), "mask key");
-      const sk = x25519Private(raw, this.keys.get(v)!.sPk);
+      const sPk = this.keys.get(v)!.sPk;
       // The reconstructed secret must belong to the advertised public key; otherwise the masks
       // removed would be wrong and the sum silently corrupted.
-      if (Buffer.compare(Buffer.from(x25519PublicOf(sk)), Buffer.from(this.keys.get(v)!.sPk)) !== 0) {
-        this.stage = "aborted";
-        throw new SecAggError("BAD_SHARE", `device ${v}'s reconstructed mask key does not match its advertised s_pk (a revealed share is corrupt)`);
-      }
+      const matches = (raw: Uint8Array): boolean => {
+        try {
+          return Buffer.compare(Buffer.from(x25519PublicOf(x25519Private(raw, sPk))), Buffer.from(sPk)) === 0;
+        } catch {
+          return false;
+        }
+      };
+      const sk = x25519Private(this.reconstruct(v, this.sShares.get(v), "mask key", matches), sPk);
       for (const u of this.graph.get(v) ?? []) {
         if (!survivorSet.has(u)) continue;
         // u added sign(u, v)·PRG(s_uv) for v; remove exactly that.

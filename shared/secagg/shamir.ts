@@ -31,7 +31,7 @@ function randomFieldElement(): bigint {
 }
 
 /** a⁻¹ mod p by the extended Euclidean algorithm (far cheaper than Fermat for 521-bit p). */
-function inverse(a: bigint): bigint {
+export function fieldInverse(a: bigint): bigint {
   let r0 = mod(a);
   if (r0 === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
   let r1 = FIELD_PRIME;
@@ -98,7 +98,7 @@ export function lagrangeAtZero(xs: readonly number[]): bigint[] {
   // prefix[i] = dens[0]·…·dens[i−1] mod p
   const prefix: bigint[] = [1n];
   for (let i = 0; i < dens.length; i++) prefix.push((prefix[i]! * dens[i]!) % FIELD_PRIME);
-  let inv = inverse(prefix[dens.length]!); // (dens[0]·…·dens[n−1])⁻¹
+  let inv = fieldInverse(prefix[dens.length]!); // (dens[0]·…·dens[n−1])⁻¹
   const lambda = new Array<bigint>(dens.length);
   for (let i = dens.length - 1; i >= 0; i--) {
     lambda[i] = (((inv * prefix[i]!) % FIELD_PRIME) * nums[i]!) % FIELD_PRIME; // dens[i]⁻¹ · num_i

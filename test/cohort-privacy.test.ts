@@ -1,0 +1,66 @@
+/**
+ * Finding L1, round messages: a cohort member learns the other members only as per-round
+ * indices (with the identity keys their round keys are signed with), never as device ids. Every
+ * message a device receives during a real round — invitation and signed RoundConfig, roster,
+ * inbox, consistency, unmask, outcome — is searched for the other members' device ids.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RoundConfig } from "../shared/run/index.ts";
+import type { ServerEvent } from "../shared/proto-gen/tacit/v1/ServerEvent.ts";
+import { TestCluster, tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
+
+function constantDelta(value: number) {
+  return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
+}
+
+/** Every event as text, bytes included (hex and base64), so an id hidden in any field is found. */
+function asText(ev: ServerEvent): string {
+  return JSON.stringify(ev, (_k, v: unknown) => {
+    if (v && typeof v === "object" && (v as { type?: string }).type === "Buffer") {
+      const b = Buffer.from((v as { data: number[] }).data);
+      return `${b.toString("hex")} ${b.toString("base64")} ${b.toString("latin1")}`;
+    }
+    return v;
+  });
+}
+
+describe("peers see per-round indices, not device ids (L1)", () => {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await TestCluster.start();
+  });
+  afterAll(async () => cluster?.stop());
+
+  it("no round message a device receives names another member's device id", async () => {
+    const seen = new Map<string, { kind: string; text: string; configJson?: string }[]>();
+    const devices = [];
+    for (let i = 0; i < 4; i++) {
+      const log: { kind: string; text: string; configJson?: string }[] = [];
+      const d = await cluster.addDevice(`peer-${i}`, { train: constantDelta(0.01) }, OPEN_LIMITS, {
+        silentAt: (ev) => {
+          log.push({ kind: Object.keys(ev).find((k) => (ev as Record<string, unknown>)[k] != null) ?? "?", text: asText(ev), ...(ev.invite ? { configJson: ev.invite.configJson } : {}) });
+          return false;
+        },
+      });
+      seen.set(d.deviceId, log);
+      devices.push(d);
+    }
+    await cluster.waitConnected(4);
+    const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500 } }));
+    expect((await cluster.waitRun(runId, 120_000)).state).toBe("completed");
+
+    for (const [self, log] of seen) {
+      const kinds = new Set(log.map((m) => m.kind));
+      // The whole protocol reached this device, so every kind of round message was searched.
+      for (const k of ["invite", "roster", "inbox", "consistency", "unmask", "outcome"]) expect(kinds).toContain(k);
+      for (const other of seen.keys()) {
+        if (other === self) continue;
+        for (const m of log) expect(m.text.includes(other), `${m.kind} to ${self} names ${other}`).toBe(false);
+      }
+      // The signed cohort lists index and identity key only.
+      const cfg = JSON.parse(log.find((m) => m.configJson)!.configJson!) as { cohort: Record<string, unknown>[] };
+      expect(cfg.cohort).toHaveLength(4);
+      for (const member of cfg.cohort) expect(Object.keys(member).sort()).toEqual(["identityPublicKey", "index"]);
+    }
+  }, 150_000);
+});
