@@ -23,7 +23,7 @@ import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tl
 import { Authenticator, type AddressLimits } from "./server/authenticator.ts";
 import { buildServices } from "./server/handlers.ts";
 import { hardenService } from "./server/harden-service.ts";
-import { failedPrecondition, invalid, notFound, RpcError } from "./server/rpc-error.ts";
+import { denied, failedPrecondition, invalid, notFound } from "./server/request-errors.ts";
 import { DeviceHub } from "./rounds/device-hub.ts";
 import type { ActiveRound } from "./rounds/active-round.ts";
 import { RunStore, RunTransitionError, type RunRecord } from "./runs/run-store.ts";
@@ -125,7 +125,7 @@ export class Coordinator {
     // Whatever client sent it: a DP run with a server optimizer the recipe disallows is refused.
     assertDpRecipe(spec);
     const principal = loadPrincipals(this.paths).find((p) => p.keyId === requester);
-    if (!principal) throw new RpcError(grpc.status.PERMISSION_DENIED, `unknown requester ${requester}`);
+    if (!principal) throw denied(`unknown requester ${requester}`);
     if (!verifyBytes(publicKeyFromRaw(Buffer.from(principal.publicKey, "base64")), specJson, requestSignature)) {
       throw invalid("request_signature does not verify: the ML team must sign spec_json with its key");
     }

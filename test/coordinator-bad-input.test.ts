@@ -11,6 +11,7 @@ import { pinnedCaCredentials } from "../shared/transport/channel-credentials.ts"
 import { signedMetadata } from "../shared/transport/request-auth.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { MAX_MESSAGE_BYTES } from "../shared/transport/proto.ts";
+import { requestCap } from "../coordinator/server/message-caps.ts";
 import { CoordinatorClient, RpcCallError } from "../client/transport/coordinator-client.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
 
@@ -45,10 +46,37 @@ describe("bad input against a live coordinator", () => {
     raw.close();
   });
 
-  it("refuses an oversized message with RESOURCE_EXHAUSTED", async () => {
-    const big = "x".repeat(MAX_MESSAGE_BYTES + 1024);
-    const r = await code(cluster.mlTeam.unary("RunControl", "LaunchRun", { specJson: big, requestSignature: Buffer.alloc(64) }));
-    expect(r.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  it("refuses an oversized request at the coordinator with RESOURCE_EXHAUSTED, and keeps serving", async () => {
+    // A raw client with no send cap, so the body really reaches the coordinator
+    // (CoordinatorClient caps what it sends and would refuse the message itself).
+    const raw = new grpc.Client(cluster.address, pinnedCaCredentials(cluster.caFile), { "grpc.max_send_message_length": -1 });
+    const key = privateKeyFromPem(readFileSync(join(cluster.coordinator.paths.keysOut, "ml-team-1.key"), "utf8"));
+    const call = (path: string, body: Buffer): Promise<grpc.ServiceError | null> =>
+      new Promise((resolve) => raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, body, signedMetadata({ keyId: "ml-team-1", privateKey: key.privateKey }, path), (err) => resolve(err)));
+    const path = "/tacit.v1.RunControl/LaunchRun";
+    const cap = requestCap(path, []);
+    // A well-formed LaunchRunRequest whose spec_json (field 1) makes the message `size` bytes.
+    const launchOf = (size: number): Buffer => {
+      const lenBytes = size < 2 ** 21 ? 3 : 4;
+      const spec = Buffer.alloc(size - 1 - lenBytes, 0x20);
+      const len: number[] = [];
+      for (let n = spec.length; ; n >>>= 7) {
+        if (n < 0x80) { len.push(n); break; }
+        len.push((n & 0x7f) | 0x80);
+      }
+      expect(len).toHaveLength(lenBytes);
+      return Buffer.concat([Buffer.from([0x0a, ...len]), spec]);
+    };
+    for (const size of [cap + 1, MAX_MESSAGE_BYTES + 1024]) {
+      const err = await call(path, launchOf(size));
+      expect(err?.code, `${size} bytes`).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      // The coordinator's own refusal, naming the method's cap (not the client's send limit).
+      expect(err?.details).toBe(`Received message larger than max (${size} vs ${cap})`);
+    }
+    // It keeps serving, on the same connection and to other callers.
+    expect(await call("/tacit.v1.RunControl/ListRuns", Buffer.alloc(0))).toBeNull();
+    expect((await cluster.mlTeam.unary<object, { runs: unknown[] }>("RunControl", "ListRuns", {})).runs).toBeDefined();
+    raw.close();
   });
 
   it("refuses a run spec that is invalid or not signed by the ML team", async () => {

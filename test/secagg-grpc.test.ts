@@ -1,8 +1,9 @@
 /**
  * Secure aggregation over real gRPC: 10 devices, one vanishing at each phase (advertise,
  * share, masked input, unmask); the released model update must equal the plain mean of the
- * survivors' updates. And the canary test: one device's update never appears in what the
- * coordinator logs, stores (files, Redis) or sends — only the sum does.
+ * survivors' updates. And the canary test: no device's exact unmasked input (recorded where it
+ * enters SecAgg masking) appears in what the coordinator receives, logs, stores (files, Redis)
+ * or sends — only the sum does.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -11,14 +12,17 @@ import { Writable } from "node:stream";
 import pino from "pino";
 import type { RoundConfig } from "../shared/run/index.ts";
 import type { RoundPhase } from "../client/participant/round-participant.ts";
-import { calibrateDistributedDp, encodeClientUpdate } from "../shared/dp/index.ts";
-import { dpInputsFor } from "../shared/run/index.ts";
+import * as grpc from "@grpc/grpc-js";
+import { SecAggDevice } from "../shared/secagg/index.ts";
+import type { ModularVector } from "../shared/modular/index.ts";
 import { loadCheckpoint } from "../shared/model/index.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
 }
+
+const CANARY = 0.0123456;
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
@@ -62,50 +66,92 @@ describe("secure aggregation over real gRPC", () => {
     const logLines: string[] = [];
     const logs = new Writable({ write: (chunk, _enc, cb) => (logLines.push(String(chunk)), cb()) });
     const c2 = await TestCluster.start({ logger: pino({ level: "trace" }, logs) });
-    // Capture every message the coordinator sends to devices.
-    const sent: string[] = [];
+    // The needles: the exact unmasked vector each device hands to SecAgg masking (its clipped,
+    // noised, rounded update), recorded by a wrapper that forwards to the real maskInput.
+    // Re-encoding the delta in the test would not do: randomized rounding makes every encoding differ.
+    const inputs: ModularVector[] = [];
+    const realMaskInput = SecAggDevice.prototype.maskInput;
+    SecAggDevice.prototype.maskInput = function (this: SecAggDevice, input, received) {
+      inputs.push({ bits: input.bits, length: input.length, data: new Uint32Array(input.data) });
+      return realMaskInput.call(this, input, received);
+    };
+    // What the coordinator receives: every request body the devices put on the wire.
+    const received: Buffer[] = [];
+    let maskedInputsReceived = 0;
+    const recorder: grpc.Interceptor = (options, next) =>
+      new grpc.InterceptingCall(next(options), {
+        sendMessage(message, nextSend) {
+          received.push(Buffer.from(options.method_definition.requestSerialize(message)));
+          if (options.method_definition.path.endsWith("/SubmitMaskedInput")) maskedInputsReceived++;
+          nextSend(message);
+        },
+      });
+    // What the coordinator sends to devices.
+    const sent: Buffer[] = [];
     const origSend = c2.coordinator.hub.send.bind(c2.coordinator.hub);
     c2.coordinator.hub.send = (id, ev) => {
-      sent.push(JSON.stringify(ev, (_k, v: unknown) => (v && typeof v === "object" && (v as { type?: string }).type === "Buffer" ? Buffer.from((v as { data: number[] }).data).toString("base64") : v)));
+      sent.push("encoded" in ev ? Buffer.from(ev.encoded) : Buffer.from(JSON.stringify(ev, (_k, v: unknown) => (v && typeof v === "object" && (v as { type?: string }).type === "Buffer" ? Buffer.from((v as { data: number[] }).data).toString("base64") : v))));
       return origSend(id, ev);
     };
-    let canaryEncoded: Buffer | undefined;
-    const CANARY = 0.0123456;
-    await c2.addDevice("canary", {
-      train: async (cfg) => {
-        const delta = new Float32Array(cfg.parameterCount).fill(CANARY);
-        // What this device's input is before masking (deterministic apart from rounding/noise;
-        // noise is 0 here, so re-encoding gives the same integers).
-        canaryEncoded = Buffer.from(encodeClientUpdate(delta, calibrateDistributedDp(dpInputsFor(cfg))).encoded.data.buffer);
-        return { delta, loss: 1, examples: 1 };
-      },
-    });
-    for (let i = 0; i < 3; i++) await c2.addDevice(`other-${i}`, { train: constantDelta(0) });
-    await c2.waitConnected(4);
-    const runId = await c2.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100 }));
-    expect((await c2.waitRun(runId, 60_000)).state).toBe("completed");
-    const needles = [
-      Buffer.from(new Float32Array(16).fill(CANARY).buffer), // the raw update
-      canaryEncoded!.subarray(64, 128), // its encoded, unmasked integers
-    ];
-    const haystacks: [string, Buffer][] = [];
-    for (const f of filesUnder(c2.stateDir)) haystacks.push([f, readFileSync(f)]);
-    const keys = await c2.coordinator.redis.keys("*");
-    for (const k of keys) {
-      const type = await c2.coordinator.redis.type(k);
-      const dump = await c2.coordinator.redis.dumpBuffer(k);
-      haystacks.push([`redis ${type} ${k}`, Buffer.concat([Buffer.from(k), dump ?? Buffer.alloc(0)])]);
+    try {
+      // Every device's update is distinct and non-zero, so no individual input equals the sum.
+      const deltas = [CANARY, 0.002, -0.003, 0.004];
+      for (const [i, v] of deltas.entries()) await c2.addDevice(`dev-${i}`, { train: constantDelta(v) }, undefined, { interceptors: [recorder] });
+      await c2.waitConnected(4);
+      const runId = await c2.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100 }));
+      // The needles are searched before the outcome is asserted: a device that leaks its input
+      // (e.g. skips its masks) also breaks the sum, and the test should name the leak.
+      const state = (await c2.waitRun(runId, 60_000)).state;
+      expect(inputs.length).toBeGreaterThanOrEqual(4);
+      expect(maskedInputsReceived).toBe(inputs.length);
+
+      const haystacks: [string, Buffer][] = [];
+      for (const f of filesUnder(c2.stateDir)) haystacks.push([f, readFileSync(f)]);
+      for (const k of await c2.coordinator.redis.keys("*")) {
+        const dump = await c2.coordinator.redis.dumpBuffer(k);
+        haystacks.push([`redis ${await c2.coordinator.redis.type(k)} ${k}`, Buffer.concat([Buffer.from(k), dump ?? Buffer.alloc(0)])]);
+      }
+      haystacks.push(["logs", Buffer.from(logLines.join(""))]);
+      received.forEach((b, i) => haystacks.push([`received request ${i}`, b]));
+      sent.forEach((b, i) => haystacks.push([`sent event ${i}`, b]));
+      for (const s of sent) haystacks.push(["sent (base64 runs decoded)", Buffer.concat(base64Runs(s.toString("latin1")))]);
+      expect(haystacks.length).toBeGreaterThan(10);
+      expect(logLines.length).toBeGreaterThan(0); // the coordinator did log (at trace level)
+
+      for (const [k, input] of inputs.entries()) {
+        const forms = needleForms(input);
+        // The finder works: each form is found in a buffer that does hold the input.
+        const holder = Buffer.concat([Buffer.from("prefix"), Buffer.from(input.data.buffer, input.data.byteOffset, input.data.byteLength)]);
+        expect(holder.includes(forms[0]![1])).toBe(true);
+        expect(Buffer.from(JSON.stringify({ v: Array.from(input.data) })).includes(forms[1]![1])).toBe(true);
+        for (const [where, data] of haystacks) for (const [form, n] of forms) expect(data.includes(n), `device input ${k} (${form}) found in ${where}`).toBe(false);
+      }
+      expect(state).toBe("completed");
+      expect(inputs).toHaveLength(4); // one attempt, four inputs
+      // …while the released sum does carry every update: FedAvg (server lr 1) moved the model by their mean.
+      const initial = await loadCheckpoint(c2.coordinator.checkpoints.dirFor(runId, -1));
+      const after = (await c2.coordinator.checkpoints.latest(runId))!.weights;
+      const mean = deltas.reduce((a, b) => a + b, 0) / deltas.length;
+      for (let j = 0; j < after.length; j += 101) expect(after[j]! - initial.weights[j]!).toBeCloseTo(mean, 6);
+    } finally {
+      SecAggDevice.prototype.maskInput = realMaskInput;
+      await c2.stop();
     }
-    haystacks.push(["logs", Buffer.from(logLines.join(""))]);
-    haystacks.push(["outgoing messages", Buffer.from(sent.join("\n"))]);
-    for (const s of sent) haystacks.push(["outgoing (base64 decoded)", Buffer.from(s.replace(/[^A-Za-z0-9+/=]/g, ""), "base64")]);
-    expect(haystacks.length).toBeGreaterThan(10);
-    for (const [where, data] of haystacks) for (const n of needles) expect(data.includes(n), `canary found in ${where}`).toBe(false);
-    expect(logLines.length).toBeGreaterThan(0); // the coordinator did log (at trace level)
-    // …while the released sum does carry it: with FedAvg (server lr 1) the model moved by CANARY/4.
-    const initial = await loadCheckpoint(c2.coordinator.checkpoints.dirFor(runId, -1));
-    const after = (await c2.coordinator.checkpoints.latest(runId))!.weights;
-    for (let j = 0; j < after.length; j += 101) expect(after[j]! - initial.weights[j]!).toBeCloseTo(CANARY / 4, 6);
-    await c2.stop();
   });
 });
+
+/** A window of the input in the forms a leak would take: raw words, decimal lists (unsigned, signed), base64. */
+function needleForms(v: ModularVector): [string, Buffer][] {
+  const words = Array.from(v.data.subarray(16, 32));
+  const raw = Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength);
+  return [
+    ["raw words", raw.subarray(64, 128)],
+    ["decimal", Buffer.from(words.join(","))],
+    ["signed decimal", Buffer.from(words.map((w) => w | 0).join(","))],
+    ["base64", Buffer.from(raw.toString("base64").slice(64, 128))], // bytes 48–96, on a 3-byte boundary
+  ];
+}
+
+function base64Runs(text: string): Buffer[] {
+  return [...text.matchAll(/[A-Za-z0-9+/]{16,}={0,2}/g)].map((m) => Buffer.from(m[0], "base64"));
+}

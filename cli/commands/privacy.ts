@@ -30,6 +30,14 @@ export function epsilonFor(o: { noiseMultiplier: number; sampleRate: number; ste
 
 export function registerPrivacyCommands(program: Command, deps: PrivacyDeps = {}): void {
   const privacy = program.command("privacy").description("privacy budgets and the signed privacy policy (reviewers)");
+  registerEpsilon(privacy, deps);
+  registerKeygen(privacy);
+  const policy = privacy.command("policy").description("the reviewer-signed privacy policy");
+  registerPolicySign(policy);
+  registerPolicyShow(policy);
+}
+
+function registerEpsilon(privacy: Command, deps: PrivacyDeps): void {
   privacy
     .command("epsilon")
     .description("ε of a Gaussian mechanism run for T steps with sampling rate q (or of a launched run with --run)")
@@ -44,39 +52,44 @@ export function registerPrivacyCommands(program: Command, deps: PrivacyDeps = {}
     .option("--state-dir <dir>", "coordinator state dir (with --run)")
     .option("--coordinator <host:port>", "coordinator address (with --run)")
     .option("--json", "print one JSON object")
-    .action(async (o: Record<string, string | boolean | undefined>) => {
-      const delta = parseNumber("--delta", String(o.delta), { min: 1e-300, max: 0.999999 });
-      if (o.run) {
-        if (!deps.epsilonForRun) throw new CliError("--run is not available in this build");
-        const r = await deps.epsilonForRun(String(o.run), { delta, ...(o.stateDir ? { stateDir: String(o.stateDir) } : {}), ...(o.coordinator ? { coordinator: String(o.coordinator) } : {}) });
-        process.stdout.write(JSON.stringify(r) + "\n");
-        return;
-      }
-      for (const k of ["noiseMultiplier", "sampleRate", "steps"] as const) if (o[k] === undefined) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())} is required (or --run RUN_ID)`);
-      const accountant = String(o.accountant);
-      if (accountant !== "rdp" && accountant !== "pld") throw new CliError(`--accountant must be rdp or pld, got '${accountant}'`);
-      const sampling = String(o.sampling);
-      if (sampling !== "poisson" && sampling !== "fixed") throw new CliError(`--sampling must be poisson or fixed, got '${sampling}'`);
-      const args = {
-        noiseMultiplier: parseNumber("--noise-multiplier", String(o.noiseMultiplier), { min: 0, max: 1e6 }),
-        sampleRate: parseNumber("--sample-rate", String(o.sampleRate), { min: 0, max: 1 }),
-        steps: parseNumber("--steps", String(o.steps), { min: 0, max: 1e9, integer: true }),
-        delta,
-        accountant: accountant as "rdp" | "pld",
-        sampling: sampling as "poisson" | "fixed",
-        population: parseNumber("--population", String(o.population), { min: 1, max: 1e12, integer: true }),
-      };
-      if (args.delta >= 1) throw new CliError("--delta must be below 1");
-      let epsilon: number;
-      try {
-        epsilon = epsilonFor(args);
-      } catch (err) {
-        throw new CliError((err as Error).message);
-      }
-      const out = { epsilon: Number.isFinite(epsilon) ? epsilon : "Infinity", delta, noiseMultiplier: args.noiseMultiplier, sampleRate: args.sampleRate, steps: args.steps, accountant, sampling };
-      process.stdout.write(o.json ? JSON.stringify(out) + "\n" : `ε = ${Number.isFinite(epsilon) ? epsilon.toPrecision(6) : "∞"} at δ = ${delta} (${accountant}, ${sampling} sampling q=${args.sampleRate}, z=${args.noiseMultiplier}, ${args.steps} steps)\n`);
-    });
+    .action((o: Record<string, string | boolean | undefined>) => printEpsilon(o, deps));
+}
 
+/** `privacy epsilon`: of a launched run (--run), or of T Gaussian steps at sampling rate q. */
+async function printEpsilon(o: Record<string, string | boolean | undefined>, deps: PrivacyDeps): Promise<void> {
+  const delta = parseNumber("--delta", String(o.delta), { min: 1e-300, max: 0.999999 });
+  if (o.run) {
+    if (!deps.epsilonForRun) throw new CliError("--run is not available in this build");
+    const r = await deps.epsilonForRun(String(o.run), { delta, ...(o.stateDir ? { stateDir: String(o.stateDir) } : {}), ...(o.coordinator ? { coordinator: String(o.coordinator) } : {}) });
+    process.stdout.write(JSON.stringify(r) + "\n");
+    return;
+  }
+  for (const k of ["noiseMultiplier", "sampleRate", "steps"] as const) if (o[k] === undefined) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())} is required (or --run RUN_ID)`);
+  const accountant = String(o.accountant);
+  if (accountant !== "rdp" && accountant !== "pld") throw new CliError(`--accountant must be rdp or pld, got '${accountant}'`);
+  const sampling = String(o.sampling);
+  if (sampling !== "poisson" && sampling !== "fixed") throw new CliError(`--sampling must be poisson or fixed, got '${sampling}'`);
+  const args = {
+    noiseMultiplier: parseNumber("--noise-multiplier", String(o.noiseMultiplier), { min: 0, max: 1e6 }),
+    sampleRate: parseNumber("--sample-rate", String(o.sampleRate), { min: 0, max: 1 }),
+    steps: parseNumber("--steps", String(o.steps), { min: 0, max: 1e9, integer: true }),
+    delta,
+    accountant: accountant as "rdp" | "pld",
+    sampling: sampling as "poisson" | "fixed",
+    population: parseNumber("--population", String(o.population), { min: 1, max: 1e12, integer: true }),
+  };
+  if (args.delta >= 1) throw new CliError("--delta must be below 1");
+  let epsilon: number;
+  try {
+    epsilon = epsilonFor(args);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  const out = { epsilon: Number.isFinite(epsilon) ? epsilon : "Infinity", delta, noiseMultiplier: args.noiseMultiplier, sampleRate: args.sampleRate, steps: args.steps, accountant, sampling };
+  process.stdout.write(o.json ? JSON.stringify(out) + "\n" : `ε = ${Number.isFinite(epsilon) ? epsilon.toPrecision(6) : "∞"} at δ = ${delta} (${accountant}, ${sampling} sampling q=${args.sampleRate}, z=${args.noiseMultiplier}, ${args.steps} steps)\n`);
+}
+
+function registerKeygen(privacy: Command): void {
   privacy
     .command("keygen")
     .description("create a reviewer ed25519 key pair (private key 0600)")
@@ -90,8 +103,9 @@ export function registerPrivacyCommands(program: Command, deps: PrivacyDeps = {}
       writeFileAtomic(join(o.out, "reviewer.pub"), Buffer.from(kp.publicRaw).toString("base64") + "\n", 0o644);
       process.stdout.write(`wrote ${key} (keep it secret) and ${join(o.out, "reviewer.pub")}\n`);
     });
+}
 
-  const policy = privacy.command("policy").description("the reviewer-signed privacy policy");
+function registerPolicySign(policy: Command): void {
   policy
     .command("sign")
     .description("sign a policy body (JSON) with a reviewer key")
@@ -117,6 +131,9 @@ export function registerPrivacyCommands(program: Command, deps: PrivacyDeps = {}
       writeJsonAtomic(o.out, signPolicy(parsed.data, kp.privateKey, kp.publicKey));
       process.stdout.write(`signed policy written to ${o.out}\n`);
     });
+}
+
+function registerPolicyShow(policy: Command): void {
   policy
     .command("install")
     .description("install a signed policy on the coordinator (SetPolicy, as a reviewer registered at `coordinator init --reviewer-key`)")

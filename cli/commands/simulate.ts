@@ -36,65 +36,71 @@ export function registerSimulateCommand(program: Command): void {
     .option("--workers <w>", "device-host worker threads")
     .option("--state-dir <dir>", "coordinator state dir (default: a temporary dir)")
     .option("--seed <s>", "seed of the model initialisation", "1")
-    .action(async (o: Record<string, string | boolean | undefined>) => {
-      const dataset = String(o.dataset);
-      if (!existsSync(dataset) || !statSync(dataset).isDirectory()) throw new CliError(`--dataset ${dataset}: no such directory`);
-      if (o.evalDir && (!existsSync(String(o.evalDir)) || !statSync(String(o.evalDir)).isDirectory())) throw new CliError(`--eval-dir ${o.evalDir}: no such directory`);
-      if (o.noiseMultiplier !== undefined && o.targetEpsilon !== undefined) throw new CliError("give either --noise-multiplier or --target-epsilon, not both");
-      if (o.pretrain && (!existsSync(String(o.pretrain)) || !statSync(String(o.pretrain)).isDirectory())) throw new CliError(`--pretrain ${o.pretrain}: no such directory`);
-      const serverOptimizer = o.serverOptimizer === undefined ? undefined : String(o.serverOptimizer);
-      if (serverOptimizer !== undefined && serverOptimizer !== "fedavg" && serverOptimizer !== "fedavgm" && serverOptimizer !== "fedadam") throw new CliError(`--server-optimizer must be fedavg, fedavgm or fedadam, got '${serverOptimizer}'`);
-      const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
-      const out = String(o.out);
-      const shutdown = new ShutdownSignals();
-      const metrics = await runSimulation({
-        pretrain: o.pretrain ? String(o.pretrain) : undefined,
-        serverOptimizer,
-        adaptiveClip: Boolean(o.adaptiveClip),
-        serverLearningRate: num("serverLr", "--server-lr", { min: 1e-6, max: 100 }),
-        personalizationStrength: num("personalizationStrength", "--personalization-strength", { min: 1e-6, max: 1e6 }),
-        dataset,
-        clients: num("clients", "--clients", { min: 2, integer: true }),
-        rounds: num("rounds", "--rounds", { min: 1, max: 10_000, integer: true }),
-        evalDir: o.evalDir ? String(o.evalDir) : undefined,
-        out: String(o.out),
-        centralized: Boolean(o.centralized),
-        dropout: num("dropout", "--dropout", { min: 0, max: 0.9 })!,
-        corruptTolerance: num("corruptTolerance", "--corrupt-tolerance", { min: 0, max: 0.5 })!,
-        noiseMultiplier: num("noiseMultiplier", "--noise-multiplier", { min: 0, max: 1000 }),
-        targetEpsilon: num("targetEpsilon", "--target-epsilon", { min: 1e-3, max: 1e6 }),
-        clip: num("clip", "--clip", { min: 1e-9, max: 1e6 }),
-        minSurvivors: num("minSurvivors", "--min-survivors", { min: 2, integer: true }),
-        delta: num("delta", "--delta", { min: 1e-15, max: 0.1 })!,
-        cohort: num("cohort", "--cohort", { min: 2, integer: true }),
-        localEpochs: num("localEpochs", "--local-epochs", { min: 1, max: 100, integer: true }),
-        workers: num("workers", "--workers", { min: 1, max: 64, integer: true }),
-        stateDir: o.stateDir ? String(o.stateDir) : undefined,
-        seed: num("seed", "--seed", { min: 0, integer: true })!,
-        quiet: false,
-        signal: shutdown.signal,
-        // Progress survives a kill or a hang: metrics.json after every round, `complete: false`.
-        onRound: (partial) => writeMetrics(out, partial),
-      })
-        .catch((err: unknown) => {
-          // The recipe's refusals (FedAdam under DP, pretraining on private data) are the user's to fix.
-          if (err instanceof RecipeError || err instanceof InitialModelSetupError) throw new CliError(err.message);
-          return exitIfInterrupted(err, shutdown, out);
-        })
-        .finally(() => shutdown.dispose());
-      const path = writeMetrics(out, metrics);
-      process.stderr.write(`metrics written to ${path}\n`);
-      if (metrics.publicOnly && metrics.final) {
-        // Say plainly whether the federated rounds beat the initial (public-only) model.
-        const pct = (x: number | undefined): string => (x === undefined ? "–" : `${(100 * x).toFixed(1)}%`);
-        const gain = metrics.final.eval.top3Micro - metrics.publicOnly.top3Micro;
-        process.stderr.write(
-          `top-3 (micro): initial model ${pct(metrics.publicOnly.top3Micro)} → final ${pct(metrics.final.eval.top3Micro)} (${gain >= 0 ? "+" : ""}${(100 * gain).toFixed(1)} points${gain <= 0 ? ": the rounds did not beat the initial model" : ""}); ` +
-            `personalized ${pct(metrics.publicOnlyPersonalized?.top3Micro)} → ${pct(metrics.final.evalPersonalized?.top3Micro)}\n`,
-        );
-      }
-      if (o.json) process.stdout.write(jsonWithInfinity(metrics) + "\n");
-    });
+    .action((o: Record<string, string | boolean | undefined>) => simulate(o));
+}
+
+/** The `simulate` action: checks the paths and flags, runs the simulation, writes and reports its metrics. */
+async function simulate(o: Record<string, string | boolean | undefined>): Promise<void> {
+  const dataset = String(o.dataset);
+  if (!existsSync(dataset) || !statSync(dataset).isDirectory()) throw new CliError(`--dataset ${dataset}: no such directory`);
+  if (o.evalDir && (!existsSync(String(o.evalDir)) || !statSync(String(o.evalDir)).isDirectory())) throw new CliError(`--eval-dir ${o.evalDir}: no such directory`);
+  if (o.noiseMultiplier !== undefined && o.targetEpsilon !== undefined) throw new CliError("give either --noise-multiplier or --target-epsilon, not both");
+  if (o.pretrain && (!existsSync(String(o.pretrain)) || !statSync(String(o.pretrain)).isDirectory())) throw new CliError(`--pretrain ${o.pretrain}: no such directory`);
+  const serverOptimizer = o.serverOptimizer === undefined ? undefined : String(o.serverOptimizer);
+  if (serverOptimizer !== undefined && serverOptimizer !== "fedavg" && serverOptimizer !== "fedavgm" && serverOptimizer !== "fedadam") throw new CliError(`--server-optimizer must be fedavg, fedavgm or fedadam, got '${serverOptimizer}'`);
+  const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
+  const out = String(o.out);
+  const shutdown = new ShutdownSignals();
+  const metrics = await runSimulation({
+    pretrain: o.pretrain ? String(o.pretrain) : undefined,
+    serverOptimizer,
+    adaptiveClip: Boolean(o.adaptiveClip),
+    serverLearningRate: num("serverLr", "--server-lr", { min: 1e-6, max: 100 }),
+    personalizationStrength: num("personalizationStrength", "--personalization-strength", { min: 1e-6, max: 1e6 }),
+    dataset,
+    clients: num("clients", "--clients", { min: 2, integer: true }),
+    rounds: num("rounds", "--rounds", { min: 1, max: 10_000, integer: true }),
+    evalDir: o.evalDir ? String(o.evalDir) : undefined,
+    out: String(o.out),
+    centralized: Boolean(o.centralized),
+    dropout: num("dropout", "--dropout", { min: 0, max: 0.9 })!,
+    corruptTolerance: num("corruptTolerance", "--corrupt-tolerance", { min: 0, max: 0.5 })!,
+    noiseMultiplier: num("noiseMultiplier", "--noise-multiplier", { min: 0, max: 1000 }),
+    targetEpsilon: num("targetEpsilon", "--target-epsilon", { min: 1e-3, max: 1e6 }),
+    clip: num("clip", "--clip", { min: 1e-9, max: 1e6 }),
+    minSurvivors: num("minSurvivors", "--min-survivors", { min: 2, integer: true }),
+    delta: num("delta", "--delta", { min: 1e-15, max: 0.1 })!,
+    cohort: num("cohort", "--cohort", { min: 2, integer: true }),
+    localEpochs: num("localEpochs", "--local-epochs", { min: 1, max: 100, integer: true }),
+    workers: num("workers", "--workers", { min: 1, max: 64, integer: true }),
+    stateDir: o.stateDir ? String(o.stateDir) : undefined,
+    seed: num("seed", "--seed", { min: 0, integer: true })!,
+    quiet: false,
+    signal: shutdown.signal,
+    // Progress survives a kill or a hang: metrics.json after every round, `complete: false`.
+    onRound: (partial) => writeMetrics(out, partial),
+  })
+    .catch((err: unknown) => {
+      // The recipe's refusals (FedAdam under DP, pretraining on private data) are the user's to fix.
+      if (err instanceof RecipeError || err instanceof InitialModelSetupError) throw new CliError(err.message);
+      return exitIfInterrupted(err, shutdown, out);
+    })
+    .finally(() => shutdown.dispose());
+  const path = writeMetrics(out, metrics);
+  process.stderr.write(`metrics written to ${path}\n`);
+  reportInitialModelGain(metrics);
+  if (o.json) process.stdout.write(jsonWithInfinity(metrics) + "\n");
+}
+
+/** Says plainly whether the federated rounds beat the initial (public-only) model. */
+function reportInitialModelGain(metrics: Awaited<ReturnType<typeof runSimulation>>): void {
+  if (!metrics.publicOnly || !metrics.final) return;
+  const pct = (x: number | undefined): string => (x === undefined ? "–" : `${(100 * x).toFixed(1)}%`);
+  const gain = metrics.final.eval.top3Micro - metrics.publicOnly.top3Micro;
+  process.stderr.write(
+    `top-3 (micro): initial model ${pct(metrics.publicOnly.top3Micro)} → final ${pct(metrics.final.eval.top3Micro)} (${gain >= 0 ? "+" : ""}${(100 * gain).toFixed(1)} points${gain <= 0 ? ": the rounds did not beat the initial model" : ""}); ` +
+      `personalized ${pct(metrics.publicOnlyPersonalized?.top3Micro)} → ${pct(metrics.final.evalPersonalized?.top3Micro)}\n`,
+  );
 }
 
 /** A simulation stopped by a signal has cleaned up after itself: say where its figures are and exit. */

@@ -16,6 +16,7 @@ import { loadConsent, requireConsent, type Consent } from "../consent/consent.ts
 import { clientPaths, type ClientPaths } from "../state/client-dirs.ts";
 import { BudgetRecord } from "../participant/budget-record.ts";
 import { RoundParticipant, type ParticipantEvent } from "../participant/round-participant.ts";
+import type { KeyObject } from "node:crypto";
 import { CoordinatorClient } from "../transport/coordinator-client.ts";
 import { RoundSubscription } from "../transport/round-subscription.ts";
 import { ActionStore, type ActionRecord } from "../store/action-store.ts";
@@ -150,19 +151,7 @@ export class ClientDaemon {
     this.store = ActionStore.open(this.paths.store);
     this.storedActions = this.store.read().records.length;
     this.budget = new BudgetRecord(this.paths.budget);
-    if (this.o.capture) {
-      this.capture = this.o.capture((r) => this.onAction(r), this.consent);
-      try {
-        await this.capture.start();
-      } catch (err) {
-        // No X server or no permission: leave nothing half-started (pid file, open store).
-        this.capture = undefined;
-        this.store.close();
-        rmSync(this.paths.daemonPid, { force: true });
-        throw err;
-      }
-      if (this.consent.paused) this.capture.pause();
-    }
+    await this.startCapture();
 
     this.client = new CoordinatorClient({
       address: enrollment.coordinator,
@@ -190,18 +179,7 @@ export class ClientDaemon {
           this.store.flush();
           return this.trainer.train(cfg, weights, this.store.read().records);
         },
-        onEvent: (e) => {
-          this.lastEvent = e;
-          const key = `${e.runId}/${e.round}`;
-          if (e.type === "joined") this.activeRounds.add(key);
-          if (e.type === "outcome" || e.type === "dropped" || e.type === "declined" || e.type === "error") this.activeRounds.delete(key);
-          if (e.type === "outcome") {
-            syncLedgerCopy(this.client, enrollment.deviceId, this.paths.ledgerCopy, coordinatorKey).catch((err: Error) => this.o.log.warn({ err: err.message }, "could not update the local ledger copy"));
-          }
-          // Never log training content; the event carries only round ids, loss and counts.
-          this.o.log.info({ event: e.type, runId: e.runId, round: e.round }, "round event");
-          this.o.onParticipantEvent?.(e);
-        },
+        onEvent: (e) => this.onRoundEvent(e, enrollment.deviceId, coordinatorKey),
       },
     });
     this.announcedEligible = this.eligible();
@@ -220,6 +198,36 @@ export class ClientDaemon {
     this.timer = setInterval(() => this.tick(), 1000);
     this.writeStatus();
     this.o.log.info({ deviceId: enrollment.deviceId, capture: this.capture ? "on" : "off" }, "tacit daemon started");
+  }
+
+  /** Starts capture when configured; on failure (no X server, no permission) leaves nothing half-started. */
+  private async startCapture(): Promise<void> {
+    if (!this.o.capture) return;
+    this.capture = this.o.capture((r) => this.onAction(r), this.consent);
+    try {
+      await this.capture.start();
+    } catch (err) {
+      // No X server or no permission: leave nothing half-started (pid file, open store).
+      this.capture = undefined;
+      this.store.close();
+      rmSync(this.paths.daemonPid, { force: true });
+      throw err;
+    }
+    if (this.consent.paused) this.capture.pause();
+  }
+
+  /** Tracks the rounds in progress, refreshes the local ledger copy after an outcome, and logs ids only. */
+  private onRoundEvent(e: ParticipantEvent, deviceId: string, coordinatorKey: KeyObject): void {
+    this.lastEvent = e;
+    const key = `${e.runId}/${e.round}`;
+    if (e.type === "joined") this.activeRounds.add(key);
+    if (e.type === "outcome" || e.type === "dropped" || e.type === "declined" || e.type === "error") this.activeRounds.delete(key);
+    if (e.type === "outcome") {
+      syncLedgerCopy(this.client, deviceId, this.paths.ledgerCopy, coordinatorKey).catch((err: Error) => this.o.log.warn({ err: err.message }, "could not update the local ledger copy"));
+    }
+    // Never log training content; the event carries only round ids, loss and counts.
+    this.o.log.info({ event: e.type, runId: e.runId, round: e.round }, "round event");
+    this.o.onParticipantEvent?.(e);
   }
 
   /** A live view of the consented limits for the device guard. */

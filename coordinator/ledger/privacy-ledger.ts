@@ -15,8 +15,7 @@ import type { RoundLedgerSink } from "../rounds/round-runner.ts";
 import type { RunLifecycleSink } from "../runs/run-scheduler.ts";
 import type { RunRecord } from "../runs/run-store.ts";
 import type { CoordinatorPaths } from "../state/state-dir.ts";
-import { RpcError } from "../server/rpc-error.ts";
-import * as grpc from "@grpc/grpc-js";
+import { failedPrecondition, invalid } from "../server/request-errors.ts";
 import { faultpoint } from "../runs/failpoint.ts";
 
 /** Nothing about a run is written after its run-end entry: the end is final in the ledger too. */
@@ -38,7 +37,7 @@ export const MAX_POLICY_BYTES = 8 * 1024;
  */
 function checkEntryBound(type: EntryType, body: Record<string, unknown>): void {
   const bodyBytes = Buffer.byteLength(JSON.stringify(body));
-  if (bodyBytes > MAX_ENTRY_BODY_BYTES) throw new RpcError(grpc.status.INVALID_ARGUMENT, `ledger ${type} entry of ${bodyBytes} bytes is over the ${MAX_ENTRY_BODY_BYTES}-byte bound`);
+  if (bodyBytes > MAX_ENTRY_BODY_BYTES) throw invalid(`ledger ${type} entry of ${bodyBytes} bytes is over the ${MAX_ENTRY_BODY_BYTES}-byte bound`);
 }
 
 export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
@@ -135,12 +134,12 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
 
   /** MAX_POLICY_BYTES of JSON at most, signed by one of the reviewer keys registered at `coordinator init`. */
   validatePolicy(json: string, reviewerKeys: readonly string[]): PolicyFile {
-    if (json.length > MAX_POLICY_BYTES) throw new RpcError(grpc.status.INVALID_ARGUMENT, `policy is ${json.length} bytes; at most ${MAX_POLICY_BYTES} are accepted`);
-    if (reviewerKeys.length === 0) throw new RpcError(grpc.status.FAILED_PRECONDITION, "no reviewer key is registered in principals.json: a policy cannot be trusted");
+    if (json.length > MAX_POLICY_BYTES) throw invalid(`policy is ${json.length} bytes; at most ${MAX_POLICY_BYTES} are accepted`);
+    if (reviewerKeys.length === 0) throw failedPrecondition("no reviewer key is registered in principals.json: a policy cannot be trusted");
     try {
       return verifyPolicy(json, reviewerKeys);
     } catch (err) {
-      throw new RpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+      throw invalid((err as Error).message);
     }
   }
 
@@ -149,7 +148,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     const policy = verifyPolicy(policyJson);
     const proj = projectRun(spec, policy.body.delta);
     const v = checkRunAgainstPolicy({ noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, signals: spec.signals, projectedDeviceEpsilon: proj.deviceEpsilon }, policy.body);
-    if (v.length > 0) throw new RpcError(grpc.status.FAILED_PRECONDITION, `run refused by the privacy policy: ${v.map((x) => `[${x.rule}] ${x.message}`).join("; ")}`);
+    if (v.length > 0) throw failedPrecondition(`run refused by the privacy policy: ${v.map((x) => `[${x.rule}] ${x.message}`).join("; ")}`);
   }
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {

@@ -4,13 +4,13 @@
  * are remembered in this process (replay-guard.ts), not in Redis: a Redis writer could delete
  * them and replay a captured request; restarts are covered by the guard's floor.
  */
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
 import { AuthError, checkFreshness, parseAuthMetadata, verifyAuth } from "../../shared/transport/request-auth.ts";
 import type { DeviceRegistry } from "../state/registry.ts";
 import type { Principal, Role } from "../state/state-dir.ts";
-import { RpcError } from "./rpc-error.ts";
+import { denied, exhausted } from "./request-errors.ts";
 import { RateLimiter } from "./rate-limiter.ts";
 import { ReplayGuard } from "./replay-guard.ts";
 
@@ -87,11 +87,11 @@ export class Authenticator {
    */
   async admit(metadata: grpc.Metadata, method: string, peerAddress: string): Promise<void> {
     if (TOKEN_METHODS.has(method)) {
-      if (!this.enrollByAddress.take(peerAddress)) throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, "too many enrollment attempts from this address: slow down and retry");
+      if (!this.enrollByAddress.take(peerAddress)) throw exhausted("too many enrollment attempts from this address: slow down and retry");
       return;
     }
     if (!this.failuresByAddress.available(peerAddress)) {
-      throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, "too many failed authentications from this address: retry later");
+      throw exhausted("too many failed authentications from this address: retry later");
     }
     try {
       this.admitted.set(metadata, await this.verify(metadata, method));
@@ -105,7 +105,7 @@ export class Authenticator {
   async authenticate(metadata: grpc.Metadata, method: string, allowed: readonly Role[]): Promise<Caller> {
     const caller = this.admitted.get(metadata) ?? (await this.verify(metadata, method));
     if (!allowed.includes(caller.role)) {
-      throw new RpcError(grpc.status.PERMISSION_DENIED, `role ${caller.role} may not call ${method} (needs ${allowed.join(" or ")})`);
+      throw denied(`role ${caller.role} may not call ${method} (needs ${allowed.join(" or ")})`);
     }
     return caller;
   }
@@ -123,7 +123,7 @@ export class Authenticator {
     }
     // Counted only after the signature verifies, so nobody can exhaust another caller's bucket.
     const limiter = entry.role === "device" ? this.limiter : this.principalLimiter;
-    if (!limiter.take(parsed.keyId)) throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `rate limit exceeded for ${parsed.keyId}: slow down and retry`);
+    if (!limiter.take(parsed.keyId)) throw exhausted(`rate limit exceeded for ${parsed.keyId}: slow down and retry`);
     this.replay.admit(parsed.keyId, parsed.nonce, parsed.timestamp);
     return { role: entry.role, keyId: parsed.keyId };
   }

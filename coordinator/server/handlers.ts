@@ -1,18 +1,20 @@
 /**
  * gRPC service implementations. Each handler authenticates the caller and checks its role
  * (see the RPC × role table in README.md), validates the message, then calls domain code.
- * Errors become statuses in one place (rpc-error.ts).
+ * Handlers throw typed refusals (request-errors.ts) or let domain errors through; every one of
+ * them becomes a status in status-boundary.ts, which keeps secret reasons in the log.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { Logger } from "pino";
-import { fromData, ModularError } from "../../shared/modular/index.ts";
-import { aggregationLength } from "../../shared/run/index.ts";
 import { SecAggError } from "../../shared/secagg/index.ts";
+import type { Logger } from "pino";
+import { fromData } from "../../shared/modular/index.ts";
+import { aggregationLength } from "../../shared/run/index.ts";
 import type { ServerEvent } from "../../shared/proto-gen/tacit/v1/ServerEvent.ts";
 import type { RoundRef__Output } from "../../shared/proto-gen/tacit/v1/RoundRef.ts";
 import type { Authenticator } from "./authenticator.ts";
 import type { Role } from "../state/state-dir.ts";
-import { invalid, notFound, RpcError, toServiceError } from "./rpc-error.ts";
+import { denied, invalid, notFound, unauthenticated } from "./request-errors.ts";
+import { toServiceError } from "./status-boundary.ts";
 import { isMalformed, MALFORMED } from "./harden-service.ts";
 import { AUTH_KEY_ID } from "../../shared/transport/request-auth.ts";
 import { keyFingerprint, type DeviceRegistry } from "../state/registry.ts";
@@ -42,35 +44,43 @@ export interface CoordinatorApi {
 }
 
 type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => void;
+type Caller = { role: Role | "anonymous"; keyId: string };
 
+const SVC = "/tacit.v1.";
+const DEVICE_ONLY = ["device"] as const;
+const ACK = { ok: true, detail: "" };
 const MAX_SHARES_PER_MESSAGE = 100_000;
 const MAX_SHARE_BYTES = 4096;
 
-function unary<Req, Res>(
-  auth: Authenticator,
-  log: Logger,
-  method: string,
-  roles: readonly Role[] | "token",
-  fn: (req: Req, caller: { role: Role | "anonymous"; keyId: string }) => Promise<Res>,
-): Unary<Req, Res> {
+/** Logs what status-boundary.ts keeps inside (never sent to the caller). */
+function internalLog(log: Logger, method: string): (internal: string, unexpected: boolean) => void {
+  return (internal, unexpected) => (unexpected ? log.error({ method, err: internal }, "unexpected error in RPC handler") : log.warn({ method, reason: internal }, "request refused"));
+}
+
+function unary<Req, Res>(c: CoordinatorApi, method: string, roles: readonly Role[] | "token", fn: (req: Req, caller: Caller) => Promise<Res>): Unary<Req, Res> {
+  const path = `${SVC}${method}`;
   return (call, callback) => {
     (async () => {
       if (roles === "token" && call.metadata.get(AUTH_KEY_ID).length > 0) {
         // The token is Enroll's only credential (README's RPC × role table): an enrolled device,
         // an operator or a reviewer key has no business enrolling identities.
-        throw new RpcError(grpc.status.PERMISSION_DENIED, `${method.split("/").pop()} is authorized by the enrollment token alone: call it without request credentials`);
+        throw denied(`${method.split("/").pop()} is authorized by the enrollment token alone: call it without request credentials`);
       }
-      const caller = roles === "token" ? { role: "anonymous" as const, keyId: "" } : await auth.authenticate(call.metadata, method, roles);
+      const caller = roles === "token" ? { role: "anonymous" as const, keyId: "" } : await c.auth.authenticate(call.metadata, path, roles);
       if (isMalformed(call.request)) throw invalid(`malformed ${method.split("/").pop()} message: ${call.request[MALFORMED]}`);
       return fn(call.request, caller);
     })().then(
       (res) => callback(null, res),
-      (err: unknown) => {
-        if (err instanceof SecAggError) err = new RpcError(grpc.status.INVALID_ARGUMENT, `secure aggregation refused the message: ${err.message}`);
-        if (err instanceof ModularError) err = invalid(err.message);
-        callback(toServiceError(err, (m, e) => log.error({ err: String(e), method }, m)));
-      },
+      (err: unknown) => callback(toServiceError(err, internalLog(c.log, path))),
     );
+  };
+}
+
+/** A server-streaming handler: `fn` authenticates and writes; any error ends the call through the boundary. */
+function streaming<Req, Res>(c: CoordinatorApi, method: string, fn: (call: grpc.ServerWritableStream<Req, Res>, path: string) => Promise<void>): (call: grpc.ServerWritableStream<Req, Res>) => void {
+  const path = `${SVC}${method}`;
+  return (call) => {
+    fn(call, path).catch((err: unknown) => call.emit("error", toServiceError(err, internalLog(c.log, path))));
   };
 }
 
@@ -86,217 +96,220 @@ function bytesOf(b: Buffer | undefined, name: string, exact?: number): Uint8Arra
   return new Uint8Array(b);
 }
 
-export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedServiceImplementation> {
-  const { auth, log } = c;
-  const svc = "/tacit.v1.";
-  const deviceOnly = ["device"] as const;
-  const ack = { ok: true, detail: "" };
-
-  const enrollment = {
+function enrollmentService(c: CoordinatorApi) {
+  return {
     // Only the admin mints identities: the ML team reads the model, so devices of its own in a
     // cohort would surround the honest ones (finding M3). Each token and enrollment is a ledger entry.
-    CreateToken: unary<{ ttlSeconds: number; label: string }, object>(auth, log, `${svc}Enrollment/CreateToken`, ["admin"], async (req, caller) => {
+    CreateToken: unary<{ ttlSeconds: number; label: string }, object>(c, "Enrollment/CreateToken", ["admin"], async (req, caller) => {
       const ttl = req.ttlSeconds || 86_400;
       if (ttl > 30 * 86_400) throw invalid("ttl_seconds must be at most 30 days");
       const t = await c.registry.createToken(ttl, (req.label ?? "").slice(0, 100), caller.keyId);
       await c.ledger.enrollmentToken(t.record);
       return { token: t.token, expiresAtMs: String(t.record.expiresAt) };
     }),
-    Enroll: unary<{ token: string; identityPublicKey: Buffer; deviceLabel: string }, object>(auth, log, `${svc}Enrollment/Enroll`, "token", async (req) => {
-      if (!req.token) throw new RpcError(grpc.status.UNAUTHENTICATED, "Enroll needs a single-use enrollment token (`tacit coordinator token create`)");
+    Enroll: unary<{ token: string; identityPublicKey: Buffer; deviceLabel: string }, object>(c, "Enrollment/Enroll", "token", async (req) => {
+      if (!req.token) throw unauthenticated("Enroll needs a single-use enrollment token (`tacit coordinator token create`)");
       if (req.token.length > 200) throw invalid("malformed enrollment token");
       const key = bytesOf(req.identityPublicKey, "identity_public_key", 32);
       const { device, token } = await c.registry.enroll(req.token, key, req.deviceLabel ?? "");
       await c.ledger.enrollment({ deviceId: device.deviceId, keyFingerprint: keyFingerprint(key), label: device.label, creator: token.creator, tokenId: token.tokenId, tokenLabel: token.label });
       return { deviceId: device.deviceId, coordinatorPublicKey: Buffer.from(c.signingKey.publicRaw) };
     }),
-    Deregister: unary<object, object>(auth, log, `${svc}Enrollment/Deregister`, deviceOnly, async (_req, caller) => {
+    Deregister: unary<object, object>(c, "Enrollment/Deregister", DEVICE_ONLY, async (_req, caller) => {
       await c.registry.remove(caller.keyId);
-      auth.forgetDevice(caller.keyId);
+      c.auth.forgetDevice(caller.keyId);
       c.hub.remove(caller.keyId); // ends its Subscribe stream: no longer connected, never sampled
       return {};
     }),
   };
+}
 
-  const runControl = {
-    LaunchRun: unary<{ specJson: string; requestSignature: Buffer }, object>(auth, log, `${svc}RunControl/LaunchRun`, ["ml-team"], async (req, caller) => {
+function runControlService(c: CoordinatorApi) {
+  return {
+    LaunchRun: unary<{ specJson: string; requestSignature: Buffer }, object>(c, "RunControl/LaunchRun", ["ml-team"], async (req, caller) => {
       if (!req.specJson || req.specJson.length > 64 * 1024) throw invalid("spec_json missing or larger than 64 KiB");
       const run = await c.launchRun(req.specJson, new Uint8Array(req.requestSignature ?? Buffer.alloc(0)), caller.keyId);
       return c.runStatus(run.runId);
     }),
-    GetRun: unary<{ runId: string }, object>(auth, log, `${svc}RunControl/GetRun`, ["ml-team", "reviewer"], async (req) => c.runStatus(req.runId)),
-    ListRuns: unary<object, object>(auth, log, `${svc}RunControl/ListRuns`, ["ml-team", "reviewer"], async () => ({
+    GetRun: unary<{ runId: string }, object>(c, "RunControl/GetRun", ["ml-team", "reviewer"], async (req) => c.runStatus(req.runId)),
+    ListRuns: unary<object, object>(c, "RunControl/ListRuns", ["ml-team", "reviewer"], async () => ({
       // A run id without a run the ledger vouches for (planted in Redis) is left out, not an error.
       runs: (await Promise.all((await c.runs.list()).map((id) => c.runStatus(id).catch(() => undefined)))).filter((r) => r !== undefined),
     })),
-    CancelRun: unary<{ runId: string }, object>(auth, log, `${svc}RunControl/CancelRun`, ["ml-team"], async (req) => {
+    CancelRun: unary<{ runId: string }, object>(c, "RunControl/CancelRun", ["ml-team"], async (req) => {
       await c.cancelRun(req.runId);
       return c.runStatus(req.runId);
     }),
-    WatchRun: (call: grpc.ServerWritableStream<{ runId: string }, object>) => {
-      (async () => {
-        await auth.authenticate(call.metadata, `${svc}RunControl/WatchRun`, ["ml-team", "reviewer"]);
-        if (isMalformed(call.request)) throw invalid(`malformed WatchRun message: ${call.request[MALFORMED]}`);
-        let last = "";
-        while (!call.cancelled) {
-          const st = await c.runStatus(call.request.runId);
-          const text = JSON.stringify(st);
-          if (text !== last) {
-            call.write(st);
-            last = text;
-          }
-          if (["completed", "failed", "cancelled"].includes(st.state)) break;
-          await new Promise((r) => setTimeout(r, 250));
+    WatchRun: streaming<{ runId: string }, object>(c, "RunControl/WatchRun", async (call, path) => {
+      await c.auth.authenticate(call.metadata, path, ["ml-team", "reviewer"]);
+      if (isMalformed(call.request)) throw invalid(`malformed WatchRun message: ${call.request[MALFORMED]}`);
+      let last = "";
+      while (!call.cancelled) {
+        const st = await c.runStatus(call.request.runId);
+        const text = JSON.stringify(st);
+        if (text !== last) {
+          call.write(st);
+          last = text;
         }
-        call.end();
-      })().catch((err: unknown) => call.emit("error", toServiceError(err)));
-    },
-  };
-
-  const rounds = {
-    Subscribe: (call: grpc.ServerWritableStream<{ eligible: boolean; backend: string }, ServerEvent>) => {
-      (async () => {
-        const caller = await auth.authenticate(call.metadata, `${svc}Rounds/Subscribe`, deviceOnly);
-        if (isMalformed(call.request)) throw invalid(`malformed Subscribe message: ${call.request[MALFORMED]}`);
-        if (isQuarantined(c.ledger, caller.keyId)) {
-          throw new RpcError(grpc.status.PERMISSION_DENIED, `device ${caller.keyId} is quarantined after ${c.ledger.offences(caller.keyId)} offences recorded in the ledger`);
-        }
-        // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
-        const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: (trailers?: Record<string, string>) => call.end(trailersOf(trailers)) };
-        c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
-        // An immediate heartbeat tells the device it is connected (and flushes headers).
-        call.write({ heartbeat: { timeMs: String(Date.now()) } });
-        const heartbeat = setInterval(() => call.write({ heartbeat: { timeMs: String(Date.now()) } }), 15_000);
-        const gone = (): void => {
-          clearInterval(heartbeat);
-          c.hub.disconnect(caller.keyId, stream);
-        };
-        call.on("cancelled", gone);
-        call.on("close", gone);
-        call.on("error", gone);
-      })().catch((err: unknown) => call.emit("error", toServiceError(err)));
-    },
-    Decline: unary<{ ref: RoundRef__Output | null; reason: string }, object>(auth, log, `${svc}Rounds/Decline`, deviceOnly, async (req, caller) => {
-      c.activeRound(ref(req.ref)).decline(caller.keyId, req.reason ?? "");
-      return ack;
+        if (["completed", "failed", "cancelled"].includes(st.state)) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      call.end();
     }),
-    AdvertiseKeys: unary<{ ref: RoundRef__Output | null; keys: { index: number; cPk: Buffer; sPk: Buffer; signature: Buffer } | null }, object>(
-      auth, log, `${svc}Rounds/AdvertiseKeys`, deviceOnly, async (req, caller) => {
-        const k = req.keys;
-        if (!k) throw invalid("missing keys");
-        c.activeRound(ref(req.ref)).advertise(caller.keyId, {
-          index: k.index,
-          cPk: bytesOf(k.cPk, "c_pk", 32),
-          sPk: bytesOf(k.sPk, "s_pk", 32),
-          signature: bytesOf(k.signature, "signature", 64),
-        });
-        return ack;
-      }),
-    ShareKeys: unary<{ ref: RoundRef__Output | null; shares: { from: number; to: number; ciphertext: Buffer }[] }, object>(
-      auth, log, `${svc}Rounds/ShareKeys`, deviceOnly, async (req, caller) => {
-        const shares = req.shares ?? [];
-        if (shares.length > MAX_SHARES_PER_MESSAGE) throw invalid(`too many shares (${shares.length})`);
-        const parsed = shares.map((s, i) => {
-          if (!s.ciphertext || s.ciphertext.length === 0 || s.ciphertext.length > MAX_SHARE_BYTES) throw invalid(`share ${i}: ciphertext missing or over ${MAX_SHARE_BYTES} bytes`);
-          return { from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) };
-        });
-        c.activeRound(ref(req.ref)).shares(caller.keyId, parsed);
-        return ack;
-      }),
-    SubmitAttestation: unary<{ ref: RoundRef__Output | null; bodyJson: string; signature: Buffer }, object>(
-      auth, log, `${svc}Rounds/SubmitAttestation`, deviceOnly, async (req, caller) => {
-        if (!req.bodyJson || req.bodyJson.length > 16 * 1024) throw invalid("attestation body missing or over 16 KiB");
-        c.activeRound(ref(req.ref)).attest(caller.keyId, req.bodyJson, bytesOf(req.signature, "signature", 64));
-        return ack;
-      }),
-    SubmitMaskedInput: unary<{ ref: RoundRef__Output | null; bits: number; length: number; data: Buffer }, object>(
-      auth, log, `${svc}Rounds/SubmitMaskedInput`, deviceOnly, async (req, caller) => {
-        const round = c.activeRound(ref(req.ref));
-        const want = aggregationLength(round.config);
-        if (req.length !== want) throw invalid(`masked input has length ${req.length}, this round aggregates vectors of ${want}`);
-        if (req.bits !== round.config.secagg.bits) throw invalid(`masked input uses ${req.bits} bits, the round uses ${round.config.secagg.bits}`);
-        const limbs = req.bits > 32 ? 2 : 1;
-        const data = req.data ?? Buffer.alloc(0);
-        if (data.length !== want * limbs * 4) throw invalid(`masked input data is ${data.length} bytes, expected ${want * limbs * 4}`);
-        const words = new Uint32Array(want * limbs);
-        Buffer.from(words.buffer).set(data);
-        round.maskedInput(caller.keyId, fromData(req.bits, want, words));
-        return ack;
-      }),
-    SignSurvivors: unary<{ ref: RoundRef__Output | null; signature: Buffer }, object>(
-      auth, log, `${svc}Rounds/SignSurvivors`, deviceOnly, async (req, caller) => {
-        const round = c.activeRound(ref(req.ref));
-        try {
-          round.signSurvivors(caller.keyId, bytesOf(req.signature, "signature", 64));
-        } catch (err) {
-          // The coordinator knows the one set it showed: a signature that does not verify over it
-          // is the device's own doing. Name it, and stop waiting for it in this phase.
-          if (!(err instanceof SecAggError && err.code === "BAD_SIGNATURE")) throw err;
-          await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: "its ConsistencyCheck signature does not verify over the survivor set it was shown" });
-          if (round.phase === "consistency") round.gate?.settle(round.memberIndex(caller.keyId));
-          throw err;
-        }
-        return ack;
-      }),
-    SubmitUnmasking: unary<{ ref: RoundRef__Output | null; selfMaskShares: { owner: number; share: Buffer }[]; secretKeyShares: { owner: number; share: Buffer }[] }, object>(
-      auth, log, `${svc}Rounds/SubmitUnmasking`, deviceOnly, async (req, caller) => {
-        const round = c.activeRound(ref(req.ref));
-        const conv = (xs: { owner: number; share: Buffer }[] | undefined) =>
-          (xs ?? []).map((s) => ({ owner: s.owner, share: bytesOf(s.share, "share") }));
-        const selfMaskShares = conv(req.selfMaskShares);
-        const secretKeyShares = conv(req.secretKeyShares);
-        // A share that is not a field element would abort the whole round at reconstruction:
-        // refuse it here (the round goes on without this device), name the sender, and
-        // quarantine a repeat offender.
-        const bad = malformedShareReason([...selfMaskShares, ...secretKeyShares]);
-        if (bad) {
-          await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
-          // Its answer will not come: the phase need not wait for it until the deadline.
-          if (round.phase === "unmask") round.gate?.settle(round.memberIndex(caller.keyId));
-          throw invalid(`${bad}: this device is named in the ledger`);
-        }
-        round.unmask(caller.keyId, {
-          from: round.memberIndex(caller.keyId),
-          selfMaskShares,
-          secretKeyShares,
-        });
-        return ack;
-      }),
   };
+}
 
-  const ledger = {
-    ReadLedger: (call: grpc.ServerWritableStream<{ fromSeq: string; deviceId: string }, object>) => {
-      (async () => {
-        const caller = await auth.authenticate(call.metadata, `${svc}Ledger/ReadLedger`, ["reviewer", "device"]);
-        if (isMalformed(call.request)) throw invalid(`malformed ReadLedger message: ${call.request[MALFORMED]}`);
-        const onlyDevice = caller.role === "device" ? caller.keyId : undefined;
-        if (caller.role === "device" && call.request.deviceId && call.request.deviceId !== caller.keyId) {
-          throw new RpcError(grpc.status.PERMISSION_DENIED, "a device may read only the ledger entries about itself");
-        }
-        const fromSeq = Number(call.request.fromSeq || 0);
-        if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) throw invalid("from_seq must be a non-negative integer");
-        // Pages read through the ledger's index; a slow reader is waited for, never buffered without bound.
-        for (const page of c.ledgerPages(fromSeq, onlyDevice)) {
-          let ok = true;
-          for (const line of page) ok = call.write({ line }) && ok;
-          if (!ok && !call.cancelled) await new Promise<void>((r) => { call.once("drain", () => r()); call.once("close", () => r()); });
-          if (call.cancelled) return;
-        }
-        call.end();
-      })().catch((err: unknown) => call.emit("error", toServiceError(err)));
-    },
-    GetPolicy: unary<object, object>(auth, log, `${svc}Ledger/GetPolicy`, ["reviewer", "ml-team", "device"], async () => {
+function subscribe(c: CoordinatorApi) {
+  return streaming<{ eligible: boolean; backend: string }, ServerEvent>(c, "Rounds/Subscribe", async (call, path) => {
+    const caller = await c.auth.authenticate(call.metadata, path, DEVICE_ONLY);
+    if (isMalformed(call.request)) throw invalid(`malformed Subscribe message: ${call.request[MALFORMED]}`);
+    if (isQuarantined(c.ledger, caller.keyId)) {
+      throw denied(`device ${caller.keyId} is quarantined after ${c.ledger.offences(caller.keyId)} offences recorded in the ledger`);
+    }
+    // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
+    const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: (trailers?: Record<string, string>) => call.end(trailersOf(trailers)) };
+    c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
+    // An immediate heartbeat tells the device it is connected (and flushes headers).
+    call.write({ heartbeat: { timeMs: String(Date.now()) } });
+    const heartbeat = setInterval(() => call.write({ heartbeat: { timeMs: String(Date.now()) } }), 15_000);
+    const gone = (): void => {
+      clearInterval(heartbeat);
+      c.hub.disconnect(caller.keyId, stream);
+    };
+    call.on("cancelled", gone);
+    call.on("close", gone);
+    call.on("error", gone);
+  });
+}
+
+type MaskedInputRequest = { ref: RoundRef__Output | null; bits: number; length: number; data: Buffer };
+
+function submitMaskedInput(c: CoordinatorApi) {
+  return unary<MaskedInputRequest, object>(c, "Rounds/SubmitMaskedInput", DEVICE_ONLY, async (req, caller) => {
+    const round = c.activeRound(ref(req.ref));
+    const want = aggregationLength(round.config);
+    if (req.length !== want) throw invalid(`masked input has length ${req.length}, this round aggregates vectors of ${want}`);
+    if (req.bits !== round.config.secagg.bits) throw invalid(`masked input uses ${req.bits} bits, the round uses ${round.config.secagg.bits}`);
+    const limbs = req.bits > 32 ? 2 : 1;
+    const data = req.data ?? Buffer.alloc(0);
+    if (data.length !== want * limbs * 4) throw invalid(`masked input data is ${data.length} bytes, expected ${want * limbs * 4}`);
+    const words = new Uint32Array(want * limbs);
+    Buffer.from(words.buffer).set(data);
+    round.maskedInput(caller.keyId, fromData(req.bits, want, words));
+    return ACK;
+  });
+}
+
+type Share = { owner: number; share: Buffer };
+type UnmaskingRequest = { ref: RoundRef__Output | null; selfMaskShares: Share[]; secretKeyShares: Share[] };
+
+function submitUnmasking(c: CoordinatorApi) {
+  return unary<UnmaskingRequest, object>(c, "Rounds/SubmitUnmasking", DEVICE_ONLY, async (req, caller) => {
+    const round = c.activeRound(ref(req.ref));
+    const conv = (xs: Share[] | undefined) => (xs ?? []).map((s) => ({ owner: s.owner, share: bytesOf(s.share, "share") }));
+    const selfMaskShares = conv(req.selfMaskShares);
+    const secretKeyShares = conv(req.secretKeyShares);
+    // A share that is not a field element would abort the whole round at reconstruction:
+    // refuse it here (the round goes on without this device), name the sender, and
+    // quarantine a repeat offender.
+    const bad = malformedShareReason([...selfMaskShares, ...secretKeyShares]);
+    if (bad) {
+      await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
+      // Its answer will not come: the phase need not wait for it until the deadline.
+      if (round.phase === "unmask") round.gate?.settle(round.memberIndex(caller.keyId));
+      throw invalid(`${bad}: this device is named in the ledger`);
+    }
+    round.unmask(caller.keyId, { from: round.memberIndex(caller.keyId), selfMaskShares, secretKeyShares });
+    return ACK;
+  });
+}
+
+type AdvertiseRequest = { ref: RoundRef__Output | null; keys: { index: number; cPk: Buffer; sPk: Buffer; signature: Buffer } | null };
+type ShareKeysRequest = { ref: RoundRef__Output | null; shares: { from: number; to: number; ciphertext: Buffer }[] };
+
+function roundsService(c: CoordinatorApi) {
+  return {
+    Subscribe: subscribe(c),
+    Decline: unary<{ ref: RoundRef__Output | null; reason: string }, object>(c, "Rounds/Decline", DEVICE_ONLY, async (req, caller) => {
+      c.activeRound(ref(req.ref)).decline(caller.keyId, req.reason ?? "");
+      return ACK;
+    }),
+    AdvertiseKeys: unary<AdvertiseRequest, object>(c, "Rounds/AdvertiseKeys", DEVICE_ONLY, async (req, caller) => {
+      const k = req.keys;
+      if (!k) throw invalid("missing keys");
+      const keys = { index: k.index, cPk: bytesOf(k.cPk, "c_pk", 32), sPk: bytesOf(k.sPk, "s_pk", 32), signature: bytesOf(k.signature, "signature", 64) };
+      c.activeRound(ref(req.ref)).advertise(caller.keyId, keys);
+      return ACK;
+    }),
+    ShareKeys: unary<ShareKeysRequest, object>(c, "Rounds/ShareKeys", DEVICE_ONLY, async (req, caller) => {
+      const shares = req.shares ?? [];
+      if (shares.length > MAX_SHARES_PER_MESSAGE) throw invalid(`too many shares (${shares.length})`);
+      const parsed = shares.map((s, i) => {
+        if (!s.ciphertext || s.ciphertext.length === 0 || s.ciphertext.length > MAX_SHARE_BYTES) throw invalid(`share ${i}: ciphertext missing or over ${MAX_SHARE_BYTES} bytes`);
+        return { from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) };
+      });
+      c.activeRound(ref(req.ref)).shares(caller.keyId, parsed);
+      return ACK;
+    }),
+    SubmitAttestation: unary<{ ref: RoundRef__Output | null; bodyJson: string; signature: Buffer }, object>(c, "Rounds/SubmitAttestation", DEVICE_ONLY, async (req, caller) => {
+      if (!req.bodyJson || req.bodyJson.length > 16 * 1024) throw invalid("attestation body missing or over 16 KiB");
+      c.activeRound(ref(req.ref)).attest(caller.keyId, req.bodyJson, bytesOf(req.signature, "signature", 64));
+      return ACK;
+    }),
+    SubmitMaskedInput: submitMaskedInput(c),
+    SignSurvivors: unary<{ ref: RoundRef__Output | null; signature: Buffer }, object>(c, "Rounds/SignSurvivors", DEVICE_ONLY, async (req, caller) => {
+      const round = c.activeRound(ref(req.ref));
+      try {
+        round.signSurvivors(caller.keyId, bytesOf(req.signature, "signature", 64));
+      } catch (err) {
+        // The coordinator knows the one set it showed: a signature that does not verify over it
+        // is the device's own doing. Name it, and stop waiting for it in this phase.
+        if (!(err instanceof SecAggError && err.code === "BAD_SIGNATURE")) throw err;
+        await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: "its ConsistencyCheck signature does not verify over the survivor set it was shown" });
+        if (round.phase === "consistency") round.gate?.settle(round.memberIndex(caller.keyId));
+        throw err;
+      }
+      return ACK;
+    }),
+    SubmitUnmasking: submitUnmasking(c),
+  };
+}
+
+function ledgerService(c: CoordinatorApi) {
+  return {
+    ReadLedger: streaming<{ fromSeq: string; deviceId: string }, object>(c, "Ledger/ReadLedger", async (call, path) => {
+      const caller = await c.auth.authenticate(call.metadata, path, ["reviewer", "device"]);
+      if (isMalformed(call.request)) throw invalid(`malformed ReadLedger message: ${call.request[MALFORMED]}`);
+      const onlyDevice = caller.role === "device" ? caller.keyId : undefined;
+      if (caller.role === "device" && call.request.deviceId && call.request.deviceId !== caller.keyId) {
+        throw denied("a device may read only the ledger entries about itself");
+      }
+      const fromSeq = Number(call.request.fromSeq || 0);
+      if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) throw invalid("from_seq must be a non-negative integer");
+      // Pages read through the ledger's index; a slow reader is waited for, never buffered without bound.
+      for (const page of c.ledgerPages(fromSeq, onlyDevice)) {
+        let ok = true;
+        for (const line of page) ok = call.write({ line }) && ok;
+        if (!ok && !call.cancelled) await new Promise<void>((r) => { call.once("drain", () => r()); call.once("close", () => r()); });
+        if (call.cancelled) return;
+      }
+      call.end();
+    }),
+    GetPolicy: unary<object, object>(c, "Ledger/GetPolicy", ["reviewer", "ml-team", "device"], async () => {
       const json = c.policyJson();
       if (!json) throw notFound("no privacy policy is installed on this coordinator");
       return { json };
     }),
-    SetPolicy: unary<{ json: string }, object>(auth, log, `${svc}Ledger/SetPolicy`, ["reviewer"], async (req) => {
+    SetPolicy: unary<{ json: string }, object>(c, "Ledger/SetPolicy", ["reviewer"], async (req) => {
       await c.installPolicy(req.json ?? "");
-      return ack;
+      return ACK;
     }),
   };
+}
 
-  return { enrollment, runControl, rounds, ledger } as unknown as Record<string, grpc.UntypedServiceImplementation>;
+export function buildServices(c: CoordinatorApi): Record<string, grpc.UntypedServiceImplementation> {
+  const services = { enrollment: enrollmentService(c), runControl: runControlService(c), rounds: roundsService(c), ledger: ledgerService(c) };
+  return services as unknown as Record<string, grpc.UntypedServiceImplementation>;
 }
 
 /** gRPC trailing metadata from plain pairs (undefined when there are none). */

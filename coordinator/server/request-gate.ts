@@ -8,10 +8,11 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { StreamDecoder } from "@grpc/grpc-js/build/src/stream-decoder.js";
-import { toServiceError } from "./rpc-error.ts";
+import { RequestRefused } from "./request-errors.ts";
+import { toServiceError } from "./status-boundary.ts";
 
 export interface RequestGateOptions {
-  /** Checks the caller from metadata only; throws an RpcError/AuthError to refuse. */
+  /** Checks the caller from metadata only; throws a RequestRefused/AuthError to refuse. */
   admit(metadata: grpc.Metadata, method: string, peerAddress: string): Promise<void>;
   /** Largest body `method` may carry right now. */
   capFor(method: string): number;
@@ -62,14 +63,14 @@ export function requestGate(opts: RequestGateOptions): grpc.ServerInterceptor {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
             if (internals.incomingEncoding !== "identity") {
-              call.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: `compressed requests (${internals.incomingEncoding}) are refused: send grpc-encoding identity`, metadata: null });
+              refuse(call, new RequestRefused("unimplemented", `compressed requests (${internals.incomingEncoding}) are refused: send grpc-encoding identity`));
               return;
             }
             const peer = call.getConnectionInfo().remoteAddress ?? "unknown";
             opts.admit(metadata, method.path, peer).then(
               () => {
                 internals.decoder = cappedDecoder(opts.capFor(method.path));
-                timer = setTimeout(() => call.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `request body not received within ${opts.requestTimeoutMs} ms`, metadata: null }), opts.requestTimeoutMs);
+                timer = setTimeout(() => refuse(call, new RequestRefused("deadline-exceeded", `request body not received within ${opts.requestTimeoutMs} ms`)), opts.requestTimeoutMs);
                 timer.unref();
                 mdNext(metadata);
               },

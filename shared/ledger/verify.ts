@@ -114,17 +114,59 @@ export interface VerifyOptions {
   integrityOnly?: boolean;
 }
 
+type Add = (code: string, line: number | undefined, message: string) => void;
+
+/** A run as the walk over the ledger knows it: its figures plus what later entries are checked against. */
+type RunState = RunFigures & {
+  clipChain: ClipChain;
+  initialModelHash: unknown;
+  eventByRound: Map<number, DpEvent>;
+  nextRound: number;
+  policyAtLaunch?: PolicyFile;
+  survivorsByRound: Map<number, Set<string>>;
+  sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>;
+  completed: Map<number, RoundFacts>;
+  attested: Map<number, Set<string>>;
+};
+
+/** What the semantic walk accumulates, entry by entry. */
+interface Walk {
+  add: Add;
+  /** The δ budgets are judged at: the latest policy's, else the requested one. */
+  delta: number;
+  policy: { file: PolicyFile; line: number } | undefined;
+  policyLines: { file: PolicyFile; line: number }[];
+  runs: Map<string, RunState>;
+  deviceEvents: Map<string, DpEvent[]>;
+  enrollments: Map<string, { creator: string; tokens: number; devices: number }>;
+  offences: Map<string, number>;
+}
+
 export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
   if (text.length === 0) throw new LedgerFormatError("ledger is empty");
   if (!text.endsWith("\n")) throw new LedgerFormatError(`line ${text.split("\n").length}: truncated (no newline at the end of the last entry)`);
-  const lines = text.slice(0, -1).split("\n");
-  const entries = lines.map((l, i) => parseEntry(l, i + 1));
+  const entries = text.slice(0, -1).split("\n").map((l, i) => parseEntry(l, i + 1));
   const v: Violation[] = [];
-  const add = (code: string, line: number | undefined, message: string): void => {
+  const add: Add = (code, line, message) => {
     v.push({ code, ...(line !== undefined ? { line } : {}), message });
   };
+  const coordinatorKeyB64 = checkIntegrity(entries, opts, add);
+  if (opts.integrityOnly) {
+    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], enrollments: [], offences: [], violations: v };
+  }
+  // Semantics: policies, runs, rounds, attestations.
+  const requested = opts.delta ?? 1e-6;
+  const w: Walk = { add, delta: lastPolicyDelta(entries) ?? requested, policy: undefined, policyLines: [], runs: new Map(), deviceEvents: new Map(), enrollments: new Map(), offences: new Map() };
+  const afterEnd = runEndGuard();
+  entries.forEach((e, i) => {
+    afterEnd(e, i + 1, add);
+    checkEntry(w, e, i + 1);
+  });
+  return summarize(w, opts, requested, { entries: entries.length, coordinatorKeyB64, violations: v });
+}
 
-  // Chain, hashes, coordinator signatures.
+/** Chain, hashes, coordinator signatures and the out-of-band head; returns the genesis key. */
+function checkIntegrity(entries: LedgerEntry[], opts: VerifyOptions, add: Add): string | undefined {
   const genesis = entries[0]!;
   let coordinatorKeyB64: string | undefined;
   if (genesis.type !== "genesis") add("NO_GENESIS", 1, "the first entry is not the genesis entry");
@@ -145,188 +187,189 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     if (coordinatorKey && !entrySignatureValid(e, coordinatorKey)) add("SIGNATURE", line, "the coordinator's signature does not verify");
     if (i > 0 && e.type === "genesis") add("GENESIS_AGAIN", line, "a second genesis entry");
   });
-
   if (opts.expectedHead) {
     const h = entries[opts.expectedHead.seq];
     if (!h) add("TRUNCATED", undefined, `the ledger ends at seq ${entries.length - 1}, but entry ${opts.expectedHead.seq} is known to exist (entries were cut off)`);
     else if (h.hash !== opts.expectedHead.hash) add("HEAD_MISMATCH", opts.expectedHead.seq + 1, `entry ${opts.expectedHead.seq} is not the one known out of band (history was rewritten)`);
   }
-  if (opts.integrityOnly) {
-    return { ok: v.length === 0, entries: entries.length, delta: opts.delta ?? 1e-6, coordinatorPublicKey: coordinatorKeyB64, runs: [], devices: [], enrollments: [], offences: [], violations: v };
-  }
+  return coordinatorKeyB64;
+}
 
-  // Semantics: policies, runs, rounds, attestations.
-  const requested = opts.delta ?? 1e-6;
-  const lastPolicy = lastPolicyDelta(entries);
-  const delta = lastPolicy ?? requested;
-  let policy: { file: PolicyFile; line: number } | undefined;
-  const policyLines: { file: PolicyFile; line: number }[] = [];
-  const runs = new Map<string, RunFigures & { clipChain: ClipChain; initialModelHash: unknown; eventByRound: Map<number, DpEvent>; nextRound: number; policyAtLaunch?: PolicyFile; survivorsByRound: Map<number, Set<string>>; sampledByRound: Map<number, { event: DpEvent; eligible: number; cohort: number }>; completed: Map<number, RoundFacts>; attested: Map<number, Set<string>> }>();
-  const deviceEvents = new Map<string, DpEvent[]>();
-  const afterEnd = runEndGuard();
-  const enrollments = new Map<string, { creator: string; tokens: number; devices: number }>();
-  const offences = new Map<string, number>();
+/** One checker per entry type. */
+function checkEntry(w: Walk, e: LedgerEntry, line: number): void {
+  const b = e.body as Record<string, unknown>;
   const byCreator = (creator: string): { creator: string; tokens: number; devices: number } => {
-    const e = enrollments.get(creator) ?? { creator, tokens: 0, devices: 0 };
-    enrollments.set(creator, e);
-    return e;
+    const x = w.enrollments.get(creator) ?? { creator, tokens: 0, devices: 0 };
+    w.enrollments.set(creator, x);
+    return x;
   };
+  if (e.type === "policy") checkPolicyEntry(w, b, line);
+  else if (e.type === "run-launch") checkRunLaunch(w, b, line);
+  else if (e.type === "round") checkRound(w, b, line);
+  else if (e.type === "attestation") checkAttestation(w, b, line);
+  else if (e.type === "enrollment-token") byCreator(String(b.creator)).tokens++;
+  else if (e.type === "enrollment") byCreator(String(b.creator)).devices++;
+  else if (e.type === "device-offence") w.offences.set(String(b.deviceId), (w.offences.get(String(b.deviceId)) ?? 0) + 1);
+  else if (e.type === "run-end") {
+    const run = w.runs.get(String(b.runId));
+    if (!run) w.add("END_WITHOUT_RUN", line, `run ${String(b.runId)} ended but was never launched`);
+    else run.state = String(b.state);
+  }
+}
 
-  entries.forEach((e, i) => {
-    const line = i + 1;
-    const b = e.body as Record<string, unknown>;
-    afterEnd(e, line, add);
-    if (e.type === "policy") {
-      try {
-        const file = verifyPolicy(b.policy);
-        policy = { file, line };
-        policyLines.push(policy);
-      } catch (err) {
-        add("POLICY_SIGNATURE", line, (err as Error).message);
-      }
-    } else if (e.type === "run-launch") {
-      const runId = String(b.runId);
-      if (runs.has(runId)) add("RUN_TWICE", line, `run ${runId} launched twice`);
-      let spec: RunSpec | undefined;
-      try {
-        spec = parseRunSpec(b.spec);
-      } catch (err) {
-        add("RUN_SPEC", line, (err as Error).message);
-      }
-      const req = b.request as { body?: string; publicKey?: string; signature?: string } | undefined;
-      try {
-        if (!req?.body || !req.publicKey || !req.signature || !verifyBytes(publicKeyFromRaw(Buffer.from(req.publicKey, "base64")), req.body, Buffer.from(req.signature, "base64"))) {
-          add("LAUNCH_REQUEST", line, `run ${runId}: the ML team's signed request does not verify`);
-        } else if (spec && canonicalJson(JSON.parse(req.body)) !== canonicalJson(spec)) {
-          add("LAUNCH_REQUEST", line, `run ${runId}: the recorded spec differs from what the ML team signed`);
-        }
-      } catch {
-        add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
-      }
-      for (const m of launchInitialModelProblems({ runId, spec, initialModelHash: b.initialModelHash })) add("INITIAL_MODEL", line, m);
-      const fig = { runId, launchedAtLine: line, spec, clipChain: new ClipChain(spec), initialModelHash: b.initialModelHash, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map<number, Set<string>>(), eventByRound: new Map<number, DpEvent>(), sampledByRound: new Map(), completed: new Map<number, RoundFacts>(), attested: new Map<number, Set<string>>() };
-      runs.set(runId, fig);
-      if (spec && policy) {
-        const proj = projectRun(spec, policy.file.body.delta);
-        for (const pv of checkRunAgainstPolicy({ noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, signals: spec.signals, projectedDeviceEpsilon: proj.deviceEpsilon }, policy.file.body)) {
-          add(`POLICY_${pv.rule}`, line, `run ${runId}: ${pv.message}`);
-        }
-      }
-    } else if (e.type === "round") {
-      const runId = String(b.runId);
-      const run = runs.get(runId);
-      if (!run) {
-        add("ROUND_WITHOUT_RUN", line, `round of run ${runId}, which was never launched`);
-        return;
-      }
-      const round = Number(b.round);
-      const status = String(b.status);
-      const firstModel = firstRoundModelProblem(runId, run.initialModelHash, round, Number(b.attempt ?? 0), b.modelHashBefore);
-      if (firstModel) add("INITIAL_MODEL", line, firstModel);
-      if (round !== run.nextRound) add("ROUND_ORDER", line, `run ${runId}: round ${round} recorded when round ${run.nextRound} was expected`);
-      const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
-      const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
-      if (survivors.some((s) => !cohort.includes(s))) add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} round ${round}: a survivor is not in the cohort`);
-      let event: DpEvent | undefined;
-      if (status === "completed") {
-        try {
-          event = parseDpEvent(b.mechanism);
-        } catch (err) {
-          add("MECHANISM", line, `run ${runId} round ${round}: ${(err as Error).message}`);
-        }
-        run.nextRound = round + 1;
-        const minSurvivors = run.spec?.minSurvivors ?? 0;
-        if (survivors.length < minSurvivors) add("TOO_FEW_SURVIVORS", line, `run ${runId} round ${round}: released with ${survivors.length} survivors < minSurvivors ${minSurvivors}`);
-        const collusion = event && run.spec ? collusionShortfall(event, run.spec, cohort.length) : undefined;
-        if (collusion) add("NOISE_IGNORES_COLLUDERS", line, `run ${runId} round ${round}: ${collusion}`);
-        for (const m of run.clipChain.completed(round, b.privacy)) add("ADAPTIVE_CLIP", line, `run ${runId} ${m}`);
-      }
-      run.survivorsByRound.set(round, new Set(survivors));
-      if (status === "completed") run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors, clip: run.clipChain.clipOf(b.privacy) });
-      if (event) {
-        run.eventByRound.set(round, event);
-        // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
-        // amplification is claimed (eligible = cohort).
-        const eligible = Number((b.privacy as { eligible?: unknown } | undefined)?.eligible ?? cohort.length);
-        run.sampledByRound.set(round, { event, eligible: Number.isInteger(eligible) && eligible >= cohort.length ? eligible : cohort.length, cohort: Math.max(1, cohort.length) });
-        for (const d of survivors) {
-          const list = deviceEvents.get(d) ?? [];
-          list.push(event);
-          deviceEvents.set(d, list);
-        }
-      }
-      // A run's figures are at the δ of the policy in force at its launch.
-      const runDelta = run.policyAtLaunch?.body.delta ?? delta;
-      const epsNow = [...deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
-      run.rounds.push({
-        round,
-        delta: runDelta,
-        attempt: Number(b.attempt ?? 0),
-        status,
-        cohort: cohort.length,
-        survivors: survivors.length,
-        worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
-        medianDeviceEpsilon: median(epsNow),
-        populationEpsilon: safePop([...run.sampledByRound.values()], runDelta),
-      });
-    } else if (e.type === "attestation") {
-      const runId = String(b.runId);
-      const round = Number(b.round);
-      const deviceId = String(b.deviceId);
-      try {
-        const key = publicKeyFromRaw(Buffer.from(String(b.identityPublicKey), "base64"));
-        const sig = strictBase64(b.signature, 64);
-        if (!sig || !verifyBytes(key, String(b.bodyJson), sig)) add("ATTESTATION_SIGNATURE", line, `device ${deviceId}'s attestation for run ${runId} round ${round} does not verify`);
-        const body = JSON.parse(String(b.bodyJson)) as { deviceId?: string; runId?: string; round?: number; event?: unknown };
-        if (body.deviceId !== deviceId || body.runId !== runId || body.round !== round) add("ATTESTATION_MISMATCH", line, `attestation body names another device, run or round`);
-        const run = runs.get(runId);
-        // Each round's mechanism depends on that round's cohort: compare with this round's own.
-        const roundEvent = run?.eventByRound.get(round);
-        if (roundEvent && canonicalJson(body.event) !== canonicalJson(roundEvent)) add("ATTESTATION_MECHANISM", line, `device ${deviceId} attests a mechanism that differs from round ${round}'s`);
-        if (!run?.survivorsByRound.get(round)?.has(deviceId)) add("ATTESTATION_NOT_SURVIVOR", line, `device ${deviceId} attests round ${round} of ${runId} but is not among its survivors`);
-        const facts = run?.completed.get(round);
-        if (run && facts) {
-          for (const m of attestationParameterMismatches(body as Record<string, unknown>, run.spec, facts)) add("ATTESTATION_PARAMETERS", line, `device ${deviceId}'s attestation for run ${runId} round ${round}: ${m}`);
-          const set = run.attested.get(round) ?? new Set<string>();
-          set.add(deviceId);
-          run.attested.set(round, set);
-        }
-      } catch {
-        add("ATTESTATION_MALFORMED", line, "malformed attestation");
-      }
-    } else if (e.type === "enrollment-token") {
-      byCreator(String(b.creator)).tokens++;
-    } else if (e.type === "enrollment") {
-      byCreator(String(b.creator)).devices++;
-    } else if (e.type === "device-offence") {
-      offences.set(String(b.deviceId), (offences.get(String(b.deviceId)) ?? 0) + 1);
-    } else if (e.type === "run-end") {
-      const run = runs.get(String(b.runId));
-      if (!run) add("END_WITHOUT_RUN", line, `run ${String(b.runId)} ended but was never launched`);
-      else run.state = String(b.state);
+function checkPolicyEntry(w: Walk, b: Record<string, unknown>, line: number): void {
+  try {
+    w.policy = { file: verifyPolicy(b.policy), line };
+    w.policyLines.push(w.policy);
+  } catch (err) {
+    w.add("POLICY_SIGNATURE", line, (err as Error).message);
+  }
+}
+
+function checkRunLaunch(w: Walk, b: Record<string, unknown>, line: number): void {
+  const runId = String(b.runId);
+  if (w.runs.has(runId)) w.add("RUN_TWICE", line, `run ${runId} launched twice`);
+  let spec: RunSpec | undefined;
+  try {
+    spec = parseRunSpec(b.spec);
+  } catch (err) {
+    w.add("RUN_SPEC", line, (err as Error).message);
+  }
+  const req = b.request as { body?: string; publicKey?: string; signature?: string } | undefined;
+  try {
+    if (!req?.body || !req.publicKey || !req.signature || !verifyBytes(publicKeyFromRaw(Buffer.from(req.publicKey, "base64")), req.body, Buffer.from(req.signature, "base64"))) {
+      w.add("LAUNCH_REQUEST", line, `run ${runId}: the ML team's signed request does not verify`);
+    } else if (spec && canonicalJson(JSON.parse(req.body)) !== canonicalJson(spec)) {
+      w.add("LAUNCH_REQUEST", line, `run ${runId}: the recorded spec differs from what the ML team signed`);
     }
-  });
+  } catch {
+    w.add("LAUNCH_REQUEST", line, `run ${runId}: malformed signed request`);
+  }
+  const policy = w.policy;
+  for (const m of launchInitialModelProblems({ runId, spec, initialModelHash: b.initialModelHash })) w.add("INITIAL_MODEL", line, m);
+  w.runs.set(runId, { runId, launchedAtLine: line, spec, clipChain: new ClipChain(spec), initialModelHash: b.initialModelHash, policyLine: policy?.line, rounds: [], state: "launched", nextRound: 0, ...(policy ? { policyAtLaunch: policy.file } : {}), survivorsByRound: new Map(), eventByRound: new Map(), sampledByRound: new Map(), completed: new Map(), attested: new Map() });
+  if (spec && policy) {
+    const proj = projectRun(spec, policy.file.body.delta);
+    for (const pv of checkRunAgainstPolicy({ noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, signals: spec.signals, projectedDeviceEpsilon: proj.deviceEpsilon }, policy.file.body)) {
+      w.add(`POLICY_${pv.rule}`, line, `run ${runId}: ${pv.message}`);
+    }
+  }
+}
 
+function checkRound(w: Walk, b: Record<string, unknown>, line: number): void {
+  const runId = String(b.runId);
+  const run = w.runs.get(runId);
+  if (!run) {
+    w.add("ROUND_WITHOUT_RUN", line, `round of run ${runId}, which was never launched`);
+    return;
+  }
+  const round = Number(b.round);
+  const status = String(b.status);
+  const firstModel = firstRoundModelProblem(runId, run.initialModelHash, round, Number(b.attempt ?? 0), b.modelHashBefore);
+  if (firstModel) w.add("INITIAL_MODEL", line, firstModel);
+  if (round !== run.nextRound) w.add("ROUND_ORDER", line, `run ${runId}: round ${round} recorded when round ${run.nextRound} was expected`);
+  const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
+  const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
+  if (survivors.some((s) => !cohort.includes(s))) w.add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} round ${round}: a survivor is not in the cohort`);
+  const event = status === "completed" ? checkCompletedRound(w, run, b, line, { round, cohort, survivors }) : undefined;
+  run.survivorsByRound.set(round, new Set(survivors));
+  if (event) {
+    run.eventByRound.set(round, event);
+    // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
+    // amplification is claimed (eligible = cohort).
+    const eligible = Number((b.privacy as { eligible?: unknown } | undefined)?.eligible ?? cohort.length);
+    run.sampledByRound.set(round, { event, eligible: Number.isInteger(eligible) && eligible >= cohort.length ? eligible : cohort.length, cohort: Math.max(1, cohort.length) });
+    for (const d of survivors) {
+      const list = w.deviceEvents.get(d) ?? [];
+      list.push(event);
+      w.deviceEvents.set(d, list);
+    }
+  }
+  // A run's figures are at the δ of the policy in force at its launch.
+  const runDelta = run.policyAtLaunch?.body.delta ?? w.delta;
+  const epsNow = [...w.deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
+  run.rounds.push({
+    round,
+    delta: runDelta,
+    attempt: Number(b.attempt ?? 0),
+    status,
+    cohort: cohort.length,
+    survivors: survivors.length,
+    worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
+    medianDeviceEpsilon: median(epsNow),
+    populationEpsilon: safePop([...run.sampledByRound.values()], runDelta),
+  });
+}
+
+/** A released round: its mechanism, survivor floor and collusion margin; returns its DP event. */
+function checkCompletedRound(w: Walk, run: RunState, b: Record<string, unknown>, line: number, r: { round: number; cohort: string[]; survivors: string[] }): DpEvent | undefined {
+  const { round, cohort, survivors } = r;
+  let event: DpEvent | undefined;
+  try {
+    event = parseDpEvent(b.mechanism);
+  } catch (err) {
+    w.add("MECHANISM", line, `run ${run.runId} round ${round}: ${(err as Error).message}`);
+  }
+  run.nextRound = round + 1;
+  const minSurvivors = run.spec?.minSurvivors ?? 0;
+  if (survivors.length < minSurvivors) w.add("TOO_FEW_SURVIVORS", line, `run ${run.runId} round ${round}: released with ${survivors.length} survivors < minSurvivors ${minSurvivors}`);
+  const collusion = event && run.spec ? collusionShortfall(event, run.spec, cohort.length) : undefined;
+  if (collusion) w.add("NOISE_IGNORES_COLLUDERS", line, `run ${run.runId} round ${round}: ${collusion}`);
+  for (const m of run.clipChain.completed(round, b.privacy)) w.add("ADAPTIVE_CLIP", line, `run ${run.runId} ${m}`);
+  run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors, clip: run.clipChain.clipOf(b.privacy) });
+  return event;
+}
+
+function checkAttestation(w: Walk, b: Record<string, unknown>, line: number): void {
+  const runId = String(b.runId);
+  const round = Number(b.round);
+  const deviceId = String(b.deviceId);
+  try {
+    const key = publicKeyFromRaw(Buffer.from(String(b.identityPublicKey), "base64"));
+    const sig = strictBase64(b.signature, 64);
+    if (!sig || !verifyBytes(key, String(b.bodyJson), sig)) w.add("ATTESTATION_SIGNATURE", line, `device ${deviceId}'s attestation for run ${runId} round ${round} does not verify`);
+    const body = JSON.parse(String(b.bodyJson)) as { deviceId?: string; runId?: string; round?: number; event?: unknown };
+    if (body.deviceId !== deviceId || body.runId !== runId || body.round !== round) w.add("ATTESTATION_MISMATCH", line, `attestation body names another device, run or round`);
+    const run = w.runs.get(runId);
+    // Each round's mechanism depends on that round's cohort: compare with this round's own.
+    const roundEvent = run?.eventByRound.get(round);
+    if (roundEvent && canonicalJson(body.event) !== canonicalJson(roundEvent)) w.add("ATTESTATION_MECHANISM", line, `device ${deviceId} attests a mechanism that differs from round ${round}'s`);
+    if (!run?.survivorsByRound.get(round)?.has(deviceId)) w.add("ATTESTATION_NOT_SURVIVOR", line, `device ${deviceId} attests round ${round} of ${runId} but is not among its survivors`);
+    const facts = run?.completed.get(round);
+    if (run && facts) {
+      for (const m of attestationParameterMismatches(body as Record<string, unknown>, run.spec, facts)) w.add("ATTESTATION_PARAMETERS", line, `device ${deviceId}'s attestation for run ${runId} round ${round}: ${m}`);
+      const set = run.attested.get(round) ?? new Set<string>();
+      set.add(deviceId);
+      run.attested.set(round, set);
+    }
+  } catch {
+    w.add("ATTESTATION_MALFORMED", line, "malformed attestation");
+  }
+}
+
+/** The checks that need the whole ledger (the reviewer's policy, missing attestations, budgets) and the findings. */
+function summarize(w: Walk, opts: VerifyOptions, requested: number, o: { entries: number; coordinatorKeyB64: string | undefined; violations: Violation[] }): Findings {
+  const { add, delta } = w;
   if (opts.policy) {
     const want = canonicalJson(opts.policy);
-    if (!policyLines.some((p) => canonicalJson(p.file) === want)) add("POLICY_NOT_IN_LEDGER", undefined, "the policy file you hold is not the one recorded in the ledger");
+    if (!w.policyLines.some((p) => canonicalJson(p.file) === want)) add("POLICY_NOT_IN_LEDGER", undefined, "the policy file you hold is not the one recorded in the ledger");
   }
-  for (const run of runs.values()) for (const m of missingAttestations(run)) add("MISSING_ATTESTATION", m.line, m.message);
+  for (const run of w.runs.values()) for (const m of missingAttestations(run)) add("MISSING_ATTESTATION", m.line, m.message);
   const extra = requested !== delta;
-  const devices = [...deviceEvents.entries()].map(([deviceId, evs]) => ({ deviceId, rounds: evs.length, deviceEpsilon: safeEps(evs, delta), ...(extra ? { epsilonAtRequestedDelta: safeEps(evs, requested) } : {}) }));
-  const limit = policy?.file.body.maxDeviceEpsilon;
+  const devices = [...w.deviceEvents.entries()].map(([deviceId, evs]) => ({ deviceId, rounds: evs.length, deviceEpsilon: safeEps(evs, delta), ...(extra ? { epsilonAtRequestedDelta: safeEps(evs, requested) } : {}) }));
+  const limit = w.policy?.file.body.maxDeviceEpsilon;
   if (limit !== undefined) for (const d of devices) if (!(d.deviceEpsilon <= limit)) add("DEVICE_BUDGET", undefined, `device ${d.deviceId} reached ε ${fmt(d.deviceEpsilon)} > policy maximum ${limit} at the policy's δ = ${delta}`);
   return {
-    ok: v.length === 0,
-    entries: entries.length,
+    ok: o.violations.length === 0,
+    entries: o.entries,
     delta,
     ...(extra ? { requestedDelta: requested } : {}),
-    coordinatorPublicKey: coordinatorKeyB64,
-    runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
+    coordinatorPublicKey: o.coordinatorKeyB64,
+    runs: [...w.runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
     devices,
-    enrollments: [...enrollments.values()],
-    offences: [...offences].map(([deviceId, count]) => ({ deviceId, count })),
-    violations: v,
+    enrollments: [...w.enrollments.values()],
+    offences: [...w.offences].map(([deviceId, count]) => ({ deviceId, count })),
+    violations: o.violations,
   };
 }
 
