@@ -9,3 +9,6 @@ export * from "./defaults.ts";
 export * from "./personalize.ts";
 export * from "./pretrain.ts";
 export * from "./initial-model.ts";
+export * from "./predict.ts";
+export * from "./export.ts";
+export * from "./exported-model.ts";
