@@ -36,3 +36,28 @@ export function modelReleases(ledgerText: string): ModelRelease[] {
   });
   return out;
 }
+
+export class ModelReleaseError extends Error {
+  override name = "ModelReleaseError";
+}
+
+/**
+ * The release to export: round `round` of `runId`, or its last completed round. An unknown run
+ * or a round the ledger does not record as completed is refused with the rounds it does record.
+ */
+export function findRelease(releases: readonly ModelRelease[], runId: string, round?: number): ModelRelease {
+  const ofRun = releases.filter((r) => r.runId === runId);
+  if (ofRun.length === 0) {
+    const runs = [...new Set(releases.map((r) => r.runId))];
+    throw new ModelReleaseError(`run ${runId} is not in the ledger${runs.length ? ` (runs: ${runs.join(", ")})` : ""}`);
+  }
+  const rounds = ofRun.filter((r) => r.round >= 0);
+  if (round === undefined) {
+    const last = rounds.at(-1);
+    if (!last) throw new ModelReleaseError(`run ${runId} has no completed round yet: nothing trained to export`);
+    return last;
+  }
+  const hit = ofRun.find((r) => r.round === round);
+  if (!hit) throw new ModelReleaseError(`round ${round} of run ${runId} was not released (completed rounds in the ledger: ${rounds.length ? rounds.map((r) => r.round).join(", ") : "none"})`);
+  return hit;
+}

@@ -12,3 +12,4 @@ export * from "./initial-model.ts";
 export * from "./predict.ts";
 export * from "./export.ts";
 export * from "./exported-model.ts";
+export * from "./export-release.ts";
