@@ -193,6 +193,16 @@ describe("model export (TensorFlow.js LayersModel + tacit-model.json)", () => {
       expect(() => readExportedModel(d)).toThrow(/the weight files hold \d+ bytes, fewer than model\.json's manifest names/);
     });
 
+    it("weight files longer than the manifest says", () => {
+      const d = copy("longer");
+      writeFileSync(join(d, "weights.bin"), Buffer.concat([readFileSync(join(d, "weights.bin")), Buffer.alloc(8)]));
+      expect(() => readExportedModel(d)).toThrow(/the weight files hold \d+ bytes, model\.json's manifest names \d+/);
+    });
+
+    it("weights of the wrong size are never exported", async () => {
+      await expect(exportModel(join(dir, "short"), TIED, new Float32Array(10), { kind: "centralized-simulation", epochs: 0 })).rejects.toThrow(/weights have 10 values, the spec needs \d+/);
+    });
+
     it("a weight changed after export (hash mismatch)", () => {
       const d = copy("altered");
       bump(d, "hidden/bias");
