@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "node:net";
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -129,29 +130,37 @@ describe("suggestions on the laptop (device model + own store, CLI and socket)",
     expect(JSON.parse(two[1]!).suggestions).toHaveLength(1);
   });
 
-  it("answers each malformed request with what is wrong", async () => {
-    const [notJson, unknownField, badTop, stringTop] = await ask(socket, `hello\n{"top": 3, "send": "everything"}\n{"top": 0}\n{"top": "3"}\n`, 4);
-    expect(JSON.parse(notJson!)).toEqual({ ok: false, error: expect.stringMatching(/^malformed request: not a JSON object on one line/) });
-    expect(JSON.parse(unknownField!).error).toMatch(/^malformed request: .*Unrecognized key\(s\) in object: 'send'/);
-    expect(JSON.parse(badTop!).error).toMatch(/^malformed request: top: Number must be greater than or equal to 1/);
-    expect(JSON.parse(stringTop!).error).toMatch(/^malformed request: top: Expected number, received string/);
-    // A request that never ends is cut off rather than buffered without bound.
-    const long = await ask(socket, "x".repeat(MAX_REQUEST_BYTES + 10), 1);
-    expect(JSON.parse(long[0]!).error).toMatch(/longer than 4096 bytes without a newline/);
+  describe("answers each malformed request with what is wrong", () => {
+    it("a line that is not JSON", async () => {
+      const [r] = await ask(socket, "hello\n", 1);
+      expect(JSON.parse(r!)).toEqual({ ok: false, error: expect.stringMatching(/^malformed request: not a JSON object on one line/) });
+    });
+    it("an unknown field, a top out of range, a top of the wrong type", async () => {
+      const [unknownField, badTop, stringTop] = await ask(socket, `{"top": 3, "send": "everything"}\n{"top": 0}\n{"top": "3"}\n`, 3);
+      expect(JSON.parse(unknownField!).error).toMatch(/^malformed request: .*Unrecognized key\(s\) in object: 'send'/);
+      expect(JSON.parse(badTop!).error).toMatch(/^malformed request: top: Number must be greater than or equal to 1/);
+      expect(JSON.parse(stringTop!).error).toMatch(/^malformed request: top: Expected number, received string/);
+    });
+    it("a request that never ends is cut off rather than buffered without bound", async () => {
+      const long = await ask(socket, "x".repeat(MAX_REQUEST_BYTES + 10), 1);
+      expect(JSON.parse(long[0]!).error).toMatch(/longer than 4096 bytes without a newline/);
+    });
   });
 
   it("a socket left by a crashed daemon is replaced; the state dir is the fallback without a runtime dir", async () => {
     expect(suggestSocketPath(stateDir, {})).toBe(join(stateDir, "suggest.sock"));
     const path = join(tmp, "run2", "tacit", "suggest.sock");
     mkdirSync(dirname(path), { recursive: true });
-    const first = new SuggestServer({ path, answer: async () => { throw new Error("no model on this laptop yet"); } });
-    await first.start();
-    // Simulate a crash: the listener goes away but its socket file stays.
-    await new Promise<void>((r) => (first as unknown as { server: { close: (cb: () => void) => void } }).server.close(() => r()));
-    const second = new SuggestServer({ path, answer: async () => { throw new Error("no model on this laptop yet"); } });
-    await second.start();
+    // A real crash: a process listening on the path is SIGKILLed, so nothing unlinks its socket.
+    const crashed = spawn(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(path)}, () => console.log("listening"))`], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((r) => crashed.stdout!.once("data", () => r()));
+    crashed.kill("SIGKILL");
+    await new Promise<void>((r) => crashed.once("exit", () => r()));
+    expect(statSync(path).isSocket()).toBe(true);
+    const server = new SuggestServer({ path, answer: async () => { throw new Error("no model on this laptop yet"); } });
+    await server.start();
     const [line] = await ask(path, `{"top": 2}\n`, 1);
     expect(JSON.parse(line!)).toEqual({ ok: false, error: "no model on this laptop yet" });
-    await second.stop();
+    await server.stop();
   });
 });

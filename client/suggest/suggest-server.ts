@@ -75,8 +75,9 @@ export class SuggestServer {
       while ((nl = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        // Answers go out in request order even though computing one is asynchronous.
-        queue = queue.then(() => this.reply(s, line));
+        // Answers go out in request order even though computing one is asynchronous; a bug in
+        // one answer drops that connection, never the daemon.
+        queue = queue.then(() => this.reply(s, line)).catch(() => void s.destroy());
       }
       if (Buffer.byteLength(buf) > MAX_REQUEST_BYTES) {
         buf = "";
