@@ -7,7 +7,7 @@
  * model the ledger never released) is refused by name.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runTacit } from "./support/run-tacit.ts";
@@ -110,20 +110,52 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     expect(notExport.stderr).toMatch(/is not a Tacit model export \(no tacit-model\.json\)/);
   });
 
-  it("model export refuses an unknown run, an unreleased round, a wrong state dir and a checkpoint the ledger did not release", async () => {
-    const x = join(tmp, "x");
-    await expect(exportFromStateDir({ run: "run-nope", out: x, stateDir: state })).rejects.toThrow(new RegExp(`^run run-nope is not in the ledger \\(runs: ${runId}\\)`));
-    await expect(exportFromStateDir({ run: runId, round: "5", out: x, stateDir: state })).rejects.toThrow(/^round 5 of run \S+ was not released \(completed rounds in the ledger: 0, 1\)/);
-    await expect(exportFromStateDir({ run: runId, out: x, stateDir: join(tmp, "nowhere") })).rejects.toThrow(/cannot read the ledger .*nowhere.*: is --state-dir .* the coordinator's state directory\?/);
+  describe("model export refuses, by name and without writing anything", () => {
+    const x = () => join(tmp, "x");
+    /** A state dir holding only the ledger (edited by `edit`) and, optionally, the checkpoints. */
+    const stateWith = (name: string, o: { checkpoints: boolean; edit?: (lines: string[]) => string[] }): string => {
+      const d = join(tmp, name);
+      const lines = readFileSync(join(state, "ledger.jsonl"), "utf8").trim().split("\n");
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "ledger.jsonl"), (o.edit ? o.edit(lines) : lines).join("\n") + "\n");
+      if (o.checkpoints) cpSync(join(state, "checkpoints"), join(d, "checkpoints"), { recursive: true });
+      return d;
+    };
 
-    // A checkpoint consistent in itself, but not the model the ledger released for that round.
-    const swapped = join(tmp, "swapped-state");
-    cpSync(join(state, "ledger.jsonl"), join(swapped, "ledger.jsonl"));
-    cpSync(join(state, "checkpoints"), join(swapped, "checkpoints"), { recursive: true });
-    const cpDir = join(swapped, "checkpoints", runId, "round-00001");
-    await saveCheckpoint(cpDir, DEFAULT_MODEL_SPEC, initialWeights(DEFAULT_MODEL_SPEC, 5), { runId, round: 1 });
-    await expect(exportFromStateDir({ run: runId, out: x, stateDir: swapped })).rejects.toThrow(/^hash mismatch: the checkpoint .*round-00001 hashes to [0-9a-f]{64}, but the ledger released [0-9a-f]{64} as the model after round 1/);
-    expect(existsSync(join(x, "tacit-model.json"))).toBe(false);
+    it("an unknown run", async () => {
+      await expect(exportFromStateDir({ run: "run-nope", out: x(), stateDir: state })).rejects.toThrow(new RegExp(`^run run-nope is not in the ledger \\(runs: ${runId}\\)`));
+    });
+    it("a round the ledger does not record as completed", async () => {
+      await expect(exportFromStateDir({ run: runId, round: "5", out: x(), stateDir: state })).rejects.toThrow(/^round 5 of run \S+ was not released \(completed rounds in the ledger: 0, 1\)/);
+    });
+    it("a run with no completed round yet", async () => {
+      const d = stateWith("no-rounds", { checkpoints: true, edit: (ls) => ls.filter((l) => JSON.parse(l).type !== "round") });
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/^run \S+ has no completed round yet: nothing trained to export/);
+    });
+    it("a directory that is not a coordinator's state dir", async () => {
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: join(tmp, "nowhere") })).rejects.toThrow(/cannot read the ledger .*nowhere.*: is --state-dir .* the coordinator's state directory\?/);
+    });
+    it("a released round whose checkpoint is missing", async () => {
+      const d = stateWith("no-checkpoints", { checkpoints: false });
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/^no checkpoint for round 1 of run \S+ in /);
+    });
+    it("a run whose spec in the ledger is not a model spec", async () => {
+      const d = stateWith("bad-spec", {
+        checkpoints: true,
+        edit: (ls) => ls.map((l) => {
+          const e = JSON.parse(l);
+          if (e.type === "run-launch") e.body.spec.model.window = 0;
+          return JSON.stringify(e);
+        }),
+      });
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/invalid model spec: window: Number must be greater than or equal to 1/);
+    });
+    it("a checkpoint consistent in itself that is not the model the ledger released (hash mismatch)", async () => {
+      const d = stateWith("swapped", { checkpoints: true });
+      await saveCheckpoint(join(d, "checkpoints", runId, "round-00001"), DEFAULT_MODEL_SPEC, initialWeights(DEFAULT_MODEL_SPEC, 5), { runId, round: 1 });
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/^hash mismatch: the checkpoint .*round-00001 hashes to [0-9a-f]{64}, but the ledger released [0-9a-f]{64} as the model after round 1/);
+      expect(existsSync(join(x(), "tacit-model.json"))).toBe(false);
+    });
   });
 
   it("model predict prints the top-K next actions as the caller's tokens (JSON and text), buckets without a vocabulary", async () => {
@@ -157,7 +189,21 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
 
     const buckets = predictFromExport({ model: trained, context, top: "5" });
     for (const p of buckets.predictions) expect(Object.keys(p).sort()).toEqual(["bucket", "p"]);
-    expect(() => predictFromExport({ model: state, context: "a", top: "5" })).toThrow(/is not a Tacit model export \(no tacit-model\.json\)/);
-    expect(() => predictFromExport({ model: trained, context: "a", top: "5", vocab: join(tmp, "missing.txt") })).toThrow(/cannot read --vocab/);
+  });
+
+  describe("model predict refuses, by name", () => {
+    const model = () => join(out, "model");
+    it("a directory that is not an export", () => {
+      expect(() => predictFromExport({ model: state, context: "a", top: "5" })).toThrow(/is not a Tacit model export \(no tacit-model\.json\)/);
+    });
+    it("an unreadable vocabulary", () => {
+      expect(() => predictFromExport({ model: model(), context: "a", top: "5", vocab: join(tmp, "missing.txt") })).toThrow(/cannot read --vocab/);
+    });
+    it("two vocabularies at once", () => {
+      expect(() => predictFromExport({ model: model(), context: "a", top: "5", vocab: vocabFile, clientStateDir: tmp })).toThrow(/give either --vocab or --client-state-dir, not both/);
+    });
+    it("a laptop state dir without an action store", () => {
+      expect(() => predictFromExport({ model: model(), context: "a", top: "5", clientStateDir: tmp })).toThrow(/--client-state-dir .* has no action store/);
+    });
   });
 });
