@@ -87,7 +87,7 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     process.stdout.write(`ε at release: round 0 ${m![1]}, round 1 ${rel1.worstDeviceEpsilon.toFixed(3)} (δ = 1e-6)\n`);
   });
 
-  it("verify --model refuses an altered export and reports a model the ledger never released", async () => {
+  it("verify --model refuses an altered export and a directory that is not an export (exit 2)", async () => {
     const altered = join(tmp, "altered");
     cpSync(join(out, "model"), altered, { recursive: true });
     const w = readFileSync(join(altered, "weights.bin"));
@@ -98,6 +98,12 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/--model: .* \(hash mismatch: the weights were changed after export\)/);
 
+    const notExport = await verify(join(out, "ledger.jsonl"), join(state, "checkpoints", runId));
+    expect(notExport.exitCode).toBe(2);
+    expect(notExport.stderr).toMatch(/is not a Tacit model export \(no tacit-model\.json\)/);
+  });
+
+  it("verify --model reports a model the ledger never released (exit 1)", async () => {
     // A well-formed export of a model this ledger never released.
     const other = join(tmp, "other");
     await exportModel(other, DEFAULT_MODEL_SPEC, initialWeights(DEFAULT_MODEL_SPEC, 99), { kind: "centralized-simulation", epochs: 0 });
@@ -105,9 +111,6 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     expect(nr.exitCode).toBe(1);
     expect(nr.stdout).toMatch(/NOT RELEASED — its weights hash to [0-9a-f]{64}, which no completed round or run launch in this ledger records/);
 
-    const notExport = await verify(join(out, "ledger.jsonl"), join(state, "checkpoints", runId));
-    expect(notExport.exitCode).toBe(2);
-    expect(notExport.stderr).toMatch(/is not a Tacit model export \(no tacit-model\.json\)/);
   });
 
   describe("model export refuses, by name and without writing anything", () => {
