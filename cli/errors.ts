@@ -18,6 +18,7 @@ const EXPECTED = new Set([
   "RpcCallError", "SimulationError", "KeyFormatError", "PolicyError", "ModularError", "RoundConfigError", "EnrollmentError",
   "AccountantInputError", "UnsupportedEventError", "LedgerFormatError", "CaFileError", "TlsSetupError", "IdentityError", "DistributedDpError", "CheckpointError", "ModelSpecError",
   "ConsentError", "DaemonAlreadyRunningError", "StateDirLockedError", "CaptureUnavailableError", "StoreError", "NotEnoughDataError",
+  "NoDeviceModelError", "ExportedModelError", "ModelReleaseError",
 ]);
 
 export function reportError(err: unknown): number {

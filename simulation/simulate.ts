@@ -11,7 +11,8 @@ import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
-import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
+import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
+import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
 import { DEFAULT_DEADLINES, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
@@ -189,6 +190,8 @@ async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: In
     progress.endRound(r, m);
     opts.onRound?.(snapshot(false));
   }
+  // The final model, exported as `tacit model export` writes one (no ledger: no privacy here).
+  await exportModel(join(opts.out, "model"), spec, weights, { kind: "centralized-simulation", epochs: recipe.rounds });
   return snapshot(true);
 }
 
@@ -398,6 +401,10 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     const lines = readFileSync(join(opts.out, "ledger.jsonl"), "utf8").trim().split("\n");
     const head = JSON.parse(lines.at(-1)!) as { seq: number; hash: string };
     writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
+    // The final global model, exported as `tacit model export` does: named by the ledger's hash.
+    const release = findRelease(modelReleases(lines.join("\n") + "\n"), runId);
+    const cp = await coordinator.checkpoints.read(runId, release.round);
+    await exportRelease(join(opts.out, "model"), release, { spec: spec.model, weights: cp.weights, path: coordinator.checkpoints.dirFor(runId, release.round) }, "simulation");
     admin.close();
     mlTeam.close();
     return snapshot(true);

@@ -2,7 +2,9 @@
  * The laptop daemon end to end under a real X server: enroll with a single-use token, consent,
  * real capture (uiohook-napi) of xdotool-typed text and shortcuts into an encrypted store, a
  * real round while the laptop is idle, `status --verify` against the coordinator's ledger, and
- * the promise itself: the canary text appears in no file, no log line and no byte sent over gRPC.
+ * the promise itself: the canary text appears in no file, no log line and no byte sent over gRPC —
+ * and the suggestions the daemon serves on its local socket (and `tacit client suggest` prints)
+ * appear in no byte sent over gRPC and no log line either.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -20,6 +22,26 @@ import { ActionStore } from "../client/store/action-store.ts";
 import { clientPaths } from "../client/state/client-dirs.ts";
 import type { ParticipantEvent } from "../client/participant/round-participant.ts";
 import { waitFor } from "./support/wait.ts";
+import { connect } from "node:net";
+import { suggestSocketPath } from "../client/suggest/suggest-server.ts";
+
+/** One request line on the daemon's suggestion socket, as an agent on the laptop sends it. */
+function askSocket(path: string, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let buf = "";
+    s.setEncoding("utf8");
+    s.on("data", (d: string) => {
+      buf += d;
+      if (buf.includes("\n")) {
+        s.end();
+        resolve(buf.slice(0, buf.indexOf("\n")));
+      }
+    });
+    s.on("error", reject);
+    s.write(line);
+  });
+}
 
 const CANARY = "zebraquokka marmalade";
 const CANARY_PARTS = ["zebraquokka", "marmalade", "quokka", "zebra"];
@@ -120,7 +142,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     const damaged = await cli(["client", "status", "--verify"], { XDG_DATA_HOME: broken });
     expect(damaged.status).not.toBe(0);
     expect(damaged.stderr).toMatch(/device key .* is corrupted: withdraw and enroll again/);
-  }, 90_000);
+  }, 240_000); // ~8 CLI spawns; one takes 16 s at load average 24 on two cores
 
   it("captures abstract actions, joins a round when idle, and the canary text never leaves as text", async () => {
     process.env.DISPLAY = display;
@@ -139,6 +161,7 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
       capture: (onAction, consent) => new CaptureService({ consent: { apps: consent.apps, kinds: consent.kinds }, onAction, idleFlushMs: 500 }),
       interceptors: [recorder],
       onParticipantEvent: (e) => events.push(e),
+      suggestSocket: suggestSocketPath(stateDir, { XDG_RUNTIME_DIR: join(xdg, "run") }),
     });
     await daemon.start();
     const win = xdotool("search", "--onlyvisible", "--class", "xmessage").split("\n")[0]!;
@@ -172,6 +195,30 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     expect(records.some((r) => r.kind === "shortcut" && r.app === "xmessage" && r.token.includes("ctrl+s"))).toBe(true);
     expect(records.some((r) => r.kind === "typing-burst" && r.app === "xmessage")).toBe(true);
     for (const r of records) expect(containsCanary(Buffer.from(JSON.stringify(r)))).toBeUndefined();
+
+    // Suggestions: served on the local socket from the round's model and this person's own
+    // tokens, printed the same by the CLI — and nothing about them goes out or into the log.
+    const sentBefore = sent.length;
+    const logBefore = readFileSync(logFile).length;
+    const socket = join(xdg, "run", "tacit", "suggest.sock");
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+    const answer = JSON.parse(await askSocket(socket, `{"top": 3}\n`));
+    expect(answer).toMatchObject({ ok: true, model: { runId } });
+    expect(answer.suggestions).toHaveLength(3);
+    const own = new Set(records.map((r) => r.token));
+    const shown = (answer.suggestions as { token?: string }[]).map((x) => x.token).filter((t): t is string => t !== undefined);
+    expect(shown.length).toBeGreaterThan(0);
+    for (const t of shown) expect(own.has(t)).toBe(true);
+    expect(JSON.parse(await askSocket(socket, "{\"top\": \"all\"}\n")).error).toMatch(/^malformed request: top: Expected number/);
+    const cliSuggest = await cli(["client", "suggest", "--top", "3", "--json"]);
+    expect(cliSuggest.status, cliSuggest.stderr).toBe(0);
+    expect(JSON.parse(cliSuggest.stdout).model).toEqual(answer.model);
+    const newLog = readFileSync(logFile).subarray(logBefore).toString("latin1");
+    for (const t of shown) {
+      for (const b of sent) expect(b.toString("latin1").includes(t), `suggestion ${t} in a gRPC message`).toBe(false);
+      expect(newLog.includes(t), `suggestion ${t} in the daemon log`).toBe(false);
+    }
+    process.stdout.write(`suggestions ${JSON.stringify(shown)}: in none of ${sent.length} gRPC messages (${sent.length - sentBefore} sent while suggesting) nor the daemon log\n`);
 
     // The promise: no file of the state dir, no log line, no byte sent over gRPC holds the canary.
     await daemon.stop();
@@ -255,5 +302,5 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     expect(withdraw.stdout).toMatch(new RegExp(`deregistered ${deviceId}`));
     expect(existsSync(stateDir)).toBe(false);
     expect(await cluster.coordinator.registry.get(deviceId)).toBeUndefined();
-  }, 90_000);
+  }, 240_000); // ~8 CLI spawns; one takes 16 s at load average 24 on two cores
 });

@@ -23,6 +23,9 @@ import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import { ClientDaemon, requestDaemonFlush, runningDaemonPid, type DaemonStatus } from "../../client/daemon/client-daemon.ts";
 import { verifyLedgerCopy } from "../../client/daemon/ledger-copy.ts";
 import { systemdUserUnit } from "../../client/daemon/systemd-unit.ts";
+import { loadDeviceModel } from "../../client/suggest/device-model.ts";
+import { suggestNext } from "../../client/suggest/suggest.ts";
+import { formatPredictions } from "../format-predictions.ts";
 import { ActionStore, summarize } from "../../client/store/action-store.ts";
 import { CaptureService } from "../../client/capture/capture-service.ts";
 import { normalizeAppName } from "../../client/capture/tokenizer.ts";
@@ -246,6 +249,22 @@ export function registerClientCommands(program: Command): void {
       deleteIdentity(o.stateDir);
       rmSync(o.stateDir, { recursive: true, force: true });
       process.stdout.write(`${stopped ? `stopped the daemon (pid ${stopped}); ` : ""}${note}deleted all local data and keys in ${o.stateDir}\n`);
+    });
+
+  stateDirOption(client.command("suggest").description("the actions you are likely to take next, from this laptop's model and your recent actions (computed here; nothing is sent)"))
+    .option("--top <k>", "how many suggestions", "5")
+    .option("--json", "print JSON")
+    .action(async (o: StateOpt & { top: string; json?: boolean }) => {
+      const top = parseNumber("--top", o.top, { min: 1, max: 50, integer: true });
+      // The daemon's buffered actions are the most recent ones: have it seal them first.
+      await requestDaemonFlush(o.stateDir);
+      const model = await loadDeviceModel(o.stateDir);
+      const store = ActionStore.open(clientPaths(o.stateDir).store);
+      const { records } = store.read();
+      store.close();
+      const s = suggestNext(model, records, { top, nowMs: Date.now() });
+      const head = `next actions after your last ${s.contextActions} action(s)${s.personalized ? ", personalized with your own habits" : ""} (model of run ${s.model.runId}, round ${s.model.round}):`;
+      print(o.json, s, `${head}\n${formatPredictions(s.suggestions)}`);
     });
 
   stateDirOption(client.command("review").description("what was captured: counts per app and kind, a timeline per day"))

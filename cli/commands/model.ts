@@ -7,7 +7,17 @@ import type { Command } from "commander";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { CliError, parseNumber } from "../errors.ts";
-import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, pretrainToCheckpoint, PretrainError, validateModelSpec, type ModelSpec } from "../../shared/model/index.ts";
+import {
+  bucketVocabulary, contextIds, DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, exportRelease, labelPredictions, loadCheckpoint, predictDistribution, pretrainToCheckpoint, PretrainError,
+  readExportedModel, topBuckets, validateModelSpec, type ModelSpec, type Prediction,
+} from "../../shared/model/index.ts";
+import { findRelease, modelReleases } from "../../shared/ledger/model-releases.ts";
+import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
+import { CheckpointStore } from "../../coordinator/runs/checkpoint-store.ts";
+import { ActionStore } from "../../client/store/action-store.ts";
+import { clientPaths } from "../../client/state/client-dirs.ts";
+import { tokensByFrequency } from "../../client/suggest/suggest.ts";
+import { formatPredictions } from "../format-predictions.ts";
 
 export function registerModelCommands(program: Command): void {
   const model = program.command("model").description("model tools for the ML team");
@@ -48,4 +58,82 @@ export function registerModelCommands(program: Command): void {
         throw err;
       }
     });
+
+  model
+    .command("export")
+    .description("write a released global model as a TensorFlow.js LayersModel (model.json + weights.bin) and tacit-model.json")
+    .requiredOption("--run <id>", "run id")
+    .option("--round <r>", "the model after this round (default: the run's last completed round)")
+    .requiredOption("--out <dir>", "directory to write the export into")
+    .option("--state-dir <dir>", "the coordinator's state directory", DEFAULT_COORDINATOR_STATE_DIR)
+    .option("--json", "print JSON")
+    .action(async (o: ExportOptions & { json?: boolean }) => {
+      const result = await exportFromStateDir(o);
+      process.stdout.write(o.json ? JSON.stringify(result, null, 2) + "\n" : `exported the model after round ${result.round} of run ${result.runId} (model hash ${result.modelHash}, ledger entry ${result.ledgerSeq}) to ${result.out}\n`);
+    });
+
+  model
+    .command("predict")
+    .description("the most likely next actions after a context, from an exported model")
+    .requiredOption("--model <dir>", "an export (tacit model export / tacit simulate --out …/model)")
+    .requiredOption("--context <tokens>", "the recent actions of the session, oldest first, separated by spaces")
+    .option("--top <k>", "how many predictions", "5")
+    .option("--vocab <file>", "tokens, one per line, most frequent first: predictions are shown as these tokens")
+    .option("--client-state-dir <dir>", "on a laptop: map buckets back through this device's own stored actions instead")
+    .option("--json", "print {\"predictions\": [{\"token\"|\"bucket\": …, \"p\": …}]}")
+    .action(async (o: PredictOptions & { json?: boolean }) => {
+      const { predictions, context, modelHash } = predictFromExport(o);
+      process.stdout.write(o.json ? JSON.stringify({ predictions }) + "\n" : `next actions after ${context.length ? `"${context.join(" ")}"` : "the start of a session"} (model ${modelHash.slice(0, 12)}):\n${formatPredictions(predictions)}\n`);
+    });
+}
+
+/** Options of `tacit model export`, as commander parses them. */
+export interface ExportOptions { run: string; round?: string; out: string; stateDir: string }
+
+/** `tacit model export` without a process: throws an expected error (CliError and friends) on bad input. */
+export async function exportFromStateDir(o: ExportOptions): Promise<{ out: string; runId: string; round: number; modelHash: string; ledgerSeq: number }> {
+  const round = o.round === undefined ? undefined : parseNumber("--round", o.round, { min: -1, integer: true });
+  const paths = coordinatorPaths(o.stateDir);
+  let ledger: string;
+  try {
+    ledger = readFileSync(paths.ledger, "utf8");
+  } catch {
+    throw new CliError(`cannot read the ledger ${paths.ledger}: is --state-dir ${o.stateDir} the coordinator's state directory?`);
+  }
+  // Only a model the ledger records as released is exported, named by the ledger's hash.
+  const release = findRelease(modelReleases(ledger), o.run, round);
+  const dir = new CheckpointStore(paths.checkpoints).dirFor(release.runId, release.round);
+  if (!existsSync(dir)) throw new CliError(`no checkpoint for round ${release.round} of run ${release.runId} in ${paths.checkpoints}`);
+  const cp = await loadCheckpoint(dir);
+  const { modelHash } = await exportRelease(o.out, release, { ...cp, path: dir }, "coordinator-run");
+  return { out: resolve(o.out), runId: release.runId, round: release.round, modelHash, ledgerSeq: release.seq };
+}
+
+/** Options of `tacit model predict`, as commander parses them. */
+export interface PredictOptions { model: string; context: string; top: string; vocab?: string; clientStateDir?: string }
+
+/** `tacit model predict` without a process. */
+export function predictFromExport(o: PredictOptions): { predictions: Prediction[]; context: string[]; modelHash: string } {
+  const top = parseNumber("--top", o.top, { min: 1, max: 1000, integer: true });
+  if (o.vocab && o.clientStateDir) throw new CliError("give either --vocab or --client-state-dir, not both");
+  const m = readExportedModel(o.model);
+  const context = o.context.split(/\s+/).filter((t) => t.length > 0);
+  // The global model carries no tokens: the vocabulary is the caller's (or this laptop's own).
+  let tokens: string[] | undefined;
+  if (o.vocab) {
+    try {
+      tokens = readFileSync(o.vocab, "utf8").split("\n").map((l) => l.trim()).filter((l) => l.length > 0);
+    } catch {
+      throw new CliError(`cannot read --vocab ${o.vocab}`);
+    }
+  } else if (o.clientStateDir) {
+    const store = clientPaths(o.clientStateDir).store;
+    if (!existsSync(store)) throw new CliError(`--client-state-dir ${o.clientStateDir} has no action store`);
+    const s = ActionStore.open(store);
+    tokens = tokensByFrequency(s.read().records);
+    s.close();
+  }
+  const probs = predictDistribution(m.spec, m.weights, contextIds(context, m.spec));
+  const predictions = labelPredictions(topBuckets(probs, top), tokens ? bucketVocabulary(tokens, m.spec) : undefined);
+  return { predictions, context, modelHash: m.modelHash };
 }

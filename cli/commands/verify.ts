@@ -3,10 +3,12 @@ import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { CliError } from "../errors.ts";
-import { verifyLedger, LedgerFormatError } from "../../shared/ledger/index.ts";
+import { verifyLedger, LedgerFormatError, type Findings } from "../../shared/ledger/index.ts";
 import { renderReport } from "../../shared/ledger/report.ts";
 import { verifyPolicy, PolicyError, type PolicyFile } from "../../shared/dp/index.ts";
 import { jsonWithInfinity } from "../../simulation/write-json-atomic.ts";
+import { modelReleases } from "../../shared/ledger/model-releases.ts";
+import { readExportedModel, ExportedModelError } from "../../shared/model/index.ts";
 
 export function registerVerifyCommand(program: Command): void {
   program
@@ -19,6 +21,7 @@ export function registerVerifyCommand(program: Command): void {
     .option("--head <seq:hash>", "the last entry known out of band (detects a ledger cut at an entry boundary)")
     .option("--initial-model <checkpoint>", "a public initial-model checkpoint you hold: some run must have started from exactly its weights")
     .option("--report <out.html>", "write a self-contained HTML report")
+    .option("--model <dir>", "also check that this exported model is one the ledger released, and show the ε at its release")
     .option("--json", "print findings as JSON")
     .action(async (o: VerifyOptions) => {
       const r = await runVerify(o);
@@ -29,7 +32,7 @@ export function registerVerifyCommand(program: Command): void {
 }
 
 /** Options of `tacit verify`, as commander parses them. */
-export interface VerifyOptions { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; initialModel?: string; report?: string; json?: boolean }
+export interface VerifyOptions { ledger: string; policy?: string; coordinatorKey?: string; delta: string; head?: string; initialModel?: string; report?: string; json?: boolean; model?: string }
 
 /**
  * The whole `tacit verify` command without a process: exit 0 when everything holds, 1 naming
@@ -80,7 +83,8 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
   if (o.report) {
     writeFileAtomic(o.report, await renderReport(findings, policy), 0o644);
   }
-  if (o.json) out.push(jsonWithInfinity(findings) + "\n");
+  const model = o.model === undefined ? undefined : modelAtRelease(o.model, text, findings);
+  if (o.json) out.push(jsonWithInfinity(model ? { ...findings, model } : findings) + "\n");
   else {
     out.push(findings.ok ? `VERIFIED: ${findings.entries} entries; chain, signatures, attestations and budgets hold at the policy's δ = ${findings.delta}\n` : `NOT VERIFIED: ${findings.violations.length} violation(s) (budgets judged at δ = ${findings.delta})\n`);
     for (const v of findings.violations) out.push(`  ${v.code}${v.line ? ` (line ${v.line})` : ""}: ${v.message}\n`);
@@ -95,8 +99,46 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
     }
     for (const o of findings.offences) out.push(`  device ${o.deviceId}: ${o.count} malformed message(s) named by the coordinator\n`);
     for (const e of findings.enrollments) out.push(`  enrollments by ${e.creator}: ${e.tokens} token(s) created, ${e.devices} device(s) enrolled\n`);
+    if (model) out.push(describeModelRelease(model));
   }
-  return findings.ok;
+  return findings.ok && (model === undefined || model.released);
+}
+
+/** Whether an exported model is one the ledger released, and the privacy cost at its release. */
+interface ModelAtRelease {
+  dir: string;
+  /** Recomputed from the export's weights (readExportedModel refuses one that differs from tacit-model.json). */
+  modelHash: string;
+  released: boolean;
+  releases: { runId: string; round: number; ledgerSeq: number; worstDeviceEpsilon: number; populationEpsilon: number; delta: number }[];
+}
+
+function modelAtRelease(dir: string, ledger: string, findings: Findings): ModelAtRelease {
+  let hash: string;
+  try {
+    hash = readExportedModel(dir).modelHash;
+  } catch (err) {
+    if (err instanceof ExportedModelError) throw new CliError(`--model: ${err.message}`);
+    throw err;
+  }
+  const releases = modelReleases(ledger)
+    .filter((r) => r.modelHash === hash)
+    .map((r) => {
+      // ε as the reviewer's own recomputation has it after that round (0 before any round).
+      const fig = findings.runs.find((x) => x.runId === r.runId)?.rounds.find((x) => x.round === r.round && x.status === "completed");
+      return { runId: r.runId, round: r.round, ledgerSeq: r.seq, worstDeviceEpsilon: fig?.worstDeviceEpsilon ?? 0, populationEpsilon: fig?.populationEpsilon ?? 0, delta: fig?.delta ?? findings.delta };
+    });
+  return { dir, modelHash: hash, released: releases.length > 0, releases };
+}
+
+function describeModelRelease(m: ModelAtRelease): string {
+  const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "∞");
+  if (!m.released) return `  model ${m.dir}: NOT RELEASED — its weights hash to ${m.modelHash}, which no completed round or run launch in this ledger records\n`;
+  return m.releases
+    .map((r) => r.round < 0
+      ? `  model ${m.dir}: RELEASED as the initial model of run ${r.runId} (ledger entry ${r.ledgerSeq}, hash ${m.modelHash}); ε at release 0 (no round had run)\n`
+      : `  model ${m.dir}: RELEASED after round ${r.round} of run ${r.runId} (ledger entry ${r.ledgerSeq}, hash ${m.modelHash}); ε at release: worst device ${f(r.worstDeviceEpsilon)} at δ = ${r.delta}, population ${f(r.populationEpsilon)}\n`)
+    .join("");
 }
 
 /**

@@ -22,6 +22,9 @@ import { RoundSubscription } from "../transport/round-subscription.ts";
 import { ActionStore, type ActionRecord } from "../store/action-store.ts";
 import { LocalTrainer } from "./local-trainer.ts";
 import { syncLedgerCopy } from "./ledger-copy.ts";
+import { loadDeviceModel, saveDeviceModel } from "../suggest/device-model.ts";
+import { suggestNext, type Suggestions } from "../suggest/suggest.ts";
+import { SuggestServer, suggestSocketPath } from "../suggest/suggest-server.ts";
 import type * as grpc from "@grpc/grpc-js";
 import type { DeviceLimits } from "../participant/device-guard.ts";
 
@@ -47,6 +50,8 @@ export interface DaemonOptions {
   /** Test hook: extra gRPC client interceptors (e.g. recording every outgoing message). */
   interceptors?: grpc.Interceptor[];
   onParticipantEvent?: (e: ParticipantEvent) => void;
+  /** Where the suggestion socket listens (default: suggestSocketPath of the state dir). */
+  suggestSocket?: string;
 }
 
 export interface DaemonStatus {
@@ -127,6 +132,7 @@ export class ClientDaemon {
   private readonly startedAt = Date.now();
   private flushedAt: number | undefined;
   private recountAt: number | undefined;
+  private suggest: SuggestServer | undefined;
   private readonly onFlushRequest = (): void => {
     // review/export/delete read the store through their own handle: seal our buffer first, and
     // recount a moment later (a delete may follow).
@@ -176,6 +182,9 @@ export class ClientDaemon {
         unavailable: () =>
           this.consent.paused ? { code: "PAUSED", reason: "paused by the user" } : !this.idle() ? { code: "IN_USE", reason: "the laptop is in use" } : undefined,
         train: async (cfg, weights) => {
+          // The model this round starts from (hash already checked against the signed config)
+          // becomes the laptop's current model, for suggestions between rounds.
+          await saveDeviceModel(this.o.stateDir, { spec: cfg.model, weights, runId: cfg.runId, round: cfg.round }).catch((err: Error) => this.o.log.warn({ err: err.message }, "could not keep the round's model for suggestions"));
           this.store.flush();
           return this.trainer.train(cfg, weights, this.store.read().records);
         },
@@ -194,6 +203,7 @@ export class ClientDaemon {
       },
     });
     this.subscription.start();
+    await this.startSuggestions();
     process.on(FLUSH_SIGNAL, this.onFlushRequest);
     this.timer = setInterval(() => this.tick(), 1000);
     this.writeStatus();
@@ -228,6 +238,25 @@ export class ClientDaemon {
     // Never log training content; the event carries only round ids, loss and counts.
     this.o.log.info({ event: e.type, runId: e.runId, round: e.round }, "round event");
     this.o.onParticipantEvent?.(e);
+  }
+
+  /** The suggestion socket; a laptop where it cannot listen still captures and trains. */
+  private async startSuggestions(): Promise<void> {
+    const path = this.o.suggestSocket ?? suggestSocketPath(this.o.stateDir);
+    const server = new SuggestServer({ path, answer: (top) => this.suggestions(top) });
+    try {
+      await server.start();
+      this.suggest = server;
+      this.o.log.info({ socket: path }, "serving suggestions on a local socket");
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message, socket: path }, "suggestion socket not available");
+    }
+  }
+
+  /** What `tacit client suggest` prints, from the live store (buffered actions included). */
+  async suggestions(top: number): Promise<Suggestions> {
+    const model = await loadDeviceModel(this.o.stateDir);
+    return suggestNext(model, this.store.read().records, { top, nowMs: Date.now() });
   }
 
   /** A live view of the consented limits for the device guard. */
@@ -337,6 +366,7 @@ export class ClientDaemon {
     if (this.timer) clearInterval(this.timer);
     process.off(FLUSH_SIGNAL, this.onFlushRequest);
     this.subscription?.stop();
+    await this.suggest?.stop();
     await this.capture?.stop();
     this.store?.close();
     await this.trainer.close();

@@ -10,3 +10,7 @@ export * from "./personalize.ts";
 export * from "./pretrain.ts";
 export * from "./initial-model.ts";
 export * from "./checked-server-update.ts";
+export * from "./predict.ts";
+export * from "./export.ts";
+export * from "./exported-model.ts";
+export * from "./export-release.ts";
