@@ -3,7 +3,8 @@
  * (identical on every device and on the coordinator, so all agree on γ, σ² and the rotation)
  * and the length of the vector that secure aggregation sums (the rotation pads to a power of 2).
  */
-import { paddedDimension, type CalibrateInput } from "../dp/index.ts";
+import { calibrateDistributedDp, paddedDimension, roundEvent, type CalibrateInput, type DpEvent } from "../dp/index.ts";
+import { calibrateEvalDp, evalDpEvent, EVAL_VECTOR_LENGTH, type EvalDpConfig } from "../eval/index.ts";
 import type { RoundConfig } from "./round-config.ts";
 
 export function dpInputsFor(cfg: RoundConfig): CalibrateInput {
@@ -20,6 +21,24 @@ export function dpInputsFor(cfg: RoundConfig): CalibrateInput {
   };
 }
 
-export function aggregationLength(cfg: Pick<RoundConfig, "parameterCount">): number {
-  return paddedDimension(cfg.parameterCount);
+export function aggregationLength(cfg: Pick<RoundConfig, "parameterCount" | "evaluation">): number {
+  return cfg.evaluation ? EVAL_VECTOR_LENGTH : paddedDimension(cfg.parameterCount);
+}
+
+/** An evaluation round's count bounds and noise, identical on every device and the coordinator. */
+export function evalDpFor(cfg: RoundConfig): EvalDpConfig {
+  if (!cfg.evaluation) throw new Error(`round ${cfg.round} of run ${cfg.runId} is not an evaluation round`);
+  return calibrateEvalDp({
+    maxExamples: cfg.evaluation.maxExamplesPerDevice,
+    noiseMultiplier: cfg.evaluation.noiseMultiplier,
+    minSurvivors: cfg.dp.minSurvivors,
+    colluders: cfg.dp.colluders,
+    maxSummands: cfg.dp.expectedSurvivors,
+    bits: cfg.secagg.bits,
+  });
+}
+
+/** What one participating device is charged for this round: its training or its evaluation noise. */
+export function roundDpEvent(cfg: RoundConfig): DpEvent {
+  return cfg.evaluation ? evalDpEvent(evalDpFor(cfg)) : roundEvent(calibrateDistributedDp(dpInputsFor(cfg)));
 }
