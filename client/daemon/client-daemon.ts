@@ -186,6 +186,10 @@ export class ClientDaemon {
         // pause or a keystroke on the wire: the laptop decides again.
         unavailable: () =>
           this.consent.paused ? { code: "PAUSED", reason: "paused by the user" } : !this.idle() ? { code: "IN_USE", reason: "the laptop is in use" } : undefined,
+        evaluate: async (cfg, weights) => {
+          this.store.flush();
+          return this.trainer.evaluate(cfg, weights, this.store.read().records);
+        },
         train: async (cfg, weights) => {
           this.store.flush();
           return this.trainer.train(cfg, weights, this.store.read().records);

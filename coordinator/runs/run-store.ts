@@ -104,6 +104,7 @@ export interface RunRecord {
 const runKey = (id: string): string => `tacit:run:${id}`;
 const roundsKey = (id: string): string => `tacit:run:${id}:rounds`;
 const roundKey = (id: string, round: number): string => `tacit:run:${id}:round:${round}`;
+const evaluationsKey = (id: string): string => `tacit:run:${id}:evaluations`;
 const RUNS = "tacit:runs";
 
 export class RunStore {
@@ -176,6 +177,15 @@ export class RunStore {
 
   async roundState(runId: string, round: number): Promise<Record<string, string>> {
     return this.redis.hgetall(roundKey(runId, round));
+  }
+
+  /** Records a finished evaluation (any status): it is not run again for the same training round. */
+  async recordEvaluation(runId: string, rec: { afterRound: number }): Promise<void> {
+    await this.redis.rpush(evaluationsKey(runId), JSON.stringify(rec));
+  }
+
+  async evaluations<T extends { afterRound: number }>(runId: string): Promise<T[]> {
+    return (await this.redis.lrange(evaluationsKey(runId), 0, -1)).map((s) => JSON.parse(s) as T);
   }
 
   async rounds(runId: string): Promise<RoundRecord[]> {

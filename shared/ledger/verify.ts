@@ -12,7 +12,8 @@
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilonFixedSize, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
-import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { evalDpInputs, parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { calibrateEvalDp, evalDpEvent } from "../eval/eval-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
 import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
@@ -35,8 +36,22 @@ export interface RoundFigures {
   populationEpsilon: number;
 }
 
+/** An evaluation round as the ledger records it, with its charge recomputed from the spec. */
+export interface EvaluationFigures {
+  round: number;
+  afterRound: number;
+  status: string;
+  survivors: number;
+  /** Summed counts as recorded (noise included, if any). */
+  counts: unknown;
+  noiseMultiplier: number;
+  /** ε of the worst-charged cohort member after this evaluation (∞ when the counts were exact). */
+  worstDeviceEpsilon: number;
+}
+
 export interface RunFigures {
   runId: string;
+  evaluations?: EvaluationFigures[];
   launchedAtLine: number;
   spec: RunSpec | undefined;
   policyLine: number | undefined;
@@ -263,6 +278,52 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
         medianDeviceEpsilon: median(epsNow),
         populationEpsilon: safePop([...run.sampledByRound.values()], runDelta),
       });
+    } else if (e.type === "evaluation") {
+      const runId = String(b.runId);
+      const run = runs.get(runId);
+      if (!run) {
+        add("EVALUATION_WITHOUT_RUN", line, `evaluation of run ${runId}, which was never launched`);
+        return;
+      }
+      const round = Number(b.round);
+      const status = String(b.status);
+      const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
+      const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
+      if (survivors.some((s) => !cohort.includes(s))) add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} evaluation ${round}: a survivor is not in the cohort`);
+      run.survivorsByRound.set(round, new Set(survivors));
+      const runDelta = run.policyAtLaunch?.body.delta ?? delta;
+      if (status === "completed") {
+        let event: DpEvent | undefined;
+        try {
+          event = parseDpEvent(b.mechanism);
+        } catch (err) {
+          add("MECHANISM", line, `run ${runId} evaluation ${round}: ${(err as Error).message}`);
+        }
+        if (run.spec && survivors.length < run.spec.minSurvivors) add("TOO_FEW_SURVIVORS", line, `run ${runId} evaluation ${round}: released with ${survivors.length} survivors < minSurvivors ${run.spec.minSurvivors}`);
+        // The charge is recomputed from the signed spec and the cohort size, never taken on trust.
+        if (event && run.spec?.evaluation) {
+          const s = run.spec;
+          let want: DpEvent | undefined;
+          try {
+            want = evalDpEvent(calibrateEvalDp(evalDpInputs(s.evaluation!, { minSurvivors: s.minSurvivors, colluders: corruptCount(cohort.length, s.corruptTolerance), maxSummands: cohort.length, bits: s.bits })));
+          } catch (err) {
+            add("EVALUATION_MECHANISM", line, `run ${runId} evaluation ${round}: ${(err as Error).message}`);
+          }
+          if (want && canonicalJson(want) !== canonicalJson(event)) add("EVALUATION_MECHANISM", line, `run ${runId} evaluation ${round}: the recorded mechanism is not the one the run's evaluation spec implies for a cohort of ${cohort.length}`);
+        } else if (event) add("EVALUATION_MECHANISM", line, `run ${runId} evaluation ${round}: the run's spec asks for no evaluation`);
+        if (event) {
+          run.eventByRound.set(round, event);
+          const eligible = cohort.length;
+          run.sampledByRound.set(round, { event, eligible, cohort: Math.max(1, cohort.length) });
+          for (const d of survivors) {
+            const list = deviceEvents.get(d) ?? [];
+            list.push(event);
+            deviceEvents.set(d, list);
+          }
+        }
+      }
+      const epsNow = [...deviceEvents.entries()].filter(([d]) => survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
+      (run.evaluations ??= []).push({ round, afterRound: Number(b.afterRound), status, survivors: survivors.length, counts: b.counts ?? null, noiseMultiplier: Number(b.noiseMultiplier ?? 0), worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0 });
     } else if (e.type === "attestation") {
       const runId = String(b.runId);
       const round = Number(b.round);
@@ -316,7 +377,7 @@ export function verifyLedger(text: string, opts: VerifyOptions = {}): Findings {
     delta,
     ...(extra ? { requestedDelta: requested } : {}),
     coordinatorPublicKey: coordinatorKeyB64,
-    runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
+    runs: [...runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state, evaluations }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state, ...(evaluations ? { evaluations } : {}) })),
     devices,
     enrollments: [...enrollments.values()],
     offences: [...offences].map(([deviceId, count]) => ({ deviceId, count })),

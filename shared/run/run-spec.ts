@@ -133,6 +133,13 @@ export function evalDpInputs(e: Pick<EvaluationSpec, "maxExamplesPerDevice" | "n
   return { maxExamples: e.maxExamplesPerDevice, noiseMultiplier: e.noiseMultiplier, ...r };
 }
 
+/**
+ * Evaluation rounds have round numbers of their own, above any training round's (rounds ≤
+ * 100,000), so that devices, RPC handlers and the ledger never mistake one for the other.
+ */
+export const EVAL_ROUND_BASE = 1_000_000;
+export const evalRoundNumber = (afterRound: number): number => EVAL_ROUND_BASE + afterRound;
+
 /** Whether an evaluation round follows training round `round` (0-based) of a run of `rounds`. */
 export function evaluatesAfter(spec: Pick<RunSpec, "rounds" | "evaluation">, round: number): boolean {
   if (!spec.evaluation) return false;
