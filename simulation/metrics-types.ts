@@ -9,6 +9,12 @@ export interface RoundMetrics {
   eval: EvalMetrics;
   /** The global model combined on each device with its own statistics (simulation/evaluation.ts). */
   evalPersonalized?: EvalMetrics;
+  /**
+   * The same global model evaluated federatedly: each device's held-out slice (the eval set's
+   * part of that user), summed by secure aggregation — counts only. Absent when the run does not
+   * evaluate federatedly (an --eval-dir eval set, or a DP run) or the evaluation failed.
+   */
+  federatedEval?: FederatedEvalMetrics;
   cohort: number;
   survivors: number;
   declines: number;
@@ -17,6 +23,14 @@ export interface RoundMetrics {
   deviceEpsilon: { max: number; median: number };
   populationEpsilon: number;
   wallSeconds: number;
+}
+
+export interface FederatedEvalMetrics extends EvalMetrics {
+  /** Devices whose counts were summed. */
+  survivors: number;
+  noiseMultiplier: number;
+  /** ± bound on every summed count (0 without noise). */
+  countErrorBound: number;
 }
 
 export interface SimulationMetrics {

@@ -12,7 +12,7 @@ import {
 } from "../shared/eval/index.ts";
 import { splitHoldout } from "../shared/data/index.ts";
 import { buildExamples } from "../shared/model/index.ts";
-import { evaluatesAfter, parseRunSpec, RunSpecError } from "../shared/run/index.ts";
+import { aggregationLength, evaluatesAfter, evalRoundNumber, parseRunSpec, roundConfigSchema, RunSpecError } from "../shared/run/index.ts";
 import { tinyRunSpec, TINY_MODEL } from "./support/cluster.ts";
 
 const dp0 = calibrateEvalDp({ maxExamples: 100, noiseMultiplier: 0, minSurvivors: 3, colluders: 0, maxSummands: 5, bits: 32 });
@@ -115,5 +115,26 @@ describe("run spec evaluation fields", () => {
     expect(() => parseRunSpec(tinyRunSpec({ noiseMultiplier: 1, evaluation: e }))).toThrow(/must noise its evaluation counts/);
     expect(() => parseRunSpec(tinyRunSpec({ noiseMultiplier: 1, evaluation: { ...e, noiseMultiplier: 1 } }))).not.toThrow();
     expect(() => parseRunSpec({ ...tinyRunSpec({ bits: 32, cohortSize: 5000, minSurvivors: 1000, populationSize: 10000 }), evaluation: { ...e, maxExamplesPerDevice: 100_000 } })).toThrow(/evaluation: .*the run's modulus has 32/);
+  });
+});
+
+describe("evaluation round config", () => {
+  const base = {
+    protocol: "tacit-eval-v1", runId: "r", round: evalRoundNumber(3), attempt: 0, modelHash: "a".repeat(64), parameterCount: 10, model: TINY_MODEL,
+    training: { localEpochs: 1, maxLocalSteps: 1, batchSize: 1, learningRate: 0.1, optimizer: "sgd", seed: 0, heldOutFraction: 0.1 },
+    dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 0, minSurvivors: 2, expectedSurvivors: 3, colluders: 0, delta: 1e-6, rotationSeed: "" },
+    secagg: { bits: 32, threshold: 2, degree: 2, mode: "full", roundSeed: "", guarantee: "" },
+    signals: ["commit"], cohort: [{ index: 0, deviceId: "d", identityPublicKey: "" }], populationSize: 3,
+    deadlines: { advertise: 0, share: 0, maskedInput: 0, unmask: 0 }, issuedAt: 0,
+    evaluation: { afterRound: 3, maxExamplesPerDevice: 100, noiseMultiplier: 0 },
+  };
+
+  it("an evaluation block exactly in tacit-eval-v1 rounds, with the held-out fraction; the summed vector is the 7 counts", () => {
+    const ok = roundConfigSchema.parse(base);
+    expect(aggregationLength(ok)).toBe(EVAL_VECTOR_LENGTH);
+    expect(roundConfigSchema.safeParse({ ...base, protocol: "tacit-round-v1" }).success).toBe(false);
+    const { evaluation: _e, ...training } = base;
+    expect(roundConfigSchema.safeParse(training).success).toBe(false);
+    expect(roundConfigSchema.safeParse({ ...base, training: { ...base.training, heldOutFraction: undefined } }).success).toBe(false);
   });
 });
