@@ -31,6 +31,8 @@ export interface FederatedEvalMetrics extends EvalMetrics {
   noiseMultiplier: number;
   /** ± bound on every summed count (0 without noise). */
   countErrorBound: number;
+  /** Each example's loss is capped here on the device (bounded sensitivity): `loss` ≤ the uncapped `eval.loss`. */
+  lossCapNats: number;
 }
 
 export interface SimulationMetrics {

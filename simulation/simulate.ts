@@ -25,6 +25,7 @@ import { writeJsonAtomic } from "./write-json-atomic.ts";
 import { SimulationProgress } from "./progress.ts";
 import type { FederatedEvalMetrics, RoundMetrics, SimulationMetrics } from "./metrics-types.ts";
 import type { EvaluationRecord } from "../coordinator/rounds/evaluation-round.ts";
+import { LOSS_CAP_NATS } from "../shared/eval/index.ts";
 
 export type { RoundMetrics, SimulationMetrics };
 
@@ -437,7 +438,7 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
 function federatedByRound(json: string): Map<number, FederatedEvalMetrics> {
   const out = new Map<number, FederatedEvalMetrics>();
   for (const e of (json ? JSON.parse(json) : []) as EvaluationRecord[]) {
-    if (e.status === "completed" && e.metrics) out.set(e.afterRound, { ...e.metrics, survivors: e.survivors, noiseMultiplier: e.noiseMultiplier, countErrorBound: e.errorBound?.counts ?? 0 });
+    if (e.status === "completed" && e.metrics) out.set(e.afterRound, { ...e.metrics, survivors: e.survivors, noiseMultiplier: e.noiseMultiplier, countErrorBound: e.errorBound?.counts ?? 0, lossCapNats: LOSS_CAP_NATS });
   }
   return out;
 }
