@@ -72,9 +72,13 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
       trainers.push(h.trainer);
       await cluster.addDevice(`laptop-${i}`, h);
     }
-    await cluster.waitConnected(3);
+    // A device that does not evaluate (no hook) declines evaluation rounds but still trains.
+    const plain = hooks(users[1]!);
+    trainers.push(plain.trainer);
+    const noEval = await cluster.addDevice("no-eval", { train: plain.train });
+    await cluster.waitConnected(4);
     const evaluation: EvaluationSpec = { everyRounds: 1, heldOutFraction: 0.1, maxExamplesPerDevice: 10_000, noiseMultiplier: 0 };
-    const runId = await cluster.launch(tinyRunSpec({ model: MODEL, rounds: 2, cohortSize: 3, minSurvivors: 2, populationSize: 3, evaluation }));
+    const runId = await cluster.launch(tinyRunSpec({ model: MODEL, rounds: 2, cohortSize: 4, minSurvivors: 2, populationSize: 4, corruptTolerance: 0, evaluation }));
     const evs = await evaluations(runId);
     expect(evs.map((e) => [e.afterRound, e.status, e.survivors])).toEqual([[0, "completed", 3], [1, "completed", 3]]);
     for (const e of evs) {
@@ -102,7 +106,12 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     expect(run.evaluations!.map((e) => [e.afterRound, e.status, e.survivors])).toEqual([[0, "completed", 3], [1, "completed", 3]]);
     // Exact counts are recorded for what they are: no DP guarantee for the devices that sent them.
     expect(run.evaluations!.every((e) => e.worstDeviceEpsilon === Infinity)).toBe(true);
-    for (const d of cluster.devices) expect(d.budget.events().filter((ev) => ev.kind === "nonPrivate")).toHaveLength(2);
+    for (const d of cluster.devices.filter((x) => x !== noEval)) expect(d.budget.events().filter((ev) => ev.kind === "nonPrivate")).toHaveLength(2);
+    expect(noEval.events.filter((x) => x.type === "declined" && x.runId === runId).map((x) => x.type === "declined" && [x.round, x.code])).toEqual([[evs[0]!.round, "NO_EVALUATION"], [evs[1]!.round, "NO_EVALUATION"]]);
+    expect(noEval.events.filter((x) => x.type === "submitted" && x.runId === runId)).toHaveLength(2);
+    // It leaves, so that the next run's cohort is exactly the devices that evaluate.
+    noEval.stop();
+    for (const end = Date.now() + 10_000; cluster.coordinator.hub.isConnected(noEval.deviceId) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 25));
   });
 
   it("with noise: within the stated error; a device with impossible counts is left out, nothing else is lost; verify recomputes the charge", async () => {
@@ -113,8 +122,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     const evaluation: EvaluationSpec = { everyRounds: 5, heldOutFraction: 0.1, maxExamplesPerDevice: 200, noiseMultiplier: 0.5 };
     const runId = await cluster.launch(tinyRunSpec({ model: MODEL, rounds: 1, cohortSize: 4, minSurvivors: 2, populationSize: 4, corruptTolerance: 0, evaluation, deadlines: { ...tinyRunSpec().deadlines, maskedInputMs: 15_000 } }));
     const [e] = await evaluations(runId);
-    expect(e!.status).toBe("completed");
-    expect(e!.survivors).toBe(3);
+    expect([e!.status, e!.survivors], e!.detail).toEqual(["completed", 3]);
     const cp = await cluster.coordinator.checkpoints.read(runId, 0);
     const exact = central(cp.weights, users);
     const bound = e!.errorBound!.counts;
