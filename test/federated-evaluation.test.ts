@@ -14,6 +14,7 @@ import { initBackend, Trainer } from "../shared/model/index.ts";
 import { evaluateLocally, lastExamples, localSplit, type EvalCounts } from "../shared/eval/index.ts";
 import { localTrainOptions, type EvaluationSpec, type RoundConfig } from "../shared/run/index.ts";
 import { verifyLedger } from "../shared/ledger/verify.ts";
+import { runVerify } from "../cli/commands/verify.ts";
 import { evaluateModel } from "../simulation/evaluation.ts";
 import type { EvaluationRecord } from "../coordinator/rounds/evaluation-round.ts";
 import { TestCluster, tinyRunSpec, TINY_MODEL } from "./support/cluster.ts";
@@ -106,6 +107,8 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     expect(run.evaluations!.map((e) => [e.afterRound, e.status, e.survivors])).toEqual([[0, "completed", 3], [1, "completed", 3]]);
     // Exact counts are recorded for what they are: no DP guarantee for the devices that sent them.
     expect(run.evaluations!.every((e) => e.worstDeviceEpsilon === Infinity)).toBe(true);
+    const cli = await runVerify({ ledger: cluster.coordinator.paths.ledger, delta: "1e-6" });
+    expect(cli.stdout).toContain("evaluation after round 1: completed, 3 device(s), exact counts, no DP noise; worst device ε after it ∞");
     for (const d of cluster.devices.filter((x) => x !== noEval)) expect(d.budget.events().filter((ev) => ev.kind === "nonPrivate")).toHaveLength(2);
     expect(noEval.events.filter((x) => x.type === "declined" && x.runId === runId).map((x) => x.type === "declined" && [x.round, x.code])).toEqual([[evs[0]!.round, "NO_EVALUATION"], [evs[1]!.round, "NO_EVALUATION"]]);
     expect(noEval.events.filter((x) => x.type === "submitted" && x.runId === runId)).toHaveLength(2);
