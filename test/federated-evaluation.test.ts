@@ -112,6 +112,16 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     for (const d of cluster.devices.filter((x) => x !== noEval)) expect(d.budget.events().filter((ev) => ev.kind === "nonPrivate")).toHaveLength(2);
     expect(noEval.events.filter((x) => x.type === "declined" && x.runId === runId).map((x) => x.type === "declined" && [x.round, x.code])).toEqual([[evs[0]!.round, "NO_EVALUATION"], [evs[1]!.round, "NO_EVALUATION"]]);
     expect(noEval.events.filter((x) => x.type === "submitted" && x.runId === runId)).toHaveLength(2);
+    // An evaluation the ledger holds is never run again, even if Redis lost its record (a crash
+    // between the two): a second run would charge devices the ledger's entry does not name.
+    const c = cluster.coordinator;
+    await c.redis.del(`tacit:run:${runId}:evaluations`);
+    const entries = readFileSync(c.paths.ledger, "utf8").split("\n").length;
+    const record = (await c.runs.get(runId))!;
+    await (c.scheduler as unknown as { evaluate(r: typeof record, afterRound: number, s: AbortSignal): Promise<void> }).evaluate(record, 1, new AbortController().signal);
+    expect(await c.runs.evaluations(runId)).toEqual([]);
+    expect(readFileSync(c.paths.ledger, "utf8").split("\n").length).toBe(entries);
+
     // It leaves, so that the next run's cohort is exactly the devices that evaluate.
     noEval.stop();
     for (const end = Date.now() + 10_000; cluster.coordinator.hub.isConnected(noEval.deviceId) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 25));

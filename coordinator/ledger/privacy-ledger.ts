@@ -220,6 +220,11 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
     this.appendBatch(batch);
   }
 
+  /** Whether the ledger holds the entry of evaluation round `round` of the run (any status). */
+  hasEvaluation(runId: string, round: number): boolean {
+    return this.evaluations.has(`${runId}/${round}`);
+  }
+
   /**
    * Appends an evaluation round: its counts (the only thing released), the noise mechanism
    * each survivor was charged — `nonPrivate` when the counts were released without noise, so

@@ -31,7 +31,7 @@ import type { Logger } from "pino";
 import { emptyCounts, executeRound, PublishError, type RoundCommit, type RoundContext, type RoundResult } from "../rounds/round-runner.ts";
 import { RoundInterrupted } from "../rounds/round-interrupt.ts";
 import { executeEvaluation, type EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
-import { evaluatesAfter } from "../../shared/run/index.ts";
+import { evalRoundNumber, evaluatesAfter } from "../../shared/run/index.ts";
 import { isTerminal, type RoundRecord, type RunRecord, type RunStore, type TerminalRunState } from "./run-store.ts";
 import { processAlive } from "../redis/embedded-redis.ts";
 import { failpoint } from "./failpoint.ts";
@@ -60,6 +60,7 @@ export interface RunLifecycleSink {
 
 /** What the scheduler needs of the ledger to publish commits exactly once. */
 export interface RunLedger extends RunLifecycleSink, Partial<EvaluationLedgerSink> {
+  hasEvaluation?(runId: string, round: number): boolean;
   roundStatus(runId: string, round: number, attempt: number): string | undefined;
   hasRunEnd(runId: string): boolean;
 }
@@ -441,11 +442,20 @@ export class RunScheduler {
    */
   private async evaluate(run: RunRecord, afterRound: number, signal: AbortSignal): Promise<void> {
     if ((await this.runs.evaluations(run.runId)).some((e) => e.afterRound === afterRound)) return;
+    // Already in the ledger (a crash between the ledger and Redis): an evaluation is run once,
+    // so its ledger entry and the charges of the devices that attested it always agree.
+    if (this.lifecycle.hasEvaluation?.(run.runId, evalRoundNumber(afterRound))) return;
     const sink = this.lifecycle.evaluation ? { evaluation: this.lifecycle.evaluation.bind(this.lifecycle) } : { evaluation: async () => undefined };
     await this.runs.update(run.runId, { currentPhase: `evaluation after round ${afterRound}` });
-    const rec = await executeEvaluation({ ...this.round, evaluations: sink }, run, afterRound, signal);
-    await this.runs.recordEvaluation(run.runId, rec);
-    this.log.info({ runId: run.runId, afterRound, status: rec.status, metrics: rec.metrics }, "evaluation round ended");
+    try {
+      const rec = await executeEvaluation({ ...this.round, evaluations: sink }, run, afterRound, signal);
+      await this.runs.recordEvaluation(run.runId, rec);
+      this.log.info({ runId: run.runId, afterRound, status: rec.status, metrics: rec.metrics }, "evaluation round ended");
+    } catch (err) {
+      // Evaluation never blocks training: an error here (e.g. the ledger already closed by a
+      // cancel) is logged and the job goes on to its training round or the run's end.
+      this.log.warn({ runId: run.runId, afterRound, err: (err as Error).message }, "evaluation round failed");
+    }
   }
 
   /** The job after an evaluating run's last round: its final evaluation ran, the run completes. */
