@@ -117,9 +117,13 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     const c = cluster.coordinator;
     await c.redis.del(`tacit:run:${runId}:evaluations`);
     const entries = readFileSync(c.paths.ledger, "utf8").split("\n").length;
+    const joined = (): number => cluster.devices.reduce((a, d) => a + d.events.filter((x) => x.type === "joined" && x.round === evs[1]!.round).length, 0);
+    const invitedBefore = joined();
     const record = (await c.runs.get(runId))!;
     await (c.scheduler as unknown as { evaluate(r: typeof record, afterRound: number, s: AbortSignal): Promise<void> }).evaluate(record, 1, new AbortController().signal);
     expect(await c.runs.evaluations(runId)).toEqual([]);
+    // Nobody was invited to it again.
+    expect(joined()).toBe(invitedBefore);
     expect(readFileSync(c.paths.ledger, "utf8").split("\n").length).toBe(entries);
 
     // It leaves, so that the next run's cohort is exactly the devices that evaluate.
