@@ -158,7 +158,7 @@ export class Coordinator {
     }
   }
 
-  async runStatus(runId: string): Promise<{ runId: string; state: string; roundsTotal: number; roundsDone: number; currentPhase: string; modelHash: string; rounds: object[]; specJson: string; error: string }> {
+  async runStatus(runId: string): Promise<{ runId: string; state: string; roundsTotal: number; roundsDone: number; currentPhase: string; modelHash: string; rounds: object[]; specJson: string; error: string; evaluationsJson: string }> {
     if (!runId) throw invalid("missing run_id");
     const run = await this.runs.get(runId);
     if (!run) throw notFound(`no run ${runId}`);
@@ -172,6 +172,7 @@ export class Coordinator {
       modelHash: run.modelHash,
       specJson: JSON.stringify(run.spec),
       error: run.error,
+      evaluationsJson: JSON.stringify(await this.runs.evaluations(runId)),
       rounds: rounds.map((r) => ({
         round: r.round,
         status: r.status,

@@ -7,7 +7,8 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { randomInt } from "node:crypto";
 import { generateEd25519 } from "../shared/crypto/index.ts";
-import { buildExamples, initBackend, Trainer, type ModelSpec, type Examples } from "../shared/model/index.ts";
+import { initBackend, Trainer, type ModelSpec, type Examples } from "../shared/model/index.ts";
+import { evaluateLocally, lastExamples, localSplit } from "../shared/eval/index.ts";
 import { localTrainOptions, type RoundConfig } from "../shared/run/index.ts";
 import { CoordinatorClient } from "../client/transport/coordinator-client.ts";
 import { RoundParticipant, type RoundPhase } from "../client/participant/round-participant.ts";
@@ -43,7 +44,7 @@ function trainerFor(spec: ModelSpec): Trainer {
 async function main(): Promise<void> {
   const backend = await initBackend(init.backend);
   const deviceIds: Record<string, string> = {};
-  const examplesCache = new Map<string, { spec: string; ex: Examples }>();
+  const examplesCache = new Map<string, { spec: string; ex: Examples; heldOut: Examples }>();
 
   for (const dev of init.devices) {
     const identity = generateEd25519();
@@ -57,6 +58,17 @@ async function main(): Promise<void> {
     deviceIds[dev.userId] = enrolled.deviceId;
     const sequence = { userId: dev.userId, source: dev.userId, events: dev.events.map(([time, token]) => ({ time, token })) };
 
+    /** Training windows without the held-out slice the run's evaluation keeps back, cached per model. */
+    const split = (cfg: RoundConfig): { ex: Examples; heldOut: Examples } => {
+      const key = JSON.stringify([cfg.model, cfg.training.heldOutFraction]);
+      let cached = examplesCache.get(dev.userId);
+      if (!cached || cached.spec !== key) {
+        const s = localSplit(sequence, cfg.model, cfg.training.heldOutFraction);
+        cached = { spec: key, ex: s.train, heldOut: s.heldOut };
+        examplesCache.set(dev.userId, cached);
+      }
+      return cached;
+    };
     let subscription: RoundSubscription | undefined;
     const participant = new RoundParticipant({
       deviceId: enrolled.deviceId,
@@ -68,12 +80,7 @@ async function main(): Promise<void> {
       hooks: {
         train: (cfg: RoundConfig, weights: Float32Array) =>
           exclusive(async () => {
-            const specKey = JSON.stringify(cfg.model);
-            let cached = examplesCache.get(dev.userId);
-            if (!cached || cached.spec !== specKey) {
-              cached = { spec: specKey, ex: buildExamples(sequence, cfg.model) };
-              examplesCache.set(dev.userId, cached);
-            }
+            const cached = split(cfg);
             const t = trainerFor(cfg.model);
             t.setWeights(weights);
             const res = await t.train(cached.ex, localTrainOptions(cfg));
@@ -82,6 +89,8 @@ async function main(): Promise<void> {
             for (let i = 0; i < after.length; i++) delta[i] = after[i]! - weights[i]!;
             return { delta, loss: res.loss, examples: cached.ex.count };
           }),
+        // Counts only leave the device; the held-out slice is never in `split(cfg).ex`.
+        evaluate: (cfg: RoundConfig, weights: Float32Array) => exclusive(async () => evaluateLocally(trainerFor(cfg.model), weights, lastExamples(split(cfg).heldOut, cfg.evaluation!.maxExamplesPerDevice))),
         dropAt: () => (init.dropout > 0 && Math.random() < init.dropout ? PHASES[randomInt(PHASES.length)] : undefined),
         // The laptop goes offline: the stream closes now and comes back a moment later.
         onDrop: () => subscription?.goOffline(300),

@@ -23,19 +23,10 @@ export interface EvalMetrics {
   users: number;
 }
 
-/** How many entries rank strictly above entry y, capped at 3 (ties: lower index first, as tf.topk). */
-export function rankOf(p: ArrayLike<number>, y: number): number {
-  const py = p[y]!;
-  let above = 0;
-  for (let v = 0; v < p.length; v++) {
-    const pv = p[v]!;
-    if (pv > py || (pv === py && v < y)) {
-      above += 1;
-      if (above >= 3) return 3;
-    }
-  }
-  return above;
-}
+import { rankOf } from "../shared/eval/evaluate-local.ts";
+
+/** One ranking for the central and the federated evaluation (shared/eval). */
+export { rankOf };
 
 class Tally {
   private n = 0;

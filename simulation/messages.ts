@@ -5,7 +5,11 @@ import type { ParticipantEvent } from "../client/participant/round-participant.t
 export interface SimDeviceSpec {
   userId: string;
   token: string;
-  /** Training sequence of this user (already split), as [time, token] pairs. */
+  /**
+   * This user's sequence as [time, token] pairs: the training part only, or — when the run
+   * evaluates federatedly — the whole sequence, of which the device holds out the most recent
+   * part itself (shared/eval/held-out.ts).
+   */
   events: [number, string][];
 }
 

@@ -9,6 +9,12 @@ export interface RoundMetrics {
   eval: EvalMetrics;
   /** The global model combined on each device with its own statistics (simulation/evaluation.ts). */
   evalPersonalized?: EvalMetrics;
+  /**
+   * The same global model evaluated federatedly: each device's held-out slice (the eval set's
+   * part of that user), summed by secure aggregation — counts only. Absent when the run does not
+   * evaluate federatedly (an --eval-dir eval set, or a DP run) or the evaluation failed.
+   */
+  federatedEval?: FederatedEvalMetrics;
   cohort: number;
   survivors: number;
   declines: number;
@@ -19,6 +25,16 @@ export interface RoundMetrics {
   wallSeconds: number;
   /** Adaptive clipping: the C the next round clips to (from the round's checkpoint). */
   nextClip?: number;
+}
+
+export interface FederatedEvalMetrics extends EvalMetrics {
+  /** Devices whose counts were summed. */
+  survivors: number;
+  noiseMultiplier: number;
+  /** ± bound on every summed count (0 without noise). */
+  countErrorBound: number;
+  /** Each example's loss is capped here on the device (bounded sensitivity): `loss` ≤ the uncapped `eval.loss`. */
+  lossCapNats: number;
 }
 
 export interface SimulationMetrics {

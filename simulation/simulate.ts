@@ -13,7 +13,7 @@ import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
 import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
 import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
-import { DEFAULT_DEADLINES, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
+import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
@@ -24,7 +24,9 @@ import { prepareInitialModel, withLocalStatistics, type InitialModel } from "./i
 import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
 import { writeJsonAtomic } from "./write-json-atomic.ts";
 import { SimulationProgress } from "./progress.ts";
-import type { RoundMetrics, SimulationMetrics } from "./metrics-types.ts";
+import type { FederatedEvalMetrics, RoundMetrics, SimulationMetrics } from "./metrics-types.ts";
+import type { EvaluationRecord } from "../coordinator/rounds/evaluation-round.ts";
+import { LOSS_CAP_NATS } from "../shared/eval/index.ts";
 
 export type { RoundMetrics, SimulationMetrics };
 
@@ -86,8 +88,30 @@ function rejectWhenStopped(signal: AbortSignal | undefined): Promise<never> {
 interface Prepared {
   users: UserSequence[];
   train: UserSequence[];
+  /** The eval set is the last HELD_OUT_FRACTION of each user: devices can hold it out themselves. */
+  heldOutIsEvalSet: boolean;
   evalSets: EvalSet[];
   evalSource: string;
+}
+
+/** The eval set's share of each user's sequence (the most recent part), also the devices' held-out slice. */
+const HELD_OUT_FRACTION = 0.1;
+
+/**
+ * Federated evaluation after every round, when the devices' held-out slices are exactly the
+ * eval set and the run is not DP (noised evaluation would spend budget the ε calibration did
+ * not plan for; exact counts would void a DP run's ε). Undefined when it cannot apply.
+ */
+function simulationEvaluation(data: Prepared, spec: RunSpec): RunSpec["evaluation"] {
+  if (!data.heldOutIsEvalSet || spec.noiseMultiplier > 0) return undefined;
+  const largest = Math.max(1, ...data.evalSets.map((s) => s.examples.count));
+  const evaluation = { everyRounds: 1, heldOutFraction: HELD_OUT_FRACTION, maxExamplesPerDevice: Math.min(100_000, largest), noiseMultiplier: 0 };
+  try {
+    parseRunSpec({ ...spec, evaluation });
+    return evaluation;
+  } catch {
+    return undefined; // e.g. the counts would not fit the modulus: no federated evaluation
+  }
 }
 
 async function prepare(opts: SimulateOptions): Promise<Prepared> {
@@ -103,6 +127,7 @@ async function prepare(opts: SimulateOptions): Promise<Prepared> {
     return {
       users,
       train: users,
+      heldOutIsEvalSet: false,
       evalSets: evalUsers.map((e) => {
         const ctx = byId.get(e.userId);
         return { userId: e.userId, examples: buildExamples(e, spec, ctx ? { contextFrom: ctx } : undefined) };
@@ -110,10 +135,11 @@ async function prepare(opts: SimulateOptions): Promise<Prepared> {
       evalSource: resolve(opts.evalDir),
     };
   }
-  const splits = users.map((u) => ({ u, ...splitHoldout(u, 0.1) }));
+  const splits = users.map((u) => ({ u, ...splitHoldout(u, HELD_OUT_FRACTION) }));
   return {
     users,
     train: splits.map((s) => s.train),
+    heldOutIsEvalSet: true,
     evalSets: splits.map((s) => ({ userId: s.u.userId, examples: buildExamples(s.eval, spec, { contextFrom: s.train }) })),
     evalSource: "last 10% of each user's sequence",
   };
@@ -235,7 +261,9 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: recipe.rounds, eventFor: (z) => (z >= countCap ? { kind: "gaussian", noiseMultiplier: countCap } : perRoundEvent({ ...base, noiseMultiplier: z })) });
     if (noiseMultiplier >= countCap) throw new SimulationError(`adaptive clipping: ε ${opts.targetEpsilon} needs noise multiplier ≥ ${countCap.toFixed(3)} = 2σ_b (σ_b = 0.05 · cohort ${recipe.cohort}); the clip count alone would spend it — use more devices or fixed clipping`);
   }
-  const spec = buildRunSpec(opts, recipe, initial, n, noiseMultiplier);
+  const trainingSpec = buildRunSpec(opts, recipe, initial, n, noiseMultiplier);
+  const evaluation = simulationEvaluation(data, trainingSpec);
+  const spec: RunSpec = evaluation ? { ...trainingSpec, evaluation } : trainingSpec;
   let coordinator: Coordinator | undefined;
   const workers: Worker[] = [];
   try {
@@ -248,7 +276,9 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     const mlTeam = new CoordinatorClient({ address, caFile, credentials: { keyId: "ml-team-1", privateKey: mlTeamKey.privateKey } });
 
     const devices: SimDeviceSpec[] = [];
-    for (const u of data.train) {
+    // With federated evaluation each device holds its whole sequence and keeps the held-out
+    // slice (the eval set's part of that user) out of training itself.
+    for (const u of evaluation ? data.users : data.train) {
       const t = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 3600, label: u.userId });
       devices.push({ userId: u.userId, token: t.token, events: u.events.map((e) => [e.time, e.token]) });
     }
@@ -344,6 +374,12 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
       throwIfStopped(opts.signal);
       const st = await mlTeam.unary<object, RunStatus>("RunControl", "GetRun", { runId });
       progress.phase(st.currentPhase);
+      const federated = federatedByRound(st.evaluationsJson);
+      const attach = (m: RoundMetrics): void => {
+        const f = federated.get(m.round);
+        if (f && m.status === "completed") m.federatedEval = f;
+      };
+      rounds.forEach(attach);
       while (seen < st.rounds.length) {
         const r = st.rounds[seen]!;
         seen += 1;
@@ -379,6 +415,7 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
           ...(nextClip !== undefined ? { nextClip } : {}),
         };
         lastWall = Date.now();
+        attach(m);
         rounds.push(m);
         progress.endRound(r.round, m);
         opts.onRound?.(snapshot(false));
@@ -413,6 +450,15 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     await coordinator?.stop();
     if (ownState) rmSync(stateDir, { recursive: true, force: true });
   }
+}
+
+/** Completed federated evaluations by the training round whose model they evaluated. */
+function federatedByRound(json: string): Map<number, FederatedEvalMetrics> {
+  const out = new Map<number, FederatedEvalMetrics>();
+  for (const e of (json ? JSON.parse(json) : []) as EvaluationRecord[]) {
+    if (e.status === "completed" && e.metrics) out.set(e.afterRound, { ...e.metrics, survivors: e.survivors, noiseMultiplier: e.noiseMultiplier, countErrorBound: e.errorBound?.counts ?? 0, lossCapNats: LOSS_CAP_NATS });
+  }
+  return out;
 }
 
 export function writeMetrics(out: string, metrics: SimulationMetrics): string {

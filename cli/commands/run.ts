@@ -9,6 +9,7 @@ import { DEFAULT_MODEL_SPEC } from "../../shared/model/index.ts";
 import type { RunStatus } from "../../client/transport/coordinator-client.ts";
 import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
 import { join } from "node:path";
+import { evaluationLine, parseEvaluations } from "./evaluation-lines.ts";
 
 interface Conn {
   stateDir?: string;
@@ -57,7 +58,7 @@ export function defaultRunSpec(o: { noiseMultiplier?: number; clip?: number } = 
 
 function printStatus(st: RunStatus, json: boolean | undefined): void {
   if (json) {
-    process.stdout.write(JSON.stringify({ ...st, spec: JSON.parse(st.specJson || "{}"), specJson: undefined, rounds: st.rounds.map((r) => ({ ...r, phases: JSON.parse(r.phaseCountsJson || "{}"), phaseCountsJson: undefined })) }) + "\n");
+    process.stdout.write(JSON.stringify({ ...st, spec: JSON.parse(st.specJson || "{}"), specJson: undefined, evaluations: parseEvaluations(st.evaluationsJson), evaluationsJson: undefined, rounds: st.rounds.map((r) => ({ ...r, phases: JSON.parse(r.phaseCountsJson || "{}"), phaseCountsJson: undefined })) }) + "\n");
     return;
   }
   process.stdout.write(`${st.runId}  ${st.state}  rounds ${st.roundsDone}/${st.roundsTotal}  phase ${st.currentPhase}  model ${st.modelHash.slice(0, 12)}${st.error ? `  error: ${st.error}` : ""}\n`);
@@ -66,6 +67,7 @@ function printStatus(st: RunStatus, json: boolean | undefined): void {
     process.stdout.write(`  round ${r.round} ${r.status}: ${r.survivors}/${r.cohort} survived  ${r.detail}\n`);
     if (p.secagg?.mode) process.stdout.write(`    secure aggregation: ${p.secagg.guarantee}\n`);
   }
+  for (const e of parseEvaluations(st.evaluationsJson)) process.stdout.write(evaluationLine(e) + "\n");
 }
 
 export function registerRunCommands(program: Command): void {

@@ -92,6 +92,11 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
       const last = r.rounds.filter((x) => x.status === "completed").at(-1);
       const f = (x: number | undefined): string => (x === undefined ? "—" : Number.isFinite(x) ? x.toFixed(3) : "∞");
       out.push(`  run ${r.runId}: ${r.state}, worst device ε ${f(last?.worstDeviceEpsilon)} at δ = ${last?.delta ?? findings.delta} (needs no trust in the coordinator), population ε ${f(last?.populationEpsilon)} (rests on the coordinator sampling cohorts honestly)\n`);
+      // Evaluation rounds are charged like training rounds; exact counts are reported as ε = ∞.
+      for (const e of r.evaluations ?? []) {
+        const noise = e.noiseMultiplier > 0 ? `noise multiplier ${e.noiseMultiplier}` : "exact counts, no DP noise";
+        out.push(`    evaluation after round ${e.afterRound}: ${e.status}, ${e.survivors} device(s), ${noise}; worst device ε after it ${f(e.worstDeviceEpsilon)}\n`);
+      }
     }
     if (findings.requestedDelta !== undefined) {
       const worst = Math.max(0, ...findings.devices.map((d) => d.epsilonAtRequestedDelta ?? 0));

@@ -181,6 +181,10 @@ export class ClientDaemon {
         // pause or a keystroke on the wire: the laptop decides again.
         unavailable: () =>
           this.consent.paused ? { code: "PAUSED", reason: "paused by the user" } : !this.idle() ? { code: "IN_USE", reason: "the laptop is in use" } : undefined,
+        evaluate: async (cfg, weights) => {
+          this.store.flush();
+          return this.trainer.evaluate(cfg, weights, this.store.read().records);
+        },
         train: async (cfg, weights) => {
           // The model this round starts from (hash already checked against the signed config)
           // becomes the laptop's current model, for suggestions between rounds.

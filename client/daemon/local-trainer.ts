@@ -4,7 +4,8 @@
  * model on them. Only the model delta comes back; the actions never leave this module.
  */
 import { Worker } from "node:worker_threads";
-import { buildExamples, type Examples } from "../../shared/model/index.ts";
+import type { Examples } from "../../shared/model/index.ts";
+import { lastExamples, localSplit, type EvalCounts } from "../../shared/eval/index.ts";
 import { localTrainOptions, type RoundConfig } from "../../shared/run/index.ts";
 import type { LocalUpdate } from "../participant/round-participant.ts";
 import type { ActionRecord } from "../store/action-store.ts";
@@ -17,10 +18,19 @@ export class NotEnoughDataError extends Error {
   override name = "NotEnoughDataError";
 }
 
-/** Turns stored actions (time-ordered or not) into the model's training windows. */
-export function examplesFromActions(records: readonly ActionRecord[], cfg: RoundConfig): Examples {
+/**
+ * Turns stored actions (time-ordered or not) into the model's windows: training windows, and —
+ * when the run evaluates — the held-out windows of the most recent `heldOutFraction` of the
+ * store, which training never sees (shared/eval/held-out.ts).
+ */
+export function splitActions(records: readonly ActionRecord[], cfg: RoundConfig): { train: Examples; heldOut: Examples } {
   const sorted = [...records].sort((a, b) => a.at - b.at).slice(-MAX_ACTIONS_PER_ROUND);
-  return buildExamples({ userId: "self", source: "local-store", events: sorted.map((r) => ({ time: Math.floor(r.at / 1000), token: r.token })) }, cfg.model);
+  return localSplit({ userId: "self", source: "local-store", events: sorted.map((r) => ({ time: Math.floor(r.at / 1000), token: r.token })) }, cfg.model, cfg.training.heldOutFraction);
+}
+
+/** The training windows only (the held-out slice excluded when the run evaluates). */
+export function examplesFromActions(records: readonly ActionRecord[], cfg: RoundConfig): Examples {
+  return splitActions(records, cfg).train;
 }
 
 export class LocalTrainer {
@@ -51,24 +61,32 @@ export class LocalTrainer {
     return w;
   }
 
+  private run(job: Omit<TrainJob, "id">): Promise<TrainReply> {
+    const id = this.nextId++;
+    return new Promise<TrainReply>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ensureWorker().postMessage({ ...job, id });
+    });
+  }
+
   async train(cfg: RoundConfig, weights: Float32Array, records: readonly ActionRecord[]): Promise<LocalUpdate> {
     const examples = examplesFromActions(records, cfg);
     if (examples.count < this.minExamples) throw new NotEnoughDataError(`only ${examples.count} training windows stored (need ${this.minExamples})`);
-    const id = this.nextId++;
-    const job: TrainJob = {
-      id,
-      spec: cfg.model,
-      weights,
-      examples,
-      options: localTrainOptions(cfg),
-    };
-    const reply = await new Promise<TrainReply>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.ensureWorker().postMessage(job);
-    });
+    const reply = await this.run({ spec: cfg.model, weights, examples, options: localTrainOptions(cfg) });
     if (!reply.ok) throw new Error(`local training failed: ${reply.message}`);
+    if (reply.counts) throw new Error("training thread answered a training job with counts");
     this.backend = reply.backend;
     return { delta: reply.delta, loss: reply.loss, examples: examples.count };
+  }
+
+  /** Evaluates the global model on the held-out slice (at most the round's bound, newest first kept). */
+  async evaluate(cfg: RoundConfig, weights: Float32Array, records: readonly ActionRecord[]): Promise<EvalCounts> {
+    if (!cfg.evaluation) throw new Error("not an evaluation round");
+    const heldOut = lastExamples(splitActions(records, cfg).heldOut, cfg.evaluation.maxExamplesPerDevice);
+    const reply = await this.run({ spec: cfg.model, weights, examples: heldOut, options: localTrainOptions(cfg), evaluate: true });
+    if (!reply.ok) throw new Error(`local evaluation failed: ${reply.message}`);
+    if (!reply.counts) throw new Error("training thread answered an evaluation job without counts");
+    return reply.counts;
   }
 
   async close(): Promise<void> {

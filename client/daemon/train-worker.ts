@@ -6,17 +6,21 @@
 import { setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import { initBackend, Trainer, type Examples, type ModelSpec, type TrainOptions } from "../../shared/model/index.ts";
+import { evaluateLocally, type EvalCounts } from "../../shared/eval/index.ts";
 
+/** A training job, or (with `evaluate`) a forward pass over held-out windows that returns counts only. */
 export interface TrainJob {
   id: number;
   spec: ModelSpec;
   weights: Float32Array;
   examples: Examples;
   options: TrainOptions;
+  evaluate?: boolean;
 }
 
 export type TrainReply =
-  | { id: number; ok: true; delta: Float32Array; loss: number; backend: string }
+  | { id: number; ok: true; delta: Float32Array; loss: number; backend: string; counts?: undefined }
+  | { id: number; ok: true; counts: EvalCounts; backend: string }
   | { id: number; ok: false; message: string };
 
 try {
@@ -38,6 +42,10 @@ parentPort!.on("message", (job: TrainJob) => {
         trainer?.dispose();
         trainer = new Trainer(job.spec);
         trainerSpec = key;
+      }
+      if (job.evaluate) {
+        parentPort!.postMessage({ id: job.id, ok: true, counts: evaluateLocally(trainer, job.weights, job.examples), backend } satisfies TrainReply);
+        return;
       }
       trainer.setWeights(job.weights);
       const res = await trainer.train(job.examples, job.options);

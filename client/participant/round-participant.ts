@@ -3,6 +3,7 @@
  *   invite  → verify signature, checkpoint and guard → AdvertiseKeys (and start local training)
  *   roster  → ShareKeys (Shamir shares encrypted to neighbours)
  *   inbox   → await training → clip → distributed noise → quantize → attest → mask → MaskedInput
+ *             (an evaluation round: await the held-out counts → bound → noise → attest → mask)
  *   consistency → sign the survivor set shown (once per attempt)
  *   unmask  → reveal only for the set signed, with t signatures on it, what the SecAgg rules allow
  * The pipeline order is written down here, once; each step is a function of its own module.
@@ -10,9 +11,12 @@
 import { createHash, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson, publicKeyFromRaw, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
-import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, roundDpEvent, type RoundConfig } from "../../shared/run/index.ts";
 import { SecAggDevice, type AdvertisedKeys } from "../../shared/secagg/index.ts";
-import { calibrateDistributedDp, encodeClientUpdate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
+import { calibrateDistributedDp, encodeClientUpdate, type DpEvent } from "../../shared/dp/index.ts";
+import type { EvalCounts } from "../../shared/eval/index.ts";
+import type { ModularVector } from "../../shared/modular/index.ts";
+import { evalInput } from "./eval-input.ts";
 import type { CoordinatorClient, ServerEvent } from "../transport/coordinator-client.ts";
 import { checkRound, type DeviceLimits } from "./device-guard.ts";
 import type { BudgetRecord } from "./budget-record.ts";
@@ -29,6 +33,11 @@ export interface ParticipantHooks {
   /** Trains on local data from the given global weights; returns the model delta. */
   train(cfg: RoundConfig, weights: Float32Array): Promise<LocalUpdate>;
   /**
+   * Evaluates the global weights on the held-out slice (never trained on); returns counts only.
+   * Absent: this device declines evaluation rounds.
+   */
+  evaluate?(cfg: RoundConfig, weights: Float32Array): Promise<EvalCounts>;
+  /**
    * The laptop's own reasons not to join right now (paused by its person, in use), checked
    * before anything is spent; a reason makes this a normal decline.
    */
@@ -44,6 +53,7 @@ export type ParticipantEvent =
   | { type: "declined"; runId: string; round: number; code: string; reason: string }
   | { type: "joined"; runId: string; round: number; projectedEpsilon: number }
   | { type: "submitted"; runId: string; round: number; loss: number; examples: number; clipped: boolean }
+  | { type: "evaluated"; runId: string; round: number; examples: number }
   | { type: "outcome"; runId: string; round: number; status: string; modelHash: string }
   | { type: "dropped"; runId: string; round: number; phase: RoundPhase }
   | { type: "error"; runId: string; round: number; message: string };
@@ -53,6 +63,8 @@ interface RoundState {
   index: number;
   secagg: SecAggDevice;
   training: Promise<LocalUpdate>;
+  /** Evaluation rounds: the held-out counts (training stays a resolved no-op). */
+  evaluation: Promise<EvalCounts> | undefined;
   event: DpEvent;
   dropAt: RoundPhase | undefined;
   dropped: boolean;
@@ -129,9 +141,8 @@ export class RoundParticipant {
     if (hash !== cfg.modelHash) throw new Error(`checkpoint hash ${hash.slice(0, 12)} does not match the signed model hash ${cfg.modelHash.slice(0, 12)}`);
 
     const ref = { runId: cfg.runId, round: cfg.round };
-    const dp = calibrateDistributedDp(dpInputsFor(cfg));
-    const event = roundEvent(dp);
-    const busy = this.o.hooks.unavailable?.();
+    const event = roundDpEvent(cfg);
+    const busy = this.o.hooks.unavailable?.() ?? (cfg.evaluation && !this.o.hooks.evaluate ? { code: "NO_EVALUATION", reason: "this device does not evaluate" } : undefined);
     const decision = busy ? ({ ok: false, ...busy } as const) : checkRound(cfg, event, this.o.budget.events(), this.o.limits);
     if (!decision.ok) {
       this.o.hooks.onEvent?.({ type: "declined", ...ref, code: decision.code, reason: decision.reason });
@@ -143,13 +154,18 @@ export class RoundParticipant {
       me.index,
       { privateKey: this.o.identity.privateKey },
     );
-    const st: RoundState = { cfg, index: me.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false };
+    const st: RoundState = { cfg, index: me.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), evaluation: undefined, event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false };
     this.rounds.set(this.key(cfg.runId, cfg.round), st);
     if (this.dropsNow(st, "advertise")) return;
     this.o.hooks.onEvent?.({ type: "joined", ...ref, projectedEpsilon: decision.projectedEpsilon });
-    // Training starts now and overlaps the key phases; its result is awaited at MaskedInput.
-    st.training = this.o.hooks.train(cfg, weights);
-    st.training.catch(() => undefined);
+    // Training (or evaluation) starts now and overlaps the key phases; awaited at MaskedInput.
+    if (cfg.evaluation) {
+      st.evaluation = this.o.hooks.evaluate!(cfg, weights);
+      st.evaluation.catch(() => undefined);
+    } else {
+      st.training = this.o.hooks.train(cfg, weights);
+      st.training.catch(() => undefined);
+    }
     const keys = secagg.advertiseKeys();
     await this.o.client.unary("Rounds", "AdvertiseKeys", { ref, keys: toWireKeys(keys) });
   }
@@ -173,19 +189,12 @@ export class RoundParticipant {
   private async onInbox(inbox: NonNullable<ServerEvent["inbox"]>): Promise<void> {
     const st = this.state(inbox.ref);
     if (!st) return;
-    const update = await st.training;
-    if (st.dropped || this.dropsNow(st, "masked-input")) return;
+    const input = st.evaluation ? await this.evaluationInput(st, st.evaluation) : await this.trainingInput(st);
+    if (!input) return;
     const cfg = st.cfg;
     const ref = { runId: cfg.runId, round: cfg.round };
-    if (update.delta.length !== cfg.parameterCount) throw new Error(`local update has ${update.delta.length} values, expected ${cfg.parameterCount}`);
-    const dp = calibrateDistributedDp(dpInputsFor(cfg));
-    // A diverged local model (NaN/∞) still sends a zero update with its noise share: going
-    // silent would stall the round until the deadline, and the others' DP needs that noise.
-    const finite = update.delta.every(Number.isFinite);
-    if (!finite) this.o.log?.warn({ runId: cfg.runId, round: cfg.round }, "local training diverged (non-finite update): contributing a zero update with its noise");
-    const { encoded, wasClipped } = encodeClientUpdate(finite ? update.delta : new Float32Array(update.delta.length), dp);
     const masked = st.secagg.maskInput(
-      encoded,
+      input.encoded,
       inbox.shares.map((s) => ({ from: s.from, to: s.to, ciphertext: new Uint8Array(s.ciphertext) })),
     );
     // Attest what this device added, then charge the budget before the input leaves.
@@ -194,7 +203,29 @@ export class RoundParticipant {
     this.o.budget.charge({ runId: cfg.runId, round: cfg.round, attempt: cfg.attempt, event: st.event, at: Date.now() });
     const data = Buffer.from(masked.data.buffer, masked.data.byteOffset, masked.data.byteLength);
     await this.o.client.unary("Rounds", "SubmitMaskedInput", { ref, bits: masked.bits, length: masked.length, data }, 120_000);
-    this.o.hooks.onEvent?.({ type: "submitted", ...ref, loss: update.loss, examples: update.examples, clipped: wasClipped });
+    this.o.hooks.onEvent?.(input.event);
+  }
+
+  /** The training pipeline's input: the update clipped, noised and quantized; undefined if this device dropped. */
+  private async trainingInput(st: RoundState): Promise<{ encoded: ModularVector; event: ParticipantEvent } | undefined> {
+    const update = await st.training;
+    if (st.dropped || this.dropsNow(st, "masked-input")) return undefined;
+    const cfg = st.cfg;
+    if (update.delta.length !== cfg.parameterCount) throw new Error(`local update has ${update.delta.length} values, expected ${cfg.parameterCount}`);
+    const dp = calibrateDistributedDp(dpInputsFor(cfg));
+    // A diverged local model (NaN/∞) still sends a zero update with its noise share: going
+    // silent would stall the round until the deadline, and the others' DP needs that noise.
+    const finite = update.delta.every(Number.isFinite);
+    if (!finite) this.o.log?.warn({ runId: cfg.runId, round: cfg.round }, "local training diverged (non-finite update): contributing a zero update with its noise");
+    const { encoded, wasClipped } = encodeClientUpdate(finite ? update.delta : new Float32Array(update.delta.length), dp);
+    return { encoded, event: { type: "submitted", runId: cfg.runId, round: cfg.round, loss: update.loss, examples: update.examples, clipped: wasClipped } };
+  }
+
+  /** An evaluation round's input: the held-out counts, bounded and noised; undefined if this device dropped. */
+  private async evaluationInput(st: RoundState, evaluation: Promise<EvalCounts>): Promise<{ encoded: ModularVector; event: ParticipantEvent } | undefined> {
+    const counts = await evaluation;
+    if (st.dropped || this.dropsNow(st, "masked-input")) return undefined;
+    return { encoded: evalInput(st.cfg, counts), event: { type: "evaluated", runId: st.cfg.runId, round: st.cfg.round, examples: counts.examples } };
   }
 
   private async onConsistency(c: NonNullable<ServerEvent["consistency"]>): Promise<void> {

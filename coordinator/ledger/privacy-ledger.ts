@@ -4,6 +4,7 @@
  * per phase, declines and the devices' signed attestations, run end) into signed, hash-chained
  * entries. It records events and facts only; every ε is recomputed from them by `tacit verify`.
  */
+import type { EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
 import { readFileSync } from "node:fs";
 import { LedgerLineIndex } from "./line-index.ts";
 import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
@@ -40,7 +41,7 @@ function checkEntryBound(type: EntryType, body: Record<string, unknown>): void {
   if (bodyBytes > MAX_ENTRY_BODY_BYTES) throw invalid(`ledger ${type} entry of ${bodyBytes} bytes is over the ${MAX_ENTRY_BODY_BYTES}-byte bound`);
 }
 
-export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
+export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, EvaluationLedgerSink {
   /**
    * What the ledger already holds, so that a restarted coordinator redoing a round's commit
    * appends each entry exactly once: round entries by run/round/attempt, attestations by
@@ -49,6 +50,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
   private readonly rounds = new Map<string, string>();
   private readonly roundSeqs = new Map<string, number>();
   private readonly attested = new Set<string>();
+  /** Evaluation entries by run/round (one per evaluation, whatever its status). */
+  private readonly evaluations = new Map<string, number>();
   private readonly ended = new Set<string>();
   private readonly launched = new Set<string>();
   /** Offences recorded per device (see state/offences.ts). */
@@ -81,7 +84,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
     if (e.type === "round") {
       this.rounds.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, String(b.status));
       this.roundSeqs.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, e.seq);
-    } else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
+    } else if (e.type === "evaluation") this.evaluations.set(`${b.runId}/${b.round}`, e.seq);
+    else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
     else if (e.type === "run-end") this.ended.add(String(b.runId));
     else if (e.type === "device-offence") this.offenceCounts.set(String(b.deviceId), (this.offenceCounts.get(String(b.deviceId)) ?? 0) + 1);
     else if (e.type === "run-launch") {
@@ -214,6 +218,48 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink {
       .filter((a) => !this.attested.has(`${runId}/${r.round}/${a.deviceId}`) && !inBatch.has(a.deviceId) && inBatch.add(a.deviceId))
       .map((a) => ({ type: "attestation" as const, body: { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } }));
     this.appendBatch(batch);
+  }
+
+  /** Whether the ledger holds the entry of evaluation round `round` of the run (any status). */
+  hasEvaluation(runId: string, round: number): boolean {
+    return this.evaluations.has(`${runId}/${round}`);
+  }
+
+  /**
+   * Appends an evaluation round: its counts (the only thing released), the noise mechanism
+   * each survivor was charged — `nonPrivate` when the counts were released without noise, so
+   * `tacit verify` reports ε = ∞ for those devices rather than pretend — and the survivors'
+   * attestations of that mechanism. Idempotent per run and evaluation round.
+   */
+  async evaluation(e: Parameters<EvaluationLedgerSink["evaluation"]>[0]): Promise<void> {
+    const r = e.record;
+    const runId = e.run.runId;
+    if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: its evaluation after round ${r.afterRound} cannot be recorded after it`);
+    if (!this.evaluations.has(`${runId}/${r.round}`)) {
+      this.append("evaluation", {
+        runId,
+        round: r.round,
+        afterRound: r.afterRound,
+        status: r.status,
+        modelHash: r.modelHash,
+        mechanism: e.event ?? null,
+        noiseMultiplier: r.noiseMultiplier,
+        maxExamplesPerDevice: e.run.spec.evaluation?.maxExamplesPerDevice ?? null,
+        cohort: e.cohort,
+        survivors: e.survivors,
+        declined: e.declined,
+        counts: r.sums ?? null,
+        errorBound: r.errorBound ?? null,
+        detail: r.detail,
+      });
+    }
+    const entrySeq = this.evaluations.get(`${runId}/${r.round}`)!;
+    const inBatch = new Set<string>();
+    this.appendBatch(
+      e.attestations
+        .filter((a) => !this.attested.has(`${runId}/${r.round}/${a.deviceId}`) && !inBatch.has(a.deviceId) && inBatch.add(a.deviceId))
+        .map((a) => ({ type: "attestation" as const, body: { runId, round: r.round, roundEntry: entrySeq, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } })),
+    );
   }
 
   private roundSeq(runId: string, round: number, attempt: number): number {

@@ -7,8 +7,8 @@
 import type { KeyObject } from "node:crypto";
 import { SecAggServer, type AdvertisedKeys, type EncryptedShare, type UnmaskShares } from "../../shared/secagg/index.ts";
 import type { ModularVector } from "../../shared/modular/index.ts";
-import { aggregationLength, attestationMismatches, dpInputsFor, type RoundConfig } from "../../shared/run/index.ts";
-import { calibrateDistributedDp, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
+import { aggregationLength, attestationMismatches, roundDpEvent, type RoundConfig } from "../../shared/run/index.ts";
+import type { DpEvent } from "../../shared/dp/index.ts";
 import { PhaseGate } from "./phase-gate.ts";
 import { RpcError, failedPrecondition, denied } from "../server/rpc-error.ts";
 import * as grpc from "@grpc/grpc-js";
@@ -131,7 +131,7 @@ export class ActiveRound {
     // The attested mechanism and parameters must be this round's: one lying device must not put
     // a mechanism into the ledger that spoils verification for everyone (it is refused, and
     // without an accepted attestation it cannot send its masked input).
-    this.expectedEvent ??= roundEvent(calibrateDistributedDp(dpInputsFor(this.config)));
+    this.expectedEvent ??= roundDpEvent(this.config);
     const wrong = attestationMismatches(parsed, this.config, deviceId, this.expectedEvent);
     if (wrong.length > 0) throw new RpcError(grpc.status.INVALID_ARGUMENT, `attestation does not match round ${this.key}: ${wrong.join("; ")}`);
     this.attestations.set(idx, { deviceId, identityPublicKey: member.identityPublicKey, body, signature });

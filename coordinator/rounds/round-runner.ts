@@ -224,6 +224,8 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
       learningRate: spec.clientLearningRate,
       optimizer: spec.clientOptimizer,
       seed: (spec.seed * 1_000_003 + round * 7919 + attempt) % 2 ** 31,
+      // Devices keep the most recent slice of their store out of training for evaluation rounds.
+      ...(spec.evaluation ? { heldOutFraction: spec.evaluation.heldOutFraction } : {}),
     },
     dp: {
       mechanism: spec.mechanism,

@@ -30,6 +30,8 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { emptyCounts, executeRound, PublishError, type RoundCommit, type RoundContext, type RoundResult } from "../rounds/round-runner.ts";
 import { RoundInterrupted } from "../rounds/round-interrupt.ts";
+import { executeEvaluation, type EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
+import { evalRoundNumber, evaluatesAfter } from "../../shared/run/index.ts";
 import { isTerminal, type RoundRecord, type RunRecord, type RunStore, type TerminalRunState } from "./run-store.ts";
 import { processAlive } from "../redis/embedded-redis.ts";
 import { failpoint } from "./failpoint.ts";
@@ -57,7 +59,8 @@ export interface RunLifecycleSink {
 }
 
 /** What the scheduler needs of the ledger to publish commits exactly once. */
-export interface RunLedger extends RunLifecycleSink {
+export interface RunLedger extends RunLifecycleSink, Partial<EvaluationLedgerSink> {
+  hasEvaluation?(runId: string, round: number): boolean;
   roundStatus(runId: string, round: number, attempt: number): string | undefined;
   hasRunEnd(runId: string): boolean;
 }
@@ -345,7 +348,8 @@ export class RunScheduler {
     });
     failpoint("after-ledger", round);
     const done = round + 1;
-    const finished = done >= run.spec.rounds;
+    // A run that evaluates ends in the job after its last round, once the final evaluation ran.
+    const finished = done >= run.spec.rounds && !run.spec.evaluation;
     const ptr = this.round.checkpoints.pointer(runId);
     if (!ptr || ptr.round < round) this.round.checkpoints.point(runId, round, cp.hash);
     if (run.roundsDone <= round) {
@@ -456,6 +460,10 @@ export class RunScheduler {
       return;
     }
 
+    // The evaluation due after the previous round runs first (job `rounds` is the final one).
+    if (round > 0 && evaluatesAfter(run.spec, round - 1)) await this.evaluate(run, round - 1, signal);
+    if (round >= run.spec.rounds) return this.completeAfterEvaluation(run);
+
     let result: RoundResult;
     try {
       result = await executeRound(this.round, run, round, attempt, signal);
@@ -468,6 +476,38 @@ export class RunScheduler {
     }
     if (result.status === "completed") return; // published by commit()
     await this.endAttempt(run, result, attempt, aborts);
+  }
+
+  /**
+   * Runs the evaluation of the model committed by `afterRound` unless one was recorded already
+   * (a re-delivered job). Its outcome, whatever it is, is recorded and the run goes on.
+   */
+  private async evaluate(run: RunRecord, afterRound: number, signal: AbortSignal): Promise<void> {
+    if ((await this.runs.evaluations(run.runId)).some((e) => e.afterRound === afterRound)) return;
+    // Already in the ledger (a crash between the ledger and Redis): an evaluation is run once,
+    // so its ledger entry and the charges of the devices that attested it always agree.
+    if (this.lifecycle.hasEvaluation?.(run.runId, evalRoundNumber(afterRound))) return;
+    const sink = this.lifecycle.evaluation ? { evaluation: this.lifecycle.evaluation.bind(this.lifecycle) } : { evaluation: async () => undefined };
+    await this.runs.update(run.runId, { currentPhase: `evaluation after round ${afterRound}` });
+    try {
+      const rec = await executeEvaluation({ ...this.round, evaluations: sink }, run, afterRound, signal);
+      await this.runs.recordEvaluation(run.runId, rec);
+      this.log.info({ runId: run.runId, afterRound, status: rec.status, metrics: rec.metrics }, "evaluation round ended");
+    } catch (err) {
+      // Evaluation never blocks training: an error here (e.g. the ledger already closed by a
+      // cancel) is logged and the job goes on to its training round or the run's end.
+      this.log.warn({ runId: run.runId, afterRound, err: (err as Error).message }, "evaluation round failed");
+    }
+  }
+
+  /** The job after an evaluating run's last round: its final evaluation ran, the run completes. */
+  private async completeAfterEvaluation(run: RunRecord): Promise<void> {
+    if (await this.runs.tryTransition(run.runId, "complete", { currentPhase: "done" })) {
+      await this.lifecycle.runEnded({ ...run, state: "completed" }, "completed", `${run.spec.rounds} rounds completed`);
+    }
+    await this.connection.del(inflightKey(run.runId));
+    const now = await this.runs.get(run.runId);
+    if (now && isTerminal(now.state)) await this.settleEnd(now);
   }
 
   /**

@@ -108,6 +108,7 @@ export interface RunRecord {
 const runKey = (id: string): string => `tacit:run:${id}`;
 const roundsKey = (id: string): string => `tacit:run:${id}:rounds`;
 const roundKey = (id: string, round: number): string => `tacit:run:${id}:round:${round}`;
+const evaluationsKey = (id: string): string => `tacit:run:${id}:evaluations`;
 const RUNS = "tacit:runs";
 /** Runs not yet in a terminal state: what the watchdog scans, so its cost follows live runs, not history. */
 const LIVE_RUNS = "tacit:runs:live";
@@ -200,6 +201,15 @@ export class RunStore {
 
   async roundState(runId: string, round: number): Promise<Record<string, string>> {
     return this.redis.hgetall(roundKey(runId, round));
+  }
+
+  /** Records a finished evaluation (any status): it is not run again for the same training round. */
+  async recordEvaluation(runId: string, rec: { afterRound: number }): Promise<void> {
+    await this.redis.rpush(evaluationsKey(runId), JSON.stringify(rec));
+  }
+
+  async evaluations<T extends { afterRound: number }>(runId: string): Promise<T[]> {
+    return (await this.redis.lrange(evaluationsKey(runId), 0, -1)).map((s) => JSON.parse(s) as T);
   }
 
   async rounds(runId: string): Promise<RoundRecord[]> {

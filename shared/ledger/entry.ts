@@ -10,7 +10,7 @@ import { canonicalJson } from "../crypto/canonical-json.ts";
 import { signBytes, verifyBytes } from "../crypto/ed25519.ts";
 
 export const GENESIS_PREV = "0".repeat(64);
-export const ENTRY_TYPES = ["genesis", "policy", "run-launch", "round", "attestation", "run-end", "enrollment-token", "enrollment", "device-offence"] as const;
+export const ENTRY_TYPES = ["genesis", "policy", "run-launch", "round", "attestation", "run-end", "enrollment-token", "enrollment", "device-offence", "evaluation"] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 
 export interface LedgerEntry {

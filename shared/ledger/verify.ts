@@ -12,7 +12,8 @@
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { checkRunAgainstPolicy, deviceEpsilon, parseDpEvent, populationEpsilonFixedSize, verifyPolicy, type DpEvent, type PolicyFile } from "../dp/index.ts";
-import { parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { evalDpInputs, parseRunSpec, projectRun, type RunSpec } from "../run/index.ts";
+import { calibrateEvalDp, evalDpEvent } from "../eval/eval-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
 import { ClipChain } from "./adaptive-clip-check.ts";
 import { firstRoundModelProblem, launchInitialModelProblems } from "./initial-model-check.ts";
@@ -37,8 +38,22 @@ export interface RoundFigures {
   populationEpsilon: number;
 }
 
+/** An evaluation round as the ledger records it, with its charge recomputed from the spec. */
+export interface EvaluationFigures {
+  round: number;
+  afterRound: number;
+  status: string;
+  survivors: number;
+  /** Summed counts as recorded (noise included, if any). */
+  counts: unknown;
+  noiseMultiplier: number;
+  /** ε of the worst-charged cohort member after this evaluation (∞ when the counts were exact). */
+  worstDeviceEpsilon: number;
+}
+
 export interface RunFigures {
   runId: string;
+  evaluations?: EvaluationFigures[];
   launchedAtLine: number;
   spec: RunSpec | undefined;
   policyLine: number | undefined;
@@ -206,6 +221,7 @@ function checkEntry(w: Walk, e: LedgerEntry, line: number): void {
   if (e.type === "policy") checkPolicyEntry(w, b, line);
   else if (e.type === "run-launch") checkRunLaunch(w, b, line);
   else if (e.type === "round") checkRound(w, b, line);
+  else if (e.type === "evaluation") checkEvaluation(w, b, line);
   else if (e.type === "attestation") checkAttestation(w, b, line);
   else if (e.type === "enrollment-token") byCreator(String(b.creator)).tokens++;
   else if (e.type === "enrollment") byCreator(String(b.creator)).devices++;
@@ -320,6 +336,58 @@ function checkCompletedRound(w: Walk, run: RunState, b: Record<string, unknown>,
   return event;
 }
 
+/** A federated evaluation: its survivors, and its charge recomputed from the signed spec, never taken on trust. */
+function checkEvaluation(w: Walk, b: Record<string, unknown>, line: number): void {
+  const runId = String(b.runId);
+  const run = w.runs.get(runId);
+  if (!run) {
+    w.add("EVALUATION_WITHOUT_RUN", line, `evaluation of run ${runId}, which was never launched`);
+    return;
+  }
+  const round = Number(b.round);
+  const status = String(b.status);
+  const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
+  const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
+  if (survivors.some((s) => !cohort.includes(s))) w.add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} evaluation ${round}: a survivor is not in the cohort`);
+  run.survivorsByRound.set(round, new Set(survivors));
+  const runDelta = run.policyAtLaunch?.body.delta ?? w.delta;
+  const event = status === "completed" ? checkCompletedEvaluation(w, run, b, line, { round, cohort, survivors }) : undefined;
+  if (event) {
+    run.eventByRound.set(round, event);
+    run.sampledByRound.set(round, { event, eligible: cohort.length, cohort: Math.max(1, cohort.length) });
+    for (const d of survivors) {
+      const list = w.deviceEvents.get(d) ?? [];
+      list.push(event);
+      w.deviceEvents.set(d, list);
+    }
+  }
+  const epsNow = [...w.deviceEvents.entries()].filter(([d]) => survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
+  (run.evaluations ??= []).push({ round, afterRound: Number(b.afterRound), status, survivors: survivors.length, counts: b.counts ?? null, noiseMultiplier: Number(b.noiseMultiplier ?? 0), worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0 });
+}
+
+function checkCompletedEvaluation(w: Walk, run: RunState, b: Record<string, unknown>, line: number, r: { round: number; cohort: string[]; survivors: string[] }): DpEvent | undefined {
+  const { round, cohort, survivors } = r;
+  const runId = run.runId;
+  let event: DpEvent | undefined;
+  try {
+    event = parseDpEvent(b.mechanism);
+  } catch (err) {
+    w.add("MECHANISM", line, `run ${runId} evaluation ${round}: ${(err as Error).message}`);
+  }
+  if (run.spec && survivors.length < run.spec.minSurvivors) w.add("TOO_FEW_SURVIVORS", line, `run ${runId} evaluation ${round}: released with ${survivors.length} survivors < minSurvivors ${run.spec.minSurvivors}`);
+  if (event && run.spec?.evaluation) {
+    const s = run.spec;
+    let want: DpEvent | undefined;
+    try {
+      want = evalDpEvent(calibrateEvalDp(evalDpInputs(s.evaluation!, { minSurvivors: s.minSurvivors, colluders: corruptCount(cohort.length, s.corruptTolerance), maxSummands: cohort.length, bits: s.bits })));
+    } catch (err) {
+      w.add("EVALUATION_MECHANISM", line, `run ${runId} evaluation ${round}: ${(err as Error).message}`);
+    }
+    if (want && canonicalJson(want) !== canonicalJson(event)) w.add("EVALUATION_MECHANISM", line, `run ${runId} evaluation ${round}: the recorded mechanism is not the one the run's evaluation spec implies for a cohort of ${cohort.length}`);
+  } else if (event) w.add("EVALUATION_MECHANISM", line, `run ${runId} evaluation ${round}: the run's spec asks for no evaluation`);
+  return event;
+}
+
 function checkAttestation(w: Walk, b: Record<string, unknown>, line: number): void {
   const runId = String(b.runId);
   const round = Number(b.round);
@@ -365,7 +433,7 @@ function summarize(w: Walk, opts: VerifyOptions, requested: number, o: { entries
     delta,
     ...(extra ? { requestedDelta: requested } : {}),
     coordinatorPublicKey: o.coordinatorKeyB64,
-    runs: [...w.runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state })),
+    runs: [...w.runs.values()].map(({ runId, launchedAtLine, spec, policyLine, rounds, state, evaluations }) => ({ runId, launchedAtLine, spec, policyLine, rounds, state, ...(evaluations ? { evaluations } : {}) })),
     devices,
     enrollments: [...w.enrollments.values()],
     offences: [...w.offences].map(([deviceId, count]) => ({ deviceId, count })),

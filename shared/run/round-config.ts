@@ -14,7 +14,8 @@ const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "base64");
 
 export const roundConfigSchema = z
   .object({
-    protocol: z.literal("tacit-round-v1"),
+    /** tacit-eval-v1: a federated evaluation round (`evaluation` present), no model update. */
+    protocol: z.enum(["tacit-round-v1", "tacit-eval-v1"]),
     runId: z.string().min(1).max(128),
     round: z.number().int().min(0),
     attempt: z.number().int().min(0),
@@ -29,6 +30,8 @@ export const roundConfigSchema = z
         learningRate: z.number().positive().max(100),
         optimizer: z.enum(["sgd", "adam"]),
         seed: z.number().int().min(0),
+        /** The most recent fraction of the store held out for evaluation: never trained on. */
+        heldOutFraction: z.number().min(0.01).max(0.5).optional(),
       })
       .strict(),
     dp: z
@@ -75,8 +78,19 @@ export const roundConfigSchema = z
       .object({ advertise: z.number().int(), share: z.number().int(), maskedInput: z.number().int(), unmask: z.number().int() })
       .strict(),
     issuedAt: z.number().int(),
+    /** Present exactly in evaluation rounds: which training round's model, and the count bounds. */
+    evaluation: z
+      .object({
+        afterRound: z.number().int().min(0),
+        maxExamplesPerDevice: z.number().int().min(1).max(100_000),
+        noiseMultiplier: z.number().min(0).max(1000),
+      })
+      .strict()
+      .optional(),
   })
-  .strict();
+  .strict()
+  .refine((c) => (c.protocol === "tacit-eval-v1") === (c.evaluation !== undefined), { message: "evaluation is present exactly in tacit-eval-v1 rounds", path: ["evaluation"] })
+  .refine((c) => c.evaluation === undefined || c.training.heldOutFraction !== undefined, { message: "an evaluation round names the held-out fraction", path: ["training", "heldOutFraction"] });
 
 export type RoundConfig = z.infer<typeof roundConfigSchema>;
 

@@ -8,6 +8,7 @@ import { paddedDimension } from "../dp/index.ts";
 import { DEFAULT_TRAINING, DP_TRAINING, dpServerLearningRate } from "../model/defaults.ts";
 import { MAX_BITS } from "../dp/distributed-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
+import { calibrateEvalDp, type EvalDpInput } from "../eval/eval-dp.ts";
 
 export { modelSpecSchema };
 
@@ -67,6 +68,22 @@ export const adaptiveClipSchema = z
   })
   .strict();
 
+/**
+ * Federated evaluation (shared/eval): every `everyRounds` training rounds and after the last one,
+ * a cohort evaluates the global model on the most recent `heldOutFraction` of each device's store
+ * (which local training then never uses) and returns counts only, at most
+ * `maxExamplesPerDevice` examples each, summed by secure aggregation with DDG noise of
+ * multiplier `noiseMultiplier` (0: exact counts, recorded in the ledger as non-private).
+ */
+export const evaluationSchema = z
+  .object({
+    everyRounds: z.number().int().min(1).max(100_000),
+    heldOutFraction: z.number().min(0.01).max(0.5),
+    maxExamplesPerDevice: z.number().int().min(1).max(100_000),
+    noiseMultiplier: z.number().min(0).max(1000),
+  })
+  .strict();
+
 export const runSpecSchema = z
   .object({
     name: z.string().min(1).max(100).regex(/^[\w.-]+$/, "letters, digits, '.', '_' and '-' only"),
@@ -102,6 +119,7 @@ export const runSpecSchema = z
      */
     initialModel: initialModelSchema.optional(),
     adaptiveClip: adaptiveClipSchema.optional(),
+    evaluation: evaluationSchema.optional(),
   })
   .strict()
   .refine((s) => s.minSurvivors <= s.cohortSize, { message: "minSurvivors cannot exceed cohortSize", path: ["minSurvivors"] })
@@ -110,12 +128,40 @@ export const runSpecSchema = z
   .refine((s) => s.minSurvivors > corruptCount(s.cohortSize, s.corruptTolerance), { message: "minSurvivors must exceed the colluders tolerated (⌈corruptTolerance · cohortSize⌉): the noise is sized for the honest survivors alone", path: ["minSurvivors"] })
   // z = (z_Δ⁻² + (2σ_b)⁻²)^(−½) has a solution z_Δ only when 2σ_b > z (adaptive-clip.ts).
   .refine((s) => !s.adaptiveClip || s.noiseMultiplier === 0 || 2 * s.adaptiveClip.countStddev > s.noiseMultiplier, { message: "adaptiveClip.countStddev must exceed noiseMultiplier / 2: the clip count's noise is part of the run's noise multiplier", path: ["adaptiveClip", "countStddev"] })
+  // Exact counts carry no DP guarantee: on a DP run they would void the ε its rounds promise.
+  .refine((s) => !(s.evaluation && s.noiseMultiplier > 0 && s.evaluation.noiseMultiplier === 0), { message: "a DP run (noiseMultiplier > 0) must noise its evaluation counts too (evaluation.noiseMultiplier > 0): exact counts carry no DP guarantee", path: ["evaluation", "noiseMultiplier"] })
   .superRefine((s, ctx) => {
     const problem = modelWireProblem(s.model, s.bits);
     if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem, path: ["model"] });
+    if (s.evaluation) {
+      try {
+        calibrateEvalDp(evalDpInputs(s.evaluation, { minSurvivors: s.minSurvivors, colluders: corruptCount(s.cohortSize, s.corruptTolerance), maxSummands: s.cohortSize, bits: s.bits }));
+      } catch (err) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message, path: ["evaluation"] });
+      }
+    }
   });
 
 export type RunSpec = z.infer<typeof runSpecSchema>;
+export type EvaluationSpec = z.infer<typeof evaluationSchema>;
+
+/** The evaluation DP calibration inputs, from the spec's evaluation block and the round's SecAgg sizes. */
+export function evalDpInputs(e: Pick<EvaluationSpec, "maxExamplesPerDevice" | "noiseMultiplier">, r: { minSurvivors: number; colluders: number; maxSummands: number; bits: number }): EvalDpInput {
+  return { maxExamples: e.maxExamplesPerDevice, noiseMultiplier: e.noiseMultiplier, ...r };
+}
+
+/**
+ * Evaluation rounds have round numbers of their own, above any training round's (rounds ≤
+ * 100,000), so that devices, RPC handlers and the ledger never mistake one for the other.
+ */
+export const EVAL_ROUND_BASE = 1_000_000;
+export const evalRoundNumber = (afterRound: number): number => EVAL_ROUND_BASE + afterRound;
+
+/** Whether an evaluation round follows training round `round` (0-based) of a run of `rounds`. */
+export function evaluatesAfter(spec: Pick<RunSpec, "rounds" | "evaluation">, round: number): boolean {
+  if (!spec.evaluation) return false;
+  return round === spec.rounds - 1 || (round + 1) % spec.evaluation.everyRounds === 0;
+}
 export type Deadlines = z.infer<typeof deadlinesSchema>;
 
 export const DEFAULT_DEADLINES: Deadlines = {

@@ -12,6 +12,7 @@ export interface RunStatus {
   'rounds'?: (_tacit_v1_RoundSummary)[];
   'specJson'?: (string);
   'error'?: (string);
+  'evaluationsJson'?: (string);
 }
 
 export interface RunStatus__Output {
@@ -24,4 +25,5 @@ export interface RunStatus__Output {
   'rounds': (_tacit_v1_RoundSummary__Output)[];
   'specJson': (string);
   'error': (string);
+  'evaluationsJson': (string);
 }
