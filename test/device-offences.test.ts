@@ -11,6 +11,7 @@ import type { RoundConfig } from "../shared/run/index.ts";
 import { verifyLedger } from "../shared/ledger/index.ts";
 import { QUARANTINE_AFTER } from "../coordinator/state/offences.ts";
 import { TestCluster, tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -41,7 +42,7 @@ describe("a device sending malformed unmasking shares (M2)", () => {
     const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 5, minSurvivors: 3, populationSize: 5, clip: 100, dropoutTolerance: 0.3, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 1500 } }));
     const st = await cluster.waitRun(runId, 120_000);
     expect(st.state).toBe("completed");
-    const text = readFileSync(cluster.coordinator.paths.ledger, "utf8");
+    const text = ledgerText(cluster.stateDir);
     const entries = text.trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: Record<string, unknown> });
     const offences = entries.filter((e) => e.type === "device-offence");
     expect(offences.length).toBe(QUARANTINE_AFTER);
