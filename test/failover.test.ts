@@ -158,9 +158,11 @@ describe("active/standby coordinators on a shared store", () => {
     expect(exitCode).toBe("75");
     const aLog = readFileSync(join(tmp, "a.log"), "utf8");
     expect(aLog).toMatch(/lost the active lease; exiting/);
-    // The zombie's decision lost to B's, if it got to make one before noticing the lease was gone.
-    const zombie = /was already decided as lost|decided by another coordinator; standing down/.test(aLog);
-    events.push(`zombie ${zombie ? "lost its put-if-absent and stood down" : "exited on its lease check before writing"}`);
+    // On waking, the zombie's next steps are its put-if-absent decisions (synchronous file
+    // operations, before any timer can run its lease check): they lose to B's, and it stands down.
+    expect(aLog).toMatch(/round attempt was decided by another coordinator; standing down/);
+    expect(aLog.indexOf("standing down")).toBeLessThan(aLog.indexOf("lost the active lease"));
+    events.push("zombie lost its put-if-absent decision and stood down, then exited on its lease check");
     const zombieAttempt = JSON.parse((await store.get(`attempts/${runId}/${String(r1).padStart(5, "0")}/${String(committedAttempt - 1).padStart(5, "0")}.json`))!.toString()) as { status: string };
     expect(zombieAttempt.status).toBe("lost");
 
