@@ -6,6 +6,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import pino, { type Logger } from "pino";
 import type { Redis } from "ioredis";
 import { loadTacitProto } from "../shared/transport/proto.ts";
@@ -29,7 +30,14 @@ import type { ActiveRound } from "./rounds/active-round.ts";
 import { RunStore, RunTransitionError, type RunRecord } from "./runs/run-store.ts";
 import { LedgerCheckedRunStore } from "./state/ledger-checked-runs.ts";
 import { CheckpointStore } from "./runs/checkpoint-store.ts";
-import { RunScheduler } from "./runs/run-scheduler.ts";
+import { newInstanceId, RunScheduler } from "./runs/run-scheduler.ts";
+import { RoundDecisions } from "./runs/round-decisions.ts";
+import { ActiveLease, LEASE_TTL_MS } from "./runs/active-lease.ts";
+
+/** Exit status of a coordinator that lost the active lease (EX_TEMPFAIL: restart it). */
+export const LEASE_LOST_EXIT_CODE = 75;
+import type { DurableStore } from "./store/durable-store.ts";
+import { defaultStoreUrl, openDurableStore } from "./store/open-store.ts";
 import { acquireStateLock } from "./state/state-lock.ts";
 import { PrivacyLedger } from "./ledger/privacy-ledger.ts";
 
@@ -47,6 +55,10 @@ export interface CoordinatorOptions {
   rateLimit?: { burst: number; perSecond: number };
   /** Per-address buckets for Enroll and for failed authentications, before anything is verified. */
   addressLimits?: AddressLimits;
+  /** The durable store's URL (default TACIT_STORE_URL, else file://<state dir>/store). */
+  storeUrl?: string;
+  /** Called when another coordinator took the active lease (default: exit LEASE_LOST_EXIT_CODE). */
+  onLeaseLost?: (reason: string) => void;
   /** How often the scheduler's watchdog looks for live runs without a job (default 30 s). */
   watchdogMs?: number;
 }
@@ -64,7 +76,9 @@ export class Coordinator {
   readonly auth: Authenticator;
   readonly scheduler: RunScheduler;
   readonly ledger: PrivacyLedger;
+  readonly instance = newInstanceId();
   server: grpc.Server | undefined;
+  lease: ActiveLease | undefined;
   listener: TlsListener | undefined;
   port = 0;
 
@@ -74,12 +88,15 @@ export class Coordinator {
     readonly redisTarget: RedisTarget,
     readonly signingKey: Ed25519KeyPair,
     readonly log: Logger,
+    readonly store: DurableStore,
+    ledger: PrivacyLedger,
     tuning: Pick<CoordinatorOptions, "rateLimit" | "addressLimits" | "watchdogMs"> = {},
   ) {
     this.registry = new DeviceRegistry(redis, loadRegistryKey(paths));
-    this.ledger = PrivacyLedger.open(paths, signingKey);
+    this.ledger = ledger;
     this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
-    this.checkpoints = new CheckpointStore(paths.checkpoints);
+    if (!store.localRoot) throw new CoordinatorStartError(`store ${store.url}: checkpoints need a directory store for now`);
+    this.checkpoints = new CheckpointStore(join(store.localRoot, "checkpoints"), new RoundDecisions(store), this.instance);
     this.auth = new Authenticator(this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
     this.scheduler = new RunScheduler(
       redis,
@@ -99,7 +116,7 @@ export class Coordinator {
       },
       this.ledger,
       log,
-      tuning.watchdogMs !== undefined ? { watchdogMs: tuning.watchdogMs } : {},
+      { instance: this.instance, ...(tuning.watchdogMs !== undefined ? { watchdogMs: tuning.watchdogMs } : {}) },
     );
   }
 
@@ -185,7 +202,7 @@ export class Coordinator {
     };
   }
 
-  ledgerPages(fromSeq: number, deviceId?: string): Iterable<string[]> {
+  ledgerPages(fromSeq: number, deviceId?: string): AsyncIterable<string[]> {
     return this.ledger.pages(fromSeq, deviceId);
   }
 
@@ -195,7 +212,10 @@ export class Coordinator {
    * The state-dir lock is released by the process's exit, not here.
    */
   async stop(): Promise<void> {
+    this.lease?.stop();
     await this.scheduler.close();
+    // Handed over at once, not after the lease's TTL (bounded: Redis may be gone).
+    await Promise.race([this.lease?.release(), new Promise((r) => setTimeout(r, 1000).unref())]);
     this.hub.closeAll();
     await this.listener?.close();
     for (const r of this.active.values()) r.gate?.finish();
@@ -213,8 +233,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const log = opts.logger ?? pino({ name: "tacit-coordinator", level: process.env.TACIT_LOG_LEVEL ?? "info" });
   const paths = opts.autoInit ? initCoordinatorState(opts.stateDir).paths : coordinatorPaths(opts.stateDir);
   const signingKey = loadSigningKey(paths);
-  // One coordinator process per state dir, until that process exits.
-  acquireStateLock(paths.root);
+  const env = opts.env ?? process.env;
+  // The state-dir lock protects what only one process may use: the embedded Redis and its data
+  // in the state dir. With an external Redis (REDIS_URL) several coordinators are the design:
+  // the lease below picks the one that serves, the store's put-if-absent keeps them correct.
+  if (!env.REDIS_URL) acquireStateLock(paths.root);
   const target = await resolveRedis(paths.root, opts.env);
   let redis: Redis;
   try {
@@ -223,7 +246,28 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     await target.embedded?.stop();
     throw err;
   }
-  const c = new Coordinator(paths, redis, target, signingKey, log, opts);
+  // Commits, attempt outcomes, the ledger and checkpoints: TACIT_STORE_URL, shared by every
+  // coordinator of this deployment, or a directory in the state dir (design note §3.2).
+  let store: DurableStore;
+  let ledger: PrivacyLedger;
+  try {
+    store = openDurableStore(opts.storeUrl ?? env.TACIT_STORE_URL ?? defaultStoreUrl(paths.root));
+    ledger = await PrivacyLedger.open(store, paths, signingKey);
+  } catch (err) {
+    redis.disconnect();
+    await target.embedded?.stop();
+    throw err;
+  }
+  if (ledger.migrated) log.warn({ store: store.url }, ledger.migrated);
+  const c = new Coordinator(paths, redis, target, signingKey, log, store, ledger, opts);
+  // Standby until this process holds the active lease: connected to Redis and the store, not
+  // listening (the load balancer sends devices to the active one), no BullMQ worker.
+  const ttlMs = Number(env.TACIT_LEASE_TTL_MS) || LEASE_TTL_MS;
+  c.lease = new ActiveLease(redis, c.instance, { ttlMs, renewMs: Math.max(100, Math.floor(ttlMs / 3)) });
+  await c.lease.acquire((holder) => log.warn({ holder, instance: c.instance }, "standby: another coordinator holds the active lease; waiting to take over"));
+  log.info({ instance: c.instance }, "active: holding the lease; serving");
+  // What the previous active coordinator wrote while this one waited.
+  await ledger.refresh();
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
@@ -256,6 +300,12 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   }
   c.server = server;
   await c.scheduler.start();
+  c.lease.keep((reason) => {
+    // Another coordinator serves now: this one's writes would lose their put-if-absent races
+    // anyway; it stops at once and its supervisor restarts it as a standby.
+    log.fatal({ instance: c.instance, reason }, "lost the active lease; exiting so the supervisor restarts this coordinator as standby");
+    (opts.onLeaseLost ?? (() => process.exit(LEASE_LOST_EXIT_CODE)))(reason);
+  });
   log.info({ port: c.port, redis: target.label }, "coordinator listening");
   return c;
 }

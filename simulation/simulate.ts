@@ -17,6 +17,7 @@ import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpe
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
+import { readLedgerText } from "../coordinator/ledger/segment-writer.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
 import { evaluateModel, type EvalMetrics, type EvalSet } from "./evaluation.ts";
 import { resolveRecipe, type Recipe } from "./recipe.ts";
@@ -430,18 +431,18 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
       await new Promise((r) => setTimeout(r, 200));
     }
     mkdirSync(opts.out, { recursive: true });
-    for (const f of ["ledger.jsonl", "policy.json"]) {
-      const src = join(coordinator.paths.root, f);
-      if (existsSync(src)) copyFileSync(src, join(opts.out, f));
-    }
+    const policySrc = join(coordinator.paths.root, "policy.json");
+    if (existsSync(policySrc)) copyFileSync(policySrc, join(opts.out, "policy.json"));
+    // The store's ledger segments, concatenated: the one JSONL text `tacit verify` reads.
+    writeFileSync(join(opts.out, "ledger.jsonl"), await readLedgerText(coordinator.store));
     // The ledger head, for `tacit verify --head` (a ledger cut at an entry boundary is caught).
     const lines = readFileSync(join(opts.out, "ledger.jsonl"), "utf8").trim().split("\n");
     const head = JSON.parse(lines.at(-1)!) as { seq: number; hash: string };
     writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
     // The final global model, exported as `tacit model export` does: named by the ledger's hash.
     const release = findRelease(modelReleases(lines.join("\n") + "\n"), runId);
-    const cp = await coordinator.checkpoints.read(runId, release.round);
-    await exportRelease(join(opts.out, "model"), release, { spec: spec.model, weights: cp.weights, path: coordinator.checkpoints.dirFor(runId, release.round) }, "simulation");
+    const cp = await coordinator.checkpoints.readRound(runId, release.round);
+    await exportRelease(join(opts.out, "model"), release, { spec: spec.model, weights: cp.weights, path: cp.path }, "simulation");
     admin.close();
     mlTeam.close();
     return snapshot(true);

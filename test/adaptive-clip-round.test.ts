@@ -10,6 +10,7 @@ import { generateEd25519 } from "../shared/crypto/index.ts";
 import { verifyLedger, LedgerWriter } from "../shared/ledger/index.ts";
 import { nextClip } from "../shared/dp/index.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 import type { RoundConfig } from "../shared/run/index.ts";
 
 const NORMS = [0.5, 2, 3];
@@ -40,7 +41,7 @@ describe("adaptive clipping in real rounds", () => {
     const runId = await cluster.launch(tinyRunSpec({ rounds: 2, clip: 1, noiseMultiplier: 0, adaptiveClip: ADAPTIVE }));
     const st = await cluster.waitRun(runId, 90_000);
     expect(st.state, JSON.stringify(st.rounds.map((r) => r.detail))).toBe("completed");
-    const text = readFileSync(cluster.coordinator.paths.ledger, "utf8");
+    const text = ledgerText(cluster.coordinator.paths.root);
     const entries = text.trim().split("\n").map((l) => JSON.parse(l) as Entry);
     const rounds = entries.filter((e) => e.type === "round" && e.body.runId === runId && e.body.status === "completed");
     const recs = rounds.map((e) => (e.body.privacy as { adaptiveClip: { clip: number; unclippedFraction: number; nextClip: number } }).adaptiveClip);

@@ -24,6 +24,7 @@ import { pinnedCaCredentials } from "../shared/transport/channel-credentials.ts"
 import pino from "pino";
 import { OPEN_LIMITS, TestCluster, tinyRunSpec } from "./support/cluster.ts";
 import { runTacit } from "./support/run-tacit.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -52,7 +53,7 @@ describe("coordinator hardening: low findings and policy", () => {
     // A cohort of 4 with one decline cannot also tolerate a colluder (SecAgg floors): none assumed here.
     const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100, corruptTolerance: 0 }));
     expect((await cluster.waitRun(runId)).state).toBe("completed");
-    const ledger = readFileSync(cluster.coordinator.paths.ledger, "utf8");
+    const ledger = ledgerText(cluster.stateDir);
     const round = ledger.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "round" && e.body.runId === runId);
     expect(round.body.declined).toEqual([strict.deviceId]);
     expect(ledger).not.toMatch(/NOISE_TOO_LOW|minimum|limit/);
@@ -64,7 +65,7 @@ describe("coordinator hardening: low findings and policy", () => {
 
   it("L4: ReadLedger serves exactly the entries of the file, from any seq, for the reviewer and for a device", async () => {
     const reviewer = cluster.principal("reviewer-1");
-    const file = readFileSync(cluster.coordinator.paths.ledger, "utf8").trim().split("\n");
+    const file = ledgerText(cluster.stateDir).trim().split("\n");
     expect(await reviewer.readLedger(0)).toEqual(file);
     expect(await reviewer.readLedger(3)).toEqual(file.slice(3));
     expect(await reviewer.readLedger(file.length + 5)).toEqual([]);

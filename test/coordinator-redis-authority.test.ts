@@ -17,6 +17,7 @@ import type { RoundConfig } from "../shared/run/index.ts";
 import { deviceIdFor } from "../coordinator/state/registry.ts";
 import { CoordinatorClient, RpcCallError } from "../client/transport/coordinator-client.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -32,7 +33,7 @@ async function status(p: Promise<unknown>): Promise<number> {
 }
 
 function ledgerEntries(cluster: TestCluster): { type: string; body: Record<string, unknown> }[] {
-  return readFileSync(cluster.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: Record<string, unknown> });
+  return ledgerText(cluster.stateDir).trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: Record<string, unknown> });
 }
 
 describe("Redis is not a side door (H2)", () => {
@@ -100,8 +101,8 @@ describe("roles and accountability of enrollment (M3)", () => {
     expect(enrolls.map((e) => e.body.deviceId)).toEqual([a.deviceId, b.deviceId]);
     expect(enrolls[0]!.body).toMatchObject({ creator: "admin-1", tokenLabel: "laptop-a", label: "laptop-a", keyFingerprint: createHash("sha256").update(a.identity.publicRaw).digest("hex") });
     // The token itself is never written to the ledger.
-    expect(readFileSync(cluster.coordinator.paths.ledger, "utf8")).not.toMatch(/tt_/);
-    const findings = verifyLedger(readFileSync(cluster.coordinator.paths.ledger, "utf8"));
+    expect(ledgerText(cluster.stateDir)).not.toMatch(/tt_/);
+    const findings = verifyLedger(ledgerText(cluster.stateDir));
     expect(findings.ok).toBe(true);
     expect(findings.enrollments).toEqual([{ creator: "admin-1", tokens: 2, devices: 2 }]);
   });

@@ -33,6 +33,7 @@ import { RedisProcess } from "./support/redis-process.ts";
 import { freePort } from "../coordinator/redis/embedded-redis.ts";
 import { CoordinatorProcess, initCoordinatorStateDir } from "./support/coordinator-process.ts";
 import { startFleetDevice, type FleetDevice } from "./support/fleet-device.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PHASES = ["selection", "advertise", "share", "masked-input", "unmask"];
@@ -52,7 +53,8 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
     const redis = await RedisProcess.start(join(tmp, "redis"));
     cleanup.push(() => redis.stop());
     initCoordinatorStateDir(stateDir);
-    const coord = new CoordinatorProcess({ stateDir, port: await freePort(), redisUrl: redis.url, logFile });
+    // A restarted coordinator waits for the killed one's active lease to expire: 3 s here, not 10.
+    const coord = new CoordinatorProcess({ stateDir, port: await freePort(), redisUrl: redis.url, logFile, env: { TACIT_LEASE_TTL_MS: "3000" } });
     cleanup.push(() => coord.kill("SIGTERM"));
     await coord.start();
 
@@ -162,7 +164,7 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
     for (;;) {
       st = await ml.unary<object, RunStatus>("RunControl", "GetRun", { runId });
       if (["completed", "failed", "cancelled"].includes(st.state)) break;
-      if (Date.now() - t0 > 400_000) throw new Error(`run still ${st.state} (${st.currentPhase})`);
+      if (Date.now() - t0 > 520_000) throw new Error(`run still ${st.state} (${st.currentPhase})`);
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(st.state, st.error).toBe("completed");
@@ -171,11 +173,11 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
 
     // The ledger: accepted by the verifier, each round completed exactly once, lost attempts
     // recorded as aborted.
-    const ledgerText = readFileSync(join(stateDir, "ledger.jsonl"), "utf8");
-    const findings = verifyLedger(ledgerText);
+    const text = ledgerText(stateDir);
+    const findings = verifyLedger(text);
     expect(findings.violations).toEqual([]);
     expect(findings.ok).toBe(true);
-    const entries = ledgerText.trimEnd().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
+    const entries = text.trimEnd().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
     type RoundBody = { runId: string; round: number; attempt: number; status: string; survivors: string[]; modelHashBefore: string; modelHashAfter: string; detail: string };
     const rounds = entries.filter((e) => e.type === "round").map((e) => e.body as unknown as RoundBody).filter((b) => b.runId === runId);
     const completed = rounds.filter((b) => b.status === "completed");
@@ -190,14 +192,14 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
     expect(completed[7]!.survivors).toHaveLength(5);
 
     // Checkpoints: every one parses and matches its own hash; LATEST names the last complete one.
-    const runDir = join(stateDir, "checkpoints", runId);
+    const runDir = join(stateDir, "store", "checkpoints", runId);
     const dirs = readdirSync(runDir).filter((n) => n.startsWith("round-"));
     expect(dirs).toHaveLength(9); // initial + 8 rounds
     for (const d of dirs) await loadCheckpoint(join(runDir, d));
     const latest = JSON.parse(readFileSync(join(runDir, "LATEST"), "utf8")) as { round: number; dir: string; hash: string };
     expect(latest.round).toBe(7);
-    expect(existsSync(join(latest.dir, "model.json"))).toBe(true);
-    const finalCp = await loadCheckpoint(latest.dir);
+    expect(existsSync(join(runDir, latest.dir, "model.json"))).toBe(true);
+    const finalCp = await loadCheckpoint(join(runDir, latest.dir));
     expect((finalCp.meta as { weightsSha256: string }).weightsSha256).toBe(latest.hash);
     expect(latest.hash).toBe(completed[7]!.modelHashAfter);
     expect(readdirSync(runDir).filter((n) => n.includes(".tmp-"))).toEqual([]);
@@ -234,5 +236,5 @@ describe("crash safety: coordinator, Redis and device killed mid-round", () => {
     }
     const secs = ((Date.now() - t0) / 1000).toFixed(1);
     console.log(`crash-safety (${secs} s, ${coord.starts} coordinator starts):\n  ${events.join("\n  ")}\n  ledger: ${entries.length} entries verified, ${completed.length} rounds completed once each, ${lost.length} lost attempts recorded as aborted: ${lost.map((b) => `r${b.round}a${b.attempt} (${/phase ([\w-]+)/.exec(b.detail)?.[1]})`).join(", ")}\n  budgets: ${budgets.length} devices, ${overCounted} conservative charges for attempts lost after the device revealed its unmasking shares`);
-  }, 440_000);
+  }, 560_000);
 });

@@ -12,6 +12,7 @@ import { verifyLedger } from "../shared/ledger/index.ts";
 import { QUARANTINE_AFTER } from "../coordinator/state/offences.ts";
 import { TestCluster, tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
 import { FIELD_PRIME } from "../shared/secagg/index.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -63,7 +64,7 @@ interface Entry {
 }
 
 function ledgerEntries(cluster: TestCluster): Entry[] {
-  return readFileSync(cluster.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Entry);
+  return ledgerText(cluster.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as Entry);
 }
 
 describe("devices that break the unmasking protocol are named and quarantined (M2)", () => {
@@ -80,7 +81,7 @@ describe("devices that break the unmasking protocol are named and quarantined (M
     const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 5, minSurvivors: 3, populationSize: 5, clip: 100, dropoutTolerance: 0.3, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 1500 } }));
     const st = await cluster.waitRun(runId, 120_000);
     expect(st.state).toBe("completed");
-    const text = readFileSync(cluster.coordinator.paths.ledger, "utf8");
+    const text = ledgerText(cluster.stateDir);
     const entries = text.trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: Record<string, unknown> });
     const offences = entries.filter((e) => e.type === "device-offence");
     expect(offences.length).toBe(QUARANTINE_AFTER);
@@ -132,6 +133,6 @@ describe("devices that break the unmasking protocol are named and quarantined (M
     expect(rounds.at(-1)!.body.cohort).not.toContain(liar.deviceId);
     expect(cluster.coordinator.hub.isConnected(liar.deviceId)).toBe(false);
     // verify counts the offences it names.
-    expect(verifyLedger(readFileSync(cluster.coordinator.paths.ledger, "utf8")).offences.find((o) => o.deviceId === liar.deviceId)?.count).toBe(QUARANTINE_AFTER);
+    expect(verifyLedger(ledgerText(cluster.coordinator.paths.root)).offences.find((o) => o.deviceId === liar.deviceId)?.count).toBe(QUARANTINE_AFTER);
   }, 200_000);
 });

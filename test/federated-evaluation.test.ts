@@ -17,6 +17,7 @@ import { verifyLedger } from "../shared/ledger/verify.ts";
 import { runVerify } from "../cli/commands/verify.ts";
 import { evaluateModel } from "../simulation/evaluation.ts";
 import type { EvaluationRecord } from "../coordinator/rounds/evaluation-round.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 import { TestCluster, tinyRunSpec, TINY_MODEL } from "./support/cluster.ts";
 
 const MODEL = { ...TINY_MODEL, vocabBuckets: 64, window: 3 };
@@ -83,7 +84,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     const evs = await evaluations(runId);
     expect(evs.map((e) => [e.afterRound, e.status, e.survivors])).toEqual([[0, "completed", 3], [1, "completed", 3]]);
     for (const e of evs) {
-      const cp = await cluster.coordinator.checkpoints.read(runId, e.afterRound);
+      const cp = await cluster.coordinator.checkpoints.readRound(runId, e.afterRound);
       expect(cp.hash).toBe(e.modelHash);
       const c = central(cp.weights, users);
       const m = e.metrics!;
@@ -101,13 +102,13 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     const status = await cluster.coordinator.runStatus(runId);
     expect(JSON.parse(status.evaluationsJson)).toHaveLength(2);
 
-    const findings = verifyLedger(readFileSync(cluster.coordinator.paths.ledger, "utf8"));
+    const findings = verifyLedger(ledgerText(cluster.coordinator.paths.root));
     expect(findings.violations).toEqual([]);
     const run = findings.runs.find((r) => r.runId === runId)!;
     expect(run.evaluations!.map((e) => [e.afterRound, e.status, e.survivors])).toEqual([[0, "completed", 3], [1, "completed", 3]]);
     // Exact counts are recorded for what they are: no DP guarantee for the devices that sent them.
     expect(run.evaluations!.every((e) => e.worstDeviceEpsilon === Infinity)).toBe(true);
-    const cli = await runVerify({ ledger: cluster.coordinator.paths.ledger, delta: "1e-6" });
+    const cli = await runVerify({ ledger: cluster.coordinator.paths.root, delta: "1e-6" });
     expect(cli.stdout).toContain("evaluation after round 1: completed, 3 device(s), exact counts, no DP noise; worst device ε after it ∞");
     for (const d of cluster.devices.filter((x) => x !== noEval)) expect(d.budget.events().filter((ev) => ev.kind === "nonPrivate")).toHaveLength(2);
     expect(noEval.events.filter((x) => x.type === "declined" && x.runId === runId).map((x) => x.type === "declined" && [x.round, x.code])).toEqual([[evs[0]!.round, "NO_EVALUATION"], [evs[1]!.round, "NO_EVALUATION"]]);
@@ -116,7 +117,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     // between the two): a second run would charge devices the ledger's entry does not name.
     const c = cluster.coordinator;
     await c.redis.del(`tacit:run:${runId}:evaluations`);
-    const entries = readFileSync(c.paths.ledger, "utf8").split("\n").length;
+    const entries = ledgerText(c.paths.root).split("\n").length;
     const joined = (): number => cluster.devices.reduce((a, d) => a + d.events.filter((x) => x.type === "joined" && x.round === evs[1]!.round).length, 0);
     const invitedBefore = joined();
     const record = (await c.runs.get(runId))!;
@@ -124,7 +125,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     expect(await c.runs.evaluations(runId)).toEqual([]);
     // Nobody was invited to it again.
     expect(joined()).toBe(invitedBefore);
-    expect(readFileSync(c.paths.ledger, "utf8").split("\n").length).toBe(entries);
+    expect(ledgerText(c.paths.root).split("\n").length).toBe(entries);
 
     // It leaves, so that the next run's cohort is exactly the devices that evaluate.
     noEval.stop();
@@ -140,7 +141,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     const runId = await cluster.launch(tinyRunSpec({ model: MODEL, rounds: 1, cohortSize: 4, minSurvivors: 2, populationSize: 4, corruptTolerance: 0, evaluation, deadlines: { ...tinyRunSpec().deadlines, maskedInputMs: 15_000 } }));
     const [e] = await evaluations(runId);
     expect([e!.status, e!.survivors], e!.detail).toEqual(["completed", 3]);
-    const cp = await cluster.coordinator.checkpoints.read(runId, 0);
+    const cp = await cluster.coordinator.checkpoints.readRound(runId, 0);
     const exact = central(cp.weights, users);
     const bound = e!.errorBound!.counts;
     expect(bound).toBeGreaterThan(0);
@@ -149,7 +150,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     expect(Math.abs(e!.sums!.top3 - exact.top3Micro * exact.events)).toBeLessThanOrEqual(bound);
     expect(Math.abs(e!.sums!.devices - 3)).toBeLessThanOrEqual(bound);
 
-    const findings = verifyLedger(readFileSync(cluster.coordinator.paths.ledger, "utf8"));
+    const findings = verifyLedger(ledgerText(cluster.coordinator.paths.root));
     expect(findings.violations).toEqual([]);
     const ev = findings.runs.find((r) => r.runId === runId)!.evaluations!;
     expect(ev).toHaveLength(1);
@@ -159,7 +160,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
     expect(liarDevice.budget.list().some((x) => x.runId === runId && x.round === evalRound)).toBe(false);
 
     // A ledger whose evaluation claims less noise than the spec implies is caught.
-    const text = readFileSync(cluster.coordinator.paths.ledger, "utf8");
+    const text = ledgerText(cluster.coordinator.paths.root);
     const tampered = text.split("\n").map((l) => (l.includes('"type":"evaluation"') && l.includes(runId) ? l.replace(/"perDeviceVariance":[0-9.e+-]+/, '"perDeviceVariance":1') : l)).join("\n");
     expect(verifyLedger(tampered).violations.map((v) => v.code)).toEqual(expect.arrayContaining(["HASH", "EVALUATION_MECHANISM"]));
   });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initialWeights, saveCheckpoint, weightsHash } from "../shared/model/index.ts";
 import { TestCluster, TINY_MODEL, tinyRunSpec } from "./support/cluster.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 describe("run launch with a public initial model", () => {
   let cluster: TestCluster;
@@ -27,7 +28,7 @@ describe("run launch with a public initial model", () => {
     const runId = await cluster.launch(tinyRunSpec({ initialModel }));
     const cp = await cluster.coordinator.checkpoints.latest(runId);
     expect(weightsHash(cp!.weights)).toBe(sha256); // no device joined yet: the latest checkpoint is the initial one
-    const entries = readFileSync(cluster.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: { runId?: string; initialModelHash?: string; spec?: { initialModel?: { source: string; sha256: string } } } });
+    const entries = ledgerText(cluster.stateDir).trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: { runId?: string; initialModelHash?: string; spec?: { initialModel?: { source: string; sha256: string } } } });
     const launch = entries.find((e) => e.type === "run-launch" && e.body.runId === runId)!;
     expect(launch.body.initialModelHash).toBe(sha256);
     expect(launch.body.spec?.initialModel).toMatchObject({ source: "public", sha256 });

@@ -15,6 +15,7 @@ import { deviceEpsilon, signPolicy } from "../shared/dp/index.ts";
 import { LedgerWriter, verifyLedger, LedgerFormatError, sealEntry } from "../shared/ledger/index.ts";
 import { renderReport } from "../shared/ledger/report.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 describe("privacy ledger of a real run", () => {
   let cluster: TestCluster;
@@ -37,7 +38,7 @@ describe("privacy ledger of a real run", () => {
     expect((await cluster.waitRun(runId)).state).toBe("completed");
     // A run that breaks the policy is refused at launch, naming the rule and the projected ε.
     await expect(cluster.launch({ ...spec, noiseMultiplier: 0.5 })).rejects.toThrow(/minNoiseMultiplier.*projected device ε/);
-    ledger = readFileSync(cluster.coordinator.paths.ledger, "utf8");
+    ledger = ledgerText(cluster.stateDir);
     for (const d of cluster.devices) charged.set(d.deviceId, deviceEpsilon(d.budget.events(), 1e-6));
     reviewer.close();
   });

@@ -17,6 +17,7 @@ import {
   buildExamples, concatExamples, contextIds, exportModel, initBackend, initialWeights, predictDistribution, readExportedModel, saveCheckpoint, tokenBucket, topBuckets, Trainer, DEFAULT_MODEL_SPEC,
 } from "../shared/model/index.ts";
 import { exportFromStateDir, predictFromExport } from "../cli/commands/model.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 import { runVerify } from "../cli/commands/verify.ts";
 
 // In-process where the CLI's own function is reachable: a spawned CLI costs seconds on a loaded machine.
@@ -98,7 +99,7 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/--model: .* \(hash mismatch: the weights were changed after export\)/);
 
-    const notExport = await verify(join(out, "ledger.jsonl"), join(state, "checkpoints", runId));
+    const notExport = await verify(join(out, "ledger.jsonl"), join(state, "store", "checkpoints", runId));
     expect(notExport.exitCode).toBe(2);
     expect(notExport.stderr).toMatch(/is not a Tacit model export \(no tacit-model\.json\)/);
   });
@@ -118,10 +119,11 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     /** A state dir holding only the ledger (edited by `edit`) and, optionally, the checkpoints. */
     const stateWith = (name: string, o: { checkpoints: boolean; edit?: (lines: string[]) => string[] }): string => {
       const d = join(tmp, name);
-      const lines = readFileSync(join(state, "ledger.jsonl"), "utf8").trim().split("\n");
-      mkdirSync(d, { recursive: true });
-      writeFileSync(join(d, "ledger.jsonl"), (o.edit ? o.edit(lines) : lines).join("\n") + "\n");
-      if (o.checkpoints) cpSync(join(state, "checkpoints"), join(d, "checkpoints"), { recursive: true });
+      const lines = ledgerText(state).trim().split("\n");
+      // The store: its checkpoints and round decisions when asked for, and the (edited) ledger as one segment.
+      if (o.checkpoints) cpSync(join(state, "store"), join(d, "store"), { recursive: true, filter: (src) => !src.includes(`${join(state, "store", "ledger")}`) });
+      mkdirSync(join(d, "store", "ledger"), { recursive: true });
+      writeFileSync(join(d, "store", "ledger", "000000000000.jsonl"), (o.edit ? o.edit(lines) : lines).join("\n") + "\n");
       return d;
     };
 

@@ -14,6 +14,7 @@ import { INSECURE_REDIS_FLAG, resolveRedis, RedisUnavailableError } from "../coo
 import { sentinelFromEnv } from "../coordinator/redis/sentinel.ts";
 import { SentinelTrio, MASTER_NAME } from "./support/sentinel-trio.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 import { waitFor } from "./support/wait.ts";
 
 const constantDelta = (value: number) => async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -81,13 +82,13 @@ describe("coordinator on Redis Sentinel", () => {
     // The coordinator now writes to the promoted replica.
     const info = await c.coordinator.redis.info("server");
     expect(info).toMatch(new RegExp(`tcp_port:${trio.replicaPort}`));
-    const entries = readFileSync(c.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
+    const entries = ledgerText(c.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
     const rounds = entries.filter((e) => e.type === "round" && (e.body as { runId: string }).runId === runId).map((e) => e.body as { round: number; attempt: number; status: string });
     for (const r of [0, 1, 2]) expect(rounds.filter((x) => x.round === r && x.status === "completed"), `round ${r}`).toHaveLength(1);
     // Nothing is charged twice: one attestation per survivor of each committed round.
     const attestations = entries.filter((e) => e.type === "attestation" && (e.body as { runId: string }).runId === runId);
     expect(attestations).toHaveLength(9);
-    expect(verifyLedger(readFileSync(c.coordinator.paths.ledger, "utf8")).violations).toEqual([]);
+    expect(verifyLedger(ledgerText(c.coordinator.paths.root)).violations).toEqual([]);
     console.log(`sentinel failover: master ${before} → ${await trio.currentMasterPort()}; round entries ${rounds.map((r) => `${r.round}.${r.attempt} ${r.status}`).join(", ")}`);
   }, 180_000);
 });

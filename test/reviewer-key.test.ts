@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { runTacit } from "./support/run-tacit.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
 
 describe("the reviewer's key is the reviewer's own (item 5)", () => {
@@ -49,7 +50,7 @@ describe("the reviewer's key is the reviewer's own (item 5)", () => {
     expect((await runTacit(["privacy", "policy", "sign", "--in", body, "--key", join(reviewer, "reviewer.key"), "--out", policy])).status).toBe(0);
     const install = await runTacit(["privacy", "policy", "install", "--in", policy, "--key", join(reviewer, "reviewer.key"), "--key-id", "reviewer-1", "--coordinator", address, "--ca", ca]);
     expect(install.status, install.stderr).toBe(0);
-    const ledger = readFileSync(coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: { policy?: { reviewerPublicKey?: string } } });
+    const ledger = ledgerText(coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as { type: string; body: { policy?: { reviewerPublicKey?: string } } });
     expect(ledger.filter((e) => e.type === "policy").map((e) => e.body.policy?.reviewerPublicKey)).toEqual([principals.find((p) => p.role === "reviewer")!.publicKey]);
 
     // A policy signed with any other key is refused, even when the registered reviewer sends it.

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { runTacit } from "./support/run-tacit.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
 import { dpSpecProblems, parseRunSpec } from "../shared/run/index.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 import { defaultRunSpec } from "../cli/commands/run.ts";
 
 describe("tacit run launch: the DP recipe's refusals", () => {
@@ -48,7 +49,7 @@ describe("coordinator LaunchRun: the same refusal for any client", () => {
 
   it("refuses a signed fedadam spec with noise and writes no run-launch entry", async () => {
     await expect(cluster.launch(tinyRunSpec({ noiseMultiplier: 1, serverOptimizer: "fedadam" }))).rejects.toThrow(/fedadam diverges under DP noise/);
-    const entries = readFileSync(cluster.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string });
+    const entries = ledgerText(cluster.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as { type: string });
     expect(entries.some((e) => e.type === "run-launch")).toBe(false);
   }, 60_000);
 });

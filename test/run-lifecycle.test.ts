@@ -11,7 +11,7 @@
  * - run states are a closed set: terminal states are final.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { copyFileSync, readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import type { RoundConfig } from "../shared/run/index.ts";
@@ -22,11 +22,12 @@ import { LedgerClosedError } from "../coordinator/ledger/privacy-ledger.ts";
 import { RUN_TRANSITIONS, RunStore, type RunState, type RunTransition } from "../coordinator/runs/run-store.ts";
 import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
 import { sleep, waitFor } from "./support/wait.ts";
+import { ledgerText as storeLedgerText } from "./support/ledger-text.ts";
 
 const constantDelta = (value: number) => async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
 
 function ledger(c: TestCluster): LedgerEntry[] {
-  return readFileSync(c.coordinator.paths.ledger, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
+  return storeLedgerText(c.stateDir).trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
 }
 
 /** The run's ledger entries in order, e.g. `round 0.1 completed`, `attestation 0`, `run-end cancelled`. */
@@ -42,7 +43,7 @@ function story(c: TestCluster, runId: string): string[] {
     });
 }
 
-const ledgerText = (c: TestCluster): string => readFileSync(c.coordinator.paths.ledger, "utf8");
+const ledgerText = (c: TestCluster): string => storeLedgerText(c.stateDir);
 const attested = (round: number, n: number): string[] => Array.from({ length: n }, () => `attestation ${round}`);
 
 describe("run lifecycle", () => {
@@ -251,7 +252,7 @@ describe("run lifecycle", () => {
     // Nothing more about this run may enter the ledger, and a verifier flags it if it does.
     await expect(c.coordinator.ledger.round({ run, record: (await c.coordinator.runs.rounds(runId))[0]!, cohort: [], survivors: [], declines: {}, event: undefined, attestations: [] })).rejects.toThrow(LedgerClosedError);
     const forged = join(c.stateDir, "forged-ledger.jsonl");
-    copyFileSync(c.coordinator.paths.ledger, forged);
+    writeFileSync(forged, storeLedgerText(c.stateDir));
     const w = LedgerWriter.open(forged, c.coordinator.signingKey.privateKey);
     w.append("round", { runId, round: 0, attempt: 1, status: "aborted", cohort: [], survivors: [] });
     const findings = verifyLedger(readFileSync(forged, "utf8"));

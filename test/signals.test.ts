@@ -20,6 +20,7 @@ import { startFleetDevice, type FleetDevice } from "./support/fleet-device.ts";
 import { runTacit, TACIT_BIN } from "./support/run-tacit.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
 import { waitFor } from "./support/wait.ts";
+import { ledgerText } from "./support/ledger-text.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -100,7 +101,7 @@ describe("signals", () => {
       return ["completed", "failed", "cancelled"].includes(st.state) ? st : undefined;
     }, 120_000);
     expect(done.state).toBe("completed");
-    const text = readFileSync(join(stateDir, "ledger.jsonl"), "utf8");
+    const text = ledgerText(stateDir);
     const rounds = text.trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry).filter((e) => e.type === "round").map((e) => {
       const b = e.body as { round: number; attempt: number; status: string; detail: string };
       return `${b.round}.${b.attempt} ${b.status}${b.status === "aborted" ? `: ${b.detail}` : ""}`;

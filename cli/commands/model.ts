@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { CliError, parseNumber } from "../errors.ts";
 import {
   bucketVocabulary, contextIds, DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, exportRelease, labelPredictions, loadCheckpoint, predictDistribution, pretrainToCheckpoint, PretrainError,
@@ -14,6 +14,9 @@ import {
 import { findRelease, modelReleases } from "../../shared/ledger/model-releases.ts";
 import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
 import { CheckpointStore } from "../../coordinator/runs/checkpoint-store.ts";
+import { RoundDecisions } from "../../coordinator/runs/round-decisions.ts";
+import { defaultStoreUrl, openDurableStore } from "../../coordinator/store/open-store.ts";
+import { readLedgerText } from "../../coordinator/ledger/segment-writer.ts";
 import { ActionStore } from "../../client/store/action-store.ts";
 import { clientPaths } from "../../client/state/client-dirs.ts";
 import { tokensByFrequency } from "../../client/suggest/suggest.ts";
@@ -94,16 +97,17 @@ export interface ExportOptions { run: string; round?: string; out: string; state
 export async function exportFromStateDir(o: ExportOptions): Promise<{ out: string; runId: string; round: number; modelHash: string; ledgerSeq: number }> {
   const round = o.round === undefined ? undefined : parseNumber("--round", o.round, { min: -1, integer: true });
   const paths = coordinatorPaths(o.stateDir);
-  let ledger: string;
-  try {
-    ledger = readFileSync(paths.ledger, "utf8");
-  } catch {
-    throw new CliError(`cannot read the ledger ${paths.ledger}: is --state-dir ${o.stateDir} the coordinator's state directory?`);
-  }
+  // The coordinator's durable store holds the ledger segments and the checkpoints.
+  const store = openDurableStore(process.env.TACIT_STORE_URL ?? defaultStoreUrl(paths.root));
+  const ledger = await readLedgerText(store);
+  if (ledger === "") throw new CliError(`no ledger in ${store.url}: is --state-dir ${o.stateDir} the coordinator's state directory?`);
+  if (!store.localRoot) throw new CliError(`store ${store.url}: checkpoints need a directory store`);
   // Only a model the ledger records as released is exported, named by the ledger's hash.
   const release = findRelease(modelReleases(ledger), o.run, round);
-  const dir = new CheckpointStore(paths.checkpoints).dirFor(release.runId, release.round);
-  if (!existsSync(dir)) throw new CliError(`no checkpoint for round ${release.round} of run ${release.runId} in ${paths.checkpoints}`);
+  const checkpoints = new CheckpointStore(join(store.localRoot, "checkpoints"), new RoundDecisions(store), "tacit-model-export");
+  const commit = release.round < 0 ? undefined : await checkpoints.committed(release.runId, release.round);
+  const dir = commit ? checkpoints.pathOf(release.runId, commit) : checkpoints.dirFor(release.runId, release.round);
+  if (!existsSync(dir)) throw new CliError(`no checkpoint for round ${release.round} of run ${release.runId} in ${store.url}`);
   const cp = await loadCheckpoint(dir);
   const { modelHash } = await exportRelease(o.out, release, { ...cp, path: dir }, "coordinator-run");
   return { out: resolve(o.out), runId: release.runId, round: release.round, modelHash, ledgerSeq: release.seq };

@@ -1,6 +1,10 @@
 /** `tacit verify --ledger FILE [--policy FILE] [--report OUT.html] [--json]` (privacy reviewers). */
 import type { Command } from "commander";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { readLedgerText } from "../../coordinator/ledger/segment-writer.ts";
+import { DirectoryStore } from "../../coordinator/store/directory-store.ts";
+import { openDurableStore } from "../../coordinator/store/open-store.ts";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { CliError } from "../errors.ts";
 import { verifyLedger, LedgerFormatError, type Findings } from "../../shared/ledger/index.ts";
@@ -14,7 +18,7 @@ export function registerVerifyCommand(program: Command): void {
   program
     .command("verify")
     .description("verify a privacy ledger and recompute every ε from it (reviewers)")
-    .requiredOption("--ledger <file>", "ledger.jsonl")
+    .requiredOption("--ledger <file|dir|url>", "ledger.jsonl, or a coordinator's store (a directory, a state dir, or file:///…) whose ledger segments are read in order")
     .option("--policy <file>", "the signed policy you hold; must be the one in the ledger")
     .option("--coordinator-key <base64>", "the coordinator's public key you trust")
     .option("--delta <d>", "an extra δ to show ε at (budgets are always judged at the policy's δ)", "1e-6")
@@ -56,12 +60,7 @@ async function verifyInto(o: VerifyOptions, out: string[]): Promise<boolean> {
     if (!m) throw new CliError("--head must be SEQ:HASH (the entry's seq and its 64-hex-digit hash)");
     expectedHead = { seq: Number(m[1]), hash: m[2]! };
   }
-  let text: string;
-  try {
-    text = readFileSync(o.ledger, "utf8");
-  } catch {
-    throw new CliError(`cannot read ledger ${o.ledger}`);
-  }
+  const text = await readLedgerInput(o.ledger);
   let policy: PolicyFile | undefined;
   if (o.policy) {
     try {
@@ -167,5 +166,23 @@ async function checkInitialModelFile(dir: string, ledgerText: string, findings: 
   if (started.length === 0) {
     findings.violations.push({ code: "INITIAL_MODEL_FILE", message: `no run in the ledger started from ${dir} (weights SHA-256 ${hash})` });
     findings.ok = false;
+  }
+}
+
+/**
+ * The ledger as one JSONL text: a file as it is, or a store's segments concatenated in seq
+ * order (the same text: segments hold whole lines of the one hash chain).
+ */
+async function readLedgerInput(where: string): Promise<string> {
+  try {
+    if (/^[a-z0-9]+:\/\//.test(where)) return await readLedgerText(openDurableStore(where));
+    if (statSync(where).isDirectory()) {
+      const root = existsSync(join(where, "ledger")) ? where : join(where, "store");
+      if (!existsSync(join(root, "ledger"))) throw new Error("no ledger segments");
+      return await readLedgerText(new DirectoryStore(root));
+    }
+    return readFileSync(where, "utf8");
+  } catch {
+    throw new CliError(`cannot read ledger ${where}`);
   }
 }

@@ -1,10 +1,10 @@
 /**
- * Where each ledger line sits in the file, and which lines name which device, kept in memory as
- * entries are appended. ReadLedger then reads only the byte ranges it serves, in pages, instead
- * of reading and parsing the whole file on every call (finding L4).
+ * Where each ledger line sits (segment and offset), and which lines name which device, kept in
+ * memory as entries are read or appended. ReadLedger then reads only the segments it serves, in
+ * pages, instead of reading and parsing the whole ledger on every call (finding L4).
  */
-import { closeSync, openSync, readSync } from "node:fs";
 import type { LedgerEntry } from "../../shared/ledger/entry.ts";
+import type { DurableStore } from "../store/durable-store.ts";
 
 /** Largest page ReadLedger reads at once. */
 export const PAGE_BYTES = 256 * 1024;
@@ -19,23 +19,25 @@ function devicesNamed(e: Pick<LedgerEntry, "type" | "body">): string[] {
 }
 
 export class LedgerLineIndex {
+  private readonly segments: string[] = [];
+  private readonly segOf: number[] = [];
   private readonly starts: number[] = [];
   private readonly lengths: number[] = [];
-  private end = 0;
   private readonly byDevice = new Map<string, number[]>();
 
-  constructor(private readonly path: string) {}
+  constructor(private readonly store: DurableStore) {}
 
   get size(): number {
     return this.starts.length;
   }
 
-  /** Records the next line (entry `e`, `bytes` long including its newline). */
-  add(e: Pick<LedgerEntry, "type" | "body" | "seq">, bytes: number): void {
+  /** Records the next line (entry `e`, `bytes` long including its newline, at `offset` in `segment`). */
+  add(e: Pick<LedgerEntry, "type" | "body" | "seq">, at: { segment: string; offset: number; bytes: number }): void {
     if (e.seq !== this.starts.length) throw new Error(`ledger index out of step: entry ${e.seq} after ${this.starts.length} lines`);
-    this.starts.push(this.end);
-    this.lengths.push(bytes);
-    this.end += bytes;
+    if (this.segments[this.segments.length - 1] !== at.segment) this.segments.push(at.segment);
+    this.segOf.push(this.segments.length - 1);
+    this.starts.push(at.offset);
+    this.lengths.push(at.bytes);
     for (const d of devicesNamed(e)) {
       const seqs = this.byDevice.get(d) ?? [];
       seqs.push(e.seq);
@@ -51,24 +53,24 @@ export class LedgerLineIndex {
     return [...(from === 0 && this.size > 0 ? [0] : []), ...mine.filter((s) => s >= from && s !== 0)];
   }
 
-  /** The lines of `seqs` (ascending), read from the file in pages of at most PAGE_BYTES. */
-  *pages(seqs: readonly number[]): Generator<string[]> {
-    if (seqs.length === 0) return;
-    const fd = openSync(this.path, "r");
-    try {
-      let i = 0;
-      while (i < seqs.length) {
-        // One read covers a run of consecutive seqs (the whole tail for a reviewer).
-        let j = i + 1;
-        let bytes = this.lengths[seqs[i]!]!;
-        while (j < seqs.length && seqs[j] === seqs[j - 1]! + 1 && bytes + this.lengths[seqs[j]!]! <= PAGE_BYTES) bytes += this.lengths[seqs[j++]!]!;
-        const buf = Buffer.alloc(bytes);
-        readSync(fd, buf, 0, bytes, this.starts[seqs[i]!]!);
-        yield buf.toString("utf8").slice(0, -1).split("\n");
-        i = j;
+  /** The lines of `seqs` (ascending), in pages of at most PAGE_BYTES, each from one segment. */
+  async *pages(seqs: readonly number[]): AsyncGenerator<string[]> {
+    let cached: { seg: number; buf: Buffer } | undefined;
+    let i = 0;
+    while (i < seqs.length) {
+      const seg = this.segOf[seqs[i]!]!;
+      if (cached?.seg !== seg) {
+        const buf = await this.store.get(this.segments[seg]!);
+        if (!buf) throw new Error(`ledger segment ${this.segments[seg]} is missing from the store`);
+        cached = { seg, buf };
       }
-    } finally {
-      closeSync(fd);
+      // One page covers a run of consecutive seqs in one segment (the whole tail for a reviewer).
+      let j = i + 1;
+      let bytes = this.lengths[seqs[i]!]!;
+      while (j < seqs.length && seqs[j] === seqs[j - 1]! + 1 && this.segOf[seqs[j]!] === seg && bytes + this.lengths[seqs[j]!]! <= PAGE_BYTES) bytes += this.lengths[seqs[j++]!]!;
+      const start = this.starts[seqs[i]!]!;
+      yield cached.buf.subarray(start, start + bytes).toString("utf8").slice(0, -1).split("\n");
+      i = j;
     }
   }
 }

@@ -4,11 +4,12 @@
  * per phase, declines and the devices' signed attestations, run end) into signed, hash-chained
  * entries. It records events and facts only; every ε is recomputed from them by `tacit verify`.
  */
-import type { EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
-import { readFileSync } from "node:fs";
 import { LedgerLineIndex } from "./line-index.ts";
+import type { EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
 import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
-import { LedgerWriter } from "../../shared/ledger/writer.ts";
+import { SegmentLedgerWriter } from "./segment-writer.ts";
+import { importLegacyLedger } from "./legacy-ledger.ts";
+import type { DurableStore } from "../store/durable-store.ts";
 import type { EntryType, LedgerEntry } from "../../shared/ledger/entry.ts";
 import { checkRunAgainstPolicy, verifyPolicy, type PolicyFile } from "../../shared/dp/index.ts";
 import { projectRun, type RunSpec } from "../../shared/run/index.ts";
@@ -60,23 +61,33 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   private readonly launchedSpecs = new Map<string, RunSpec>();
 
   private readonly lineIndex: LedgerLineIndex;
+  private readonly writer: SegmentLedgerWriter;
+  /** What importing a pre-segment ledger.jsonl did, for the start-up log. */
+  migrated: string | undefined;
 
-  private constructor(private readonly writer: LedgerWriter, path: string) {
-    this.lineIndex = new LedgerLineIndex(path);
+  private constructor(store: DurableStore, key: Ed25519KeyPair) {
+    this.lineIndex = new LedgerLineIndex(store);
+    this.writer = new SegmentLedgerWriter(store, key.privateKey, (e, at) => {
+      this.index(e);
+      this.lineIndex.add(e, at);
+    });
   }
 
-  static open(paths: CoordinatorPaths, key: Ed25519KeyPair): PrivacyLedger {
-    const writer = LedgerWriter.open(paths.ledger, key.privateKey);
-    const l = new PrivacyLedger(writer, paths.ledger);
-    if (writer.nextSeq === 0) l.append("genesis", { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64"), format: "tacit-ledger-v1" });
-    else
-      for (const line of readFileSync(paths.ledger, "utf8").split("\n")) {
-        if (!line) continue;
-        const e = JSON.parse(line) as LedgerEntry;
-        l.index(e);
-        l.lineIndex.add(e, Buffer.byteLength(line) + 1);
-      }
+  /** Opens the ledger in `store` (importing the state dir's legacy ledger.jsonl once), writing its genesis if it is new. */
+  static async open(store: DurableStore, paths: Pick<CoordinatorPaths, "ledger">, key: Ed25519KeyPair): Promise<PrivacyLedger> {
+    const l = new PrivacyLedger(store, key);
+    l.migrated = await importLegacyLedger(store, paths.ledger, key.privateKey);
+    await l.writer.refresh();
+    if (l.writer.nextSeq === 0) {
+      // Another coordinator opening the same new store may write the genesis first: fine.
+      await l.writer.tryAppend([{ type: "genesis", body: { coordinatorPublicKey: Buffer.from(key.publicRaw).toString("base64"), format: "tacit-ledger-v1" } }]);
+    }
     return l;
+  }
+
+  /** Reads what other coordinators appended since this one last looked. */
+  async refresh(): Promise<void> {
+    await this.writer.refresh();
   }
 
   private index(e: Pick<LedgerEntry, "type" | "body" | "seq">): void {
@@ -94,24 +105,16 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
     }
   }
 
-  private append(type: EntryType, body: Record<string, unknown>): LedgerEntry {
+  /**
+   * Appends one event. Losing the race for the next seq (another coordinator wrote there) only
+   * means re-reading and appending after it: an event that happened here is still to be recorded.
+   */
+  private async append(type: EntryType, body: Record<string, unknown>): Promise<LedgerEntry> {
     checkEntryBound(type, body);
-    const entry = this.writer.append(type, body);
-    this.appended(entry);
-    return entry;
-  }
-
-  /** Several entries in one group commit (one fsync); each bounded and indexed like `append`'s. */
-  private appendBatch(batch: { type: EntryType; body: Record<string, unknown> }[]): void {
-    for (const b of batch) checkEntryBound(b.type, b.body);
-    for (const entry of this.writer.appendBatch(batch)) this.appended(entry);
-  }
-
-  /** Every appended entry enters both indexes: the facts and the line offsets pages are read from. */
-  private appended(entry: LedgerEntry): void {
-    this.index(entry);
-    // The writer writes exactly JSON.stringify(entry) + "\n" (shared/ledger/writer.ts).
-    this.lineIndex.add(entry, Buffer.byteLength(JSON.stringify(entry)) + 1);
+    for (;;) {
+      const written = await this.writer.tryAppend([{ type, body }]);
+      if (written) return written[0]!;
+    }
   }
 
   /** The status the ledger records for one round attempt, if it has one. */
@@ -130,10 +133,6 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
 
   hasLaunch(runId: string): boolean {
     return this.launched.has(runId);
-  }
-
-  get repaired(): string | undefined {
-    return this.writer.repaired;
   }
 
   /** MAX_POLICY_BYTES of JSON at most, signed by one of the reviewer keys registered at `coordinator init`. */
@@ -156,12 +155,12 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   }
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {
-    this.append("policy", { policy });
+    await this.append("policy", { policy });
   }
 
   /** A device sent a provably malformed message: named here, for the reviewer and for quarantine. */
   async offence(e: { deviceId: string; runId: string; round: number; reason: string }): Promise<void> {
-    this.append("device-offence", { deviceId: e.deviceId, runId: e.runId, round: e.round, reason: e.reason.slice(0, 200) });
+    await this.append("device-offence", { deviceId: e.deviceId, runId: e.runId, round: e.round, reason: e.reason.slice(0, 200) });
   }
 
   offences(deviceId: string): number {
@@ -170,54 +169,67 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
 
   /** A principal created an enrollment token (the token itself is never written, only its id). */
   async enrollmentToken(t: { tokenId: string; creator: string; label: string; expiresAt: number }): Promise<void> {
-    this.append("enrollment-token", { tokenId: t.tokenId, creator: t.creator, label: t.label, expiresAt: t.expiresAt });
+    await this.append("enrollment-token", { tokenId: t.tokenId, creator: t.creator, label: t.label, expiresAt: t.expiresAt });
   }
 
   /** A device enrolled: whose token, its label, and its identity key's fingerprint. */
   async enrollment(e: { deviceId: string; keyFingerprint: string; label: string; creator: string; tokenId: string; tokenLabel: string }): Promise<void> {
-    this.append("enrollment", { ...e });
+    await this.append("enrollment", { ...e });
   }
 
   async runLaunch(run: RunRecord, request: { body: string; publicKey: string; signature: string }, initialModelHash: string): Promise<void> {
-    this.append("run-launch", { runId: run.runId, spec: run.spec, requester: run.requester, request, initialModelHash });
+    await this.append("run-launch", { runId: run.runId, spec: run.spec, requester: run.requester, request, initialModelHash });
   }
 
-  /** Appends a round and its attestations; idempotent, so a redone commit never writes twice. */
+  /**
+   * Appends a round and its attestations as one segment; idempotent, so a redone commit never
+   * writes twice. When another coordinator wrote the next segment first, what it wrote is read
+   * and the round decided again: if that was this very round, nothing is left to write.
+   */
   async round(e: Parameters<RoundLedgerSink["round"]>[0]): Promise<void> {
     const r = e.record;
     const runId = e.run.runId;
+    await this.writer.refresh();
     if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: round ${r.round} attempt ${r.attempt} cannot be recorded after it`);
     faultpoint("ledger-append", r.round);
-    if (this.roundStatus(runId, r.round, r.attempt) === undefined) {
-      this.append("round", {
-        runId,
-        round: r.round,
-        attempt: r.attempt,
-        status: r.status,
-        modelHashBefore: r.modelHashBefore,
-        modelHashAfter: r.modelHashAfter,
-        mechanism: e.event ?? null,
-        // With adaptive clipping, the C this round clipped to (privacy.adaptiveClip has the chain).
-        dp: { clip: r.privacy?.adaptiveClip?.clip ?? e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
-        secagg: r.secagg,
-        ...(r.privacy ? { privacy: r.privacy } : {}),
-        cohort: e.cohort,
-        survivors: e.survivors,
-        phases: r.phases,
-        // Who declined, never why: a decline reason states that person's privacy limits, and
-        // every cohort member can read this entry (finding L1).
-        declined: Object.keys(e.declines).sort(),
-        populationSize: e.run.spec.populationSize,
-        detail: r.detail,
-      });
+    for (;;) {
+      await this.writer.refresh();
+      if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: round ${r.round} attempt ${r.attempt} cannot be recorded after it`);
+      const batch: { type: EntryType; body: Record<string, unknown> }[] = [];
+      let roundEntry = this.roundSeqs.get(`${runId}/${r.round}/${r.attempt}`);
+      if (roundEntry === undefined) {
+        roundEntry = this.writer.nextSeq;
+        batch.push({ type: "round", body: {
+          runId,
+          round: r.round,
+          attempt: r.attempt,
+          status: r.status,
+          modelHashBefore: r.modelHashBefore,
+          modelHashAfter: r.modelHashAfter,
+          mechanism: e.event ?? null,
+          // With adaptive clipping, the C this round clipped to (privacy.adaptiveClip has the chain).
+          dp: { clip: r.privacy?.adaptiveClip?.clip ?? e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
+          secagg: r.secagg,
+          ...(r.privacy ? { privacy: r.privacy } : {}),
+          cohort: e.cohort,
+          survivors: e.survivors,
+          phases: r.phases,
+          // Who declined, never why: a decline reason states that person's privacy limits, and
+          // every cohort member can read this entry (finding L1).
+          declined: Object.keys(e.declines).sort(),
+          populationSize: e.run.spec.populationSize,
+          detail: r.detail,
+        } });
+      }
+      const inBatch = new Set<string>();
+      for (const a of e.attestations) {
+        if (this.attested.has(`${runId}/${r.round}/${a.deviceId}`) || inBatch.has(a.deviceId)) continue;
+        inBatch.add(a.deviceId);
+        batch.push({ type: "attestation", body: { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } });
+      }
+      for (const b of batch) checkEntryBound(b.type, b.body);
+      if (await this.writer.tryAppend(batch)) return;
     }
-    const roundEntry = this.roundSeq(runId, r.round, r.attempt);
-    // All of the round's new attestations in one group commit (one fsync, not one per survivor).
-    const inBatch = new Set<string>();
-    const batch = e.attestations
-      .filter((a) => !this.attested.has(`${runId}/${r.round}/${a.deviceId}`) && !inBatch.has(a.deviceId) && inBatch.add(a.deviceId))
-      .map((a) => ({ type: "attestation" as const, body: { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } }));
-    this.appendBatch(batch);
   }
 
   /** Whether the ledger holds the entry of evaluation round `round` of the run (any status). */
@@ -226,62 +238,69 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   }
 
   /**
-   * Appends an evaluation round: its counts (the only thing released), the noise mechanism
-   * each survivor was charged — `nonPrivate` when the counts were released without noise, so
-   * `tacit verify` reports ε = ∞ for those devices rather than pretend — and the survivors'
-   * attestations of that mechanism. Idempotent per run and evaluation round.
+   * Appends an evaluation round and its attestations as one segment: its counts (the only thing
+   * released), the noise mechanism each survivor was charged — `nonPrivate` when the counts were
+   * released without noise, so `tacit verify` reports ε = ∞ for those devices rather than
+   * pretend — and the survivors' attestations of that mechanism. Idempotent per run and
+   * evaluation round, and decided again when another coordinator wrote the next segment first.
    */
   async evaluation(e: Parameters<EvaluationLedgerSink["evaluation"]>[0]): Promise<void> {
     const r = e.record;
     const runId = e.run.runId;
-    if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: its evaluation after round ${r.afterRound} cannot be recorded after it`);
-    if (!this.evaluations.has(`${runId}/${r.round}`)) {
-      this.append("evaluation", {
-        runId,
-        round: r.round,
-        afterRound: r.afterRound,
-        status: r.status,
-        modelHash: r.modelHash,
-        mechanism: e.event ?? null,
-        noiseMultiplier: r.noiseMultiplier,
-        maxExamplesPerDevice: e.run.spec.evaluation?.maxExamplesPerDevice ?? null,
-        cohort: e.cohort,
-        survivors: e.survivors,
-        declined: e.declined,
-        counts: r.sums ?? null,
-        errorBound: r.errorBound ?? null,
-        detail: r.detail,
-      });
+    for (;;) {
+      await this.writer.refresh();
+      if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: its evaluation after round ${r.afterRound} cannot be recorded after it`);
+      const batch: { type: EntryType; body: Record<string, unknown> }[] = [];
+      let entrySeq = this.evaluations.get(`${runId}/${r.round}`);
+      if (entrySeq === undefined) {
+        entrySeq = this.writer.nextSeq;
+        batch.push({ type: "evaluation", body: {
+          runId,
+          round: r.round,
+          afterRound: r.afterRound,
+          status: r.status,
+          modelHash: r.modelHash,
+          mechanism: e.event ?? null,
+          noiseMultiplier: r.noiseMultiplier,
+          maxExamplesPerDevice: e.run.spec.evaluation?.maxExamplesPerDevice ?? null,
+          cohort: e.cohort,
+          survivors: e.survivors,
+          declined: e.declined,
+          counts: r.sums ?? null,
+          errorBound: r.errorBound ?? null,
+          detail: r.detail,
+        } });
+      }
+      const inBatch = new Set<string>();
+      for (const a of e.attestations) {
+        if (this.attested.has(`${runId}/${r.round}/${a.deviceId}`) || inBatch.has(a.deviceId)) continue;
+        inBatch.add(a.deviceId);
+        batch.push({ type: "attestation", body: { runId, round: r.round, roundEntry: entrySeq, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } });
+      }
+      for (const b of batch) checkEntryBound(b.type, b.body);
+      if (batch.length === 0 || (await this.writer.tryAppend(batch))) return;
     }
-    const entrySeq = this.evaluations.get(`${runId}/${r.round}`)!;
-    const inBatch = new Set<string>();
-    this.appendBatch(
-      e.attestations
-        .filter((a) => !this.attested.has(`${runId}/${r.round}/${a.deviceId}`) && !inBatch.has(a.deviceId) && inBatch.add(a.deviceId))
-        .map((a) => ({ type: "attestation" as const, body: { runId, round: r.round, roundEntry: entrySeq, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } })),
-    );
-  }
-
-  private roundSeq(runId: string, round: number, attempt: number): number {
-    const seq = this.roundSeqs.get(`${runId}/${round}/${attempt}`);
-    if (seq === undefined) throw new Error(`no ledger entry for round ${round} attempt ${attempt} of run ${runId}`);
-    return seq;
   }
 
   async runEnded(run: RunRecord, state: "completed" | "failed" | "cancelled", detail: string): Promise<void> {
-    if (this.ended.has(run.runId)) return;
-    this.append("run-end", { runId: run.runId, state, detail });
+    for (;;) {
+      await this.writer.refresh();
+      if (this.ended.has(run.runId)) return;
+      if (await this.writer.tryAppend([{ type: "run-end", body: { runId: run.runId, state, detail } }])) return;
+    }
   }
 
   /**
-   * Ledger lines from `fromSeq` in pages read from the file through the in-memory index; a
+   * Ledger lines from `fromSeq` in pages read from the store's segments through the in-memory index; a
    * device sees only entries that name it (and the genesis).
    */
-  *pages(fromSeq: number, deviceId?: string): Generator<string[]> {
+  async *pages(fromSeq: number, deviceId?: string): AsyncGenerator<string[]> {
     yield* this.lineIndex.pages(this.lineIndex.seqs(fromSeq, deviceId));
   }
 
   async lines(fromSeq: number, deviceId?: string): Promise<string[]> {
-    return [...this.pages(fromSeq, deviceId)].flat();
+    const out: string[] = [];
+    for await (const p of this.pages(fromSeq, deviceId)) out.push(...p);
+    return out;
   }
 }

@@ -1,17 +1,20 @@
 /**
- * Global model checkpoints per run: checkpoints/<run>/round-<r>/ (tfjs model.json +
+ * Global model checkpoints per run: checkpoints/<run>/round-<r>-a<attempt>/ (tfjs model.json +
  * weights.bin, written atomically by shared/model) and a LATEST pointer replaced atomically
  * after the checkpoint is complete, so a crash never leaves a half-written current model.
  *
- * A completed round's checkpoint directory is also its commit record: its metadata carries what
- * the ledger must say about the round (record, cohort, survivors, mechanism, attestations), so the
- * atomic rename of that directory is the one point at which a round becomes committed. Everything
- * after it (ledger entries, LATEST, Redis) is redone idempotently by a restarted coordinator.
+ * Checkpoints live in the store's directory and are immutable: each attempt writes its own, so a
+ * stale coordinator can never replace the model of a round its successor committed. A round
+ * becomes committed when its attempt's outcome and then its commit record are put-if-absent in
+ * the store (round-decisions.ts); everything after that (ledger entries, LATEST, Redis) is redone
+ * idempotently by whichever coordinator runs next.
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { loadCheckpoint, saveCheckpoint, weightsHash, type ModelSpec } from "../../shared/model/index.ts";
 import { writeFileAtomic } from "../state/state-dir.ts";
+import { failpoint } from "./failpoint.ts";
+import { RoundDecisions, StaleWriterError, type CommitRecord } from "./round-decisions.ts";
 
 export interface StoredCheckpoint {
   round: number;
@@ -26,48 +29,94 @@ export interface LatestPointer {
   hash: string;
 }
 
+/** What the round runner hands over at its commit point (a RoundCommit). */
+interface CommitPayload {
+  record: { round: number; attempt: number; status: string } & Record<string, unknown>;
+}
+
 export class CheckpointStore {
-  constructor(private readonly root: string) {}
+  /**
+   * @param root the checkpoints directory (inside a directory store)
+   * @param decisions where attempt outcomes and commit records are put-if-absent
+   * @param instance this coordinator, named in the outcomes it decides
+   */
+  constructor(
+    private readonly root: string,
+    readonly decisions: RoundDecisions,
+    private readonly instance: string,
+  ) {}
 
   private runDir(runId: string): string {
     return join(this.root, runId);
   }
 
-  dirFor(runId: string, round: number): string {
-    return join(this.runDir(runId), `round-${String(round).padStart(5, "0")}`);
+  /** The checkpoint directory of `round` (−1 = the initial model), per attempt for trained rounds. */
+  dirFor(runId: string, round: number, attempt?: number): string {
+    return join(this.runDir(runId), `round-${String(round).padStart(5, "0")}${attempt === undefined ? "" : `-a${attempt}`}`);
   }
 
-  /** Saves the model after `round` (round −1 = the initial model) and moves LATEST to it. */
+  /** Saves the initial model (round −1) and moves LATEST to it. */
   async save(runId: string, round: number, spec: ModelSpec, weights: Float32Array, serverState: unknown): Promise<string> {
-    const hash = await this.write(runId, round, spec, weights, serverState);
-    this.point(runId, round, hash);
+    mkdirSync(this.runDir(runId), { recursive: true, mode: 0o700 });
+    const hash = await saveCheckpoint(this.dirFor(runId, round), spec, weights, { runId, round, serverState });
+    this.point(runId, round, hash, this.dirFor(runId, round));
     return hash;
   }
 
-  /** Writes the checkpoint of `round` atomically (with an optional commit record) without moving LATEST. */
-  async write(runId: string, round: number, spec: ModelSpec, weights: Float32Array, serverState: unknown, commit?: unknown): Promise<string> {
+  /**
+   * The commit point of a completed round attempt: writes its checkpoint, decides the attempt
+   * as completed, then puts the round's commit record. Throws StaleWriterError when another
+   * coordinator decided the attempt first (it was declared lost while this one was paused):
+   * the round is then not committed by this process.
+   */
+  async write(runId: string, round: number, spec: ModelSpec, weights: Float32Array, serverState: unknown, commit: unknown): Promise<string> {
+    const c = commit as CommitPayload;
+    const attempt = c.record.attempt;
     mkdirSync(this.runDir(runId), { recursive: true, mode: 0o700 });
-    return saveCheckpoint(this.dirFor(runId, round), spec, weights, { runId, round, serverState, ...(commit !== undefined ? { commit } : {}) });
+    const dir = this.dirFor(runId, round, attempt);
+    const hash = await saveCheckpoint(dir, spec, weights, { runId, round, attempt, serverState });
+    failpoint("before-commit", round);
+    const decided = await this.decisions.decideAttempt(runId, { status: "completed", record: c.record, checkpoint: { hash, dir: basename(dir) }, commit, by: this.instance });
+    if (!decided.won && (decided.outcome.status !== "completed" || decided.outcome.checkpoint?.hash !== hash)) {
+      throw new StaleWriterError(`attempt ${attempt} of round ${round} was already decided as ${decided.outcome.status} by ${decided.outcome.by}: this coordinator stands down`);
+    }
+    await this.decisions.commit(runId, decided.outcome);
+    return hash;
   }
 
-  /** Moves LATEST to the (complete) checkpoint of `round`. */
-  point(runId: string, round: number, hash: string): void {
-    writeFileAtomic(join(this.runDir(runId), "LATEST"), JSON.stringify({ round, dir: this.dirFor(runId, round), hash }) + "\n", 0o644);
+  /** The commit record of `round`, if the round is committed. */
+  committed(runId: string, round: number): Promise<CommitRecord | undefined> {
+    return this.decisions.committed(runId, round);
+  }
+
+  /** Moves LATEST to the (complete, committed) checkpoint of `round`. */
+  point(runId: string, round: number, hash: string, dir: string): void {
+    writeFileAtomic(join(this.runDir(runId), "LATEST"), JSON.stringify({ round, dir: basename(dir), hash }) + "\n", 0o644);
   }
 
   pointer(runId: string): LatestPointer | undefined {
     const ptr = join(this.runDir(runId), "LATEST");
     if (!existsSync(ptr)) return undefined;
-    return JSON.parse(readFileSync(ptr, "utf8")) as LatestPointer;
+    const p = JSON.parse(readFileSync(ptr, "utf8")) as LatestPointer;
+    // Directory names are relative to the run's directory, so a shared store can be mounted anywhere.
+    return { ...p, dir: join(this.runDir(runId), basename(p.dir)) };
   }
 
-  has(runId: string, round: number): boolean {
-    return existsSync(join(this.dirFor(runId, round), "model.json"));
+  /** The directory of the checkpoint a commit record names. */
+  pathOf(runId: string, commit: CommitRecord): string {
+    return join(this.runDir(runId), basename(commit.checkpoint.dir));
   }
 
-  /** The checkpoint of one round with its metadata (including its commit record, if any). */
-  async read(runId: string, round: number): Promise<{ weights: Float32Array; hash: string; meta: Record<string, unknown> }> {
-    const cp = await loadCheckpoint(this.dirFor(runId, round));
+  /** The checkpoint of committed round `round`; throws when the round is not committed. */
+  async readRound(runId: string, round: number): Promise<{ weights: Float32Array; hash: string; meta: Record<string, unknown>; path: string }> {
+    const commit = await this.committed(runId, round);
+    if (!commit) throw new Error(`round ${round} of run ${runId} is not committed`);
+    return { ...(await this.read(runId, commit)), path: this.pathOf(runId, commit) };
+  }
+
+  /** The checkpoint a commit record names. */
+  async read(runId: string, commit: CommitRecord): Promise<{ weights: Float32Array; hash: string; meta: Record<string, unknown> }> {
+    const cp = await loadCheckpoint(join(this.runDir(runId), basename(commit.checkpoint.dir)));
     return { weights: cp.weights, hash: weightsHash(cp.weights), meta: cp.meta };
   }
 

@@ -19,9 +19,9 @@
  * - A watchdog re-enqueues any live run that has no waiting or active job, so a future bug of
  *   the dropped-job kind delays a run by at most one watchdog period and never hangs it.
  *
- * When the previous coordinator on this Redis is provably dead (same host, its pid gone), its
- * orphaned job is failed and the run resumed at once; otherwise BullMQ's stalled-job recovery
- * hands the job over after its lock expires.
+ * Only the holder of the active lease runs the scheduler (runs/active-lease.ts). On taking over
+ * it fails the previous holder's orphaned jobs and resumes the runs at once; correctness against
+ * a previous holder that was only paused rests on the store's put-if-absent (round-decisions.ts).
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -33,8 +33,8 @@ import { RoundInterrupted } from "../rounds/round-interrupt.ts";
 import { executeEvaluation, type EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
 import { evalRoundNumber, evaluatesAfter } from "../../shared/run/index.ts";
 import { isTerminal, type RoundRecord, type RunRecord, type RunStore, type TerminalRunState } from "./run-store.ts";
-import { processAlive } from "../redis/embedded-redis.ts";
 import { failpoint } from "./failpoint.ts";
+import type { AttemptOutcome } from "./round-decisions.ts";
 
 export const ROUNDS_QUEUE = "tacit-rounds";
 /** A round is attempted at most this many times (aborts and errors count; cancels and shutdowns don't). */
@@ -61,12 +61,16 @@ export interface RunLifecycleSink {
 /** What the scheduler needs of the ledger to publish commits exactly once. */
 export interface RunLedger extends RunLifecycleSink, Partial<EvaluationLedgerSink> {
   hasEvaluation?(runId: string, round: number): boolean;
+  /** Reads what other coordinators appended, before roundStatus/hasRunEnd are asked. */
+  refresh(): Promise<void>;
   roundStatus(runId: string, round: number, attempt: number): string | undefined;
   hasRunEnd(runId: string): boolean;
 }
 
 export interface SchedulerOptions {
   watchdogMs?: number;
+  /** This coordinator's name in Redis and in the decisions it writes. */
+  instance?: string;
 }
 
 /** A round attempt executing in this process. */
@@ -81,6 +85,8 @@ const inflightKey = (runId: string): string => `tacit:run:${runId}:inflight`;
 const nextKey = (runId: string): string => `tacit:run:${runId}:next`;
 const OWNER_KEY = "tacit:coordinator:owner";
 const jobId = (runId: string, round: number, attempt: number): string => `${runId}-r${round}-a${attempt}`;
+/** A name for one coordinator process: host, pid and a random tag (pids are reused). */
+export const newInstanceId = (): string => `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 interface Owner {
@@ -108,7 +114,7 @@ export class RunScheduler {
   private workerConnection: Redis | undefined;
   /** Round attempts executing in this process, by run. */
   private readonly local = new Map<string, LocalRound>();
-  readonly instance = `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  readonly instance: string;
   private closed = false;
   private onReady: (() => void) | undefined;
   private watchdogTimer: NodeJS.Timeout | undefined;
@@ -127,6 +133,7 @@ export class RunScheduler {
   ) {
     this.queue = new Queue<RoundJob>(ROUNDS_QUEUE, { connection });
     this.watchdogMs = opts.watchdogMs ?? DEFAULT_WATCHDOG_MS;
+    this.instance = opts.instance ?? newInstanceId();
   }
 
   async start(): Promise<void> {
@@ -170,23 +177,23 @@ export class RunScheduler {
 
   /**
    * Brings every run in line with what is durable: publishes committed rounds, records ledger
-   * run ends, and — when this coordinator is the only one (the previous owner died, or this is
-   * a Redis reconnect) — turns attempts lost in flight into aborted records and re-enqueues.
+   * run ends, turns attempts lost in flight (with a dead or paused previous holder of the lease)
+   * into aborted records, and re-enqueues.
    */
   private async recover(o: { afterRedisRestart?: boolean } = {}): Promise<void> {
-    const prevRaw = await this.connection.get(OWNER_KEY);
-    const prev = prevRaw ? (JSON.parse(prevRaw) as Owner) : undefined;
-    const sole = o.afterRedisRestart
-      ? !prev || prev.instance === this.instance
-      : !prev || prev.instance === this.instance || (prev.host === hostname() && !processAlive(prev.pid));
+    // The scheduler runs only in the holder of the active lease (coordinator.ts), so whoever ran
+    // these runs before is dead, or paused and about to find its lease gone: its jobs can never
+    // finish here. They are failed now (token "0" skips the old worker's lock) instead of waiting
+    // for their locks to expire, and their attempts are decided lost in the store — where a
+    // paused coordinator that wakes up loses the race and stands down (design note §3.5).
+    // After a Redis reconnect the active jobs are this process's own and carry on.
     await this.connection.set(OWNER_KEY, JSON.stringify({ instance: this.instance, pid: process.pid, host: hostname() } satisfies Owner));
-    if (sole && !o.afterRedisRestart) {
-      // The previous owner's jobs can never finish: fail them now (token "0" skips the lock of
-      // the dead worker) instead of waiting for their locks to expire.
+    if (!o.afterRedisRestart) {
       for (const job of await this.queue.getJobs(["active"])) {
         await job.moveToFailed(new Error("the coordinator running this round died"), "0", false).catch(() => undefined);
       }
     }
+    await this.lifecycle.refresh();
     for (const runId of await this.runs.list()) {
       if (this.local.has(runId)) continue;
       const run = await this.runs.get(runId);
@@ -196,8 +203,7 @@ export class RunScheduler {
         await this.settleEnd(run);
         continue;
       }
-      if (sole) await this.revive(run);
-      else await this.reconcile(run);
+      await this.revive(run);
     }
   }
 
@@ -212,7 +218,11 @@ export class RunScheduler {
     const lost = await this.connection.get(inflightKey(run.runId));
     if (lost) {
       const [r, a] = lost.split(":").map(Number) as [number, number];
-      await this.recordLost(run, r, a);
+      if ((await this.recordLost(run, r, a)) !== "lost") {
+        await this.reconcile(run);
+        await this.clearInflight(run.runId, r);
+        return;
+      }
       const next = await this.readNext(run);
       // A lost attempt counts towards the round's limit, like an abort: a round that kills its
       // coordinator every time (or can never be recorded) fails the run instead of looping.
@@ -262,7 +272,7 @@ export class RunScheduler {
     const tries = (this.reviveFailures.get(run.runId) ?? 0) + 1;
     this.reviveFailures.set(run.runId, tries);
     this.log.error({ runId: run.runId, tries, err: msg }, "watchdog: could not move a live run");
-    if (this.round.checkpoints.has(run.runId, run.roundsDone)) {
+    if (await this.round.checkpoints.committed(run.runId, run.roundsDone)) {
       await this.runs.update(run.runId, { currentPhase: `round ${run.roundsDone} committed; publishing it failed ${tries} times (${msg}); retrying` });
       return;
     }
@@ -320,11 +330,9 @@ export class RunScheduler {
    * second of writes). Idempotent; returns the run as it stands afterwards.
    */
   private async reconcile(run: RunRecord): Promise<RunRecord> {
-    const cps = this.round.checkpoints;
-    for (let r = run.roundsDone; r < run.spec.rounds && cps.has(run.runId, r); r++) {
-      const cp = await cps.read(run.runId, r);
-      const commit = cp.meta.commit as RoundCommit | undefined;
-      if (!commit) break;
+    await this.lifecycle.refresh();
+    for (let r = run.roundsDone; r < run.spec.rounds; r++) {
+      if (!(await this.round.checkpoints.committed(run.runId, r))) break;
       this.log.warn({ runId: run.runId, round: r }, "publishing a committed round");
       await this.commit(run.runId, r);
     }
@@ -335,8 +343,10 @@ export class RunScheduler {
   async commit(runId: string, round: number): Promise<void> {
     const run = await this.runs.get(runId);
     if (!run) throw new Error(`no run ${runId}`);
-    const cp = await this.round.checkpoints.read(runId, round);
-    const c = cp.meta.commit as RoundCommit;
+    const committed = await this.round.checkpoints.committed(runId, round);
+    if (!committed) throw new Error(`round ${round} of run ${runId} has no commit record`);
+    const c = committed.commit as RoundCommit;
+    const cp = committed.checkpoint;
     await this.round.ledger.round({
       run,
       record: c.record,
@@ -351,31 +361,56 @@ export class RunScheduler {
     // A run that evaluates ends in the job after its last round, once the final evaluation ran.
     const finished = done >= run.spec.rounds && !run.spec.evaluation;
     const ptr = this.round.checkpoints.pointer(runId);
-    if (!ptr || ptr.round < round) this.round.checkpoints.point(runId, round, cp.hash);
-    if (run.roundsDone <= round) {
+    if (!ptr || ptr.round < round) this.round.checkpoints.point(runId, round, cp.hash, cp.dir);
+    // Whoever moves the run's progress past this round enqueues its next job; a coordinator
+    // finding it already moved (a successor published it) leaves the next attempt alone.
+    const publishedHere = run.roundsDone <= round;
+    if (publishedHere) {
       await this.runs.recordRound(runId, c.record, { roundsDone: done, modelHash: cp.hash, currentPhase: finished ? "done" : "waiting" });
     }
     if (finished && (await this.runs.tryTransition(runId, "complete"))) {
       await this.lifecycle.runEnded({ ...run, state: "completed" }, "completed", `${done} rounds completed`);
     }
-    await this.connection.del(inflightKey(runId));
+    await this.clearInflight(runId, round);
     const now = await this.runs.get(runId);
-    if (!finished && now && !isTerminal(now.state)) await this.enqueue(runId, done, 0, 0, 0);
+    if (!finished && publishedHere && now && !isTerminal(now.state)) await this.enqueue(runId, done, 0, 0, 0);
     if (now && isTerminal(now.state)) await this.settleEnd(now);
   }
 
-  /** Records an attempt that died with its coordinator as aborted (once, in Redis and the ledger). */
-  private async recordLost(run: RunRecord, round: number, attempt: number): Promise<void> {
-    if (run.roundsDone > round) return;
+  /**
+   * Decides an attempt that died with its coordinator as lost (put-if-absent in the store), and
+   * records the outcome that stands once, in Redis and the ledger. If its coordinator had
+   * already decided it as completed (it died or was paused right after), the round's commit
+   * record is written from that outcome instead and "committed" is returned: the round is
+   * published, never re-run.
+   */
+  private async recordLost(run: RunRecord, round: number, attempt: number): Promise<"lost" | "committed" | "done"> {
+    if (run.roundsDone > round) return "done";
     const st = await this.runs.roundState(run.runId, round);
     const phase = Number(st.attempt) === attempt && st.phase ? st.phase : "unknown";
     const lost = abortedRecord(run, round, attempt, `the attempt was lost with its coordinator (crashed, or could not record it) in phase ${phase}; the round is re-run from the last checkpoint`);
+    const decided = await this.round.checkpoints.decisions.decideAttempt(run.runId, { status: "lost", record: lost as unknown as AttemptOutcome["record"], by: this.instance });
+    if (decided.outcome.status === "completed") {
+      await this.round.checkpoints.decisions.commit(run.runId, decided.outcome);
+      this.log.warn({ runId: run.runId, round, attempt, by: decided.outcome.by }, "round attempt completed before its coordinator was lost; publishing its commit");
+      return "committed";
+    }
+    const record = decided.outcome.record as unknown as RoundRecord;
+    const ledger = (decided.outcome.ledger ?? { cohort: [], declines: {} }) as { cohort: string[]; declines: Record<string, string> };
     const recorded = (await this.runs.rounds(run.runId)).some((r) => r.round === round && r.attempt === attempt);
-    if (!recorded) await this.runs.recordRound(run.runId, lost, {});
+    if (!recorded) await this.runs.recordRound(run.runId, record, {});
+    await this.lifecycle.refresh();
     if (this.lifecycle.roundStatus(run.runId, round, attempt) === undefined && !this.lifecycle.hasRunEnd(run.runId)) {
-      await this.round.ledger.round({ run, record: lost, cohort: [], survivors: [], declines: {}, event: undefined, attestations: [] });
+      await this.round.ledger.round({ run, record, cohort: ledger.cohort, survivors: [], declines: ledger.declines, event: undefined, attestations: [] });
     }
     this.log.warn({ runId: run.runId, round, attempt, phase }, "round attempt lost; re-running the round");
+    return "lost";
+  }
+
+  /** Forgets the attempt in flight of `round`, leaving a later round's (a successor's) alone. */
+  private async clearInflight(runId: string, round: number): Promise<void> {
+    const v = await this.connection.get(inflightKey(runId));
+    if (v && Number(v.split(":")[0]) === round) await this.connection.del(inflightKey(runId));
   }
 
   async enqueue(runId: string, round: number, attempt: number, delayMs = 0, aborts = 0): Promise<void> {
@@ -446,7 +481,10 @@ export class RunScheduler {
       // An attempt was in flight when its coordinator died (BullMQ handed its stalled job over):
       // its in-memory SecAgg state is gone, so it is recorded as aborted and the round re-runs.
       const [r, a] = previous.split(":").map(Number) as [number, number];
-      await this.recordLost(run, r, a);
+      if ((await this.recordLost(run, r, a)) === "committed") {
+        await this.reconcile(run);
+        return;
+      }
       if (r === round) attempt = Math.max(attempt, a + 1);
     }
     const aborts = data.aborts ?? 0;
@@ -533,11 +571,22 @@ export class RunScheduler {
   private async endAttempt(run: RunRecord, result: Exclude<RoundResult, { status: "completed" }>, attempt: number, aborts: number): Promise<void> {
     const { runId } = run;
     const { record } = result;
+    // The outcome is decided once, in the store. Finding it decided already means a successor
+    // declared this attempt lost while this process was paused (or its commit was refused):
+    // everything it would write now is stale, so it stands down (design note §3.5).
+    const decided = await this.round.checkpoints.decisions.decideAttempt(runId, {
+      status: result.status, record: record as unknown as AttemptOutcome["record"], ledger: { cohort: result.cohort, declines: result.declines }, by: this.instance,
+    });
+    if (!decided.won) {
+      this.log.warn({ runId, round: record.round, attempt, decided: decided.outcome.status, by: decided.outcome.by }, "round attempt was decided by another coordinator; standing down");
+      return;
+    }
+    await this.lifecycle.refresh();
     if (!this.lifecycle.hasRunEnd(runId) && this.lifecycle.roundStatus(runId, record.round, attempt) === undefined) {
       await this.round.ledger.round({ run, record, cohort: result.cohort, survivors: [], declines: result.declines, event: undefined, attestations: [] });
     }
     await this.runs.recordRound(runId, record, { currentPhase: result.status === "cancelled" ? "cancelled" : "retrying" });
-    await this.connection.del(inflightKey(runId));
+    await this.clearInflight(runId, record.round);
     const now = await this.runs.get(runId);
     if (!now || isTerminal(now.state)) {
       if (now) await this.settleEnd(now);

@@ -38,7 +38,7 @@ export interface CoordinatorApi {
   launchRun(specJson: string, requestSignature: Uint8Array, requester: string): Promise<{ runId: string }>;
   cancelRun(runId: string): Promise<void>;
   runStatus(runId: string): Promise<{ state: string } & object>;
-  ledgerPages(fromSeq: number, deviceId?: string): Iterable<string[]>;
+  ledgerPages(fromSeq: number, deviceId?: string): AsyncIterable<string[]>;
   policyJson(): string | undefined;
   installPolicy(json: string): Promise<void>;
 }
@@ -287,7 +287,7 @@ function ledgerService(c: CoordinatorApi) {
       const fromSeq = Number(call.request.fromSeq || 0);
       if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) throw invalid("from_seq must be a non-negative integer");
       // Pages read through the ledger's index; a slow reader is waited for, never buffered without bound.
-      for (const page of c.ledgerPages(fromSeq, onlyDevice)) {
+      for await (const page of c.ledgerPages(fromSeq, onlyDevice)) {
         let ok = true;
         for (const line of page) ok = call.write({ line }) && ok;
         if (!ok && !call.cancelled) await new Promise<void>((r) => { call.once("drain", () => r()); call.once("close", () => r()); });

@@ -20,17 +20,20 @@ export class CoordinatorProcess {
   starts = 0;
 
   constructor(
-    readonly o: { stateDir: string; port: number; redisUrl?: string; logFile: string },
+    readonly o: { stateDir: string; port: number; redisUrl?: string; logFile: string; env?: NodeJS.ProcessEnv },
   ) {}
 
   get address(): string {
     return `localhost:${this.o.port}`;
   }
 
-  /** Starts the coordinator and resolves once it listens; `failpoint` sets TACIT_FAILPOINT. */
-  async start(failpoint?: string): Promise<void> {
+  /**
+   * Starts the coordinator and resolves once it listens (or, with `until: "standby"`, once it
+   * waits as a standby for the active lease); `failpoint` sets TACIT_FAILPOINT.
+   */
+  async start(failpoint?: string, until: "listening" | "standby" = "listening"): Promise<void> {
     this.starts++;
-    const env: NodeJS.ProcessEnv = { ...process.env, TACIT_LOG_LEVEL: "info" };
+    const env: NodeJS.ProcessEnv = { ...process.env, TACIT_LOG_LEVEL: "info", ...this.o.env };
     if (this.o.redisUrl) env.REDIS_URL = this.o.redisUrl;
     else delete env.REDIS_URL;
     delete env.TACIT_FAILPOINT;
@@ -38,9 +41,16 @@ export class CoordinatorProcess {
     const child = spawn(process.execPath, [BIN, "coordinator", "start", "--state-dir", this.o.stateDir, "--port", String(this.o.port)], { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
     appendFileSync(this.o.logFile, `--- start ${this.starts} pid ${child.pid}${failpoint ? ` failpoint ${failpoint}` : ""}\n`);
-    child.stdout!.on("data", (d: Buffer) => appendFileSync(this.o.logFile, d));
+    let out = "";
+    let onOut: (() => void) | undefined;
+    child.stdout!.on("data", (d: Buffer) => {
+      appendFileSync(this.o.logFile, d);
+      out += d.toString();
+      onOut?.();
+    });
     await new Promise<void>((resolve, reject) => {
       let err = "";
+      if (until === "standby") onOut = () => out.includes("standby: another coordinator holds the active lease") && resolve();
       const onData = (d: Buffer): void => {
         err += d.toString();
         appendFileSync(this.o.logFile, d);
