@@ -265,6 +265,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const ttlMs = Number(env.TACIT_LEASE_TTL_MS) || LEASE_TTL_MS;
   c.lease = new ActiveLease(redis, c.instance, { ttlMs, renewMs: Math.max(100, Math.floor(ttlMs / 3)) });
   await c.lease.acquire((holder) => log.warn({ holder, instance: c.instance }, "standby: another coordinator holds the active lease; waiting to take over"));
+  // Requests another coordinator admitted before the hand-over are not replayable here.
+  c.auth.startServing();
   log.info({ instance: c.instance }, "active: holding the lease; serving");
   // What the previous active coordinator wrote while this one waited.
   await ledger.refresh();

@@ -34,6 +34,16 @@ describe("the in-process replay guard", () => {
     after.admit("dev-a", nonce(8), T0 + 6_500, T0 + 7_000);
   });
 
+  it("a standby taking over refuses what the previous active coordinator admitted, and the floor never falls", () => {
+    // The standby's process started at T0; the active served nonce 9 at T0 + 5 s; the standby took over at T0 + 6 s.
+    const standby = new ReplayGuard(T0);
+    standby.raiseFloor(T0 + 6_000);
+    expect(() => standby.admit("dev-a", nonce(9), T0 + 5_000, T0 + 6_100)).toThrow(/replay floor/);
+    standby.raiseFloor(T0 + 1_000);
+    expect(() => standby.admit("dev-a", nonce(10), T0 + 5_500, T0 + 6_200)).toThrow(/replay floor/);
+    standby.admit("dev-a", nonce(11), T0 + 6_050, T0 + 6_200);
+  });
+
   it("stays bounded: when full it forgets the oldest second and refuses everything signed up to it", () => {
     const g = new ReplayGuard(T0, 100);
     for (let i = 0; i < 100; i++) g.admit("dev-a", nonce(i), T0 + i * 100, T0 + i * 100); // seconds 0..9

@@ -85,6 +85,11 @@ export class Authenticator {
    * admitted within its per-address rate; any other call must carry a valid signature, and an
    * address that keeps failing is refused before its signatures are even checked.
    */
+  /** This process starts serving (it took the active lease): nothing signed before now is admitted. */
+  startServing(now = Date.now()): void {
+    this.replay.raiseFloor(now);
+  }
+
   async admit(metadata: grpc.Metadata, method: string, peerAddress: string): Promise<void> {
     if (TOKEN_METHODS.has(method)) {
       if (!this.enrollByAddress.take(peerAddress)) throw exhausted("too many enrollment attempts from this address: slow down and retry");

@@ -9,8 +9,9 @@
  *   freshness window is dropped, because checkFreshness refuses those timestamps anyway;
  * - when the cache is full, the oldest bucket is dropped and the floor rises past it: every
  *   forgotten nonce carries a timestamp below the floor, so its replay is refused by the floor.
- * The floor starts at the moment the process started, so a request captured before a restart
- * cannot be replayed after it (the nonces it would collide with are gone). The price is that a
+ * The floor starts at the moment the process started, and rises to the moment it takes the
+ * active lease, so a request captured before a restart or a hand-over cannot be replayed after it
+ * (the nonces it would collide with are in no live process). The price is that a
  * device whose clock runs behind by d is refused for d after a restart, and then retries.
  */
 import { AUTH_MAX_SKEW_MS, AuthError } from "../../shared/transport/request-auth.ts";
@@ -30,6 +31,15 @@ export class ReplayGuard {
     private readonly windowMs = AUTH_MAX_SKEW_MS,
   ) {
     this.floorMs = startedAtMs;
+  }
+
+  /**
+   * Refuses everything signed before `ms` from now on. A standby that takes over calls this: the
+   * nonces the previous active coordinator saw are not in this process, so a request it served
+   * must not be accepted again here.
+   */
+  raiseFloor(ms: number): void {
+    this.floorMs = Math.max(this.floorMs, ms);
   }
 
   /** Throws AuthError for a replayed nonce or a request signed before the floor; records it otherwise. */
