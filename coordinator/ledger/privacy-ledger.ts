@@ -221,12 +221,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
           detail: r.detail,
         } });
       }
-      const inBatch = new Set<string>();
-      for (const a of e.attestations) {
-        if (this.attested.has(`${runId}/${r.round}/${a.deviceId}`) || inBatch.has(a.deviceId)) continue;
-        inBatch.add(a.deviceId);
-        batch.push({ type: "attestation", body: { runId, round: r.round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } });
-      }
+      batch.push(...this.newAttestations(runId, r.round, roundEntry, e.attestations));
       for (const b of batch) checkEntryBound(b.type, b.body);
       if (await this.writer.tryAppend(batch)) return;
     }
@@ -271,15 +266,18 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
           detail: r.detail,
         } });
       }
-      const inBatch = new Set<string>();
-      for (const a of e.attestations) {
-        if (this.attested.has(`${runId}/${r.round}/${a.deviceId}`) || inBatch.has(a.deviceId)) continue;
-        inBatch.add(a.deviceId);
-        batch.push({ type: "attestation", body: { runId, round: r.round, roundEntry: entrySeq, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } });
-      }
+      batch.push(...this.newAttestations(runId, r.round, entrySeq, e.attestations));
       for (const b of batch) checkEntryBound(b.type, b.body);
       if (batch.length === 0 || (await this.writer.tryAppend(batch))) return;
     }
+  }
+
+  /** Attestation entries for the devices not yet attested in this round (each once), pointing at its entry. */
+  private newAttestations(runId: string, round: number, roundEntry: number, attestations: Parameters<RoundLedgerSink["round"]>[0]["attestations"]): { type: EntryType; body: Record<string, unknown> }[] {
+    const seen = new Set<string>();
+    return attestations
+      .filter((a) => !this.attested.has(`${runId}/${round}/${a.deviceId}`) && !seen.has(a.deviceId) && seen.add(a.deviceId))
+      .map((a) => ({ type: "attestation", body: { runId, round, roundEntry, deviceId: a.deviceId, identityPublicKey: a.identityPublicKey, bodyJson: a.body, signature: Buffer.from(a.signature).toString("base64") } }));
   }
 
   async runEnded(run: RunRecord, state: "completed" | "failed" | "cancelled", detail: string): Promise<void> {
