@@ -126,13 +126,15 @@ export class Coordinator {
     return r;
   }
 
-  policyJson(): string | undefined {
-    return existsSync(this.paths.policy) ? readFileSync(this.paths.policy, "utf8") : undefined;
+  /** The policy in force: the ledger's latest policy entry, the same for every coordinator on this store. */
+  policyJson(): Promise<string | undefined> {
+    return this.ledger.policyInForce();
   }
 
   async installPolicy(json: string): Promise<void> {
     const reviewers = loadPrincipals(this.paths).filter((p) => p.role === "reviewer").map((p) => p.publicKey);
     const policy = this.ledger.validatePolicy(json, reviewers);
+    // policy.json is the operator's copy (simulate hands it to the reviewer); the ledger entry is what binds.
     writeFileAtomic(this.paths.policy, json, 0o644);
     await this.ledger.policy(policy, json);
   }
@@ -146,7 +148,7 @@ export class Coordinator {
     if (!verifyBytes(publicKeyFromRaw(Buffer.from(principal.publicKey, "base64")), specJson, requestSignature)) {
       throw invalid("request_signature does not verify: the ML team must sign spec_json with its key");
     }
-    const policyJson = this.policyJson();
+    const policyJson = await this.policyJson();
     if (policyJson) this.ledger.assertRunAllowed(spec, policyJson);
     const runId = `run-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(4).toString("hex")}`;
     // A public-data initial model named by the spec (hash-pinned; no privacy cost), else seeded random init.

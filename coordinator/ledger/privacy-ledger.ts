@@ -57,6 +57,8 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   private readonly launched = new Set<string>();
   /** Offences recorded per device (see state/offences.ts). */
   private readonly offenceCounts = new Map<string, number>();
+  /** The latest policy entry's signed policy: the one in force, for every coordinator sharing this ledger. */
+  private latestPolicy: unknown;
   /** Each launched run's spec, as the ledger recorded it with the ML team's signed request. */
   private readonly launchedSpecs = new Map<string, RunSpec>();
 
@@ -98,6 +100,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
     } else if (e.type === "evaluation") this.evaluations.set(`${b.runId}/${b.round}`, e.seq);
     else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
     else if (e.type === "run-end") this.ended.add(String(b.runId));
+    else if (e.type === "policy") this.latestPolicy = (e.body as { policy?: unknown }).policy;
     else if (e.type === "device-offence") this.offenceCounts.set(String(b.deviceId), (this.offenceCounts.get(String(b.deviceId)) ?? 0) + 1);
     else if (e.type === "run-launch") {
       this.launched.add(String(b.runId));
@@ -152,6 +155,15 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
     const proj = projectRun(spec, policy.body.delta);
     const v = checkRunAgainstPolicy({ noiseMultiplier: spec.noiseMultiplier, minSurvivors: spec.minSurvivors, signals: spec.signals, projectedDeviceEpsilon: proj.deviceEpsilon }, policy.body);
     if (v.length > 0) throw failedPrecondition(`run refused by the privacy policy: ${v.map((x) => `[${x.rule}] ${x.message}`).join("; ")}`);
+  }
+
+  /**
+   * The policy in force as JSON: the latest policy entry of the ledger, which every coordinator
+   * sharing the store reads (a state dir's policy.json would be one coordinator's alone).
+   */
+  async policyInForce(): Promise<string | undefined> {
+    await this.writer.refresh();
+    return this.latestPolicy === undefined ? undefined : JSON.stringify(this.latestPolicy);
   }
 
   async policy(policy: PolicyFile, _json: string): Promise<void> {

@@ -39,7 +39,7 @@ export interface CoordinatorApi {
   cancelRun(runId: string): Promise<void>;
   runStatus(runId: string): Promise<{ state: string } & object>;
   ledgerPages(fromSeq: number, deviceId?: string): AsyncIterable<string[]>;
-  policyJson(): string | undefined;
+  policyJson(): Promise<string | undefined>;
   installPolicy(json: string): Promise<void>;
 }
 
@@ -296,7 +296,7 @@ function ledgerService(c: CoordinatorApi) {
       call.end();
     }),
     GetPolicy: unary<object, object>(c, "Ledger/GetPolicy", ["reviewer", "ml-team", "device"], async () => {
-      const json = c.policyJson();
+      const json = await c.policyJson();
       if (!json) throw notFound("no privacy policy is installed on this coordinator");
       return { json };
     }),
