@@ -37,7 +37,7 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     state = join(tmp, "state");
     const r = await cli(["simulate", "--dataset", "data/devactions", "--clients", "3", "--rounds", "2", "--noise-multiplier", "1", "--out", out, "--state-dir", state]);
     expect(r.status, r.stderr).toBe(0);
-    runId = readdirSync(join(state, "checkpoints"))[0]!;
+    runId = readdirSync(join(state, "store", "checkpoints"))[0]!;
     // The caller's vocabulary: every token of the dataset, most frequent first.
     const counts = new Map<string, number>();
     for (const u of readdirSync("data/devactions").filter((f) => f.endsWith(".tsv"))) {
@@ -138,7 +138,7 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
       await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/^run \S+ has no completed round yet: nothing trained to export/);
     });
     it("a directory that is not a coordinator's state dir", async () => {
-      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: join(tmp, "nowhere") })).rejects.toThrow(/cannot read the ledger .*nowhere.*: is --state-dir .* the coordinator's state directory\?/);
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: join(tmp, "nowhere") })).rejects.toThrow(/no ledger in .*nowhere.*: is --state-dir .* the coordinator's state directory\?/);
     });
     it("a released round whose checkpoint is missing", async () => {
       const d = stateWith("no-checkpoints", { checkpoints: false });
@@ -157,8 +157,12 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     });
     it("a checkpoint consistent in itself that is not the model the ledger released (hash mismatch)", async () => {
       const d = stateWith("swapped", { checkpoints: true });
-      await saveCheckpoint(join(d, "checkpoints", runId, "round-00001"), DEFAULT_MODEL_SPEC, initialWeights(DEFAULT_MODEL_SPEC, 5), { runId, round: 1 });
-      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/^hash mismatch: the checkpoint .*round-00001 hashes to [0-9a-f]{64}, but the ledger released [0-9a-f]{64} as the model after round 1/);
+      // The committed attempt's checkpoint (round-00001-a<attempt>, as the commit record names it) replaced.
+      const runDir = join(d, "store", "checkpoints", runId);
+      const committed = join(runDir, readdirSync(runDir).find((n) => n.startsWith("round-00001"))!);
+      rmSync(committed, { recursive: true });
+      await saveCheckpoint(committed, DEFAULT_MODEL_SPEC, initialWeights(DEFAULT_MODEL_SPEC, 5), { runId, round: 1 });
+      await expect(exportFromStateDir({ run: runId, out: x(), stateDir: d })).rejects.toThrow(/^hash mismatch: the checkpoint .*round-00001(-a\d+)? hashes to [0-9a-f]{64}, but the ledger released [0-9a-f]{64} as the model after round 1/);
       expect(existsSync(join(x(), "tacit-model.json"))).toBe(false);
     });
   });
