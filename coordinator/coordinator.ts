@@ -231,6 +231,23 @@ export class Coordinator {
   }
 }
 
+/**
+ * Standby until this process holds the active lease: connected to Redis and the store, not
+ * listening (the load balancer sends devices to the active one), no BullMQ worker. Then it takes
+ * over what the previous active coordinator left.
+ */
+async function becomeActive(c: Coordinator, redis: Redis, ledger: PrivacyLedger, env: NodeJS.ProcessEnv, log: Logger): Promise<ActiveLease> {
+  const ttlMs = Number(env.TACIT_LEASE_TTL_MS) || LEASE_TTL_MS;
+  c.lease = new ActiveLease(redis, c.instance, { ttlMs, renewMs: Math.max(100, Math.floor(ttlMs / 3)) });
+  await c.lease.acquire((holder) => log.warn({ holder, instance: c.instance }, "standby: another coordinator holds the active lease; waiting to take over"));
+  // Requests another coordinator admitted before the hand-over are not replayable here.
+  c.auth.startServing();
+  log.info({ instance: c.instance }, "active: holding the lease; serving");
+  // What the previous active coordinator wrote while this one waited.
+  await ledger.refresh();
+  return c.lease;
+}
+
 export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
   const log = opts.logger ?? pino({ name: "tacit-coordinator", level: process.env.TACIT_LOG_LEVEL ?? "info" });
   const paths = opts.autoInit ? initCoordinatorState(opts.stateDir).paths : coordinatorPaths(opts.stateDir);
@@ -262,16 +279,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   }
   if (ledger.migrated) log.warn({ store: store.url }, ledger.migrated);
   const c = new Coordinator(paths, redis, target, signingKey, log, store, ledger, opts);
-  // Standby until this process holds the active lease: connected to Redis and the store, not
-  // listening (the load balancer sends devices to the active one), no BullMQ worker.
-  const ttlMs = Number(env.TACIT_LEASE_TTL_MS) || LEASE_TTL_MS;
-  c.lease = new ActiveLease(redis, c.instance, { ttlMs, renewMs: Math.max(100, Math.floor(ttlMs / 3)) });
-  await c.lease.acquire((holder) => log.warn({ holder, instance: c.instance }, "standby: another coordinator holds the active lease; waiting to take over"));
-  // Requests another coordinator admitted before the hand-over are not replayable here.
-  c.auth.startServing();
-  log.info({ instance: c.instance }, "active: holding the lease; serving");
-  // What the previous active coordinator wrote while this one waited.
-  await ledger.refresh();
+  const lease = await becomeActive(c, redis, ledger, env, log);
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
@@ -304,7 +312,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   }
   c.server = server;
   await c.scheduler.start();
-  c.lease.keep((reason) => {
+  lease.keep((reason) => {
     // Another coordinator serves now: this one's writes would lose their put-if-absent races
     // anyway; it stops at once and its supervisor restarts it as a standby.
     log.fatal({ instance: c.instance, reason }, "lost the active lease; exiting so the supervisor restarts this coordinator as standby");

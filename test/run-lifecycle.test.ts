@@ -254,7 +254,7 @@ describe("run lifecycle", () => {
     const forged = join(c.stateDir, "forged-ledger.jsonl");
     writeFileSync(forged, storeLedgerText(c.stateDir));
     const w = LedgerWriter.open(forged, c.coordinator.signingKey.privateKey);
-    w.append("round", { runId, round: 0, attempt: 1, status: "aborted", cohort: [], survivors: [] });
+    w.append("round", { runId, round: 0, attempt: 1, status: "aborted", modelHashBefore: run.modelHash, cohort: [], survivors: [] });
     const findings = verifyLedger(readFileSync(forged, "utf8"));
     expect(findings.violations.map((v) => v.code)).toEqual(["AFTER_RUN_END"]);
   });
