@@ -94,7 +94,7 @@ describe("daemon pieces", () => {
 
   it("cuts stored actions into sessions at idle gaps, in time order", () => {
     const spec = tinyRunSpec();
-    const cfg = { model: { ...spec.model, window: 2, sessionGapSeconds: 60 } } as unknown as RoundConfig;
+    const cfg = { model: { ...spec.model, window: 2, sessionGapSeconds: 60 }, training: {} } as unknown as RoundConfig;
     const t0 = 1_700_000_000_000;
     const rec = (s: number, token: string) => ({ at: t0 + s * 1000, app: "code", kind: "shortcut" as const, token });
     // Out of order on purpose; a 10-minute gap starts a new session before "d".

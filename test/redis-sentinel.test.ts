@@ -79,9 +79,12 @@ describe("coordinator on Redis Sentinel", () => {
 
     const st = await c.waitRun(runId, 120_000);
     expect(st.state).toBe("completed");
-    // The coordinator now writes to the promoted replica.
-    const info = await c.coordinator.redis.info("server");
-    expect(info).toMatch(new RegExp(`tcp_port:${trio.replicaPort}`));
+    // A run launched after the switch completes too: its writes can only have landed on the
+    // promoted replica, the one master left (the old one now replicates from it, read-only).
+    const after = await c.launch(tinyRunSpec({ rounds: 1 }));
+    expect((await c.waitRun(after, 120_000)).state).toBe("completed");
+    expect(await trio.role(trio.replicaPort)).toBe("master");
+    expect(await trio.role(trio.masterPort)).toBe("slave");
     const entries = ledgerText(c.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
     const rounds = entries.filter((e) => e.type === "round" && (e.body as { runId: string }).runId === runId).map((e) => e.body as { round: number; attempt: number; status: string });
     for (const r of [0, 1, 2]) expect(rounds.filter((x) => x.round === r && x.status === "completed"), `round ${r}`).toHaveLength(1);

@@ -141,6 +141,23 @@ describe("run lifecycle", () => {
     }
   });
 
+  it("Redis that lost a run's last writes (a failover) takes the ledger's end instead of republishing after it", async () => {
+    const c = await withDevices(3, { watchdogMs: 400 });
+    const runId = await c.launch(tinyRunSpec({ rounds: 2 }));
+    expect((await c.waitRun(runId)).state).toBe("completed");
+    const before = ledgerText(c);
+    // What a promoted replica may hold: the run still running, its last round not yet recorded.
+    await c.coordinator.redis.hset(`tacit:run:${runId}`, { state: "running", roundsDone: "1", currentPhase: "round 1" });
+    await c.coordinator.redis.sadd("tacit:runs:live", runId);
+    const st = await waitFor("the run back to completed", async () => {
+      const r = await c.coordinator.runs.get(runId);
+      return r?.state === "completed" ? r : undefined;
+    }, 20_000);
+    expect(st.roundsDone).toBe(2);
+    expect(ledgerText(c)).toBe(before);
+    expect(verifyLedger(before).violations).toEqual([]);
+  });
+
   it("a device that is no longer enrolled is not invited, and the SecAgg sizes count only the devices invited", async () => {
     const c = await withDevices(4);
     const gone = c.devices[3]!;

@@ -54,6 +54,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   /** Evaluation entries by run/round (one per evaluation, whatever its status). */
   private readonly evaluations = new Map<string, number>();
   private readonly ended = new Set<string>();
+  private readonly endStates = new Map<string, "completed" | "failed" | "cancelled">();
   private readonly launched = new Set<string>();
   /** Offences recorded per device (see state/offences.ts). */
   private readonly offenceCounts = new Map<string, number>();
@@ -99,7 +100,10 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
       this.roundSeqs.set(`${b.runId}/${b.round}/${b.attempt ?? 0}`, e.seq);
     } else if (e.type === "evaluation") this.evaluations.set(`${b.runId}/${b.round}`, e.seq);
     else if (e.type === "attestation") this.attested.add(`${b.runId}/${b.round}/${b.deviceId}`);
-    else if (e.type === "run-end") this.ended.add(String(b.runId));
+    else if (e.type === "run-end") {
+      this.ended.add(String(b.runId));
+      this.endStates.set(String(b.runId), (e.body as { state: "completed" | "failed" | "cancelled" }).state);
+    }
     else if (e.type === "policy") this.latestPolicy = (e.body as { policy?: unknown }).policy;
     else if (e.type === "device-offence") this.offenceCounts.set(String(b.deviceId), (this.offenceCounts.get(String(b.deviceId)) ?? 0) + 1);
     else if (e.type === "run-launch") {
@@ -123,6 +127,10 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   /** The status the ledger records for one round attempt, if it has one. */
   roundStatus(runId: string, round: number, attempt: number): string | undefined {
     return this.rounds.get(`${runId}/${round}/${attempt}`);
+  }
+
+  runEndState(runId: string): "completed" | "failed" | "cancelled" | undefined {
+    return this.endStates.get(runId);
   }
 
   hasRunEnd(runId: string): boolean {

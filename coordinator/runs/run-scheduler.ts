@@ -65,6 +65,8 @@ export interface RunLedger extends RunLifecycleSink, Partial<EvaluationLedgerSin
   refresh(): Promise<void>;
   roundStatus(runId: string, round: number, attempt: number): string | undefined;
   hasRunEnd(runId: string): boolean;
+  /** How the ledger says the run ended, if it did. */
+  runEndState(runId: string): TerminalRunState | undefined;
 }
 
 export interface SchedulerOptions {
@@ -331,6 +333,18 @@ export class RunScheduler {
    */
   private async reconcile(run: RunRecord): Promise<RunRecord> {
     await this.lifecycle.refresh();
+    const ended = this.lifecycle.runEndState(run.runId);
+    if (ended && !isTerminal(run.state)) {
+      // Redis lost writes the ledger holds (a Sentinel failover or a restart loses its last
+      // moment of writes): the ledger is authoritative, and nothing may be appended after a
+      // run's end, so Redis is brought to the ledger's end instead of republishing rounds.
+      this.log.warn({ runId: run.runId, ended }, "the ledger has this run's end but Redis does not: taking the ledger's");
+      const t = ended === "completed" ? "complete" : ended === "failed" ? "fail" : "cancel";
+      const done = ended === "completed" ? { roundsDone: run.spec.rounds, currentPhase: "done" } : { currentPhase: ended };
+      if (!(await this.runs.tryTransition(run.runId, t, done))) await this.runs.tryTransition(run.runId, "fail", { currentPhase: ended, error: `the ledger records this run as ${ended}` });
+      await this.connection.del(inflightKey(run.runId));
+      return (await this.runs.get(run.runId)) ?? run;
+    }
     for (let r = run.roundsDone; r < run.spec.rounds; r++) {
       if (!(await this.round.checkpoints.committed(run.runId, r))) break;
       this.log.warn({ runId: run.runId, round: r }, "publishing a committed round");

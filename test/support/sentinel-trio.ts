@@ -113,6 +113,18 @@ export class SentinelTrio {
     return Number(port);
   }
 
+  /** What a Redis of this set says it is now: "master" or "slave". */
+  async role(port: number): Promise<string> {
+    const c = new Redis({ port, host: "127.0.0.1", password: this.password, lazyConnect: true, maxRetriesPerRequest: 0 });
+    c.on("error", () => undefined);
+    try {
+      await c.connect();
+      return ((await c.call("ROLE")) as [string])[0];
+    } finally {
+      c.disconnect();
+    }
+  }
+
   /** Promotes the replica now, as an operator (or a master's loss) would. */
   async failover(): Promise<void> {
     await this.sentinel(["SENTINEL", "FAILOVER", MASTER_NAME]);
