@@ -81,10 +81,10 @@ describe("coordinator on Redis Sentinel", () => {
     expect(st.state).toBe("completed");
     // A run launched after the switch completes too: its writes can only have landed on the
     // promoted replica, the one master left (the old one now replicates from it, read-only).
+    await waitFor("the old master turned into a replica", async () => (await trio.role(trio.masterPort)) === "slave" || undefined, 60_000, 200);
+    expect(await trio.role(trio.replicaPort)).toBe("master");
     const after = await c.launch(tinyRunSpec({ rounds: 1 }));
     expect((await c.waitRun(after, 120_000)).state).toBe("completed");
-    expect(await trio.role(trio.replicaPort)).toBe("master");
-    expect(await trio.role(trio.masterPort)).toBe("slave");
     const entries = ledgerText(c.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
     const rounds = entries.filter((e) => e.type === "round" && (e.body as { runId: string }).runId === runId).map((e) => e.body as { round: number; attempt: number; status: string });
     for (const r of [0, 1, 2]) expect(rounds.filter((x) => x.round === r && x.status === "completed"), `round ${r}`).toHaveLength(1);
