@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RoundConfig } from "../shared/run/index.ts";
 import type { ServerEvent } from "../shared/proto-gen/tacit/v1/ServerEvent.ts";
+import { waitFor } from "./support/wait.ts";
 import { TestCluster, tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
 
 function constantDelta(value: number) {
@@ -48,6 +49,8 @@ describe("peers see per-round indices, not device ids (L1)", () => {
     await cluster.waitConnected(4);
     const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500 } }));
     expect((await cluster.waitRun(runId, 120_000)).state).toBe("completed");
+    // The run is published before every device's outcome message has arrived: wait for them.
+    await waitFor("every device's outcome", () => [...seen.values()].every((log) => log.some((m) => m.kind === "outcome")) || undefined, 20_000);
 
     for (const [self, log] of seen) {
       const kinds = new Set(log.map((m) => m.kind));
