@@ -341,7 +341,9 @@ export class RunScheduler {
       this.log.warn({ runId: run.runId, ended }, "the ledger has this run's end but Redis does not: taking the ledger's");
       const t = ended === "completed" ? "complete" : ended === "failed" ? "fail" : "cancel";
       const done = ended === "completed" ? { roundsDone: run.spec.rounds, currentPhase: "done" } : { currentPhase: ended };
-      if (!(await this.runs.tryTransition(run.runId, t, done))) await this.runs.tryTransition(run.runId, "fail", { currentPhase: ended, error: `the ledger records this run as ${ended}` });
+      // "complete" is entered only from running: a run Redis still shows as queued passes through it.
+      if (t === "complete") await this.runs.tryTransition(run.runId, "start", {});
+      await this.runs.tryTransition(run.runId, t, done);
       await this.connection.del(inflightKey(run.runId));
       return (await this.runs.get(run.runId)) ?? run;
     }
