@@ -9,7 +9,10 @@
  * absence of progress, not a long wall time. Results are appended as they come to --results (JSON
  * lines) so a long soak that is interrupted still leaves its figures.
  *
- *   npm run bench:soak -- [--runs 10] [--rounds 20] [--stall-minutes 10] [--nice 0] [--results FILE]
+ * --concurrency K runs K simulations at once (each with its own embedded Redis, state and output
+ * directory): the same N runs, under more load than the busy loops alone give.
+ *
+ *   npm run bench:soak -- [--runs 10] [--rounds 20] [--concurrency 1] [--stall-minutes 10] [--nice 0] [--results FILE]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
@@ -24,6 +27,7 @@ const arg = (name: string, dflt: string): string => {
 };
 const runs = Number(arg("runs", "10"));
 const rounds = Number(arg("rounds", "20"));
+const concurrency = Math.max(1, Number(arg("concurrency", "1")));
 const stallMs = Number(arg("stall-minutes", "10")) * 60_000;
 // Busy loops and simulation share this nice level: the load competes with the job as equals.
 const nice = Number(arg("nice", "0"));
@@ -98,18 +102,23 @@ const stopBusy = (): void => busy.forEach((b) => b.kill("SIGKILL"));
 process.on("exit", stopBusy);
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => process.exit(130));
 
-process.stderr.write(`soak: ${runs} × ${rounds}-round simulation on data/devactions, ${busy.length} busy loops, nice ${nice}, results → ${resultsFile}\n`);
+process.stderr.write(`soak: ${runs} × ${rounds}-round simulation on data/devactions, ${concurrency} at a time, ${busy.length} busy loops, nice ${nice}, results → ${resultsFile}\n`);
 const results: SoakRun[] = [];
-for (let i = 0; i < runs; i++) {
-  const r = await oneRun(i);
-  results.push(r);
-  appendFileSync(resultsFile, JSON.stringify({ at: new Date().toISOString(), ...r }) + "\n");
-  process.stderr.write(`run ${i}: ${r.outcome} in ${r.wallSeconds.toFixed(0)} s, ${r.roundsRecorded} rounds recorded, top-3 ${r.finalTop3?.toFixed(3) ?? "-"}, load ${r.loadAverage}\n`);
+let next = 0;
+async function worker(): Promise<void> {
+  for (let i = next++; i < runs; i = next++) {
+    const r = await oneRun(i);
+    results.push(r);
+    appendFileSync(resultsFile, JSON.stringify({ at: new Date().toISOString(), concurrency, ...r }) + "\n");
+    process.stderr.write(`run ${i}: ${r.outcome} in ${r.wallSeconds.toFixed(0)} s, ${r.roundsRecorded} rounds recorded, top-3 ${r.finalTop3?.toFixed(3) ?? "-"}, load ${r.loadAverage}\n`);
+  }
 }
+await Promise.all(Array.from({ length: Math.min(concurrency, runs) }, () => worker()));
 stopBusy();
 const walls = results.map((r) => r.wallSeconds).sort((a, b) => a - b);
 const summary = {
   runs,
+  concurrency,
   completed: results.filter((r) => r.outcome === "completed").length,
   failed: results.filter((r) => r.outcome === "failed").length,
   hangs: results.filter((r) => r.outcome === "hang").length,
