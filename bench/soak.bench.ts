@@ -3,20 +3,24 @@
  * simulation on every user of data/devactions N times while busy loops occupy every core at the
  * same priority as the simulation, and reports completions, hangs and wall times.
  *
- * A run that records no new round in its metrics.json for --stall-minutes is a hang: it is
- * stopped with SIGTERM (which must leave its metrics.json, `complete: false`) and counted. A run
- * that is merely slow — a loaded machine can take minutes per round — keeps going: a hang is the
- * absence of progress, not a long wall time. Results are appended as they come to --results (JSON
- * lines) so a long soak that is interrupted still leaves its figures.
+ * A run that records no new round attempt in its metrics.json for --stall-minutes is a hang: it
+ * is stopped with SIGTERM (which must leave its metrics.json, `complete: false`) and counted. A
+ * run that is merely slow keeps going: a hang is the absence of progress, not a long wall time.
+ * The default, 25 minutes, is the longest an attempt can legitimately take: every attempt ends,
+ * completed or aborted (and both are recorded), within the simulation's phase deadlines, which
+ * sum to 18.5 minutes (15 of them for local training before MaskedInput), plus its evaluation.
+ * Results are appended as they come to --results (JSON lines) so a long soak that is interrupted
+ * still leaves its figures. A run that does not complete keeps its output directory and a log
+ * (stderr, coordinator warnings) under out/soak-evidence/ for diagnosis.
  *
  * --concurrency K runs K simulations at once (each with its own embedded Redis, state and output
  * directory): the same N runs, under more load than the busy loops alone give.
  *
- *   npm run bench:soak -- [--runs 10] [--rounds 20] [--concurrency 1] [--stall-minutes 10] [--nice 0] [--results FILE]
+ *   npm run bench:soak -- [--runs 10] [--rounds 20] [--concurrency 1] [--stall-minutes 25] [--nice 0] [--results FILE]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism } from "node:os";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, writeFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -28,7 +32,7 @@ const arg = (name: string, dflt: string): string => {
 const runs = Number(arg("runs", "10"));
 const rounds = Number(arg("rounds", "20"));
 const concurrency = Math.max(1, Number(arg("concurrency", "1")));
-const stallMs = Number(arg("stall-minutes", "10")) * 60_000;
+const stallMs = Number(arg("stall-minutes", "25")) * 60_000;
 // Busy loops and simulation share this nice level: the load competes with the job as equals.
 const nice = Number(arg("nice", "0"));
 const resultsFile = arg("results", join(root, "out", "soak-results.jsonl"));
@@ -61,12 +65,27 @@ function roundsIn(metricsFile: string): number {
   }
 }
 
+/** Keeps a run that did not complete: its output directory and everything it printed. */
+function keepEvidence(i: number, out: string, log: string): void {
+  const dir = join(root, "out", "soak-evidence", `${new Date().toISOString().replace(/[:.]/g, "-")}-run${i}`);
+  mkdirSync(dir, { recursive: true });
+  cpSync(out, join(dir, "out"), { recursive: true });
+  writeFileSync(join(dir, "stderr.log"), log);
+  rmSync(out, { recursive: true, force: true });
+  process.stderr.write(`run ${i}: evidence kept in ${dir}\n`);
+}
+
 async function oneRun(i: number): Promise<SoakRun> {
   const out = mkdtempSync(join(tmpdir(), "tacit-soak-"));
   const t0 = Date.now();
+  // Coordinator warnings (aborted attempts, dropped jobs, watchdog) go to stderr, kept on failure.
   const child = niced(process.execPath, [join(root, "bin/tacit.js"), "simulate", "--dataset", "data/devactions", "--rounds", String(rounds), "--out", out]);
   let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const log: string[] = [];
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+    log.push(d.toString());
+  });
   let hung = false;
   const metricsFile = join(out, "metrics.json");
   let seen = 0;
@@ -82,7 +101,8 @@ async function oneRun(i: number): Promise<SoakRun> {
   const exitCode = await new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   clearInterval(timer);
   const m = existsSync(metricsFile) ? (JSON.parse(readFileSync(metricsFile, "utf8")) as { complete?: boolean; rounds?: unknown[]; final?: { eval?: { top3Micro?: number } } }) : undefined;
-  rmSync(out, { recursive: true, force: true });
+  if (!hung && exitCode === 0) rmSync(out, { recursive: true, force: true });
+  else keepEvidence(i, out, log.join(""));
   if (!hung && exitCode !== 0) process.stderr.write(`run ${i} failed (exit ${exitCode}): ${stderr.split("\n").slice(-5).join(" | ")}\n`);
   return {
     run: i,
