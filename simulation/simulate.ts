@@ -246,22 +246,57 @@ function buildRunSpec(opts: SimulateOptions, recipe: Recipe, initial: InitialMod
   };
 }
 
+/**
+ * The noise multiplier of the run: the one asked for, or with --target-epsilon the smallest
+ * that keeps a device within the target over all rounds.
+ */
+function calibratedNoise(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, n: number): number {
+  if (opts.targetEpsilon === undefined) return opts.noiseMultiplier ?? 0;
+  // Calibrate against the real per-round event (distributed discrete Gaussian with its
+  // rounding inflation), so that devices consenting to the target accept every round.
+  const base = buildRunSpec(opts, recipe, initial, n, 1);
+  // With adaptive clipping z must stay below 2σ_b; at and above it the count alone (multiplier
+  // 2σ_b) is the most noise there can be, so the search sees ε flatten there and stops short.
+  const countCap = recipe.adaptiveClip ? 2 * recipe.adaptiveClip.countStddev : Infinity;
+  const noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: recipe.rounds, eventFor: (z) => (z >= countCap ? { kind: "gaussian", noiseMultiplier: countCap } : perRoundEvent({ ...base, noiseMultiplier: z })) });
+  if (noiseMultiplier >= countCap) throw new SimulationError(`adaptive clipping: ε ${opts.targetEpsilon} needs noise multiplier ≥ ${countCap.toFixed(3)} = 2σ_b (σ_b = 0.05 · cohort ${recipe.cohort}); the clip count alone would spend it — use more devices or fixed clipping`);
+  return noiseMultiplier;
+}
+
+/** What a federated simulation holds once its coordinator is up; each stage below reads it. */
+interface FederatedSim {
+  opts: SimulateOptions;
+  recipe: Recipe;
+  data: Prepared;
+  spec: RunSpec;
+  noiseMultiplier: number;
+  coordinator: Coordinator;
+  address: string;
+  caFile: string;
+  /** Every device host started so far: terminated however the simulation ends. */
+  workers: Worker[];
+  progress: SimulationProgress;
+}
+
+/** The simulated devices' reports, gathered from the host threads as they arrive. */
+interface DeviceReports {
+  /** The DP events each device was charged (one per round it submitted to). */
+  perDevice: Map<string, { events: DpEvent[] }>;
+  /** Example-weighted training loss per round, summed over the devices that submitted. */
+  roundLoss: Map<number, { sum: number; n: number }>;
+  roundDeclines: Map<number, number>;
+  /** Set when a device host fails: the polling loop stops the simulation with it. */
+  fatal: string | undefined;
+  /** The per-round DP event of this run (what each submitting device is charged). */
+  roundEvent: DpEvent;
+}
+
 async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
   const n = data.train.length;
   const ownState = !opts.stateDir;
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "tacit-sim-"));
   const logger = pino({ level: process.env.TACIT_LOG_LEVEL ?? "warn" }, pino.destination(2));
-  let noiseMultiplier = opts.noiseMultiplier ?? 0;
-  if (opts.targetEpsilon !== undefined) {
-    // Calibrate against the real per-round event (distributed discrete Gaussian with its
-    // rounding inflation), so that devices consenting to the target accept every round.
-    const base = buildRunSpec(opts, recipe, initial, n, 1);
-    // With adaptive clipping z must stay below 2σ_b; at and above it the count alone (multiplier
-    // 2σ_b) is the most noise there can be, so the search sees ε flatten there and stops short.
-    const countCap = recipe.adaptiveClip ? 2 * recipe.adaptiveClip.countStddev : Infinity;
-    noiseMultiplier = calibrateNoiseMultiplier({ targetEpsilon: opts.targetEpsilon, delta: opts.delta, rounds: recipe.rounds, eventFor: (z) => (z >= countCap ? { kind: "gaussian", noiseMultiplier: countCap } : perRoundEvent({ ...base, noiseMultiplier: z })) });
-    if (noiseMultiplier >= countCap) throw new SimulationError(`adaptive clipping: ε ${opts.targetEpsilon} needs noise multiplier ≥ ${countCap.toFixed(3)} = 2σ_b (σ_b = 0.05 · cohort ${recipe.cohort}); the clip count alone would spend it — use more devices or fixed clipping`);
-  }
+  const noiseMultiplier = calibratedNoise(opts, recipe, initial, n);
   const trainingSpec = buildRunSpec(opts, recipe, initial, n, noiseMultiplier);
   const evaluation = simulationEvaluation(data, trainingSpec);
   const spec: RunSpec = evaluation ? { ...trainingSpec, evaluation } : trainingSpec;
@@ -269,94 +304,17 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
   const workers: Worker[] = [];
   try {
     coordinator = await startCoordinator({ stateDir, autoInit: true, logger });
-    const address = `localhost:${coordinator.port}`;
-    const caFile = join(coordinator.paths.root, "tls", "ca.pem");
-    const keysDir = coordinator.paths.keysOut;
-    const admin = new CoordinatorClient({ address, caFile, credentials: { keyId: "admin-1", privateKey: privateKeyFromPem(readFileSync(join(keysDir, "admin-1.key"), "utf8")).privateKey } });
-    const mlTeamKey = privateKeyFromPem(readFileSync(join(keysDir, "ml-team-1.key"), "utf8"));
-    const mlTeam = new CoordinatorClient({ address, caFile, credentials: { keyId: "ml-team-1", privateKey: mlTeamKey.privateKey } });
-
-    const devices: SimDeviceSpec[] = [];
+    const sim: FederatedSim = { opts, recipe, data, spec, noiseMultiplier, coordinator, address: `localhost:${coordinator.port}`, caFile: join(coordinator.paths.root, "tls", "ca.pem"), workers, progress };
+    const admin = principalClient(sim, "admin-1");
+    const mlTeam = principalClient(sim, "ml-team-1");
     // With federated evaluation each device holds its whole sequence and keeps the held-out
     // slice (the eval set's part of that user) out of training itself.
-    for (const u of evaluation ? data.users : data.train) {
-      const t = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 3600, label: u.userId });
-      devices.push({ userId: u.userId, token: t.token, events: u.events.map((e) => [e.time, e.token]) });
-    }
-    const hostCount = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), devices.length));
-    // Each simulated person consents to the target ε (if any): the device guard enforces it.
-    // They accept the collusion rate the simulation is configured for (the SecAgg floors).
-    const limits = { maxDeviceEpsilon: opts.targetEpsilon ?? Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2, secagg: { dropoutFraction: 0, corruptFraction: spec.corruptTolerance } };
-    const perDevice = new Map<string, { events: DpEvent[]; loss?: number; examples?: number }>();
-    const roundLoss = new Map<number, { sum: number; n: number }>();
-    const roundDeclines = new Map<number, number>();
-    let fatal: string | undefined;
-    const ready: Promise<void>[] = [];
-    const dpProbe = calibrateDistributedDp({ mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: spec.minSurvivors, bits: spec.bits, dimension: parameterCount(spec.model), rotationSeed: new Uint8Array(32), ...(spec.adaptiveClip ? { adaptiveClip: { countStddev: spec.adaptiveClip.countStddev } } : {}) });
-    const perRoundEvent = roundEvent(dpProbe);
-    for (let h = 0; h < hostCount; h++) {
-      const mine = devices.filter((_, i) => i % hostCount === h);
-      const init: HostInit = { address, caFile, devices: mine, limits, dropout: opts.dropout, hostIndex: h };
-      const w = new Worker(new URL("./worker-entry.mjs", import.meta.url), { workerData: init });
-      workers.push(w);
-      ready.push(
-        new Promise<void>((res, rej) => {
-          w.on("message", (m: HostMessage) => {
-            if (m.type === "ready") res();
-            else if (m.type === "fatal") {
-              fatal = m.message;
-              rej(new SimulationError(`device host ${h} failed: ${m.message}`));
-            } else if (m.type === "event") {
-              const e = m.event;
-              if (e.type === "submitted") {
-                const d = perDevice.get(m.userId) ?? { events: [] };
-                d.events.push(perRoundEvent);
-                perDevice.set(m.userId, d);
-                const l = roundLoss.get(e.round) ?? { sum: 0, n: 0 };
-                l.sum += e.loss * e.examples;
-                l.n += e.examples;
-                roundLoss.set(e.round, l);
-                progress.deviceSubmitted(e.round);
-              } else if (e.type === "declined") {
-                roundDeclines.set(e.round, (roundDeclines.get(e.round) ?? 0) + 1);
-              }
-            }
-          });
-          w.on("error", (err) => rej(new SimulationError(`device host ${h} crashed: ${err.message}`)));
-        }),
-      );
-    }
-    await Promise.race([Promise.all(ready), rejectWhenStopped(opts.signal)]);
-    // Wait until every device's Subscribe stream is registered.
-    const connectDeadline = Date.now() + 30_000;
-    while (coordinator.hub.eligibleDevices().length < n && Date.now() < connectDeadline) {
-      throwIfStopped(opts.signal);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throwIfStopped(opts.signal);
-
-    if (noiseMultiplier > 0) {
-      // A reviewer signs the policy this run is held to, and installs it on the coordinator.
-      const reviewerKey = privateKeyFromPem(readFileSync(join(keysDir, "reviewer-1.key"), "utf8"));
-      const reviewer = new CoordinatorClient({ address, caFile, credentials: { keyId: "reviewer-1", privateKey: reviewerKey.privateKey } });
-      const projected = projectRun(spec, opts.delta).deviceEpsilon;
-      const policy = signPolicy(
-        {
-          version: 1,
-          minNoiseMultiplier: noiseMultiplier,
-          maxDeviceEpsilon: Math.min(1e6, opts.targetEpsilon ?? Math.ceil(projected * 1.01 * 1000) / 1000),
-          delta: opts.delta,
-          minSurvivors: spec.minSurvivors,
-          allowedSignals: spec.signals,
-          note: "signed by the simulation's reviewer key for this run",
-        },
-        reviewerKey.privateKey,
-        reviewerKey.publicKey,
-      );
-      await reviewer.unary("Ledger", "SetPolicy", { json: JSON.stringify(policy) });
-      reviewer.close();
-    }
+    const devices = await enrollmentTokens(admin, evaluation ? data.users : data.train);
+    const reports = await startDeviceHosts(sim, devices);
+    await waitForDevices(sim, n);
+    if (noiseMultiplier > 0) await installReviewerPolicy(sim);
     const specJson = JSON.stringify(spec);
+    const mlTeamKey = principalKey(sim, "ml-team-1");
     const launched = await mlTeam.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(mlTeamKey.privateKey, specJson)) });
     const runId = launched.runId;
     const rounds: RoundMetrics[] = [];
@@ -366,83 +324,8 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
       spec, runId,
       privacy: { noiseMultiplier, clip: spec.clip, delta: opts.delta, minSurvivors: spec.minSurvivors, mechanism: spec.mechanism, note: privacyNote(noiseMultiplier) },
     });
-    let lastWall = Date.now();
-    let seen = 0;
-    let roundIndex = 0;
-    progress.startRound(0, spec.cohortSize, "advertise");
-    for (;;) {
-      if (fatal) throw new SimulationError(fatal);
-      throwIfStopped(opts.signal);
-      const st = await mlTeam.unary<object, RunStatus>("RunControl", "GetRun", { runId });
-      progress.phase(st.currentPhase);
-      const federated = federatedByRound(st.evaluationsJson);
-      const attach = (m: RoundMetrics): void => {
-        const f = federated.get(m.round);
-        if (f && m.status === "completed") m.federatedEval = f;
-      };
-      rounds.forEach(attach);
-      while (seen < st.rounds.length) {
-        const r = st.rounds[seen]!;
-        seen += 1;
-        const phases = JSON.parse(r.phaseCountsJson) as Record<string, unknown>;
-        let evaluated: { eval: EvalMetrics; evalPersonalized: EvalMetrics };
-        let nextClip: number | undefined;
-        const previous = rounds.at(-1);
-        if (r.status !== "completed" && previous) {
-          evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
-        } else {
-          const cp = await coordinator.checkpoints.latest(runId);
-          evaluated = evaluateModel(evalTrainer, cp!.weights, data.evalSets, recipe.personalizationStrength);
-          const c = (cp!.serverState as { clip?: unknown } | undefined)?.clip;
-          if (typeof c === "number") nextClip = c;
-        }
-        const deviceEps = [...perDevice.values()].map((d) => (d.events.length ? deviceEpsilon(d.events, opts.delta) : 0));
-        const completedRounds = rounds.filter((x) => x.status === "completed").length + (r.status === "completed" ? 1 : 0);
-        const loss = roundLoss.get(r.round);
-        const m: RoundMetrics = {
-          round: r.round,
-          status: r.status,
-          trainLoss: loss && loss.n > 0 ? loss.sum / loss.n : null,
-          eval: evaluated.eval,
-          evalPersonalized: evaluated.evalPersonalized,
-          cohort: r.cohort,
-          survivors: r.survivors,
-          declines: roundDeclines.get(r.round) ?? 0,
-          phases,
-          secagg: phases.secagg,
-          deviceEpsilon: { max: Math.max(0, ...deviceEps), median: median(deviceEps) },
-          populationEpsilon: noiseMultiplier > 0 ? populationEpsilon({ perRound: perRoundEvent, samplingProbability: spec.cohortSize / spec.populationSize, rounds: completedRounds, delta: opts.delta }) : Infinity,
-          wallSeconds: (Date.now() - lastWall) / 1000,
-          ...(nextClip !== undefined ? { nextClip } : {}),
-        };
-        lastWall = Date.now();
-        attach(m);
-        rounds.push(m);
-        progress.endRound(r.round, m);
-        opts.onRound?.(snapshot(false));
-        roundLoss.delete(r.round);
-        if (r.status === "completed") roundIndex = r.round + 1;
-        if (roundIndex < spec.rounds) progress.startRound(roundIndex, spec.cohortSize, st.currentPhase);
-      }
-      if (st.state === "completed" || st.state === "failed" || st.state === "cancelled") {
-        if (st.state !== "completed") throw new SimulationError(`run ${runId} ${st.state}: ${st.error}`);
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    mkdirSync(opts.out, { recursive: true });
-    const policySrc = join(coordinator.paths.root, "policy.json");
-    if (existsSync(policySrc)) copyFileSync(policySrc, join(opts.out, "policy.json"));
-    // The store's ledger segments, concatenated: the one JSONL text `tacit verify` reads.
-    writeFileSync(join(opts.out, "ledger.jsonl"), await readLedgerText(coordinator.store));
-    // The ledger head, for `tacit verify --head` (a ledger cut at an entry boundary is caught).
-    const lines = readFileSync(join(opts.out, "ledger.jsonl"), "utf8").trim().split("\n");
-    const head = JSON.parse(lines.at(-1)!) as { seq: number; hash: string };
-    writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
-    // The final global model, exported as `tacit model export` does: named by the ledger's hash.
-    const release = findRelease(modelReleases(lines.join("\n") + "\n"), runId);
-    const cp = await coordinator.checkpoints.readRound(runId, release.round);
-    await exportRelease(join(opts.out, "model"), release, { spec: spec.model, weights: cp.weights, path: cp.path }, "simulation");
+    await followRun(sim, { mlTeam, runId, reports, rounds, evalTrainer, onRound: () => opts.onRound?.(snapshot(false)) });
+    await writeRunOutputs(sim, runId);
     admin.close();
     mlTeam.close();
     return snapshot(true);
@@ -451,6 +334,217 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
     await coordinator?.stop();
     if (ownState) rmSync(stateDir, { recursive: true, force: true });
   }
+}
+
+/** The key a principal the coordinator created at init (admin-1, ml-team-1, reviewer-1) signs with. */
+function principalKey(sim: FederatedSim, keyId: string): ReturnType<typeof privateKeyFromPem> {
+  return privateKeyFromPem(readFileSync(join(sim.coordinator.paths.keysOut, `${keyId}.key`), "utf8"));
+}
+
+/** A gRPC client that authenticates as that principal. */
+function principalClient(sim: FederatedSim, keyId: string): CoordinatorClient {
+  return new CoordinatorClient({ address: sim.address, caFile: sim.caFile, credentials: { keyId, privateKey: principalKey(sim, keyId).privateKey } });
+}
+
+/** One single-use enrollment token per simulated person, created by the admin as an operator would. */
+async function enrollmentTokens(admin: CoordinatorClient, users: UserSequence[]): Promise<SimDeviceSpec[]> {
+  const devices: SimDeviceSpec[] = [];
+  for (const u of users) {
+    const t = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 3600, label: u.userId });
+    devices.push({ userId: u.userId, token: t.token, events: u.events.map((e) => [e.time, e.token]) });
+  }
+  return devices;
+}
+
+/** Starts the worker threads that host the devices; resolves once every host has enrolled and is ready. */
+async function startDeviceHosts(sim: FederatedSim, devices: SimDeviceSpec[]): Promise<DeviceReports> {
+  const { opts, spec } = sim;
+  const hostCount = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), devices.length));
+  // Each simulated person consents to the target ε (if any): the device guard enforces it.
+  // They accept the collusion rate the simulation is configured for (the SecAgg floors).
+  const limits = { maxDeviceEpsilon: opts.targetEpsilon ?? Infinity, delta: opts.delta, minNoiseMultiplier: 0, minSurvivors: 2, secagg: { dropoutFraction: 0, corruptFraction: spec.corruptTolerance } };
+  const dpProbe = calibrateDistributedDp({ mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: sim.noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: spec.minSurvivors, bits: spec.bits, dimension: parameterCount(spec.model), rotationSeed: new Uint8Array(32), ...(spec.adaptiveClip ? { adaptiveClip: { countStddev: spec.adaptiveClip.countStddev } } : {}) });
+  const reports: DeviceReports = { perDevice: new Map(), roundLoss: new Map(), roundDeclines: new Map(), fatal: undefined, roundEvent: roundEvent(dpProbe) };
+  const ready: Promise<void>[] = [];
+  for (let h = 0; h < hostCount; h++) {
+    const init: HostInit = { address: sim.address, caFile: sim.caFile, devices: devices.filter((_, i) => i % hostCount === h), limits, dropout: opts.dropout, hostIndex: h };
+    const w = new Worker(new URL("./worker-entry.mjs", import.meta.url), { workerData: init });
+    sim.workers.push(w);
+    ready.push(
+      new Promise<void>((res, rej) => {
+        w.on("message", (m: HostMessage) => {
+          if (m.type === "ready") res();
+          else if (m.type === "fatal") {
+            reports.fatal = m.message;
+            rej(new SimulationError(`device host ${h} failed: ${m.message}`));
+          } else if (m.type === "event") recordDeviceEvent(reports, m, sim.progress);
+        });
+        w.on("error", (err) => rej(new SimulationError(`device host ${h} crashed: ${err.message}`)));
+      }),
+    );
+  }
+  await Promise.race([Promise.all(ready), rejectWhenStopped(opts.signal)]);
+  return reports;
+}
+
+/** A submitted update charges its device this run's round event and adds to the round's loss; a decline is counted. */
+function recordDeviceEvent(reports: DeviceReports, m: Extract<HostMessage, { type: "event" }>, progress: SimulationProgress): void {
+  const e = m.event;
+  if (e.type === "submitted") {
+    const d = reports.perDevice.get(m.userId) ?? { events: [] };
+    d.events.push(reports.roundEvent);
+    reports.perDevice.set(m.userId, d);
+    const l = reports.roundLoss.get(e.round) ?? { sum: 0, n: 0 };
+    l.sum += e.loss * e.examples;
+    l.n += e.examples;
+    reports.roundLoss.set(e.round, l);
+    progress.deviceSubmitted(e.round);
+  } else if (e.type === "declined") {
+    reports.roundDeclines.set(e.round, (reports.roundDeclines.get(e.round) ?? 0) + 1);
+  }
+}
+
+/** Waits (up to 30 s) until every device's Subscribe stream is registered. */
+async function waitForDevices(sim: FederatedSim, n: number): Promise<void> {
+  const connectDeadline = Date.now() + 30_000;
+  while (sim.coordinator.hub.eligibleDevices().length < n && Date.now() < connectDeadline) {
+    throwIfStopped(sim.opts.signal);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throwIfStopped(sim.opts.signal);
+}
+
+/** A reviewer signs the policy this run is held to, and installs it on the coordinator. */
+async function installReviewerPolicy(sim: FederatedSim): Promise<void> {
+  const { opts, spec } = sim;
+  const reviewerKey = principalKey(sim, "reviewer-1");
+  const reviewer = principalClient(sim, "reviewer-1");
+  const projected = projectRun(spec, opts.delta).deviceEpsilon;
+  const policy = signPolicy(
+    {
+      version: 1,
+      minNoiseMultiplier: sim.noiseMultiplier,
+      maxDeviceEpsilon: Math.min(1e6, opts.targetEpsilon ?? Math.ceil(projected * 1.01 * 1000) / 1000),
+      delta: opts.delta,
+      minSurvivors: spec.minSurvivors,
+      allowedSignals: spec.signals,
+      note: "signed by the simulation's reviewer key for this run",
+    },
+    reviewerKey.privateKey,
+    reviewerKey.publicKey,
+  );
+  await reviewer.unary("Ledger", "SetPolicy", { json: JSON.stringify(policy) });
+  reviewer.close();
+}
+
+/** What following the run needs besides the simulation itself. */
+interface RunFollower {
+  mlTeam: CoordinatorClient;
+  runId: string;
+  reports: DeviceReports;
+  /** Filled in as rounds end, in the order the coordinator records them. */
+  rounds: RoundMetrics[];
+  evalTrainer: Trainer;
+  /** Called after every round with the metrics so far. */
+  onRound: () => void;
+}
+
+/** Polls the run's status until it ends, turning each newly recorded round into metrics. */
+async function followRun(sim: FederatedSim, f: RunFollower): Promise<void> {
+  const { spec, progress } = sim;
+  let lastWall = Date.now();
+  let seen = 0;
+  let roundIndex = 0;
+  progress.startRound(0, spec.cohortSize, "advertise");
+  for (;;) {
+    if (f.reports.fatal) throw new SimulationError(f.reports.fatal);
+    throwIfStopped(sim.opts.signal);
+    const st = await f.mlTeam.unary<object, RunStatus>("RunControl", "GetRun", { runId: f.runId });
+    progress.phase(st.currentPhase);
+    const federated = federatedByRound(st.evaluationsJson);
+    // An evaluation lands after its training round's metrics: attach it to earlier rounds too.
+    const attach = (m: RoundMetrics): void => {
+      const fe = federated.get(m.round);
+      if (fe && m.status === "completed") m.federatedEval = fe;
+    };
+    f.rounds.forEach(attach);
+    while (seen < st.rounds.length) {
+      const r = st.rounds[seen]!;
+      seen += 1;
+      const m = await roundMetrics(sim, f, r, lastWall);
+      lastWall = Date.now();
+      attach(m);
+      f.rounds.push(m);
+      progress.endRound(r.round, m);
+      f.onRound();
+      f.reports.roundLoss.delete(r.round);
+      if (r.status === "completed") roundIndex = r.round + 1;
+      if (roundIndex < spec.rounds) progress.startRound(roundIndex, spec.cohortSize, st.currentPhase);
+    }
+    if (st.state === "completed" || st.state === "failed" || st.state === "cancelled") {
+      if (st.state !== "completed") throw new SimulationError(`run ${f.runId} ${st.state}: ${st.error}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * One round's metrics: the new global model evaluated on the held-out data (an aborted round
+ * left the model as it was, so it repeats the previous evaluation), the training loss the
+ * devices reported, and device and population ε so far.
+ */
+async function roundMetrics(sim: FederatedSim, f: RunFollower, r: RunStatus["rounds"][number], lastWall: number): Promise<RoundMetrics> {
+  const { opts, spec, noiseMultiplier, recipe, data } = sim;
+  const phases = JSON.parse(r.phaseCountsJson) as Record<string, unknown>;
+  let evaluated: { eval: EvalMetrics; evalPersonalized: EvalMetrics };
+  let nextClip: number | undefined;
+  const previous = f.rounds.at(-1);
+  if (r.status !== "completed" && previous) {
+    evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
+  } else {
+    const cp = await sim.coordinator.checkpoints.latest(f.runId);
+    evaluated = evaluateModel(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalizationStrength);
+    const c = (cp!.serverState as { clip?: unknown } | undefined)?.clip;
+    if (typeof c === "number") nextClip = c;
+  }
+  const deviceEps = [...f.reports.perDevice.values()].map((d) => (d.events.length ? deviceEpsilon(d.events, opts.delta) : 0));
+  const completedRounds = f.rounds.filter((x) => x.status === "completed").length + (r.status === "completed" ? 1 : 0);
+  const loss = f.reports.roundLoss.get(r.round);
+  return {
+    round: r.round,
+    status: r.status,
+    trainLoss: loss && loss.n > 0 ? loss.sum / loss.n : null,
+    eval: evaluated.eval,
+    evalPersonalized: evaluated.evalPersonalized,
+    cohort: r.cohort,
+    survivors: r.survivors,
+    declines: f.reports.roundDeclines.get(r.round) ?? 0,
+    phases,
+    secagg: phases.secagg,
+    deviceEpsilon: { max: Math.max(0, ...deviceEps), median: median(deviceEps) },
+    populationEpsilon: noiseMultiplier > 0 ? populationEpsilon({ perRound: f.reports.roundEvent, samplingProbability: spec.cohortSize / spec.populationSize, rounds: completedRounds, delta: opts.delta }) : Infinity,
+    wallSeconds: (Date.now() - lastWall) / 1000,
+    ...(nextClip !== undefined ? { nextClip } : {}),
+  };
+}
+
+/** What a reviewer and a user of the model get: the policy, the ledger and its head, and the final model. */
+async function writeRunOutputs(sim: FederatedSim, runId: string): Promise<void> {
+  const { opts, coordinator } = sim;
+  mkdirSync(opts.out, { recursive: true });
+  const policySrc = join(coordinator.paths.root, "policy.json");
+  if (existsSync(policySrc)) copyFileSync(policySrc, join(opts.out, "policy.json"));
+  // The store's ledger segments, concatenated: the one JSONL text `tacit verify` reads.
+  writeFileSync(join(opts.out, "ledger.jsonl"), await readLedgerText(coordinator.store));
+  // The ledger head, for `tacit verify --head` (a ledger cut at an entry boundary is caught).
+  const lines = readFileSync(join(opts.out, "ledger.jsonl"), "utf8").trim().split("\n");
+  const head = JSON.parse(lines.at(-1)!) as { seq: number; hash: string };
+  writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
+  // The final global model, exported as `tacit model export` does: named by the ledger's hash.
+  const release = findRelease(modelReleases(lines.join("\n") + "\n"), runId);
+  const cp = await coordinator.checkpoints.readRound(runId, release.round);
+  await exportRelease(join(opts.out, "model"), release, { spec: sim.spec.model, weights: cp.weights, path: cp.path }, "simulation");
 }
 
 /** Completed federated evaluations by the training round whose model they evaluated. */

@@ -3,7 +3,7 @@
  * imports neither, nothing imports the composition roots (cli, simulation) from below, no
  * import cycles; generated proto types are only imported at the transport edges; and the
  * generated types are up to date with proto/tacit.proto; no function is longer than 80 lines
- * (an explicit allowlist holds the deferred ones); and only the status boundary picks gRPC
+ * (the allowlist for exceptions is empty); and only the status boundary picks gRPC
  * status codes.
  */
 import { describe, expect, it } from "vitest";
@@ -39,22 +39,12 @@ const files = LAYERS.flatMap((l) => tsFiles(join(root, l)));
 const MAX_FUNCTION_LINES = 80;
 
 /**
- * The long functions allowed for now, keyed "file name", each with its length today as a
- * ceiling: it may shrink, never grow. An entry whose function is split (or renamed) fails the
- * test, so the list only shrinks. Issue #16 requires the limit in coordinator/ and shared/;
- * everything else is listed so that no new long function slips in anywhere.
+ * Long functions allowed, keyed "file name", each with its length as a ceiling. Empty since
+ * issue #16 split the last ones (executeRound, executeEvaluation, registerClientCommands,
+ * runFederated): the limit holds everywhere. An entry whose function is short (or gone) fails
+ * the test, so the list cannot hold stale exceptions.
  */
-const LONG_FUNCTIONS: Record<string, { lines: number; why: string }> = {
-  // Deferred: coordinator/rounds is being reworked on parallel branches; splitting it now would
-  // conflict. To be split by phase (selection, advertise, share, masked input, unmask, commit).
-  "coordinator/rounds/round-runner.ts executeRound": { lines: 292, why: "deferred: grew with adaptive clipping, index-only cohorts and evaluation hooks merged this session; split by phase next" },
-  // The evaluation round runs the same phase sequence: it is split with executeRound, into shared phase steps.
-  "coordinator/rounds/evaluation-round.ts executeEvaluation": { lines: 133, why: "deferred with executeRound: one phase sequence for both" },
-  // Deferred for the same reason (cli/commands/client.ts was edited in parallel): split by command.
-  "cli/commands/client.ts registerClientCommands": { lines: 248, why: "deferred: client suggest was added by a parallel branch; one function per command next" },
-  // Outside #16's scope (coordinator/ and shared/); listed so that they cannot grow.
-  "simulation/simulate.ts runFederated": { lines: 206, why: "simulation host (grew with model export and federated evaluation): setup, polling loop and metrics apart" },
-};
+const LONG_FUNCTIONS: Record<string, { lines: number; why: string }> = {};
 
 /** Every function-like node with a body: "file name" (methods as Class.method) and its length in lines. */
 function functionLengths(file: string): { key: string; lines: number }[] {
@@ -138,7 +128,7 @@ describe("architecture", () => {
     for (const f of fresh) expect(readFileSync(join(out, f), "utf8"), f).toBe(readFileSync(join(root, "shared/proto-gen", f), "utf8"));
   });
 
-  it(`has no function over ${MAX_FUNCTION_LINES} lines outside its commented allowlist`, () => {
+  it(`has no function over ${MAX_FUNCTION_LINES} lines`, () => {
     const all = files.filter((f) => !relative(root, f).startsWith("shared/proto-gen/")).flatMap(functionLengths);
     // The measure works: it sees a known long function and the short ones beside it.
     expect(all.find((f) => f.key === "coordinator/server/handlers.ts buildServices")?.lines).toBeLessThanOrEqual(MAX_FUNCTION_LINES);
@@ -147,8 +137,8 @@ describe("architecture", () => {
     expect(offenders).toEqual([]);
     const stale = Object.keys(LONG_FUNCTIONS).filter((k) => !long.some((f) => f.key === k));
     expect(stale, "allowlisted functions that are now short (or gone): remove them from LONG_FUNCTIONS").toEqual([]);
-    // coordinator/ and shared/ allow only the deferred coordinator/rounds functions.
-    expect(long.filter((f) => /^(coordinator|shared)\//.test(f.key) && !f.key.startsWith("coordinator/rounds/")).map((f) => f.key)).toEqual([]);
+    // coordinator/ and shared/ allow none (issue #16), whatever the allowlist says.
+    expect(long.filter((f) => /^(coordinator|shared)\//.test(f.key)).map((f) => f.key)).toEqual([]);
   });
 
   it("picks gRPC status codes only at the status boundary (coordinator/server/status-boundary.ts)", () => {

@@ -3,12 +3,13 @@
  * rule `tacit simulate` applies (shared/run/run-spec.ts `dpSpecProblems`): FedAdam normalises
  * coordinates whose second moment is mostly noise and diverges (findings 2026-11-30).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runTacit } from "./support/run-tacit.ts";
-import { TestCluster, tinyRunSpec } from "./support/cluster.ts";
+import { tinyRunSpec } from "./support/cluster.ts";
+import { useSuiteCluster } from "./support/suite-cluster.ts";
 import { dpSpecProblems, parseRunSpec } from "../shared/run/index.ts";
 import { ledgerText } from "./support/ledger-text.ts";
 import { defaultRunSpec } from "../cli/commands/run.ts";
@@ -39,17 +40,11 @@ describe("tacit run launch: the DP recipe's refusals", () => {
 });
 
 describe("coordinator LaunchRun: the same refusal for any client", () => {
-  let cluster: TestCluster;
-  beforeAll(async () => {
-    cluster = await TestCluster.start();
-  }, 60_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const cluster = useSuiteCluster();
 
   it("refuses a signed fedadam spec with noise and writes no run-launch entry", async () => {
-    await expect(cluster.launch(tinyRunSpec({ noiseMultiplier: 1, serverOptimizer: "fedadam" }))).rejects.toThrow(/fedadam diverges under DP noise/);
-    const entries = ledgerText(cluster.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as { type: string });
+    await expect(cluster().launch(tinyRunSpec({ noiseMultiplier: 1, serverOptimizer: "fedadam" }))).rejects.toThrow(/fedadam diverges under DP noise/);
+    const entries = ledgerText(cluster().coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as { type: string });
     expect(entries.some((e) => e.type === "run-launch")).toBe(false);
   }, 60_000);
 });

@@ -90,55 +90,49 @@ describe("run lifecycle", () => {
     }
   });
 
-  it("the watchdog re-enqueues a live run whose job was deleted", async () => {
-    cluster = await TestCluster.start({ watchdogMs: 400 });
-    const c = cluster;
-    await c.addDevice("dev-0", { train: constantDelta(0.001) });
-    await c.waitConnected(1);
+  /**
+   * What both watchdog tests start from: one device connected where the one-round run needs two,
+   * so attempt 0 aborts and attempt 1 waits as a delayed job — which is then deleted, as if the
+   * coordinator holding it had died. `selectionMs` is how long each attempt waits for devices.
+   */
+  async function runWithDeletedRetry(selectionMs: number, then: (c: TestCluster, runId: string, queue: Queue) => Promise<void>): Promise<void> {
+    const c = await withDevices(1, { watchdogMs: 400 });
     const queue = new Queue(ROUNDS_QUEUE, { connection: c.coordinator.redis.duplicate() });
     try {
-      // Attempt 0 finds one device where two are needed and aborts; attempt 1 waits as a delayed job.
-      const runId = await c.launch(tinyRunSpec({ rounds: 1, cohortSize: 2, minSurvivors: 2, populationSize: 2, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 4000 } }));
+      const runId = await c.launch(tinyRunSpec({ rounds: 1, cohortSize: 2, minSurvivors: 2, populationSize: 2, deadlines: { ...tinyRunSpec().deadlines, selectionMs } }));
       const retry = await waitFor("the delayed retry job", async () => {
         const j = await queue.getJob(`${runId}-r0-a1`);
         return j && (await j.getState()) === "delayed" ? j : undefined;
       });
       await retry.remove();
+      await then(c, runId, queue);
+    } finally {
+      await queue.close();
+    }
+  }
+
+  it("the watchdog re-enqueues a live run whose job was deleted", async () => {
+    await runWithDeletedRetry(4000, async (c, runId, queue) => {
       expect(await queue.getJob(`${runId}-r0-a1`)).toBeUndefined();
       await c.addDevice("dev-1", { train: constantDelta(0.002) });
       await c.waitConnected(2);
       const st = await c.waitRun(runId, 20_000);
       expect(st.state).toBe("completed");
       expect(story(c, runId)).toEqual(["run-launch", "round 0.0 aborted", "round 0.1 completed", ...attested(0, 2), "run-end completed"]);
-    } finally {
-      await queue.close();
-    }
+    });
   });
 
   it("an attempt lost with its coordinator counts towards the round's limit", async () => {
-    cluster = await TestCluster.start({ watchdogMs: 400 });
-    const c = cluster;
-    await c.addDevice("dev-0", { train: constantDelta(0.001) });
-    await c.waitConnected(1);
-    const queue = new Queue(ROUNDS_QUEUE, { connection: c.coordinator.redis.duplicate() });
-    try {
-      // Every attempt finds one device where two are needed and aborts.
-      const runId = await c.launch(tinyRunSpec({ rounds: 1, cohortSize: 2, minSurvivors: 2, populationSize: 2, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 2000 } }));
-      const retry = await waitFor("the delayed retry job", async () => {
-        const j = await queue.getJob(`${runId}-r0-a1`);
-        return j && (await j.getState()) === "delayed" ? j : undefined;
-      });
-      // Attempt 1 "started" on a coordinator that then died: its job is gone, its in-flight mark stays.
-      await retry.remove();
+    // Every attempt finds one device where two are needed and aborts. Attempt 1 "started" on a
+    // coordinator that then died: its job is gone, its in-flight mark stays.
+    await runWithDeletedRetry(2000, async (c, runId) => {
       await c.coordinator.redis.set(`tacit:run:${runId}:inflight`, "0:1");
       const st = await c.waitRun(runId, 30_000);
       expect(st.state).toBe("failed");
       expect(st.error).toMatch(/round 0 failed 3 attempts/);
       expect(story(c, runId)).toEqual(["run-launch", "round 0.0 aborted", "round 0.1 aborted", "round 0.2 aborted", "run-end failed"]);
       expect(((await c.coordinator.runs.rounds(runId)).find((r) => r.attempt === 1))!.detail).toMatch(/lost with its coordinator/);
-    } finally {
-      await queue.close();
-    }
+    });
   });
 
   it("Redis that lost a run's last writes (a failover) takes the ledger's end instead of republishing after it", async () => {

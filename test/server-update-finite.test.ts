@@ -4,10 +4,11 @@
  * optimizer step would turn the model into NaN: the attempt aborts naming why, and the previous
  * checkpoint stays the run's current model.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { applyServerUpdateChecked, firstNonFinite, NonFiniteModelError, parameterCount } from "../shared/model/index.ts";
 import { serverStateToJson } from "../coordinator/rounds/server-state.ts";
-import { TestCluster, TINY_MODEL, tinyRunSpec } from "./support/cluster.ts";
+import { TINY_MODEL, tinyRunSpec } from "./support/cluster.ts";
+import { useSuiteCluster } from "./support/suite-cluster.ts";
 
 describe("applyServerUpdateChecked", () => {
   const w = Float32Array.from([1, 2, 3]);
@@ -32,36 +33,30 @@ describe("applyServerUpdateChecked", () => {
 });
 
 describe("a round whose server step would make the model NaN", () => {
-  let cluster: TestCluster;
-  beforeAll(async () => {
-    cluster = await TestCluster.start();
-  }, 60_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const cluster = useSuiteCluster();
 
   it("aborts every attempt with the reason and keeps the previous checkpoint", async () => {
     const spec = tinyRunSpec({ rounds: 1, serverOptimizer: "fedavgm", serverMomentum: 0.9, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 500 } });
-    const runId = await cluster.launch(spec);
-    const initial = await cluster.coordinator.checkpoints.latest(runId);
+    const runId = await cluster().launch(spec);
+    const initial = await cluster().coordinator.checkpoints.latest(runId);
     // A corrupted optimizer state (one NaN momentum coordinate) in the current checkpoint. The
     // first attempt (which may have read the state before this) finds no devices and aborts;
     // the next ones read it.
     const m = new Float32Array(parameterCount(TINY_MODEL));
     m[5] = NaN;
-    await cluster.coordinator.checkpoints.save(runId, -1, spec.model, initial!.weights, serverStateToJson({ step: 1, m }));
+    await cluster().coordinator.checkpoints.save(runId, -1, spec.model, initial!.weights, serverStateToJson({ step: 1, m }));
     for (;;) {
-      const st = await cluster.mlTeam.unary<object, { rounds: unknown[] }>("RunControl", "GetRun", { runId });
+      const st = await cluster().mlTeam.unary<object, { rounds: unknown[] }>("RunControl", "GetRun", { runId });
       if (st.rounds.length > 0) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     const train = async (_cfg: unknown, weights: Float32Array) => ({ delta: new Float32Array(weights.length).fill(0.01), loss: 0, examples: 1 });
-    for (let i = 0; i < 3; i++) await cluster.addDevice(`d${i}`, { train });
-    const st = await cluster.waitRun(runId, 90_000);
+    for (let i = 0; i < 3; i++) await cluster().addDevice(`d${i}`, { train });
+    const st = await cluster().waitRun(runId, 90_000);
     expect(st.state).toBe("failed");
     expect(st.rounds.some((r) => /non-finite model: the fedavgm step makes weight 5/.test(r.detail))).toBe(true);
     expect(st.rounds.every((r) => r.status !== "completed")).toBe(true);
-    const after = await cluster.coordinator.checkpoints.latest(runId);
+    const after = await cluster().coordinator.checkpoints.latest(runId);
     expect(after!.round).toBe(-1);
     expect(after!.hash).toBe(initial!.hash);
     expect(after!.weights.every(Number.isFinite)).toBe(true);

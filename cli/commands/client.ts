@@ -160,9 +160,8 @@ function readDaemonStatus(stateDir: string): DaemonStatus | undefined {
   }
 }
 
-export function registerClientCommands(program: Command): void {
-  const client = program.command("client").description("the Tacit daemon on this laptop: consent, capture, review, rounds");
-
+/** `tacit client enroll`: creates the identity and exchanges the single-use token for a device id; refuses to enroll twice. */
+function registerEnrollCommand(client: Command): void {
   stateDirOption(client.command("enroll").description("create this laptop's identity and register it with a single-use token"))
     .requiredOption("--coordinator <host:port>", "coordinator address")
     .requiredOption("--token <token>", "single-use enrollment token (from `tacit coordinator token create`)")
@@ -195,7 +194,10 @@ export function registerClientCommands(program: Command): void {
       saveEnrollment(o.stateDir, { deviceId: res.deviceId, coordinator: o.coordinator, caFile: o.ca, coordinatorPublicKey: Buffer.from(res.coordinatorPublicKey).toString("base64"), enrolledAt: Date.now() }, caPem);
       print(o.json, { deviceId: res.deviceId, stateDir: paths.root }, `enrolled as ${res.deviceId}; state in ${paths.root}\nnext: \`tacit client consent\` (nothing is captured before it)`);
     });
+}
 
+/** `tacit client consent`: nothing is captured before it. */
+function registerConsentCommand(client: Command): void {
   stateDirOption(client.command("consent").description("choose the apps, signal kinds and privacy limits (prompts on a terminal)"))
     .option("--apps <list>", "comma-separated application names that may be observed")
     .option("--kinds <list>", `signal kinds: ${SIGNAL_KINDS.join(",")}`)
@@ -218,7 +220,10 @@ export function registerClientCommands(program: Command): void {
         `consent saved: ${c.kinds.join(", ")} in ${c.apps.length ? c.apps.join(", ") : "no apps"}; rounds only while device ε ≤ ${c.limits.maxDeviceEpsilon} (δ=${c.limits.delta.toExponential()}), noise multiplier ≥ ${c.limits.minNoiseMultiplier}, ≥ ${c.limits.minSurvivors} survivors`,
       );
     });
+}
 
+/** `tacit client pause` and `resume`: the consent is kept, only its paused flag changes (the daemon reads it every second). */
+function registerPauseResumeCommands(client: Command): void {
   stateDirOption(client.command("pause").description("stop capturing and taking part in rounds (choices are kept)")).action((o: StateOpt) => {
     setPaused(clientPaths(o.stateDir).consent, true);
     process.stdout.write(`paused${runningDaemonPid(o.stateDir) ? " (the running daemon stops capturing within a second)" : ""}\n`);
@@ -227,7 +232,10 @@ export function registerClientCommands(program: Command): void {
     setPaused(clientPaths(o.stateDir).consent, false);
     process.stdout.write("resumed\n");
   });
+}
 
+/** `tacit client withdraw`: stops the daemon, deregisters (unless --local-only) and deletes every local file and key. */
+function registerWithdrawCommand(client: Command): void {
   stateDirOption(client.command("withdraw").description("stop, deregister, and delete all local data and keys"))
     .option("--local-only", "do not contact the coordinator (e.g. after it is gone or the key is damaged)")
     .action(async (o: StateOpt & { localOnly?: boolean }) => {
@@ -250,7 +258,10 @@ export function registerClientCommands(program: Command): void {
       rmSync(o.stateDir, { recursive: true, force: true });
       process.stdout.write(`${stopped ? `stopped the daemon (pid ${stopped}); ` : ""}${note}deleted all local data and keys in ${o.stateDir}\n`);
     });
+}
 
+/** `tacit client suggest`: computed on this laptop from its own model and actions; nothing is sent. */
+function registerSuggestCommand(client: Command): void {
   stateDirOption(client.command("suggest").description("the actions you are likely to take next, from this laptop's model and your recent actions (computed here; nothing is sent)"))
     .option("--top <k>", "how many suggestions", "5")
     .option("--json", "print JSON")
@@ -266,7 +277,10 @@ export function registerClientCommands(program: Command): void {
       const head = `next actions after your last ${s.contextActions} action(s)${s.personalized ? ", personalized with your own habits" : ""} (model of run ${s.model.runId}, round ${s.model.round}):`;
       print(o.json, s, `${head}\n${formatPredictions(s.suggestions)}`);
     });
+}
 
+/** `tacit client review`: what the store holds, summarized for the person it was captured from. */
+function registerReviewCommand(client: Command): void {
   stateDirOption(client.command("review").description("what was captured: counts per app and kind, a timeline per day"))
     .option("--day <YYYY-MM-DD>", "only this day (UTC)")
     .option("--json", "print JSON")
@@ -286,7 +300,10 @@ export function registerClientCommands(program: Command): void {
       for (const p of problems) lines.push(`  ! ${p.reason} (skipped)`);
       print(false, undefined, lines.join("\n"));
     });
+}
 
+/** `tacit client export`: everything captured, as one JSON file only its owner can read. */
+function registerExportCommand(client: Command): void {
   stateDirOption(client.command("export").description("write everything captured about you as JSON"))
     .requiredOption("--out <file>", "output file (written 0600)")
     .option("--day <YYYY-MM-DD>", "only this day (UTC)")
@@ -299,7 +316,10 @@ export function registerClientCommands(program: Command): void {
       writeFileAtomic(o.out, JSON.stringify({ exportedAt: new Date().toISOString(), actions: records, problems }, null, 1) + "\n", 0o600);
       process.stdout.write(`wrote ${records.length} actions to ${o.out}${problems.length ? ` (${problems.length} damaged segments skipped)` : ""}\n`);
     });
+}
 
+/** `tacit client delete`: exactly one of a day, an app or everything, so that a slip never deletes more than asked. */
+function registerDeleteCommand(client: Command): void {
   stateDirOption(client.command("delete").description("delete captured data and destroy its keys"))
     .option("--day <YYYY-MM-DD>", "one day (UTC): its key is destroyed")
     .option("--app <name>", "everything from one application")
@@ -319,7 +339,10 @@ export function registerClientCommands(program: Command): void {
       store.close();
       process.stdout.write(`${msg}${runningDaemonPid(o.stateDir) ? " (the running daemon keeps capturing what your consent allows)" : ""}\n`);
     });
+}
 
+/** `tacit client start`: the daemon in the foreground (the systemd unit runs this). */
+function registerStartCommand(client: Command): void {
   stateDirOption(client.command("start").description("run the daemon in the foreground: capture, and rounds while idle"))
     .option("--idle-seconds <s>", "no input for this long makes the laptop eligible for rounds", "300")
     .option("--no-capture", "do not capture (take part in rounds with what is stored)")
@@ -344,7 +367,10 @@ export function registerClientCommands(program: Command): void {
       log.flush();
       process.exit(shutdown.exitCode() ?? 0);
     });
+}
 
+/** `tacit client status`: what this laptop has agreed to and spent, and with --verify the coordinator's ledger checked against its own copy. */
+function registerStatusCommand(client: Command): void {
   stateDirOption(client.command("status").description("consent, capture state, rounds joined and device ε spent"))
     .option("--verify", "check the coordinator's ledger against this laptop's own copy and budget record")
     .option("--json", "print JSON")
@@ -393,7 +419,10 @@ export function registerClientCommands(program: Command): void {
       print(o.json, status, lines.join("\n"));
       if (v && !v.ok) process.exitCode = 1;
     });
+}
 
+/** `tacit client install-service`: a systemd --user unit, so the daemon runs at login without a terminal. */
+function registerInstallServiceCommand(client: Command): void {
   stateDirOption(client.command("install-service").description("write a systemd --user unit that runs the daemon at login"))
     .option("--idle-seconds <s>", "idle time before rounds", "300")
     .option("--unit-dir <dir>", "where to write the unit", join(process.env.XDG_CONFIG_HOME ?? join(process.env.HOME ?? homedir(), ".config"), "systemd", "user"))
@@ -407,4 +436,20 @@ export function registerClientCommands(program: Command): void {
       writeFileSync(file, unit, { mode: 0o644 });
       process.stdout.write(`wrote ${file}\nenable it with: systemctl --user daemon-reload && systemctl --user enable --now tacit-client.service\n`);
     });
+}
+
+export function registerClientCommands(program: Command): void {
+  const client = program.command("client").description("the Tacit daemon on this laptop: consent, capture, review, rounds");
+  // In the order `tacit client --help` lists them.
+  registerEnrollCommand(client);
+  registerConsentCommand(client);
+  registerPauseResumeCommands(client);
+  registerWithdrawCommand(client);
+  registerSuggestCommand(client);
+  registerReviewCommand(client);
+  registerExportCommand(client);
+  registerDeleteCommand(client);
+  registerStartCommand(client);
+  registerStatusCommand(client);
+  registerInstallServiceCommand(client);
 }

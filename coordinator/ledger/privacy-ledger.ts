@@ -209,42 +209,40 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   async round(e: Parameters<RoundLedgerSink["round"]>[0]): Promise<void> {
     const r = e.record;
     const runId = e.run.runId;
+    const closed = `round ${r.round} attempt ${r.attempt} cannot be recorded after it`;
+    // A round of an ended run is refused first, before anything (an injected fault included)
+    // can make it look like an ordinary append failure.
     await this.writer.refresh();
-    if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: round ${r.round} attempt ${r.attempt} cannot be recorded after it`);
+    if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: ${closed}`);
     faultpoint("ledger-append", r.round);
-    for (;;) {
-      await this.writer.refresh();
-      if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: round ${r.round} attempt ${r.attempt} cannot be recorded after it`);
-      const batch: { type: EntryType; body: Record<string, unknown> }[] = [];
-      let roundEntry = this.roundSeqs.get(`${runId}/${r.round}/${r.attempt}`);
-      if (roundEntry === undefined) {
-        roundEntry = this.writer.nextSeq;
-        batch.push({ type: "round", body: {
-          runId,
-          round: r.round,
-          attempt: r.attempt,
-          status: r.status,
-          modelHashBefore: r.modelHashBefore,
-          modelHashAfter: r.modelHashAfter,
-          mechanism: e.event ?? null,
-          // With adaptive clipping, the C this round clipped to (privacy.adaptiveClip has the chain).
-          dp: { clip: r.privacy?.adaptiveClip?.clip ?? e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
-          secagg: r.secagg,
-          ...(r.privacy ? { privacy: r.privacy } : {}),
-          cohort: e.cohort,
-          survivors: e.survivors,
-          phases: r.phases,
-          // Who declined, never why: a decline reason states that person's privacy limits, and
-          // every cohort member can read this entry (finding L1).
-          declined: Object.keys(e.declines).sort(),
-          populationSize: e.run.spec.populationSize,
-          detail: r.detail,
-        } });
-      }
-      batch.push(...this.newAttestations(runId, r.round, roundEntry, e.attestations));
-      for (const b of batch) checkEntryBound(b.type, b.body);
-      if (await this.writer.tryAppend(batch)) return;
-    }
+    await this.appendAggregation({
+      runId,
+      round: r.round,
+      closed,
+      recordedSeq: () => this.roundSeqs.get(`${runId}/${r.round}/${r.attempt}`),
+      entry: () => ({ type: "round", body: {
+        runId,
+        round: r.round,
+        attempt: r.attempt,
+        status: r.status,
+        modelHashBefore: r.modelHashBefore,
+        modelHashAfter: r.modelHashAfter,
+        mechanism: e.event ?? null,
+        // With adaptive clipping, the C this round clipped to (privacy.adaptiveClip has the chain).
+        dp: { clip: r.privacy?.adaptiveClip?.clip ?? e.run.spec.clip, noiseMultiplier: e.run.spec.noiseMultiplier, minSurvivors: e.run.spec.minSurvivors, delta: e.run.spec.delta },
+        secagg: r.secagg,
+        ...(r.privacy ? { privacy: r.privacy } : {}),
+        cohort: e.cohort,
+        survivors: e.survivors,
+        phases: r.phases,
+        // Who declined, never why: a decline reason states that person's privacy limits, and
+        // every cohort member can read this entry (finding L1).
+        declined: Object.keys(e.declines).sort(),
+        populationSize: e.run.spec.populationSize,
+        detail: r.detail,
+      } }),
+      attestations: e.attestations,
+    });
   }
 
   /** Whether the ledger holds the entry of evaluation round `round` of the run (any status). */
@@ -262,33 +260,60 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   async evaluation(e: Parameters<EvaluationLedgerSink["evaluation"]>[0]): Promise<void> {
     const r = e.record;
     const runId = e.run.runId;
+    await this.appendAggregation({
+      runId,
+      round: r.round,
+      closed: `its evaluation after round ${r.afterRound} cannot be recorded after it`,
+      recordedSeq: () => this.evaluations.get(`${runId}/${r.round}`),
+      entry: () => ({ type: "evaluation", body: {
+        runId,
+        round: r.round,
+        afterRound: r.afterRound,
+        status: r.status,
+        modelHash: r.modelHash,
+        mechanism: e.event ?? null,
+        noiseMultiplier: r.noiseMultiplier,
+        maxExamplesPerDevice: e.run.spec.evaluation?.maxExamplesPerDevice ?? null,
+        cohort: e.cohort,
+        survivors: e.survivors,
+        declined: e.declined,
+        counts: r.sums ?? null,
+        errorBound: r.errorBound ?? null,
+        detail: r.detail,
+      } }),
+      attestations: e.attestations,
+    });
+  }
+
+  /**
+   * Appends a round's or an evaluation's entry (unless the ledger already holds it) and the
+   * attestations not yet recorded, as one segment. When another coordinator wrote the next
+   * segment first, what it wrote is read and the batch decided again; nothing is appended to a
+   * run that has ended in the ledger.
+   */
+  private async appendAggregation(o: {
+    runId: string;
+    round: number;
+    /** What cannot be recorded once the run has ended, for the LedgerClosedError. */
+    closed: string;
+    /** The seq of the entry if the ledger already holds it. */
+    recordedSeq: () => number | undefined;
+    entry: () => { type: EntryType; body: Record<string, unknown> };
+    attestations: Parameters<RoundLedgerSink["round"]>[0]["attestations"];
+  }): Promise<void> {
     for (;;) {
       await this.writer.refresh();
-      if (this.ended.has(runId)) throw new LedgerClosedError(`run ${runId} has ended in the ledger: its evaluation after round ${r.afterRound} cannot be recorded after it`);
+      if (this.ended.has(o.runId)) throw new LedgerClosedError(`run ${o.runId} has ended in the ledger: ${o.closed}`);
       const batch: { type: EntryType; body: Record<string, unknown> }[] = [];
-      let entrySeq = this.evaluations.get(`${runId}/${r.round}`);
+      let entrySeq = o.recordedSeq();
       if (entrySeq === undefined) {
         entrySeq = this.writer.nextSeq;
-        batch.push({ type: "evaluation", body: {
-          runId,
-          round: r.round,
-          afterRound: r.afterRound,
-          status: r.status,
-          modelHash: r.modelHash,
-          mechanism: e.event ?? null,
-          noiseMultiplier: r.noiseMultiplier,
-          maxExamplesPerDevice: e.run.spec.evaluation?.maxExamplesPerDevice ?? null,
-          cohort: e.cohort,
-          survivors: e.survivors,
-          declined: e.declined,
-          counts: r.sums ?? null,
-          errorBound: r.errorBound ?? null,
-          detail: r.detail,
-        } });
+        batch.push(o.entry());
       }
-      batch.push(...this.newAttestations(runId, r.round, entrySeq, e.attestations));
+      batch.push(...this.newAttestations(o.runId, o.round, entrySeq, o.attestations));
       for (const b of batch) checkEntryBound(b.type, b.body);
-      if (batch.length === 0 || (await this.writer.tryAppend(batch))) return;
+      // An empty batch (entry and attestations all recorded) appends nothing and is done.
+      if (await this.writer.tryAppend(batch)) return;
     }
   }
 

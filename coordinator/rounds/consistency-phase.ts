@@ -9,6 +9,7 @@ import type { UnmaskRequest } from "../../shared/secagg/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import type { ActiveRound } from "./active-round.ts";
 import { PhaseGate } from "./phase-gate.ts";
+import { fanOut } from "./fan-out.ts";
 
 export async function runConsistencyPhase(o: {
   hub: DeviceHub;
@@ -22,11 +23,6 @@ export async function runConsistencyPhase(o: {
   active.gate = new PhaseGate(shown.survivors, o.deadline);
   // One message for every survivor: the same set, serialized once.
   const msg = hub.encodeOnce({ consistency: { ref, survivors: shown.survivors } });
-  for (const [n, i] of shown.survivors.entries()) {
-    if (!hub.send(active.deviceByIndex.get(i)!, msg)) active.gate.settle(i);
-    // Let the event loop turn now and then on large cohorts (RPCs, keepalives, lock renewal).
-    if (n % 64 === 63) await new Promise((r) => setImmediate(r));
-  }
-  await active.gate.done;
+  await fanOut(hub, active, shown.survivors, () => msg);
   return active.secagg.closeConsistency();
 }

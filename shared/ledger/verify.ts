@@ -220,8 +220,8 @@ function checkEntry(w: Walk, e: LedgerEntry, line: number): void {
   };
   if (e.type === "policy") checkPolicyEntry(w, b, line);
   else if (e.type === "run-launch") checkRunLaunch(w, b, line);
-  else if (e.type === "round") checkRound(w, b, line);
-  else if (e.type === "evaluation") checkEvaluation(w, b, line);
+  else if (e.type === "round") checkAggregation(w, b, line, TRAINING_ROUND);
+  else if (e.type === "evaluation") checkAggregation(w, b, line, EVALUATION);
   else if (e.type === "attestation") checkAttestation(w, b, line);
   else if (e.type === "enrollment-token") byCreator(String(b.creator)).tokens++;
   else if (e.type === "enrollment") byCreator(String(b.creator)).devices++;
@@ -272,29 +272,57 @@ function checkRunLaunch(w: Walk, b: Record<string, unknown>, line: number): void
   }
 }
 
-function checkRound(w: Walk, b: Record<string, unknown>, line: number): void {
+/** A round or evaluation entry as the generic checker reads it (unparsed fields stay in `body`). */
+interface AggregationEntry {
+  run: RunState;
+  body: Record<string, unknown>;
+  line: number;
+  round: number;
+  status: string;
+  cohort: string[];
+  survivors: string[];
+}
+
+/**
+ * What differs between a training round and an evaluation round: both are SecAgg rounds whose
+ * survivors are charged one DP event, so one checker walks them (checkAggregation) and these
+ * hooks add what only one kind has.
+ */
+interface AggregationKind {
+  /** How the entry is named in messages ("round", "evaluation"). */
+  noun: string;
+  /** The violation code of an entry whose run was never launched. */
+  withoutRun: string;
+  /** Checks that come before the cohort's (the training round's order and initial model). */
+  checkFirst?: (w: Walk, e: AggregationEntry) => void;
+  /** A completed entry's checks; returns the DP event its survivors are charged. */
+  checkCompleted: (w: Walk, e: AggregationEntry) => DpEvent | undefined;
+  /** The pool the cohort was sampled from, for population ε. */
+  eligible: (e: AggregationEntry) => number;
+  /** Whose device ε the entry's figures report. */
+  reported: (deviceId: string, e: AggregationEntry) => boolean;
+  /** Adds the entry's figures to its run. */
+  record: (e: AggregationEntry, figures: { delta: number; epsNow: number[] }) => void;
+}
+
+/** A round or evaluation entry: its survivors within its cohort, their charge, and the run's figures. */
+function checkAggregation(w: Walk, b: Record<string, unknown>, line: number, kind: AggregationKind): void {
   const runId = String(b.runId);
   const run = w.runs.get(runId);
   if (!run) {
-    w.add("ROUND_WITHOUT_RUN", line, `round of run ${runId}, which was never launched`);
+    w.add(kind.withoutRun, line, `${kind.noun} of run ${runId}, which was never launched`);
     return;
   }
-  const round = Number(b.round);
-  const status = String(b.status);
-  const firstModel = firstRoundModelProblem(runId, run.initialModelHash, round, Number(b.attempt ?? 0), b.modelHashBefore);
-  if (firstModel) w.add("INITIAL_MODEL", line, firstModel);
-  if (round !== run.nextRound) w.add("ROUND_ORDER", line, `run ${runId}: round ${round} recorded when round ${run.nextRound} was expected`);
   const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
   const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
-  if (survivors.some((s) => !cohort.includes(s))) w.add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} round ${round}: a survivor is not in the cohort`);
-  const event = status === "completed" ? checkCompletedRound(w, run, b, line, { round, cohort, survivors }) : undefined;
-  run.survivorsByRound.set(round, new Set(survivors));
+  const e: AggregationEntry = { run, body: b, line, round: Number(b.round), status: String(b.status), cohort, survivors };
+  kind.checkFirst?.(w, e);
+  if (survivors.some((s) => !cohort.includes(s))) w.add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} ${kind.noun} ${e.round}: a survivor is not in the cohort`);
+  const event = e.status === "completed" ? kind.checkCompleted(w, e) : undefined;
+  run.survivorsByRound.set(e.round, new Set(survivors));
   if (event) {
-    run.eventByRound.set(round, event);
-    // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
-    // amplification is claimed (eligible = cohort).
-    const eligible = Number((b.privacy as { eligible?: unknown } | undefined)?.eligible ?? cohort.length);
-    run.sampledByRound.set(round, { event, eligible: Number.isInteger(eligible) && eligible >= cohort.length ? eligible : cohort.length, cohort: Math.max(1, cohort.length) });
+    run.eventByRound.set(e.round, event);
+    run.sampledByRound.set(e.round, { event, eligible: kind.eligible(e), cohort: Math.max(1, cohort.length) });
     for (const d of survivors) {
       const list = w.deviceEvents.get(d) ?? [];
       list.push(event);
@@ -302,20 +330,54 @@ function checkRound(w: Walk, b: Record<string, unknown>, line: number): void {
     }
   }
   // A run's figures are at the δ of the policy in force at its launch.
-  const runDelta = run.policyAtLaunch?.body.delta ?? w.delta;
-  const epsNow = [...w.deviceEvents.entries()].filter(([d]) => cohort.includes(d) || survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
-  run.rounds.push({
-    round,
-    delta: runDelta,
-    attempt: Number(b.attempt ?? 0),
-    status,
-    cohort: cohort.length,
-    survivors: survivors.length,
-    worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
-    medianDeviceEpsilon: median(epsNow),
-    populationEpsilon: safePop([...run.sampledByRound.values()], runDelta),
-  });
+  const delta = run.policyAtLaunch?.body.delta ?? w.delta;
+  const epsNow = [...w.deviceEvents.entries()].filter(([d]) => kind.reported(d, e)).map(([, evs]) => safeEps(evs, delta));
+  kind.record(e, { delta, epsNow });
 }
+
+const TRAINING_ROUND: AggregationKind = {
+  noun: "round",
+  withoutRun: "ROUND_WITHOUT_RUN",
+  checkFirst: (w, { run, body: b, line, round }) => {
+    const firstModel = firstRoundModelProblem(run.runId, run.initialModelHash, round, Number(b.attempt ?? 0), b.modelHashBefore);
+    if (firstModel) w.add("INITIAL_MODEL", line, firstModel);
+    if (round !== run.nextRound) w.add("ROUND_ORDER", line, `run ${run.runId}: round ${round} recorded when round ${run.nextRound} was expected`);
+  },
+  checkCompleted: (w, e) => checkCompletedRound(w, e.run, e.body, e.line, e),
+  // The pool the cohort was drawn from, as the coordinator recorded it; without it, no
+  // amplification is claimed (eligible = cohort).
+  eligible: ({ body: b, cohort }) => {
+    const eligible = Number((b.privacy as { eligible?: unknown } | undefined)?.eligible ?? cohort.length);
+    return Number.isInteger(eligible) && eligible >= cohort.length ? eligible : cohort.length;
+  },
+  reported: (d, { cohort, survivors }) => cohort.includes(d) || survivors.includes(d),
+  record: ({ run, body: b, round, status, cohort, survivors }, { delta, epsNow }) => {
+    run.rounds.push({
+      round,
+      delta,
+      attempt: Number(b.attempt ?? 0),
+      status,
+      cohort: cohort.length,
+      survivors: survivors.length,
+      worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0,
+      medianDeviceEpsilon: median(epsNow),
+      populationEpsilon: safePop([...run.sampledByRound.values()], delta),
+    });
+  },
+};
+
+/** A federated evaluation: its survivors, and its charge recomputed from the signed spec, never taken on trust. */
+const EVALUATION: AggregationKind = {
+  noun: "evaluation",
+  withoutRun: "EVALUATION_WITHOUT_RUN",
+  checkCompleted: (w, e) => checkCompletedEvaluation(w, e.run, e.body, e.line, e),
+  // An evaluation claims no amplification: its pool is its cohort.
+  eligible: ({ cohort }) => cohort.length,
+  reported: (d, { survivors }) => survivors.includes(d),
+  record: ({ run, body: b, round, status, survivors }, { epsNow }) => {
+    (run.evaluations ??= []).push({ round, afterRound: Number(b.afterRound), status, survivors: survivors.length, counts: b.counts ?? null, noiseMultiplier: Number(b.noiseMultiplier ?? 0), worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0 });
+  },
+};
 
 /** A released round: its mechanism, survivor floor and collusion margin; returns its DP event. */
 function checkCompletedRound(w: Walk, run: RunState, b: Record<string, unknown>, line: number, r: { round: number; cohort: string[]; survivors: string[] }): DpEvent | undefined {
@@ -334,35 +396,6 @@ function checkCompletedRound(w: Walk, run: RunState, b: Record<string, unknown>,
   for (const m of run.clipChain.completed(round, b.privacy)) w.add("ADAPTIVE_CLIP", line, `run ${run.runId} ${m}`);
   run.completed.set(round, { line, attempt: Number(b.attempt ?? 0), modelHashBefore: typeof b.modelHashBefore === "string" ? b.modelHashBefore : undefined, survivors, clip: run.clipChain.clipOf(b.privacy) });
   return event;
-}
-
-/** A federated evaluation: its survivors, and its charge recomputed from the signed spec, never taken on trust. */
-function checkEvaluation(w: Walk, b: Record<string, unknown>, line: number): void {
-  const runId = String(b.runId);
-  const run = w.runs.get(runId);
-  if (!run) {
-    w.add("EVALUATION_WITHOUT_RUN", line, `evaluation of run ${runId}, which was never launched`);
-    return;
-  }
-  const round = Number(b.round);
-  const status = String(b.status);
-  const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
-  const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
-  if (survivors.some((s) => !cohort.includes(s))) w.add("SURVIVOR_NOT_IN_COHORT", line, `run ${runId} evaluation ${round}: a survivor is not in the cohort`);
-  run.survivorsByRound.set(round, new Set(survivors));
-  const runDelta = run.policyAtLaunch?.body.delta ?? w.delta;
-  const event = status === "completed" ? checkCompletedEvaluation(w, run, b, line, { round, cohort, survivors }) : undefined;
-  if (event) {
-    run.eventByRound.set(round, event);
-    run.sampledByRound.set(round, { event, eligible: cohort.length, cohort: Math.max(1, cohort.length) });
-    for (const d of survivors) {
-      const list = w.deviceEvents.get(d) ?? [];
-      list.push(event);
-      w.deviceEvents.set(d, list);
-    }
-  }
-  const epsNow = [...w.deviceEvents.entries()].filter(([d]) => survivors.includes(d)).map(([, evs]) => safeEps(evs, runDelta));
-  (run.evaluations ??= []).push({ round, afterRound: Number(b.afterRound), status, survivors: survivors.length, counts: b.counts ?? null, noiseMultiplier: Number(b.noiseMultiplier ?? 0), worstDeviceEpsilon: epsNow.length ? Math.max(...epsNow) : 0 });
 }
 
 function checkCompletedEvaluation(w: Walk, run: RunState, b: Record<string, unknown>, line: number, r: { round: number; cohort: string[]; survivors: string[] }): DpEvent | undefined {
