@@ -12,6 +12,7 @@ import pino from "pino";
 import * as grpc from "@grpc/grpc-js";
 import { ShutdownSignals } from "../shutdown.ts";
 import { CliError, parseNumber } from "../errors.ts";
+import { readEnrollmentToken, type TokenSource } from "../enroll-token.ts";
 import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
 import { deviceEpsilon } from "../../shared/dp/index.ts";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
@@ -165,11 +166,13 @@ export function registerClientCommands(program: Command): void {
 
   stateDirOption(client.command("enroll").description("create this laptop's identity and register it with a single-use token"))
     .requiredOption("--coordinator <host:port>", "coordinator address")
-    .requiredOption("--token <token>", "single-use enrollment token (from `tacit coordinator token create`)")
+    .option("--token-file <file>", "file holding the single-use enrollment token (from `tacit coordinator token create`)")
+    .option("--token <token>", "the token itself, or - to read it from stdin (a token in argv is visible to other local users)")
     .requiredOption("--ca <file>", "the coordinator's CA certificate (PEM)")
     .option("--label <text>", "a name for this laptop shown to the operator", "")
     .option("--json", "print JSON")
-    .action(async (o: StateOpt & { coordinator: string; token: string; ca: string; label: string; json?: boolean }) => {
+    .action(async (o: StateOpt & TokenSource & { coordinator: string; ca: string; label: string; json?: boolean }) => {
+      const token = await readEnrollmentToken(o, { stdin: process.stdin, warn: (line) => process.stderr.write(line + "\n") });
       const paths = ensureClientStateDir(o.stateDir);
       if (existsSync(identityPaths(o.stateDir).enrollment)) {
         const e = loadEnrollment(o.stateDir);
@@ -186,7 +189,7 @@ export function registerClientCommands(program: Command): void {
       const c = new CoordinatorClient({ address: o.coordinator, caFile: resolve(o.ca) });
       let res: { deviceId: string; coordinatorPublicKey: Buffer };
       try {
-        res = await c.unary("Enrollment", "Enroll", { token: o.token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: o.label }, 10_000);
+        res = await c.unary("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: o.label }, 10_000);
       } catch (err) {
         explainRpc(err, o.coordinator, o.ca);
       } finally {

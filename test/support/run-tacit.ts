@@ -14,9 +14,11 @@ export interface TacitResult {
   stderr: string;
 }
 
-export function runTacit(args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<TacitResult> {
+/** `input`: written to the child's stdin, which is then closed (otherwise stdin is /dev/null). */
+export function runTacit(args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<TacitResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [TACIT_BIN, ...args], { env: { ...process.env, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [TACIT_BIN, ...args], { env: { ...process.env, ...o.env }, stdio: [o.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    if (o.input !== undefined) child.stdin!.end(o.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
