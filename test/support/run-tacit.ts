@@ -21,8 +21,8 @@ export function runTacit(args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs
     if (o.input !== undefined) child.stdin!.end(o.input);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), o.timeoutMs ?? 120_000);
     child.on("close", (code) => {
       clearTimeout(timer);
