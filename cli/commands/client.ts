@@ -161,6 +161,37 @@ function readDaemonStatus(stateDir: string): DaemonStatus | undefined {
   }
 }
 
+type EnrollOpts = StateOpt & TokenSource & { coordinator: string; ca: string; label: string; json?: boolean };
+
+/** `tacit client enroll`: a fresh identity registered with a single-use token (read off argv if possible). */
+async function enrollLaptop(o: EnrollOpts): Promise<void> {
+  const token = await readEnrollmentToken(o, { stdin: process.stdin, warn: (line) => process.stderr.write(line + "\n") });
+  const paths = ensureClientStateDir(o.stateDir);
+  if (existsSync(identityPaths(o.stateDir).enrollment)) {
+    const e = loadEnrollment(o.stateDir);
+    throw new CliError(`this laptop is already enrolled as ${e.deviceId} with ${e.coordinator}: run \`tacit client withdraw\` first to enroll again`);
+  }
+  let caPem: Buffer;
+  try {
+    caPem = readFileSync(o.ca);
+  } catch {
+    throw new CliError(`cannot read the CA certificate ${o.ca}`);
+  }
+  if (!caPem.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) throw new CliError(`${o.ca} is not a PEM certificate (expected the coordinator's tls/ca.pem)`);
+  const identity = ensureIdentity(o.stateDir);
+  const c = new CoordinatorClient({ address: o.coordinator, caFile: resolve(o.ca) });
+  let res: { deviceId: string; coordinatorPublicKey: Buffer };
+  try {
+    res = await c.unary("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: o.label }, 10_000);
+  } catch (err) {
+    explainRpc(err, o.coordinator, o.ca);
+  } finally {
+    c.close();
+  }
+  saveEnrollment(o.stateDir, { deviceId: res.deviceId, coordinator: o.coordinator, caFile: o.ca, coordinatorPublicKey: Buffer.from(res.coordinatorPublicKey).toString("base64"), enrolledAt: Date.now() }, caPem);
+  print(o.json, { deviceId: res.deviceId, stateDir: paths.root }, `enrolled as ${res.deviceId}; state in ${paths.root}\nnext: \`tacit client consent\` (nothing is captured before it)`);
+}
+
 export function registerClientCommands(program: Command): void {
   const client = program.command("client").description("the Tacit daemon on this laptop: consent, capture, review, rounds");
 
@@ -171,33 +202,7 @@ export function registerClientCommands(program: Command): void {
     .requiredOption("--ca <file>", "the coordinator's CA certificate (PEM)")
     .option("--label <text>", "a name for this laptop shown to the operator", "")
     .option("--json", "print JSON")
-    .action(async (o: StateOpt & TokenSource & { coordinator: string; ca: string; label: string; json?: boolean }) => {
-      const token = await readEnrollmentToken(o, { stdin: process.stdin, warn: (line) => process.stderr.write(line + "\n") });
-      const paths = ensureClientStateDir(o.stateDir);
-      if (existsSync(identityPaths(o.stateDir).enrollment)) {
-        const e = loadEnrollment(o.stateDir);
-        throw new CliError(`this laptop is already enrolled as ${e.deviceId} with ${e.coordinator}: run \`tacit client withdraw\` first to enroll again`);
-      }
-      let caPem: Buffer;
-      try {
-        caPem = readFileSync(o.ca);
-      } catch {
-        throw new CliError(`cannot read the CA certificate ${o.ca}`);
-      }
-      if (!caPem.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) throw new CliError(`${o.ca} is not a PEM certificate (expected the coordinator's tls/ca.pem)`);
-      const identity = ensureIdentity(o.stateDir);
-      const c = new CoordinatorClient({ address: o.coordinator, caFile: resolve(o.ca) });
-      let res: { deviceId: string; coordinatorPublicKey: Buffer };
-      try {
-        res = await c.unary("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: o.label }, 10_000);
-      } catch (err) {
-        explainRpc(err, o.coordinator, o.ca);
-      } finally {
-        c.close();
-      }
-      saveEnrollment(o.stateDir, { deviceId: res.deviceId, coordinator: o.coordinator, caFile: o.ca, coordinatorPublicKey: Buffer.from(res.coordinatorPublicKey).toString("base64"), enrolledAt: Date.now() }, caPem);
-      print(o.json, { deviceId: res.deviceId, stateDir: paths.root }, `enrolled as ${res.deviceId}; state in ${paths.root}\nnext: \`tacit client consent\` (nothing is captured before it)`);
-    });
+    .action(enrollLaptop);
 
   stateDirOption(client.command("consent").description("choose the apps, signal kinds and privacy limits (prompts on a terminal)"))
     .option("--apps <list>", "comma-separated application names that may be observed")
