@@ -9,7 +9,7 @@
  */
 import { randomBytes, type KeyObject } from "node:crypto";
 import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
-import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
+import { chooseParams, SecAggError, wireAdvertisedKeys } from "../../shared/secagg/index.ts";
 import { checkedEvalSum, evalDpEvent, evalErrorBound, metricsFromSums, sumsFromVector, type FederatedEvalSums } from "../../shared/eval/index.ts";
 import type { DpEvent } from "../../shared/dp/index.ts";
 import { parameterCount } from "../../shared/model/index.ts";
@@ -146,7 +146,7 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
     active.phase = "share";
     const advertisers = [...active.answered.advertise];
     active.gate = new PhaseGate(advertisers, config.deadlines.share);
-    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } });
+    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map(wireAdvertisedKeys) } });
     await fanOut(ctx, active, advertisers, () => rosterMsg);
     await boundary();
     const inboxes = active.secagg.closeShareKeys();

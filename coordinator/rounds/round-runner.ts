@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { KeyObject } from "node:crypto";
 import { publicKeyFromRaw, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
-import { chooseParams, SecAggError } from "../../shared/secagg/index.ts";
+import { chooseParams, SecAggError, wireAdvertisedKeys } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import { applyServerUpdateChecked, parameterCount, weightsHash } from "../../shared/model/index.ts";
 import { adaptClip, dpInputsFor, roundClip, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
@@ -305,7 +305,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     const advertisers = [...active.answered.advertise];
     active.gate = new PhaseGate(advertisers, config.deadlines.share);
     // One roster for the whole cohort: serialized once, not once per device (O(n) not O(n²)).
-    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } });
+    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map(wireAdvertisedKeys) } });
     for (const [n, i] of advertisers.entries()) {
       if (!ctx.hub.send(deviceOf(i), rosterMsg)) active.gate.settle(i);
       await breathe(n);

@@ -240,7 +240,7 @@ function submitUnmasking(c: CoordinatorApi) {
   });
 }
 
-type AdvertiseRequest = { ref: RoundRef__Output | null; keys: { index: number; cPk: Buffer; sPk: Buffer; signature: Buffer } | null };
+type AdvertiseRequest = { ref: RoundRef__Output | null; keys: { index: number; cPk: Buffer; sPk: Buffer; selfMaskCommitment: Buffer; signature: Buffer } | null };
 type ShareKeysRequest = { ref: RoundRef__Output | null; shares: { from: number; to: number; ciphertext: Buffer }[] };
 
 function roundsService(c: CoordinatorApi) {
@@ -253,7 +253,13 @@ function roundsService(c: CoordinatorApi) {
     AdvertiseKeys: unary<AdvertiseRequest, object>(c, "Rounds/AdvertiseKeys", DEVICE_ONLY, async (req, caller) => {
       const k = req.keys;
       if (!k) throw invalid("missing keys");
-      const keys = { index: k.index, cPk: bytesOf(k.cPk, "c_pk", 32), sPk: bytesOf(k.sPk, "s_pk", 32), signature: bytesOf(k.signature, "signature", 64) };
+      const keys = {
+        index: k.index,
+        cPk: bytesOf(k.cPk, "c_pk", 32),
+        sPk: bytesOf(k.sPk, "s_pk", 32),
+        selfMaskCommitment: bytesOf(k.selfMaskCommitment, "self_mask_commitment", 32),
+        signature: bytesOf(k.signature, "signature", 64),
+      };
       c.activeRound(ref(req.ref)).advertise(caller.keyId, keys);
       return ACK;
     }),
