@@ -93,12 +93,13 @@ report("x25519Agreement", "ms", x.project, x.bare, "node:crypto diffieHellman on
 
 // --- ed25519 verify ---------------------------------------------------------------------
 const signer = generateEd25519();
-const msg = advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw);
+const commitment = randomBytes(32);
+const msg = advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw, commitment);
 const sig = sign(null, msg, signer.privateKey);
 // As a device checks a neighbour's advertisement: raw identity key, payload rebuilt, verified.
 const v = paired(
   () => {
-    if (!verifyBytes(publicKeyFromRaw(signer.publicRaw), advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw), sig)) throw new Error("verify failed");
+    if (!verifyBytes(publicKeyFromRaw(signer.publicRaw), advertisePayload(domain, 7, mine.publicRaw, peer.publicRaw, commitment), sig)) throw new Error("verify failed");
   },
   () => verify(null, msg, signer.publicKey, sig),
   150,

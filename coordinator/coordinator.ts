@@ -20,6 +20,7 @@ import { serverTlsMaterial } from "./state/tls.ts";
 import { requestGate } from "./server/request-gate.ts";
 import { requestCap } from "./server/message-caps.ts";
 import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
+import { StreamSlots } from "./server/stream-slots.ts";
 import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
 import { Authenticator, type AddressLimits } from "./server/authenticator.ts";
 import { buildServices } from "./server/handlers.ts";
@@ -77,6 +78,8 @@ export class Coordinator {
   readonly scheduler: RunScheduler;
   readonly ledger: PrivacyLedger;
   readonly instance = newInstanceId();
+  /** WatchRun streams open per principal and overall (I2); startCoordinator sizes it from the limits. */
+  watchSlots = new StreamSlots("WatchRun", DEFAULT_SERVER_LIMITS.maxWatchStreamsPerPrincipal, DEFAULT_SERVER_LIMITS.maxWatchStreams);
   server: grpc.Server | undefined;
   lease: ActiveLease | undefined;
   listener: TlsListener | undefined;
@@ -283,6 +286,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   // grpc-js would print its own copy of bind errors to stderr; Tacit reports them itself.
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
+  c.watchSlots = new StreamSlots("WatchRun", limits.maxWatchStreamsPerPrincipal, limits.maxWatchStreams);
   const gate = requestGate({
     admit: (md, method, peer) => c.auth.admit(md, method, peer),
     capFor: (method) => requestCap(method, [...c.active.values()].map((r) => r.config)),

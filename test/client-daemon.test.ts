@@ -107,7 +107,10 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     expect(wrongCa.stderr).toMatch(/cannot reach the coordinator .* over TLS.*CA certificate/);
     expect(wrongCa.stderr).not.toMatch(/\n\s+at /); // no stack trace
 
-    const ok = await cli(["client", "enroll", "--coordinator", cluster.address, "--token", token, "--ca", cluster.caFile, "--json"]);
+    // The token from a file (I3): out of argv, and no warning on stderr.
+    const tokenFile = join(xdg, "token.txt");
+    writeFileSync(tokenFile, token + "\n", { mode: 0o600 });
+    const ok = await cli(["client", "enroll", "--coordinator", cluster.address, "--token-file", tokenFile, "--ca", cluster.caFile, "--json"]);
     expect(ok.stderr).toBe("");
     expect(ok.status).toBe(0);
     expect(JSON.parse(ok.stdout).deviceId).toMatch(/^dev-/);

@@ -4,7 +4,7 @@
  * permissions and crash leftovers.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ActionStore, StoreError, summarize, type ActionRecord } from "../client/store/index.ts";
@@ -269,6 +269,28 @@ describe("ActionStore deletion", () => {
     expect(after.problems.length).toBe(problems.length);
     for (const p of after.problems) expect(p.reason).toMatch(/failed authentication|no key|does not belong/);
     expect(() => store.deleteDay("21-11-2026")).toThrow(StoreError);
+  });
+
+  it("I4: what shredding does not cover, as README states: a whole-store copy taken before the delete, and delete --app", () => {
+    const { store } = filled();
+    store.close();
+    const copy = join(dir, "..", "copy");
+    cpSync(dir, copy, { recursive: true }); // a backup of the whole store: keys/ (master.key too) and segments/
+    const live = ActionStore.open(dir);
+    live.deleteDay("2026-11-21");
+    // The day's key is gone from the live store, but the earlier copy carries its own key files.
+    const fromCopy = ActionStore.open(copy).read({ day: "2026-11-21" });
+    expect(fromCopy.problems).toEqual([]);
+    expect(fromCopy.records).toHaveLength(81);
+    // delete --app re-seals the kept records under the same day key and only unlinks the old
+    // segments: an old copy of one, put back, opens again with the key still on the laptop.
+    const oldSegs = segFiles(dir).map((s) => ({ name: s.split("/").pop()!, bytes: readFileSync(s) }));
+    expect(live.deleteApp("zebracode")).toBe(40 + 2);
+    expect(live.read().records.some((r) => r.app === "zebracode")).toBe(false);
+    for (const b of oldSegs) writeFileSync(join(dir, "segments", b.name), b.bytes);
+    expect(live.read().records.some((r) => r.app === "zebracode")).toBe(true);
+    live.close();
+    rmSync(copy, { recursive: true, force: true });
   });
 
   it("deleteDay also drops buffered records of that day", () => {

@@ -1,9 +1,9 @@
 /** The one atomic file replacement (shared/fs/write-file-atomic.ts). */
 import { describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeFileAtomic } from "../shared/fs/write-file-atomic.ts";
+import { atomicTempPath, writeFileAtomic } from "../shared/fs/write-file-atomic.ts";
 
 describe("writeFileAtomic", () => {
   it("replaces the whole file with the given mode and leaves no temp file", () => {
@@ -28,5 +28,32 @@ describe("writeFileAtomic", () => {
     expect(statSync(path).isDirectory()).toBe(true);
     expect(readdirSync(dir)).toEqual(["target"]);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("I5: a symlink or file planted at the temp name is refused with EEXIST, never followed or overwritten", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tacit-atomic-"));
+    const path = join(dir, "export.json");
+    writeFileAtomic(path, "old");
+    const victim = join(dir, "victim"); // what another user's symlink points at
+    writeFileSync(victim, "victim's data");
+    const planted = atomicTempPath(path, "planted");
+    symlinkSync(victim, planted);
+    expect(() => writeFileAtomic(path, "secret", 0o600, { tempSuffix: "planted" })).toThrow(/EEXIST/);
+    expect(readFileSync(victim, "utf8")).toBe("victim's data"); // not followed
+    expect(lstatSync(planted).isSymbolicLink()).toBe(true); // left alone, not removed
+    expect(readlinkSync(planted)).toBe(victim);
+    expect(readFileSync(path, "utf8")).toBe("old"); // nothing replaced
+    rmSync(planted);
+    writeFileSync(planted, "attacker's file", { mode: 0o666 }); // a plain file, open to its planter
+    expect(() => writeFileAtomic(path, "secret", 0o600, { tempSuffix: "planted" })).toThrow(/EEXIST/);
+    expect(readFileSync(planted, "utf8")).toBe("attacker's file"); // not truncated, not written
+    expect(readFileSync(path, "utf8")).toBe("old");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("I5: the temp name carries 96 random bits, so nobody can plant at it in advance", () => {
+    const names = new Set(Array.from({ length: 50 }, () => atomicTempPath("/d/f")));
+    expect(names.size).toBe(50);
+    for (const n of names) expect(n).toMatch(/^\/d\/\.tmp-f-[0-9a-f]{24}$/);
   });
 });

@@ -222,7 +222,7 @@ describe("keys and reconstructed secrets (audit finding 9)", () => {
     const order8 = Uint8Array.from(Buffer.from("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", "hex"));
     const good = new SecAggDevice(cfg, 0, { privateKey: id.privateKey }).advertiseKeys();
     for (const weak of [zero, one, order8]) {
-      const forged = { index: 0, cPk: weak, sPk: good.sPk, signature: signBytes(id.privateKey, advertisePayload(cfg, 0, weak, good.sPk)) };
+      const forged = { index: 0, cPk: weak, sPk: good.sPk, selfMaskCommitment: good.selfMaskCommitment, signature: signBytes(id.privateKey, advertisePayload(cfg, 0, weak, good.sPk, good.selfMaskCommitment)) };
       expect(() => server.receiveKeys(forged)).toThrow(expect.objectContaining({ code: "WEAK_KEY" }));
     }
     server.receiveKeys(good);

@@ -31,7 +31,7 @@ function shiftKeys(u: UnmaskShares): UnmaskShares {
  * correctable). `dropAtMask` vanish after ShareKeys (so their s_sk is reconstructed);
  * `tamper` rewrites one device's unmasking message; `beforeShare` can alter a device first.
  */
-function round(o: { dropAtMask?: number[]; tamper?: Map<number, (u: UnmaskShares) => UnmaskShares>; beforeShare?: (devices: SecAggDevice[]) => void }) {
+function round(o: { dropAtMask?: number[]; tamper?: Map<number, (u: UnmaskShares) => UnmaskShares>; beforeShare?: (devices: SecAggDevice[]) => void; afterShare?: (devices: SecAggDevice[]) => void }) {
   const cfg: SecAggConfig = { runId: "run-w", round: 0, bits: BITS, vectorLength: LEN, threshold: 4, degree: 7, roundSeed: randomBytes(32), minSurvivors: 4 };
   const ids = Array.from({ length: N }, () => generateEd25519());
   const devices = ids.map((k, i) => new SecAggDevice(cfg, i, { privateKey: k.privateKey }));
@@ -41,6 +41,7 @@ function round(o: { dropAtMask?: number[]; tamper?: Map<number, (u: UnmaskShares
   o.beforeShare?.(devices);
   const roster = server.closeAdvertise().map((k) => ({ ...k, identityPublicKey: ids[k.index]!.publicKey }));
   devices.forEach((d, i) => server.receiveShares(i, d.shareKeys(roster)));
+  o.afterShare?.(devices);
   const inboxes = server.closeShareKeys();
   const alive = devices.map((_, i) => i).filter((i) => !(o.dropAtMask ?? []).includes(i));
   const plain = zeros(BITS, LEN);
@@ -104,6 +105,42 @@ describe("wrong unmasking shares that are valid field elements (M2)", () => {
     expect(r.culprits.get(3)).toMatch(/dealt shares of its mask key/);
   });
 
+  it("a device that masks with its committed self-mask seed b but deals shares of another seed is named as the dealer, and the round aborts", () => {
+    let committed: Uint8Array | undefined;
+    const seedOf = (d: SecAggDevice) => d as unknown as { seed: Uint8Array };
+    const r = round({
+      // Device 4 advertised (and signed) H(b); it Shamir-shares some other b' consistently
+      // among its neighbours, then masks its input with b.
+      beforeShare: (devices) => {
+        committed = seedOf(devices[4]!).seed;
+        seedOf(devices[4]!).seed = new Uint8Array(randomBytes(32));
+      },
+      afterShare: (devices) => {
+        seedOf(devices[4]!).seed = committed!;
+      },
+    });
+    expect(r.sum).toBeUndefined(); // never a garbage sum
+    expect(r.error?.code).toBe("BAD_SHARE");
+    expect([...r.culprits.keys()]).toEqual([4]);
+    expect(r.culprits.get(4)).toMatch(/dealt shares of its self-mask seed that do not match what it advertised/);
+  });
+
+  it("the self-mask commitment is part of the signed advertisement: a changed commitment is refused by the coordinator and by neighbours", () => {
+    const cfg: SecAggConfig = { runId: "run-c", round: 0, bits: BITS, vectorLength: LEN, threshold: 2, degree: 2, roundSeed: randomBytes(32) };
+    const ids = [generateEd25519(), generateEd25519(), generateEd25519()];
+    const devices = ids.map((k, i) => new SecAggDevice(cfg, i, { privateKey: k.privateKey }));
+    const ads = devices.map((d) => d.advertiseKeys());
+    expect(ads[0]!.selfMaskCommitment).toHaveLength(32);
+    expect(Buffer.from(ads[0]!.selfMaskCommitment).equals(Buffer.from(ads[1]!.selfMaskCommitment))).toBe(false);
+    const swapped = { ...ads[1]!, selfMaskCommitment: new Uint8Array(randomBytes(32)) };
+    const server = new SecAggServer(cfg, [0, 1, 2], new Map(ids.map((k, i) => [i, k.publicKey])));
+    expect(() => server.receiveKeys(swapped)).toThrow(expect.objectContaining({ code: "BAD_SIGNATURE" }));
+    expect(() => server.receiveKeys({ ...ads[1]!, selfMaskCommitment: new Uint8Array(31) })).toThrow(expect.objectContaining({ code: "BAD_LENGTH" }));
+    // A coordinator that rewrote the commitment in the roster: device 0 refuses its neighbour 1.
+    const roster = [ads[0]!, swapped, ads[2]!].map((k) => ({ ...k, identityPublicKey: ids[k.index]!.publicKey }));
+    expect(() => devices[0]!.shareKeys(roster)).toThrow(expect.objectContaining({ code: "BAD_SIGNATURE" }));
+  });
+
   it("two devices shifting shares of the same owner exceed what k = 7, t = 4 corrects: the round aborts, never a wrong sum", () => {
     const r = round({ tamper: new Map([[1, shift], [5, shift]]) });
     expect(r.sum).toBeUndefined();
@@ -120,11 +157,12 @@ describe("advertised round keys are unique across the cohort (finding I1)", () =
     const server = new SecAggServer(cfg, [0, 1, 2], new Map(ids.map((k, i) => [i, k.publicKey])));
     const honest = new SecAggDevice(cfg, 0, { privateKey: ids[0]!.privateKey }).advertiseKeys();
     server.receiveKeys(honest);
-    const copy = { index: 1, cPk: honest.cPk, sPk: honest.sPk, signature: signBytes(ids[1]!.privateKey, advertisePayload(cfg, 1, honest.cPk, honest.sPk)) };
+    const c1 = randomBytes(32);
+    const copy = { index: 1, cPk: honest.cPk, sPk: honest.sPk, selfMaskCommitment: c1, signature: signBytes(ids[1]!.privateKey, advertisePayload(cfg, 1, honest.cPk, honest.sPk, c1)) };
     expect(() => server.receiveKeys(copy)).toThrow(expect.objectContaining({ code: "DUPLICATE" }));
     // Swapped halves are copies too.
     const own = new SecAggDevice(cfg, 1, { privateKey: ids[1]!.privateKey }).advertiseKeys();
-    const mixed = { index: 1, cPk: own.cPk, sPk: honest.cPk, signature: signBytes(ids[1]!.privateKey, advertisePayload(cfg, 1, own.cPk, honest.cPk)) };
+    const mixed = { index: 1, cPk: own.cPk, sPk: honest.cPk, selfMaskCommitment: c1, signature: signBytes(ids[1]!.privateKey, advertisePayload(cfg, 1, own.cPk, honest.cPk, c1)) };
     expect(() => server.receiveKeys(mixed)).toThrow(expect.objectContaining({ code: "DUPLICATE" }));
     server.receiveKeys(own);
     server.receiveKeys(new SecAggDevice(cfg, 2, { privateKey: ids[2]!.privateKey }).advertiseKeys());

@@ -12,6 +12,7 @@ import pino from "pino";
 import * as grpc from "@grpc/grpc-js";
 import { ShutdownSignals } from "../shutdown.ts";
 import { CliError, parseNumber } from "../errors.ts";
+import { readEnrollmentToken, type TokenSource } from "../enroll-token.ts";
 import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
 import { deviceEpsilon } from "../../shared/dp/index.ts";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
@@ -160,40 +161,47 @@ function readDaemonStatus(stateDir: string): DaemonStatus | undefined {
   }
 }
 
+type EnrollOpts = StateOpt & TokenSource & { coordinator: string; ca: string; label: string; json?: boolean };
+
+/** `tacit client enroll`: a fresh identity registered with a single-use token (read off argv if possible). */
+async function enrollLaptop(o: EnrollOpts): Promise<void> {
+  const token = await readEnrollmentToken(o, { stdin: process.stdin, warn: (line) => process.stderr.write(line + "\n") });
+  const paths = ensureClientStateDir(o.stateDir);
+  if (existsSync(identityPaths(o.stateDir).enrollment)) {
+    const e = loadEnrollment(o.stateDir);
+    throw new CliError(`this laptop is already enrolled as ${e.deviceId} with ${e.coordinator}: run \`tacit client withdraw\` first to enroll again`);
+  }
+  let caPem: Buffer;
+  try {
+    caPem = readFileSync(o.ca);
+  } catch {
+    throw new CliError(`cannot read the CA certificate ${o.ca}`);
+  }
+  if (!caPem.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) throw new CliError(`${o.ca} is not a PEM certificate (expected the coordinator's tls/ca.pem)`);
+  const identity = ensureIdentity(o.stateDir);
+  const c = new CoordinatorClient({ address: o.coordinator, caFile: resolve(o.ca) });
+  let res: { deviceId: string; coordinatorPublicKey: Buffer };
+  try {
+    res = await c.unary("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: o.label }, 10_000);
+  } catch (err) {
+    explainRpc(err, o.coordinator, o.ca);
+  } finally {
+    c.close();
+  }
+  saveEnrollment(o.stateDir, { deviceId: res.deviceId, coordinator: o.coordinator, caFile: o.ca, coordinatorPublicKey: Buffer.from(res.coordinatorPublicKey).toString("base64"), enrolledAt: Date.now() }, caPem);
+  print(o.json, { deviceId: res.deviceId, stateDir: paths.root }, `enrolled as ${res.deviceId}; state in ${paths.root}\nnext: \`tacit client consent\` (nothing is captured before it)`);
+}
+
 /** `tacit client enroll`: creates the identity and exchanges the single-use token for a device id; refuses to enroll twice. */
 function registerEnrollCommand(client: Command): void {
   stateDirOption(client.command("enroll").description("create this laptop's identity and register it with a single-use token"))
     .requiredOption("--coordinator <host:port>", "coordinator address")
-    .requiredOption("--token <token>", "single-use enrollment token (from `tacit coordinator token create`)")
+    .option("--token-file <file>", "file holding the single-use enrollment token (from `tacit coordinator token create`)")
+    .option("--token <token>", "the token itself, or - to read it from stdin (a token in argv is visible to other local users)")
     .requiredOption("--ca <file>", "the coordinator's CA certificate (PEM)")
     .option("--label <text>", "a name for this laptop shown to the operator", "")
     .option("--json", "print JSON")
-    .action(async (o: StateOpt & { coordinator: string; token: string; ca: string; label: string; json?: boolean }) => {
-      const paths = ensureClientStateDir(o.stateDir);
-      if (existsSync(identityPaths(o.stateDir).enrollment)) {
-        const e = loadEnrollment(o.stateDir);
-        throw new CliError(`this laptop is already enrolled as ${e.deviceId} with ${e.coordinator}: run \`tacit client withdraw\` first to enroll again`);
-      }
-      let caPem: Buffer;
-      try {
-        caPem = readFileSync(o.ca);
-      } catch {
-        throw new CliError(`cannot read the CA certificate ${o.ca}`);
-      }
-      if (!caPem.toString("utf8").includes("-----BEGIN CERTIFICATE-----")) throw new CliError(`${o.ca} is not a PEM certificate (expected the coordinator's tls/ca.pem)`);
-      const identity = ensureIdentity(o.stateDir);
-      const c = new CoordinatorClient({ address: o.coordinator, caFile: resolve(o.ca) });
-      let res: { deviceId: string; coordinatorPublicKey: Buffer };
-      try {
-        res = await c.unary("Enrollment", "Enroll", { token: o.token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: o.label }, 10_000);
-      } catch (err) {
-        explainRpc(err, o.coordinator, o.ca);
-      } finally {
-        c.close();
-      }
-      saveEnrollment(o.stateDir, { deviceId: res.deviceId, coordinator: o.coordinator, caFile: o.ca, coordinatorPublicKey: Buffer.from(res.coordinatorPublicKey).toString("base64"), enrolledAt: Date.now() }, caPem);
-      print(o.json, { deviceId: res.deviceId, stateDir: paths.root }, `enrolled as ${res.deviceId}; state in ${paths.root}\nnext: \`tacit client consent\` (nothing is captured before it)`);
-    });
+    .action(enrollLaptop);
 }
 
 /** `tacit client consent`: nothing is captured before it. */

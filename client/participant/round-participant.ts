@@ -12,7 +12,7 @@ import { createHash, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson, publicKeyFromRaw, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, roundDpEvent, type RoundConfig } from "../../shared/run/index.ts";
-import { SecAggDevice, type AdvertisedKeys } from "../../shared/secagg/index.ts";
+import { SecAggDevice, wireAdvertisedKeys } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, encodeClientUpdate, type DpEvent } from "../../shared/dp/index.ts";
 import type { EvalCounts } from "../../shared/eval/index.ts";
 import type { ModularVector } from "../../shared/modular/index.ts";
@@ -167,7 +167,7 @@ export class RoundParticipant {
       st.training.catch(() => undefined);
     }
     const keys = secagg.advertiseKeys();
-    await this.o.client.unary("Rounds", "AdvertiseKeys", { ref, keys: toWireKeys(keys) });
+    await this.o.client.unary("Rounds", "AdvertiseKeys", { ref, keys: wireAdvertisedKeys(keys) });
   }
 
   private async onRoster(roster: NonNullable<ServerEvent["roster"]>): Promise<void> {
@@ -177,7 +177,7 @@ export class RoundParticipant {
     const entries = roster.keys.map((k) => {
       const id = identity.get(k.index);
       if (!id) throw new Error(`roster lists index ${k.index}, which is not in the signed cohort`);
-      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), signature: new Uint8Array(k.signature), identityPublicKey: new Uint8Array(id) };
+      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), selfMaskCommitment: new Uint8Array(k.selfMaskCommitment), signature: new Uint8Array(k.signature), identityPublicKey: new Uint8Array(id) };
     });
     const shares = st.secagg.shareKeys(entries);
     await this.o.client.unary("Rounds", "ShareKeys", {
@@ -258,6 +258,3 @@ export class RoundParticipant {
   }
 }
 
-function toWireKeys(k: AdvertisedKeys): { index: number; cPk: Buffer; sPk: Buffer; signature: Buffer } {
-  return { index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) };
-}

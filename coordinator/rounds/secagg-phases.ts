@@ -7,7 +7,7 @@
  * with the sum, whether progress is persisted — stays with the caller.
  */
 import type { ModularVector } from "../../shared/modular/index.ts";
-import type { AdvertisedKeys, EncryptedShare, UnmaskRequest } from "../../shared/secagg/index.ts";
+import { wireAdvertisedKeys, type AdvertisedKeys, type EncryptedShare, type UnmaskRequest } from "../../shared/secagg/index.ts";
 import type { ActiveRound } from "./active-round.ts";
 import { PhaseGate } from "./phase-gate.ts";
 import { runConsistencyPhase } from "./consistency-phase.ts";
@@ -112,8 +112,7 @@ async function shareKeysPhase(r: SecAggRound, roster: AdvertisedKeys[]): Promise
   const advertisers = [...active.answered.advertise];
   active.gate = new PhaseGate(advertisers, active.config.deadlines.share);
   // One roster for the whole cohort: serialized once, not once per device (O(n) not O(n²)).
-  const keys = roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) }));
-  const rosterMsg = ctx.hub.encodeOnce({ roster: { ref: refOf(active), keys } });
+  const rosterMsg = ctx.hub.encodeOnce({ roster: { ref: refOf(active), keys: roster.map(wireAdvertisedKeys) } });
   await fanOut(ctx.hub, active, advertisers, () => rosterMsg);
   await boundary(ctx, active.config.runId, r.signal);
   counts.shared = active.answered.share.size;

@@ -12,6 +12,7 @@ import { aggregationLength } from "../../shared/run/index.ts";
 import type { ServerEvent } from "../../shared/proto-gen/tacit/v1/ServerEvent.ts";
 import type { RoundRef__Output } from "../../shared/proto-gen/tacit/v1/RoundRef.ts";
 import type { Authenticator } from "./authenticator.ts";
+import type { StreamSlots } from "./stream-slots.ts";
 import type { Role } from "../state/state-dir.ts";
 import { denied, invalid, notFound, unauthenticated } from "./request-errors.ts";
 import { toServiceError } from "./status-boundary.ts";
@@ -29,6 +30,8 @@ import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
 export interface CoordinatorApi {
   auth: Authenticator;
   log: Logger;
+  /** Open WatchRun streams, bounded per principal and overall (I2). */
+  watchSlots: StreamSlots;
   registry: DeviceRegistry;
   ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment" | "offence" | "offences">;
   runs: RunStore;
@@ -141,22 +144,35 @@ function runControlService(c: CoordinatorApi) {
       return c.runStatus(req.runId);
     }),
     WatchRun: streaming<{ runId: string }, object>(c, "RunControl/WatchRun", async (call, path) => {
-      await c.auth.authenticate(call.metadata, path, ["ml-team", "reviewer"]);
+      const caller = await c.auth.authenticate(call.metadata, path, ["ml-team", "reviewer"]);
       if (isMalformed(call.request)) throw invalid(`malformed WatchRun message: ${call.request[MALFORMED]}`);
-      let last = "";
-      while (!call.cancelled) {
-        const st = await c.runStatus(call.request.runId);
-        const text = JSON.stringify(st);
-        if (text !== last) {
-          call.write(st);
-          last = text;
-        }
-        if (["completed", "failed", "cancelled"].includes(st.state)) break;
-        await new Promise((r) => setTimeout(r, 250));
+      const release = c.watchSlots.acquire(caller.keyId);
+      call.on("cancelled", release);
+      call.on("close", release);
+      call.on("error", release);
+      try {
+        await watchRun(c, call);
+      } finally {
+        release();
       }
-      call.end();
     }),
   };
+}
+
+/** Writes the run's status whenever it changes, until the run ends or the caller goes away. */
+async function watchRun(c: CoordinatorApi, call: grpc.ServerWritableStream<{ runId: string }, object>): Promise<void> {
+  let last = "";
+  while (!call.cancelled) {
+    const st = await c.runStatus(call.request.runId);
+    const text = JSON.stringify(st);
+    if (text !== last) {
+      call.write(st);
+      last = text;
+    }
+    if (["completed", "failed", "cancelled"].includes(st.state)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  call.end();
 }
 
 function subscribe(c: CoordinatorApi) {
@@ -224,7 +240,7 @@ function submitUnmasking(c: CoordinatorApi) {
   });
 }
 
-type AdvertiseRequest = { ref: RoundRef__Output | null; keys: { index: number; cPk: Buffer; sPk: Buffer; signature: Buffer } | null };
+type AdvertiseRequest = { ref: RoundRef__Output | null; keys: { index: number; cPk: Buffer; sPk: Buffer; selfMaskCommitment: Buffer; signature: Buffer } | null };
 type ShareKeysRequest = { ref: RoundRef__Output | null; shares: { from: number; to: number; ciphertext: Buffer }[] };
 
 function roundsService(c: CoordinatorApi) {
@@ -237,7 +253,13 @@ function roundsService(c: CoordinatorApi) {
     AdvertiseKeys: unary<AdvertiseRequest, object>(c, "Rounds/AdvertiseKeys", DEVICE_ONLY, async (req, caller) => {
       const k = req.keys;
       if (!k) throw invalid("missing keys");
-      const keys = { index: k.index, cPk: bytesOf(k.cPk, "c_pk", 32), sPk: bytesOf(k.sPk, "s_pk", 32), signature: bytesOf(k.signature, "signature", 64) };
+      const keys = {
+        index: k.index,
+        cPk: bytesOf(k.cPk, "c_pk", 32),
+        sPk: bytesOf(k.sPk, "s_pk", 32),
+        selfMaskCommitment: bytesOf(k.selfMaskCommitment, "self_mask_commitment", 32),
+        signature: bytesOf(k.signature, "signature", 64),
+      };
       c.activeRound(ref(req.ref)).advertise(caller.keyId, keys);
       return ACK;
     }),

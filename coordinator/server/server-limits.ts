@@ -19,6 +19,9 @@ export interface ServerLimits extends ListenerLimits {
   keepaliveTimeoutMs: number;
   /** An admitted request's body must arrive in full within this time. */
   requestTimeoutMs: number;
+  /** WatchRun streams one principal may hold open, and all principals together (I2). */
+  maxWatchStreamsPerPrincipal: number;
+  maxWatchStreams: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
@@ -30,6 +33,8 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   keepaliveTimeMs: 30_000,
   keepaliveTimeoutMs: 10_000,
   requestTimeoutMs: 120_000,
+  maxWatchStreamsPerPrincipal: 8,
+  maxWatchStreams: 32,
 };
 
 export function grpcServerOptions(l: ServerLimits, interceptors: grpc.ServerInterceptor[]): grpc.ServerOptions {

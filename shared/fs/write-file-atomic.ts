@@ -8,16 +8,34 @@ import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, o: { durable?: boolean } = {}): void {
+export interface AtomicWriteOptions {
+  /** false: no fsyncs (a status file rewritten every second). */
+  durable?: boolean;
+  /** The temp name's suffix; random (96 bits) unless a test pins it to plant something there. */
+  tempSuffix?: string;
+}
+
+/** The temp file writeFileAtomic uses for `path` (`.tmp-*`: directory readers skip leftovers). */
+export function atomicTempPath(path: string, suffix: string = randomBytes(12).toString("hex")): string {
+  return join(dirname(path), `.tmp-${basename(path)}-${suffix}`);
+}
+
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, o: AtomicWriteOptions = {}): void {
   const durable = o.durable !== false;
-  // `.tmp-*`: readers that list a directory (the client store) skip what a crash left behind.
-  const tmp = join(dirname(path), `.tmp-${basename(path)}-${randomBytes(6).toString("hex")}`);
+  const tmp = atomicTempPath(path, o.tempSuffix);
+  // O_CREAT|O_EXCL ("wx"): a file or symlink planted at the temp name (I5) makes the open fail
+  // with EEXIST; it is never followed, truncated or written, and it is left where it is.
+  const fd = openSync(tmp, "wx", mode);
   try {
-    writeFileSync(tmp, data, { mode });
-    if (durable) fsyncPath(tmp, "r");
+    try {
+      writeFileSync(fd, data);
+      if (durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, path);
   } catch (err) {
-    rmSync(tmp, { force: true });
+    rmSync(tmp, { force: true }); // our own temp file: the open above created it
     throw err;
   }
   if (durable) fsyncPath(dirname(path), "r");

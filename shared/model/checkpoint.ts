@@ -4,6 +4,7 @@
  * fsynced and renamed into place, so a crash leaves either the old checkpoint or the new one.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, basename } from "node:path";
 import { parameterCount, parameterShapes, validateModelSpec, type ModelSpec } from "./spec.ts";
@@ -28,8 +29,9 @@ export function fileSaveHandler(dir: string, meta: Record<string, unknown>): tf.
     save: async (artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> => {
       const parent = dirname(dir);
       mkdirSync(parent, { recursive: true });
-      const tmp = join(parent, `.${basename(dir)}.tmp-${process.pid}-${Date.now()}`);
-      mkdirSync(tmp, { recursive: true });
+      // A random name, created exclusively (not recursive): nothing planted there is reused (I5).
+      const tmp = join(parent, `.${basename(dir)}.tmp-${randomBytes(12).toString("hex")}`);
+      mkdirSync(tmp);
       const data = artifacts.weightData instanceof ArrayBuffer ? new Uint8Array(artifacts.weightData) : new Uint8Array(tf.io.concatenateArrayBuffers(artifacts.weightData as ArrayBuffer[]));
       writeSynced(join(tmp, "weights.bin"), data);
       const modelJson = {

@@ -11,7 +11,7 @@ import { publicKeyFromRaw, signBytes, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { createShares, bytesToField, fieldToBytes, SHARE_BYTES } from "./shamir.ts";
 import { agree, generateX25519, x25519Public, type X25519Pair } from "./x25519.ts";
-import { pairMaskKey, pairTranscript, selfMaskKey } from "./prg.ts";
+import { pairMaskKey, pairTranscript, selfMaskCommitment, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
 import { consistencyPayload, countValidSigners, sameSet, type SurvivorSignature } from "./consistency.ts";
 import { openShare, sealShare } from "./share-box.ts";
@@ -52,8 +52,9 @@ export class SecAggDevice {
   advertiseKeys(): AdvertisedKeys {
     this.expect("advertise");
     this.stage = "share";
-    const payload = advertisePayload(this.cfg, this.self, this.c.publicRaw, this.s.publicRaw);
-    return { index: this.self, cPk: this.c.publicRaw, sPk: this.s.publicRaw, signature: signBytes(this.identity.privateKey, payload) };
+    const commitment = selfMaskCommitment(this.seed, this.cfg, this.self);
+    const payload = advertisePayload(this.cfg, this.self, this.c.publicRaw, this.s.publicRaw, commitment);
+    return { index: this.self, cPk: this.c.publicRaw, sPk: this.s.publicRaw, selfMaskCommitment: commitment, signature: signBytes(this.identity.privateKey, payload) };
   }
 
   /** Verifies every advertisement, then Shamir-shares b and s_sk among the neighbours. */
@@ -68,7 +69,7 @@ export class SecAggDevice {
     // verifications per device (this is what keeps SecAgg+ device cost at O(log n)).
     const verify = (r: RosterEntry): void => {
       const idKey = r.identityPublicKey instanceof Uint8Array ? publicKeyFromRaw(r.identityPublicKey) : r.identityPublicKey;
-      if (!verifyBytes(idKey, advertisePayload(this.cfg, r.index, r.cPk, r.sPk), r.signature)) {
+      if (!verifyBytes(idKey, advertisePayload(this.cfg, r.index, r.cPk, r.sPk, r.selfMaskCommitment), r.signature)) {
         throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${r.index} are not signed by its identity`);
       }
     };

@@ -22,6 +22,8 @@ export interface AdvertisedKeys {
   index: number;
   cPk: Uint8Array;
   sPk: Uint8Array;
+  /** SHA-256 commitment to the self-mask seed b (prg.ts `selfMaskCommitment`), 32 bytes. */
+  selfMaskCommitment: Uint8Array;
   signature: Uint8Array;
 }
 
@@ -52,9 +54,16 @@ export interface UnmaskRequest {
 }
 
 /**
- * What a device signs when it advertises its round keys. The round seed is fresh for every
- * attempt, so keys advertised for an aborted attempt cannot be replayed into its re-run.
+ * What a device signs when it advertises its round keys: c_pk, s_pk and its commitment to the
+ * self-mask seed b. The round seed is fresh for every attempt, so keys advertised for an aborted
+ * attempt cannot be replayed into its re-run.
  */
-export function advertisePayload(cfg: { runId: string; round: number; roundSeed: Uint8Array }, index: number, cPk: Uint8Array, sPk: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(`tacit-advertise-v2|${cfg.runId}|${cfg.round}|${Buffer.from(cfg.roundSeed).toString("hex")}|${index}|`), Buffer.from(cPk), Buffer.from(sPk)]);
+export function advertisePayload(cfg: { runId: string; round: number; roundSeed: Uint8Array }, index: number, cPk: Uint8Array, sPk: Uint8Array, selfMaskCommitment: Uint8Array): Buffer {
+  const head = `tacit-advertise-v3|${cfg.runId}|${cfg.round}|${Buffer.from(cfg.roundSeed).toString("hex")}|${index}|`;
+  return Buffer.concat([Buffer.from(head), Buffer.from(cPk), Buffer.from(sPk), Buffer.from(selfMaskCommitment)]);
+}
+
+/** Advertised keys as the protobuf `AdvertisedKeys` message carries them (roster and AdvertiseKeys). */
+export function wireAdvertisedKeys(k: AdvertisedKeys): { index: number; cPk: Buffer; sPk: Buffer; selfMaskCommitment: Buffer; signature: Buffer } {
+  return { index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), selfMaskCommitment: Buffer.from(k.selfMaskCommitment), signature: Buffer.from(k.signature) };
 }

@@ -6,7 +6,7 @@
  * keys even if key freshness were lost. Masks are the AES-128-CTR keystream under that key (a
  * PRG; ~3 GB/s with node:crypto).
  */
-import { createCipheriv, hkdfSync } from "node:crypto";
+import { createCipheriv, createHash, hkdfSync } from "node:crypto";
 
 export interface RoundDomain {
   runId: string;
@@ -50,4 +50,15 @@ export function pairMaskKey(agreed: Uint8Array, d: RoundDomain, u: number, v: nu
 /** Self-mask key of device u from its seed b_u. */
 export function selfMaskKey(seed: Uint8Array, d: RoundDomain, u: number): Buffer {
   return deriveKey(seed, 32, "self-mask", d, u);
+}
+
+/**
+ * The commitment to device u's self-mask seed b_u that it signs into its advertisement:
+ * SHA-256 over a domain string (purpose, run, round, attempt, round seed, index) and b_u. b_u is
+ * 32 uniformly random bytes, so the digest reveals nothing usable about it; at unmasking the
+ * coordinator checks the b_u it reconstructed from the shares against it, as it checks a
+ * reconstructed s_sk against s_pk, and so can tell a dealer who shared another seed.
+ */
+export function selfMaskCommitment(seed: Uint8Array, d: RoundDomain, u: number): Buffer {
+  return createHash("sha256").update(info("self-mask-commitment", d, u)).update("|").update(seed).digest();
 }

@@ -11,7 +11,7 @@ import { SecAggError } from "./errors.ts";
 import { bytesToField, fieldToBytes, SHARE_BYTES, type Share } from "./shamir.ts";
 import { decodeSecret, locateErrors, type DecodedSecret } from "./share-decoding.ts";
 import { agree, assertUsablePublicKey, x25519Private, x25519PublicOf, x25519Public } from "./x25519.ts";
-import { pairMaskKey, pairTranscript, selfMaskKey } from "./prg.ts";
+import { pairMaskKey, pairTranscript, selfMaskCommitment, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
 import { consistencyPayload, type SurvivorSignature } from "./consistency.ts";
 import { neighbourGraph } from "./graph.ts";
@@ -69,12 +69,13 @@ export class SecAggServer {
     if (!id) throw new SecAggError("UNKNOWN_PEER", `device ${k.index} is not in this round's cohort`);
     if (this.keys.has(k.index)) throw new SecAggError("DUPLICATE", `device ${k.index} already advertised keys`);
     if (k.cPk.length !== 32 || k.sPk.length !== 32) throw new SecAggError("BAD_LENGTH", "advertised keys must be 32 bytes each");
+    if (k.selfMaskCommitment?.length !== 32) throw new SecAggError("BAD_LENGTH", "the self-mask seed commitment must be 32 bytes");
     if (Buffer.compare(Buffer.from(k.cPk), Buffer.from(k.sPk)) === 0) throw new SecAggError("BAD_SHARE", "c_pk and s_pk must differ");
     // A low-order key would make every neighbour's key agreement fail: one device could abort
     // the round for everyone. Refuse it here, before it reaches the roster.
     assertUsablePublicKey(k.cPk, `c_pk of device ${k.index}`);
     assertUsablePublicKey(k.sPk, `s_pk of device ${k.index}`);
-    if (!verifyBytes(id, advertisePayload(this.cfg, k.index, k.cPk, k.sPk), k.signature)) {
+    if (!verifyBytes(id, advertisePayload(this.cfg, k.index, k.cPk, k.sPk, k.selfMaskCommitment), k.signature)) {
       throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${k.index} are not signed by its enrolled identity`);
     }
     // Round keys are fresh per device and attempt: a key another member already advertised is a
@@ -220,7 +221,7 @@ export class SecAggServer {
   /**
    * The owner's secret from its revealed shares, error-corrected (share-decoding.ts): shares that
    * lie off the polynomial the others determine are ignored and their holders named. `valid`
-   * checks the 32-byte secret against what the owner committed to (s_pk); if the shares agree
+   * checks the 32-byte secret against what the owner committed to (s_pk, or H(b)); if the shares agree
    * with each other but not with that, the owner itself dealt wrong shares and is named.
    */
   private reconstruct(owner: number, shares: Map<number, Uint8Array> | undefined, what: string, valid: (secret: Uint8Array) => boolean = () => true): Uint8Array {
@@ -266,7 +267,11 @@ export class SecAggServer {
     const { survivors, dropouts } = this.request!;
     const out = { bits: this.sum.bits, length: this.sum.length, data: new Uint32Array(this.sum.data) };
     for (const u of survivors) {
-      const seed = this.reconstruct(u, this.bShares.get(u), "self-mask seed");
+      // The reconstructed b must open the commitment u signed when it advertised: otherwise u
+      // dealt shares of a seed other than the one it masked with, and is named.
+      const committed = Buffer.from(this.keys.get(u)!.selfMaskCommitment);
+      const opens = (seed: Uint8Array): boolean => selfMaskCommitment(seed, this.cfg, u).equals(committed);
+      const seed = this.reconstruct(u, this.bShares.get(u), "self-mask seed", opens);
       addMaskInPlace(this.cfg.bits, out.data, selfMaskKey(seed, this.cfg, u), -1);
     }
     const survivorSet = new Set(survivors);

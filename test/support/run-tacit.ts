@@ -14,13 +14,15 @@ export interface TacitResult {
   stderr: string;
 }
 
-export function runTacit(args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<TacitResult> {
+/** `input`: written to the child's stdin, which is then closed (otherwise stdin is /dev/null). */
+export function runTacit(args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<TacitResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [TACIT_BIN, ...args], { env: { ...process.env, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [TACIT_BIN, ...args], { env: { ...process.env, ...o.env }, stdio: [o.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    if (o.input !== undefined) child.stdin!.end(o.input);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), o.timeoutMs ?? 120_000);
     child.on("close", (code) => {
       clearTimeout(timer);

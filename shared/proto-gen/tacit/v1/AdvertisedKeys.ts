@@ -6,6 +6,7 @@ export interface AdvertisedKeys {
   'cPk'?: (Buffer | Uint8Array | string);
   'sPk'?: (Buffer | Uint8Array | string);
   'signature'?: (Buffer | Uint8Array | string);
+  'selfMaskCommitment'?: (Buffer | Uint8Array | string);
 }
 
 export interface AdvertisedKeys__Output {
@@ -13,4 +14,5 @@ export interface AdvertisedKeys__Output {
   'cPk': (Buffer);
   'sPk': (Buffer);
   'signature': (Buffer);
+  'selfMaskCommitment': (Buffer);
 }
