@@ -74,7 +74,9 @@ try {
   const mlKey = privateKeyFromPem(readFileSync(join(stateA, "keys", "ml-team-1.key"), "utf8"));
   const ml = new CoordinatorClient({ address, caFile, credentials: { keyId: "ml-team-1", privateKey: mlKey.privateKey } });
   cleanup.push(() => ml.close());
-  const spec = tinyRunSpec({ name: "bench-failover", rounds: kills * 4 + 2, cohortSize: 5, minSurvivors: 3, populationSize: 5, clip: 1, noiseMultiplier: 0.5, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 60_000, advertiseMs: 10_000, shareMs: 10_000, maskedInputMs: 20_000, unmaskMs: 10_000 } });
+  // Rounds enough for every kill however slowly the killed process restarts (each restart can
+  // span several rounds on a loaded machine); the run is cancelled once the kills are done.
+  const spec = tinyRunSpec({ name: "bench-failover", rounds: kills * 30 + 10, cohortSize: 5, minSurvivors: 3, populationSize: 5, clip: 1, noiseMultiplier: 0.5, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 60_000, advertiseMs: 10_000, shareMs: 10_000, maskedInputMs: 20_000, unmaskMs: 10_000 } });
   const specJson = JSON.stringify(spec);
   const { runId } = await ml.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(mlKey.privateKey, specJson)) });
   const store = new DirectoryStore(storeDir);
@@ -84,10 +86,15 @@ try {
     // The next round to reach ShareKeys (restarting the killed process under load can take
     // longer than a round, so rounds are taken as they come).
     let round = -1;
-    while (round < 0) {
+    for (let polls = 1; round < 0; polls++) {
       const m = /^round (\d+): share$/.exec((await reader.hget(`tacit:run:${runId}`, "currentPhase")) ?? "");
       if (m && Number(m[1]) >= next) round = Number(m[1]);
       else await sleep(20);
+      if (polls % 250 === 0 && ["completed", "failed", "cancelled"].includes((await ml.unary<object, RunStatus>("RunControl", "GetRun", { runId })).state)) break;
+    }
+    if (round < 0) {
+      console.error(`the run ended before kill ${k + 1}: ${k} kills measured`);
+      break;
     }
     next = round + 1;
     const victim = (await holder())!;
@@ -103,6 +110,7 @@ try {
   }
   const load1 = loadavg()[0]!;
   // The reconnect figure, with no round in flight.
+  await ml.unary("RunControl", "CancelRun", { runId }).catch(() => undefined); // already ended
   for (let st = await ml.unary<object, RunStatus>("RunControl", "GetRun", { runId }); !["completed", "failed", "cancelled"].includes(st.state); await sleep(500)) {
     st = await ml.unary<object, RunStatus>("RunControl", "GetRun", { runId });
   }
