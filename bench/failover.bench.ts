@@ -109,6 +109,12 @@ try {
     await victim.start(undefined, "standby");
   }
   const load1 = loadavg()[0]!;
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`failover: ${results.length} SIGKILLs of the active coordinator in ShareKeys, lease TTL ${ttl} ms, ${cpus().length} cores, load average ${load0.toFixed(1)} → ${load1.toFixed(1)}`);
+  console.log("| round | kill → standby holds the lease (ms) | kill → round committed (ms) |");
+  console.log("|---|---|---|");
+  for (const r of results) console.log(`| ${r.round} | ${r.takeoverMs} | ${r.commitMs} |`);
+  if (results.length) console.log(`median: takeover ${med(results.map((r) => r.takeoverMs))} ms, kill → next commit ${med(results.map((r) => r.commitMs))} ms`);
   // The reconnect figure, with no round in flight.
   await ml.unary("RunControl", "CancelRun", { runId }).catch(() => undefined); // already ended
   for (let st = await ml.unary<object, RunStatus>("RunControl", "GetRun", { runId }); !["completed", "failed", "cancelled"].includes(st.state); await sleep(500)) {
@@ -141,12 +147,6 @@ try {
     await victim.kill("SIGKILL");
     return restart(victim);
   });
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log(`failover: ${kills} SIGKILLs of the active coordinator in ShareKeys, lease TTL ${ttl} ms, ${cpus().length} cores, load average ${load0.toFixed(1)} → ${load1.toFixed(1)}`);
-  console.log("| round | kill → standby holds the lease (ms) | kill → round committed (ms) |");
-  console.log("|---|---|---|");
-  for (const r of results) console.log(`| ${r.round} | ${r.takeoverMs} | ${r.commitMs} |`);
-  console.log(`median: takeover ${med(results.map((r) => r.takeoverMs))} ms, kill → next commit ${med(results.map((r) => r.commitMs))} ms`);
   console.log("");
   console.log(`reconnect: ${fleetSize} lightweight devices behind the proxy, lost at once; time until 95 % and 100 % of them are subscribed again`);
   console.log("| how the devices were lost | → 95 % back (ms) | → 100 % back (ms) | load average |");

@@ -32,10 +32,13 @@ async function fleetProcess(init: FleetInit): Promise<void> {
   }, 20);
   for (let i = 0; i < init.count; i++) {
     const idx = init.offset + i;
-    const { token } = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 600 });
     const identity = generateEd25519();
     const client = new CoordinatorClient({ address: init.address, caFile: init.caFile });
-    const e = await client.unary<object, { deviceId: string }>("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: `reconnect-${idx}` });
+    // Each enrollment on its own, retried: on a loaded machine a TLS handshake through the proxy can time out.
+    const e = await retried(async () => {
+      const { token } = await admin.unary<object, { token: string }>("Enrollment", "CreateToken", { ttlSeconds: 600 });
+      return client.unary<object, { deviceId: string }>("Enrollment", "Enroll", { token, identityPublicKey: Buffer.from(identity.publicRaw), deviceLabel: `reconnect-${idx}` });
+    });
     client.credentials = { keyId: e.deviceId, privateKey: identity.privateKey };
     let up = false;
     const s = new RoundSubscription({
@@ -57,7 +60,23 @@ async function fleetProcess(init: FleetInit): Promise<void> {
   });
 }
 
+/** `fn`, tried again after UNAVAILABLE / DEADLINE_EXCEEDED (gRPC 14 / 4) up to 10 times. */
+async function retried<T>(fn: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (i >= 9 || (code !== 14 && code !== 4)) throw err;
+      await new Promise((r) => setTimeout(r, 500 * (i + 1)));
+    }
+  }
+}
+
 export class ReconnectFleet {
+  /** Set when a device process died: every wait fails with it. */
+  private failed: Error | undefined;
+
   /** Time each device last came up (ms since epoch), and whether it is up now. */
   private readonly lastUp: number[];
   private readonly isUp: boolean[];
@@ -79,6 +98,7 @@ export class ReconnectFleet {
       const init: FleetInit = { address: o.address, caFile: o.caFile, adminKeyFile: o.adminKeyFile, count: Math.min(per, o.n - w * per), offset: w * per };
       const p = spawn(process.execPath, ["--import", "tsx", new URL(import.meta.url).pathname, "--fleet", JSON.stringify(init)], { stdio: ["ignore", "pipe", "inherit"] });
       children.push(p);
+      p.once("exit", (code, sig) => (fleet.failed ??= new Error(`reconnect device process ${w} exited (${code ?? sig})`)));
       let rest = "";
       p.stdout!.on("data", (d: Buffer) => {
         const text = rest + d.toString();
@@ -110,6 +130,7 @@ export class ReconnectFleet {
   async waitUp(count: number, since: number, timeoutMs: number): Promise<number | undefined> {
     const end = Date.now() + timeoutMs;
     while (this.backSince(since) < count) {
+      if (this.failed) throw this.failed;
       if (Date.now() > end) return undefined;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -119,6 +140,7 @@ export class ReconnectFleet {
   }
 
   async stop(): Promise<void> {
+    this.failed ??= new Error("stopped");
     await Promise.all(this.procs.map((p) => (p.exitCode !== null || p.signalCode !== null ? undefined : new Promise((r) => {
       const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
       p.once("exit", () => (clearTimeout(t), r(undefined)));
