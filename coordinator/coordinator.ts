@@ -38,7 +38,7 @@ import { ActiveLease, LEASE_TTL_MS } from "./runs/active-lease.ts";
 /** Exit status of a coordinator that lost the active lease (EX_TEMPFAIL: restart it). */
 export const LEASE_LOST_EXIT_CODE = 75;
 import type { DurableStore } from "./store/durable-store.ts";
-import { defaultStoreUrl, openDurableStore } from "./store/open-store.ts";
+import { defaultStoreUrl, openCheckedStore } from "./store/open-store.ts";
 import { acquireStateLock } from "./state/state-lock.ts";
 import { PrivacyLedger } from "./ledger/privacy-ledger.ts";
 
@@ -98,8 +98,11 @@ export class Coordinator {
     this.registry = new DeviceRegistry(redis, loadRegistryKey(paths));
     this.ledger = ledger;
     this.runs = new LedgerCheckedRunStore(redis, this.ledger, log);
-    if (!store.localRoot) throw new CoordinatorStartError(`store ${store.url}: checkpoints need a directory store for now`);
-    this.checkpoints = new CheckpointStore(join(store.localRoot, "checkpoints"), new RoundDecisions(store), this.instance);
+    // A directory store holds the checkpoint directories itself; with S3 they are cached in the
+    // state dir and every file is put in the store before its round can commit.
+    this.checkpoints = store.localRoot
+      ? new CheckpointStore(join(store.localRoot, "checkpoints"), new RoundDecisions(store), this.instance)
+      : new CheckpointStore(join(paths.root, "checkpoint-cache"), new RoundDecisions(store), this.instance, store);
     this.auth = new Authenticator(this.registry, loadPrincipals(paths), tuning.rateLimit, tuning.addressLimits);
     this.scheduler = new RunScheduler(
       redis,
@@ -230,6 +233,7 @@ export class Coordinator {
       setTimeout(() => this.server?.forceShutdown(), 2000).unref();
     });
     this.redis.disconnect();
+    this.store.close?.();
     await this.redisTarget.embedded?.stop();
   }
 }
@@ -273,7 +277,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   let store: DurableStore;
   let ledger: PrivacyLedger;
   try {
-    store = openDurableStore(opts.storeUrl ?? env.TACIT_STORE_URL ?? defaultStoreUrl(paths.root));
+    // Probed before use: an S3 server that ignores If-None-Match could not fence a stale coordinator.
+    store = await openCheckedStore(opts.storeUrl ?? env.TACIT_STORE_URL ?? defaultStoreUrl(paths.root), env);
     ledger = await PrivacyLedger.open(store, paths, signingKey);
   } catch (err) {
     redis.disconnect();

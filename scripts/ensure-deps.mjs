@@ -3,13 +3,15 @@
 // both work right after a clone on a fresh Debian machine:
 //   node scripts/ensure-deps.mjs simulate   npm packages, and Redis (REDIS_URL, or redis-server for the embedded one)
 //   node scripts/ensure-deps.mjs test       the same, plus what the suite drives for real:
-//                                           Xvfb, xdotool, xprop (x11-utils) and chromium
+//                                           Xvfb, xdotool, xprop (x11-utils), chromium, and
+//                                           moto's S3 server (Python) for the S3 store tests
 // Missing npm packages are installed with `npm ci`; missing Debian packages with apt-get when we
 // are root and apt-get exists. Otherwise it prints the one line to run and fails: a missing tool
 // is never a silent skip.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { findMotoPython, MOTO_REQUIREMENT, MOTO_VENV } from "./moto-python.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const purpose = process.argv[2] ?? "test";
@@ -41,10 +43,11 @@ if (purpose === "test") {
   );
 }
 const missing = tools.filter(([cmd]) => !(cmd === "redis-server" && process.env.REDIS_URL) && !has(cmd));
-if (missing.length === 0) process.exit(0);
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const done = () => process.exit(purpose !== "test" || ensureMoto() ? 0 : 1);
+if (missing.length === 0) done();
 
 const packages = missing.map(([, pkg]) => pkg);
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 if (isRoot && has("apt-get")) {
   console.error(`missing ${missing.map(([cmd, , why]) => `${cmd} (${why})`).join(", ")}: installing ${packages.join(" ")} with apt-get…`);
   const apt = (args) => spawnSync("apt-get", args, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
@@ -54,8 +57,37 @@ if (isRoot && has("apt-get")) {
     apt(["update", "-q"]);
     r = apt(["install", "-y", "-q", "--no-install-recommends", ...packages]);
   }
-  if (r.status === 0 && missing.every(([cmd]) => has(cmd))) process.exit(0);
+  if (r.status === 0 && missing.every(([cmd]) => has(cmd))) done();
 }
 const redisHint = missing.some(([cmd]) => cmd === "redis-server") ? " (or set REDIS_URL=redis://HOST:PORT for Redis)" : "";
 console.error(`missing ${missing.map(([cmd]) => cmd).join(", ")}: run \`sudo apt-get install -y ${packages.join(" ")}\`${redisHint}, then try again.`);
 process.exit(1);
+
+/**
+ * moto's S3 server, a real S3-compatible server on loopback for the S3 store tests. A Python
+ * that already has moto 5 (on PATH, or pyenv's) is used as it is; otherwise a venv is made in
+ * .venv-test (gitignored; outside node_modules, which `npm ci` wipes) and moto[server] is pip
+ * installed into it, after apt-installing python3-venv and python3-pip when root. If that cannot
+ * be done it prints the one line to run and fails.
+ */
+function ensureMoto() {
+  if (findMotoPython(root)) return true;
+  const venv = join(root, MOTO_VENV);
+  const tryVenv = () =>
+    spawnSync("python3", ["-m", "venv", venv], { stdio: ["ignore", "ignore", "inherit"] }).status === 0 &&
+    spawnSync(join(venv, "bin", "pip"), ["install", "-q", MOTO_REQUIREMENT], { stdio: ["ignore", "ignore", "inherit"] }).status === 0;
+  console.error(`moto (an S3-compatible server for the S3 store tests) missing: installing ${MOTO_REQUIREMENT} into ${MOTO_VENV}…`);
+  let ok = has("python3") && tryVenv();
+  if (!ok && isRoot && has("apt-get")) {
+    const pkgs = ["python3", "python3-venv", "python3-pip"];
+    const apt = (args) => spawnSync("apt-get", args, { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    if (apt(["install", "-y", "-q", "--no-install-recommends", ...pkgs]).status !== 0) {
+      apt(["update", "-q"]);
+      apt(["install", "-y", "-q", "--no-install-recommends", ...pkgs]);
+    }
+    ok = has("python3") && tryVenv();
+  }
+  if (ok && findMotoPython(root)) return true;
+  console.error(`moto missing: run \`python3 -m venv ${MOTO_VENV} && ${MOTO_VENV}/bin/pip install '${MOTO_REQUIREMENT}'\` (Debian: apt-get install python3-venv first), then try again.`);
+  return false;
+}

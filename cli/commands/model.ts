@@ -101,13 +101,18 @@ export async function exportFromStateDir(o: ExportOptions): Promise<{ out: strin
   const store = openDurableStore(process.env.TACIT_STORE_URL ?? defaultStoreUrl(paths.root));
   const ledger = await readLedgerText(store);
   if (ledger === "") throw new CliError(`no ledger in ${store.url}: is --state-dir ${o.stateDir} the coordinator's state directory?`);
-  if (!store.localRoot) throw new CliError(`store ${store.url}: checkpoints need a directory store`);
   // Only a model the ledger records as released is exported, named by the ledger's hash.
   const release = findRelease(modelReleases(ledger), o.run, round);
-  const checkpoints = new CheckpointStore(join(store.localRoot, "checkpoints"), new RoundDecisions(store), "tacit-model-export");
+  // A directory store holds the checkpoints; from S3 they are fetched into the state dir's cache.
+  const decisions = new RoundDecisions(store);
+  const checkpoints = store.localRoot
+    ? new CheckpointStore(join(store.localRoot, "checkpoints"), decisions, "tacit-model-export")
+    : new CheckpointStore(join(paths.root, "checkpoint-cache"), decisions, "tacit-model-export", store);
   const commit = release.round < 0 ? undefined : await checkpoints.committed(release.runId, release.round);
-  const dir = commit ? checkpoints.pathOf(release.runId, commit) : checkpoints.dirFor(release.runId, release.round);
-  if (!existsSync(dir)) throw new CliError(`no checkpoint for round ${release.round} of run ${release.runId} in ${store.url}`);
+  const missing = new CliError(`no checkpoint for round ${release.round} of run ${release.runId} in ${store.url}`);
+  const name = commit ? commit.checkpoint.dir : checkpoints.dirFor(release.runId, release.round);
+  const dir = await checkpoints.localDir(release.runId, name).catch(() => Promise.reject(missing));
+  if (!existsSync(dir)) throw missing;
   const cp = await loadCheckpoint(dir);
   const { modelHash } = await exportRelease(o.out, release, { ...cp, path: dir }, "coordinator-run");
   return { out: resolve(o.out), runId: release.runId, round: release.round, modelHash, ledgerSeq: release.seq };

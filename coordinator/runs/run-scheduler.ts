@@ -376,8 +376,8 @@ export class RunScheduler {
     const done = round + 1;
     // A run that evaluates ends in the job after its last round, once the final evaluation ran.
     const finished = done >= run.spec.rounds && !run.spec.evaluation;
-    const ptr = this.round.checkpoints.pointer(runId);
-    if (!ptr || ptr.round < round) this.round.checkpoints.point(runId, round, cp.hash, cp.dir);
+    const ptr = await this.round.checkpoints.pointer(runId);
+    if (!ptr || ptr.round < round) await this.round.checkpoints.point(runId, round, cp.hash, cp.dir);
     // Whoever moves the run's progress past this round enqueues its next job; a coordinator
     // finding it already moved (a successor published it) leaves the next attempt alone.
     const publishedHere = run.roundsDone <= round;

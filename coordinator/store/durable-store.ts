@@ -6,9 +6,9 @@
  * enters, so it can never overwrite what its successor decided (Kleppmann, "How to do
  * distributed locking", 2016: the storage, not the lock holder, must refuse the stale write).
  *
- * Implementations: a directory (directory-store.ts; local disk or NFS, the embedded default).
- * An S3-compatible one fits the same three calls — PUT with `If-None-Match: *` (412 = conflict),
- * GET, and LIST with a prefix — but is not written yet.
+ * Implementations: a directory (directory-store.ts; local disk or NFS, the embedded default)
+ * and an S3-compatible object store (s3-store.ts: PUT with `If-None-Match: *`, 412 = the write
+ * lost; GET; LIST with a prefix). Both pass one contract suite (test/durable-store.test.ts).
  */
 export interface DurableStore {
   /** Where the store lives, for logs and `tacit verify`. */
@@ -20,7 +20,11 @@ export interface DurableStore {
   /** Every key that starts with `prefix`, sorted. */
   list(prefix: string): Promise<string[]>;
   /** Local directory of the store, when it has one (checkpoints are still tfjs directories). */
-  readonly localRoot?: string;
+  readonly localRoot?: string | undefined;
+  /** Checks, before anything is served from the store, that put-if-absent really fences (S3: the server honours If-None-Match). */
+  probe?(): Promise<void>;
+  /** Releases connections (S3). */
+  close?(): void;
 }
 
 /** Keys are relative paths of plain segments: never absolute, never `..`, nothing hidden. */

@@ -39,6 +39,16 @@ export class TcpProxy {
     return proxy;
   }
 
+  /** Drops every open connection, as a load balancer that lost its frontend would (the backends stay). */
+  cutAll(): number {
+    const n = this.open.size;
+    for (const c of this.open) {
+      c.a.destroy();
+      c.b.destroy();
+    }
+    return n;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.timer);
     for (const c of this.open) c.b.destroy();
