@@ -22,26 +22,9 @@ import { ActionStore } from "../client/store/action-store.ts";
 import { clientPaths } from "../client/state/client-dirs.ts";
 import type { ParticipantEvent } from "../client/participant/round-participant.ts";
 import { waitFor } from "./support/wait.ts";
-import { connect } from "node:net";
 import { suggestSocketPath } from "../client/suggest/suggest-server.ts";
+import { askSuggestSocket } from "./support/suggest-socket.ts";
 
-/** One request line on the daemon's suggestion socket, as an agent on the laptop sends it. */
-function askSocket(path: string, line: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let buf = "";
-    s.setEncoding("utf8");
-    s.on("data", (d: string) => {
-      buf += d;
-      if (buf.includes("\n")) {
-        s.end();
-        resolve(buf.slice(0, buf.indexOf("\n")));
-      }
-    });
-    s.on("error", reject);
-    s.write(line);
-  });
-}
 
 const CANARY = "zebraquokka marmalade";
 const CANARY_PARTS = ["zebraquokka", "marmalade", "quokka", "zebra"];
@@ -205,14 +188,14 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     const logBefore = readFileSync(logFile).length;
     const socket = join(xdg, "run", "tacit", "suggest.sock");
     expect(statSync(socket).mode & 0o777).toBe(0o600);
-    const answer = JSON.parse(await askSocket(socket, `{"top": 3}\n`));
+    const answer = JSON.parse((await askSuggestSocket(socket, `{"top": 3}\n`, 1))[0]!);
     expect(answer).toMatchObject({ ok: true, model: { runId } });
     expect(answer.suggestions).toHaveLength(3);
     const own = new Set(records.map((r) => r.token));
     const shown = (answer.suggestions as { token?: string }[]).map((x) => x.token).filter((t): t is string => t !== undefined);
     expect(shown.length).toBeGreaterThan(0);
     for (const t of shown) expect(own.has(t)).toBe(true);
-    expect(JSON.parse(await askSocket(socket, "{\"top\": \"all\"}\n")).error).toMatch(/^malformed request: top: Expected number/);
+    expect(JSON.parse((await askSuggestSocket(socket, "{\"top\": \"all\"}\n", 1))[0]!).error).toMatch(/^malformed request: top: Expected number/);
     const cliSuggest = await cli(["client", "suggest", "--top", "3", "--json"]);
     expect(cliSuggest.status, cliSuggest.stderr).toBe(0);
     expect(JSON.parse(cliSuggest.stdout).model).toEqual(answer.model);

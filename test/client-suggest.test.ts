@@ -5,12 +5,12 @@
  * malformed request answered with what is wrong).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "node:net";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { runTacit } from "./support/run-tacit.ts";
+import { askSuggestSocket } from "./support/suggest-socket.ts";
 import { buildExamples, initBackend, initialWeights, Trainer, tokenBucket, type ModelSpec } from "../shared/model/index.ts";
 import { ActionStore, type ActionRecord } from "../client/store/action-store.ts";
 import { clientPaths, ensureClientStateDir } from "../client/state/client-dirs.ts";
@@ -24,26 +24,6 @@ const ROUTINE = ["ide:open", "ide:save", "term:test", "git:commit", "git:push"];
 
 function actions(count: number, startMs: number): ActionRecord[] {
   return Array.from({ length: count }, (_, i) => ({ at: startMs + i * 5000, app: "term", kind: "shortcut" as const, token: ROUTINE[i % ROUTINE.length]! }));
-}
-
-/** Sends newline-delimited request lines on one connection; resolves with the response lines. */
-function ask(path: string, payload: string, expected: number): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let buf = "";
-    s.setEncoding("utf8");
-    s.on("data", (d: string) => {
-      buf += d;
-      const lines = buf.split("\n").filter((l) => l.length > 0);
-      if (lines.length >= expected) {
-        s.end();
-        resolve(lines);
-      }
-    });
-    s.on("end", () => resolve(buf.split("\n").filter((l) => l.length > 0)));
-    s.on("error", reject);
-    s.write(payload);
-  });
 }
 
 describe("suggestions on the laptop (device model + own store, CLI and socket)", () => {
@@ -117,7 +97,7 @@ describe("suggestions on the laptop (device model + own store, CLI and socket)",
     expect(socket).toBe(join(tmp, "run", "tacit", "suggest.sock"));
     expect(statSync(socket).mode & 0o777).toBe(0o600);
     expect(statSync(dirname(socket)).mode & 0o777).toBe(0o700);
-    const [line] = await ask(socket, `{"top": 3}\n`, 1);
+    const [line] = await askSuggestSocket(socket, `{"top": 3}\n`, 1);
     const res = JSON.parse(line!);
     expect(res.ok).toBe(true);
     expect(res.suggestions.map((x: { token?: string }) => x.token)).toEqual(
@@ -125,24 +105,24 @@ describe("suggestions on the laptop (device model + own store, CLI and socket)",
     );
     expect(res.suggestions[0].token).toBe("git:push");
     // Defaults and several requests on one connection, answered in order.
-    const two = await ask(socket, `{}\n{"top": 1}\n`, 2);
+    const two = await askSuggestSocket(socket, `{}\n{"top": 1}\n`, 2);
     expect(JSON.parse(two[0]!).suggestions).toHaveLength(5);
     expect(JSON.parse(two[1]!).suggestions).toHaveLength(1);
   });
 
   describe("answers each malformed request with what is wrong", () => {
     it("a line that is not JSON", async () => {
-      const [r] = await ask(socket, "hello\n", 1);
+      const [r] = await askSuggestSocket(socket, "hello\n", 1);
       expect(JSON.parse(r!)).toEqual({ ok: false, error: expect.stringMatching(/^malformed request: not a JSON object on one line/) });
     });
     it("an unknown field, a top out of range, a top of the wrong type", async () => {
-      const [unknownField, badTop, stringTop] = await ask(socket, `{"top": 3, "send": "everything"}\n{"top": 0}\n{"top": "3"}\n`, 3);
+      const [unknownField, badTop, stringTop] = await askSuggestSocket(socket, `{"top": 3, "send": "everything"}\n{"top": 0}\n{"top": "3"}\n`, 3);
       expect(JSON.parse(unknownField!).error).toMatch(/^malformed request: .*Unrecognized key\(s\) in object: 'send'/);
       expect(JSON.parse(badTop!).error).toMatch(/^malformed request: top: Number must be greater than or equal to 1/);
       expect(JSON.parse(stringTop!).error).toMatch(/^malformed request: top: Expected number, received string/);
     });
     it("a request that never ends is cut off rather than buffered without bound", async () => {
-      const long = await ask(socket, "x".repeat(MAX_REQUEST_BYTES + 10), 1);
+      const long = await askSuggestSocket(socket, "x".repeat(MAX_REQUEST_BYTES + 10), 1);
       expect(JSON.parse(long[0]!).error).toMatch(/longer than 4096 bytes without a newline/);
     });
   });
@@ -159,7 +139,7 @@ describe("suggestions on the laptop (device model + own store, CLI and socket)",
     expect(statSync(path).isSocket()).toBe(true);
     const server = new SuggestServer({ path, answer: async () => { throw new Error("no model on this laptop yet"); } });
     await server.start();
-    const [line] = await ask(path, `{"top": 2}\n`, 1);
+    const [line] = await askSuggestSocket(path, `{"top": 2}\n`, 1);
     expect(JSON.parse(line!)).toEqual({ ok: false, error: "no model on this laptop yet" });
     await server.stop();
   });

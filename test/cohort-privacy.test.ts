@@ -4,11 +4,12 @@
  * message a device receives during a real round — invitation and signed RoundConfig, roster,
  * inbox, consistency, unmask, outcome — is searched for the other members' device ids.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { RoundConfig } from "../shared/run/index.ts";
 import type { ServerEvent } from "../shared/proto-gen/tacit/v1/ServerEvent.ts";
 import { waitFor } from "./support/wait.ts";
-import { TestCluster, tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
+import { tinyRunSpec, OPEN_LIMITS } from "./support/cluster.ts";
+import { useSuiteCluster } from "./support/suite-cluster.ts";
 
 function constantDelta(value: number) {
   return async (cfg: RoundConfig) => ({ delta: new Float32Array(cfg.parameterCount).fill(value), loss: 1, examples: 1 });
@@ -26,18 +27,14 @@ function asText(ev: ServerEvent): string {
 }
 
 describe("peers see per-round indices, not device ids (L1)", () => {
-  let cluster: TestCluster;
-  beforeAll(async () => {
-    cluster = await TestCluster.start();
-  });
-  afterAll(async () => cluster?.stop());
+  const cluster = useSuiteCluster();
 
   it("no round message a device receives names another member's device id", async () => {
     const seen = new Map<string, { kind: string; text: string; configJson?: string }[]>();
     const devices = [];
     for (let i = 0; i < 4; i++) {
       const log: { kind: string; text: string; configJson?: string }[] = [];
-      const d = await cluster.addDevice(`peer-${i}`, { train: constantDelta(0.01) }, OPEN_LIMITS, {
+      const d = await cluster().addDevice(`peer-${i}`, { train: constantDelta(0.01) }, OPEN_LIMITS, {
         silentAt: (ev) => {
           log.push({ kind: Object.keys(ev).find((k) => (ev as Record<string, unknown>)[k] != null) ?? "?", text: asText(ev), ...(ev.invite ? { configJson: ev.invite.configJson } : {}) });
           return false;
@@ -46,9 +43,9 @@ describe("peers see per-round indices, not device ids (L1)", () => {
       seen.set(d.deviceId, log);
       devices.push(d);
     }
-    await cluster.waitConnected(4);
-    const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500 } }));
-    expect((await cluster.waitRun(runId, 120_000)).state).toBe("completed");
+    await cluster().waitConnected(4);
+    const runId = await cluster().launch(tinyRunSpec({ rounds: 1, cohortSize: 4, minSurvivors: 3, populationSize: 4, clip: 100, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500 } }));
+    expect((await cluster().waitRun(runId, 120_000)).state).toBe("completed");
     // The run is published before every device's outcome message has arrived: wait for them.
     await waitFor("every device's outcome", () => [...seen.values()].every((log) => log.some((m) => m.kind === "outcome")) || undefined, 20_000);
 

@@ -94,20 +94,29 @@ describe("devices that break the unmasking protocol are named and quarantined (M
     expect(verifyLedger(text).offences).toEqual([{ deviceId: bad.deviceId, count: QUARANTINE_AFTER }]);
   }, 150_000);
 
-  // Runs after the test above: its offender is quarantined, the 4 honest devices stay connected.
-  it("a device sending valid-looking but wrong shares is located from the redundant shares, named, and quarantined; every round completes", async () => {
-    for (let i = 4; i < 6; i++) await cluster.addDevice(`honest-${i}`, { train: constantDelta(0.01) });
-    const wrong = await cluster.addDevice("wrong", { train: constantDelta(0.01) }, OPEN_LIMITS, { interceptors: [shiftUnmasking] });
+  /**
+   * With 7 devices connected, runs QUARANTINE_AFTER + 1 rounds of a cohort of 7 with no colluders
+   * tolerated (full graph k = 6, t = 4: each member's secret has 6 revealed shares, so one wrong
+   * one is correctable); checks that the run completed with QUARANTINE_AFTER offences named, and
+   * returns the ledger entries the run added (each test checks who was named and why).
+   */
+  async function runSevenDeviceRounds(): Promise<{ runId: string; entries: Entry[]; offences: Entry[] }> {
     await cluster.waitConnected(7);
     const before = ledgerEntries(cluster).length;
-    // Cohort 7, no colluders tolerated: full graph k = 6, t = 4, so each member's secret has 6
-    // revealed shares and one wrong one is correctable.
     const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 7, minSurvivors: 3, populationSize: 7, clip: 100, dropoutTolerance: 0.3, corruptTolerance: 0, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 3000 } }));
     const st = await cluster.waitRun(runId, 150_000);
     expect(st.state).toBe("completed");
     const entries = ledgerEntries(cluster).slice(before);
     const offences = entries.filter((e) => e.type === "device-offence");
     expect(offences.length).toBe(QUARANTINE_AFTER);
+    return { runId, entries, offences };
+  }
+
+  // Runs after the test above: its offender is quarantined, the 4 honest devices stay connected.
+  it("a device sending valid-looking but wrong shares is located from the redundant shares, named, and quarantined; every round completes", async () => {
+    for (let i = 4; i < 6; i++) await cluster.addDevice(`honest-${i}`, { train: constantDelta(0.01) });
+    const wrong = await cluster.addDevice("wrong", { train: constantDelta(0.01) }, OPEN_LIMITS, { interceptors: [shiftUnmasking] });
+    const { runId, entries, offences } = await runSevenDeviceRounds();
     expect(offences.every((o) => o.body.deviceId === wrong.deviceId && /wrong share of device \d+'s self-mask seed/.test(String(o.body.reason)))).toBe(true);
     const rounds = entries.filter((e) => e.type === "round" && e.body.runId === runId);
     // No attempt was lost to the wrong shares: each round completed at its first attempt.
@@ -119,14 +128,7 @@ describe("devices that break the unmasking protocol are named and quarantined (M
 
   it("a device whose ConsistencyCheck signature lies is named and quarantined; the rounds complete without its signature", async () => {
     const liar = await cluster.addDevice("liar", { train: constantDelta(0.01) }, OPEN_LIMITS, { interceptors: [lyingConsistency] });
-    await cluster.waitConnected(7);
-    const before = ledgerEntries(cluster).length;
-    const runId = await cluster.launch(tinyRunSpec({ rounds: QUARANTINE_AFTER + 1, cohortSize: 7, minSurvivors: 3, populationSize: 7, clip: 100, dropoutTolerance: 0.3, corruptTolerance: 0, deadlines: { ...tinyRunSpec().deadlines, selectionMs: 1500, unmaskMs: 3000 } }));
-    const st = await cluster.waitRun(runId, 150_000);
-    expect(st.state).toBe("completed");
-    const entries = ledgerEntries(cluster).slice(before);
-    const offences = entries.filter((e) => e.type === "device-offence");
-    expect(offences.length).toBe(QUARANTINE_AFTER);
+    const { runId, entries, offences } = await runSevenDeviceRounds();
     expect(offences.every((o) => o.body.deviceId === liar.deviceId && /ConsistencyCheck signature/.test(String(o.body.reason)))).toBe(true);
     const rounds = entries.filter((e) => e.type === "round" && e.body.runId === runId);
     expect(rounds.every((r) => r.body.status === "completed")).toBe(true);

@@ -4,7 +4,7 @@
  * floor that rises past whatever it forgets, and a request signed before the process started is
  * refused, so a restart does not reopen replays either.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { privateKeyFromPem } from "../shared/crypto/index.ts";
 import { signedMetadata, AuthError } from "../shared/transport/request-auth.ts";
 import { pinnedCaCredentials } from "../shared/transport/channel-credentials.ts";
 import { ReplayGuard } from "../coordinator/server/replay-guard.ts";
-import { TestCluster } from "./support/cluster.ts";
+import { useSuiteCluster } from "./support/suite-cluster.ts";
 
 const T0 = 1_800_000_000_000;
 const nonce = (i: number): string => i.toString(16).padStart(32, "0");
@@ -67,23 +67,19 @@ describe("the in-process replay guard", () => {
 });
 
 describe("replays against a live coordinator whose Redis is wiped", () => {
-  let cluster: TestCluster;
-  beforeAll(async () => {
-    cluster = await TestCluster.start();
-  });
-  afterAll(async () => cluster?.stop());
+  const cluster = useSuiteCluster();
 
   it("a replayed request is refused even after FLUSHALL", async () => {
     const path = "/tacit.v1.RunControl/ListRuns";
-    const key = privateKeyFromPem(readFileSync(join(cluster.coordinator.paths.keysOut, "ml-team-1.key"), "utf8"));
+    const key = privateKeyFromPem(readFileSync(join(cluster().coordinator.paths.keysOut, "ml-team-1.key"), "utf8"));
     const md = signedMetadata({ keyId: "ml-team-1", privateKey: key.privateKey }, path);
-    const raw = new grpc.Client(cluster.address, pinnedCaCredentials(cluster.caFile));
+    const raw = new grpc.Client(cluster().address, pinnedCaCredentials(cluster().caFile));
     const call = (): Promise<grpc.ServiceError | null> =>
       new Promise((resolve) => raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), md.clone(), (err) => resolve(err)));
     try {
       expect(await call()).toBeNull();
       // A Redis writer erases everything (the nonces it would have to delete included).
-      await cluster.coordinator.redis.flushall();
+      await cluster().coordinator.redis.flushall();
       const replay = await call();
       expect(replay?.code).toBe(grpc.status.UNAUTHENTICATED);
       expect(replay?.details).toMatch(/replayed/);

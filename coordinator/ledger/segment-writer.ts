@@ -8,7 +8,7 @@
  * to exactly the JSONL text `tacit verify` checks.
  */
 import type { KeyObject } from "node:crypto";
-import { entryHash, GENESIS_PREV, sealEntry, type EntryType, type LedgerEntry } from "../../shared/ledger/entry.ts";
+import { entryHash, GENESIS_PREV, sealChain, type EntryType, type LedgerEntry } from "../../shared/ledger/entry.ts";
 import type { DurableStore } from "../store/durable-store.ts";
 
 export const LEDGER_PREFIX = "ledger/";
@@ -72,13 +72,7 @@ export class SegmentLedgerWriter {
    */
   async tryAppend(items: readonly { type: EntryType; body: Record<string, unknown> }[], time = Date.now()): Promise<LedgerEntry[] | undefined> {
     if (items.length === 0) return [];
-    const entries: LedgerEntry[] = [];
-    let last = this.last;
-    for (const it of items) {
-      const entry = sealEntry({ seq: last ? last.seq + 1 : 0, prevHash: last?.hash ?? GENESIS_PREV, time, type: it.type, body: it.body }, this.key);
-      entries.push(entry);
-      last = { seq: entry.seq, hash: entry.hash };
-    }
+    const entries = sealChain(items, this.last, time, this.key);
     const lines = entries.map((e) => JSON.stringify(e) + "\n");
     const seg = segmentKey(this.nextSeq);
     if (!(await this.store.putIfAbsent(seg, Buffer.from(lines.join(""))))) {

@@ -89,6 +89,11 @@ function ended(a: Attempt, status: "aborted" | "cancelled", cause: AbortCause, d
   return { status, cause, cohort, declines, record: { ...a.base, status, survivors: 0, modelHashAfter: a.current.hash, detail, endedAt: Date.now() } };
 }
 
+/**
+ * Runs one attempt at round `round`: selection, the SecAgg phases (secagg-phases.ts), then the
+ * server step and the commit. Throws only for a missing checkpoint or a PublishError; every other
+ * early end is returned as an aborted or cancelled result.
+ */
 export async function executeRound(ctx: RoundContext, run: RunRecord, round: number, attempt: number, signal: AbortSignal = new AbortController().signal): Promise<RoundResult> {
   const spec = run.spec;
   const startedAt = Date.now();

@@ -23,16 +23,11 @@ export class EvalCountsError extends Error {
   override name = "EvalCountsError";
 }
 
+/** One number per field of the evaluation vector, named as in EVAL_FIELDS (the layout above). */
+export type EvalFieldValues = Record<(typeof EVAL_FIELDS)[number], number>;
+
 /** One device's evaluation, in real units (loss in nats, macro terms as fractions). */
-export interface EvalCounts {
-  examples: number;
-  top1: number;
-  top3: number;
-  loss: number;
-  macroTop1: number;
-  macroTop3: number;
-  devices: number;
-}
+export type EvalCounts = EvalFieldValues;
 
 /**
  * Tallies one device's held-out predictions. `rank` is how many classes rank above the target
@@ -90,15 +85,7 @@ export function encodeEvalCounts(c: EvalCounts, maxExamples: number): number[] {
 }
 
 /** The summed counts as metrics; `signed` is the aggregate after unmasking (noise included, if any). */
-export interface FederatedEvalSums {
-  examples: number;
-  top1: number;
-  top3: number;
-  loss: number;
-  macroTop1: number;
-  macroTop3: number;
-  devices: number;
-}
+export type FederatedEvalSums = EvalFieldValues;
 
 export function sumsFromVector(signed: ArrayLike<number>): FederatedEvalSums {
   if (signed.length !== EVAL_VECTOR_LENGTH) throw new EvalCountsError(`evaluation aggregate has ${signed.length} values, expected ${EVAL_VECTOR_LENGTH}`);

@@ -32,6 +32,22 @@ export function sealEntry(partial: Pick<LedgerEntry, "seq" | "prevHash" | "time"
   return { ...partial, hash, signature: Buffer.from(signBytes(key, hash)).toString("base64") };
 }
 
+/**
+ * Seals `items` in order as the entries after `after` (the chain's last entry, or none for an
+ * empty ledger): each chained to the one before and signed. Both ledger writers append batches
+ * sealed here, so a batch is chained the same way whichever store it goes to.
+ */
+export function sealChain(items: readonly { type: EntryType; body: Record<string, unknown> }[], after: { seq: number; hash: string } | undefined, time: number, key: KeyObject): LedgerEntry[] {
+  const entries: LedgerEntry[] = [];
+  let last = after;
+  for (const it of items) {
+    const entry = sealEntry({ seq: last ? last.seq + 1 : 0, prevHash: last?.hash ?? GENESIS_PREV, time, type: it.type, body: it.body }, key);
+    entries.push(entry);
+    last = { seq: entry.seq, hash: entry.hash };
+  }
+  return entries;
+}
+
 /** Strict base64: Node's decoder ignores stray characters and trailing bits, a ledger must not. */
 export function strictBase64(s: unknown, bytes: number): Buffer | undefined {
   if (typeof s !== "string") return undefined;

@@ -6,7 +6,7 @@
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync, constants } from "node:fs";
 import type { KeyObject } from "node:crypto";
-import { entryHash, GENESIS_PREV, sealEntry, type EntryType, type LedgerEntry } from "./entry.ts";
+import { entryHash, GENESIS_PREV, sealChain, sealEntry, type EntryType, type LedgerEntry } from "./entry.ts";
 
 export class LedgerWriter {
   private constructor(
@@ -71,13 +71,7 @@ export class LedgerWriter {
    */
   appendBatch(items: readonly { type: EntryType; body: Record<string, unknown> }[], time = Date.now()): LedgerEntry[] {
     if (items.length === 0) return [];
-    const entries: LedgerEntry[] = [];
-    let last = this.last;
-    for (const it of items) {
-      const entry = sealEntry({ seq: last ? last.seq + 1 : 0, prevHash: last?.hash ?? GENESIS_PREV, time, type: it.type, body: it.body }, this.key);
-      entries.push(entry);
-      last = { seq: entry.seq, hash: entry.hash };
-    }
+    const entries = sealChain(items, this.last, time, this.key);
     const buf = Buffer.from(entries.map((e) => JSON.stringify(e) + "\n").join(""));
     const fd = openSync(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o644);
     try {
@@ -86,7 +80,8 @@ export class LedgerWriter {
     } finally {
       closeSync(fd);
     }
-    this.last = last;
+    const tail = entries.at(-1)!;
+    this.last = { seq: tail.seq, hash: tail.hash };
     return entries;
   }
 

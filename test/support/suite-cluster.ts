@@ -1,7 +1,7 @@
 /**
- * One TestCluster shared by the tests of a describe block: started before the first (a real
- * coordinator and Redis take a while, so within 60 s), stopped after the last. Returns a getter
- * because the cluster exists only once beforeAll has run.
+ * One TestCluster shared by the tests of a describe block: started before the first, stopped
+ * after the last (within the configured hook timeout: a real coordinator and Redis take a while
+ * on a loaded machine). Returns a getter because the cluster exists only once beforeAll has run.
  */
 import { afterAll, beforeAll } from "vitest";
 import { TestCluster } from "./cluster.ts";
@@ -10,7 +10,7 @@ export function useSuiteCluster(options?: Parameters<typeof TestCluster.start>[0
   let cluster: TestCluster | undefined;
   beforeAll(async () => {
     cluster = await TestCluster.start(options);
-  }, 60_000);
+  });
   afterAll(async () => {
     await cluster?.stop();
   });
