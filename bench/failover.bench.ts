@@ -62,7 +62,8 @@ try {
     const pid = Number((await reader.get(ACTIVE_KEY))?.split(":")[1]);
     return coords.find((c) => c.child?.pid === pid && c.child.exitCode === null && c.child.signalCode === null);
   };
-  const proxy = await TcpProxy.start(async () => (await holder())?.o.port);
+  // Each device's connection from its own loopback address, as through a balancer that keeps client addresses.
+  const proxy = await TcpProxy.start(async () => (await holder())?.o.port, { spreadSources: true });
   cleanup.push(() => proxy.close());
   const address = `localhost:${proxy.port}`;
   await coords[0]!.start();

@@ -4,6 +4,11 @@
  * lease, as a real balancer's health check asks each coordinator whether it serves), and
  * connections to a backend that is no longer the target are cut, as a health check removing it
  * would make happen (devices then reconnect to the new one).
+ *
+ * With `spreadSources`, each connection to a backend comes from its own loopback address
+ * (127.1.x.y, in turn), as from a balancer that keeps the devices' own addresses: the
+ * coordinator bounds connections per source address, and hundreds of devices behind one
+ * address would be refused past that bound.
  */
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 
@@ -13,13 +18,19 @@ export class TcpProxy {
 
   private constructor(private readonly server: Server, readonly port: number) {}
 
-  static async start(target: () => Promise<number | undefined>): Promise<TcpProxy> {
+  static async start(target: () => Promise<number | undefined>, o: { spreadSources?: boolean } = {}): Promise<TcpProxy> {
     let proxy!: TcpProxy;
+    let next = 0;
+    const source = (): { localAddress?: string } => {
+      if (!o.spreadSources) return {};
+      const i = next++ % 62_500;
+      return { localAddress: `127.1.${Math.floor(i / 250)}.${1 + (i % 250)}` };
+    };
     const server = createServer((a) => {
       a.on("error", () => undefined);
       target().then((port) => {
         if (port === undefined) return a.destroy();
-        const b = createConnection({ host: "127.0.0.1", port });
+        const b = createConnection({ host: "127.0.0.1", port, ...source() });
         b.on("error", () => a.destroy());
         a.on("close", () => b.destroy());
         b.on("close", () => a.destroy());
