@@ -13,13 +13,16 @@
  * (the rest is that device's training data and its personalization statistics).
  *
  *   npx tsx scripts/dp-recipe-experiment.ts --epsilon 8 [--rounds 10] [--dataset DIR] [--pretrain DIR] [--out FILE]
+ *     [--save-weights DIR] [--skip-initial-eval]
+ *   --save-weights: the global model as a checkpoint after every round (for evaluating on-device
+ *   personalization on it later, scripts/personalization-experiment.ts --checkpoint DIR).
  *   --epsilon inf: no noise; --rounds 0: the initial (public-only) model alone.
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
-import { applyServerUpdate, buildExamples, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localBigram, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
+import { applyServerUpdate, buildExamples, saveCheckpoint, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localBigram, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
 import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
 import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
 import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
@@ -40,6 +43,9 @@ const { values } = parseArgs({
     // Evaluating 110k held-out events takes minutes on a busy machine: every K rounds and the last.
     "eval-every": { type: "string", default: "1" },
     out: { type: "string" },
+    "save-weights": { type: "string" },
+    // The public-only row is the same for every ε; skipping it saves minutes on a busy machine.
+    "skip-initial-eval": { type: "boolean", default: false },
   },
 });
 
@@ -115,8 +121,11 @@ const log = (o: object): void => {
   rows.push(o);
   process.stderr.write(JSON.stringify(o) + "\n");
 };
-const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalizationStrength);
-log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
+const evalEvents = evalSets.reduce((a, s) => a + s.examples.count, 0);
+if (!values["skip-initial-eval"]) {
+  const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalizationStrength);
+  log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
+}
 let weights = initial;
 let state: ServerOptimizerState | null = null;
 for (let r = 0; r < recipe.rounds; r++) {
@@ -145,6 +154,7 @@ for (let r = 0; r < recipe.rounds; r++) {
   weights = next.weights;
   state = next.state;
   const diverged = train.length - finiteLosses;
+  if (values["save-weights"]) await saveCheckpoint(values["save-weights"], spec, weights, { source: "dp-recipe-experiment", epsilon: values.epsilon, round: r, rounds: recipe.rounds, seed: Number(values.seed) });
   if ((r + 1) % Number(values["eval-every"]) !== 0 && r !== recipe.rounds - 1) {
     log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, seconds: (Date.now() - t0) / 1000 });
     continue;
@@ -153,6 +163,6 @@ for (let r = 0; r < recipe.rounds; r++) {
   log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, global: ev.eval.top3Micro, personalized: ev.evalPersonalized.top3Micro, globalMacro: ev.eval.top3Macro, seconds: (Date.now() - t0) / 1000 });
 }
 if (recipe.rounds > 0) log({ final: true, alphaSweep: alphaSweep(weights) });
-const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, devices: n, minSurvivors, training, alpha: recipe.personalizationStrength, evalEvents: ev0.eval.events, rows, wallSeconds: (Date.now() - t0) / 1000 };
+const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, devices: n, minSurvivors, training, alpha: recipe.personalizationStrength, evalEvents, rows, wallSeconds: (Date.now() - t0) / 1000 };
 if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2));
 process.stdout.write(JSON.stringify(result) + "\n");
