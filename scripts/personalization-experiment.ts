@@ -11,19 +11,20 @@
  *
  * "tuned": each device picks its own configuration from a candidate family by top-3 hits on its
  * most recent training events (the last --val-fraction of its 70 %, counted from the rest), then
- * uses it with counts from all of its training events. "online": counts also grow with each
+ * uses it with counts from all of its training events. --on-validation drops the held-out 30 % and
+ * evaluates on the newest --eval-fraction of the rest, for choosing settings without the test data. "online": counts also grow with each
  * held-out event after it has been predicted (what a device in use does; its training data stays
  * the first 70 %).
  *
  *   npx tsx scripts/personalization-experiment.ts [--checkpoint DIR | --pretrain data/devactions]
- *     [--dataset DIR] [--eval-fraction 0.3] [--val-fraction 0.2] [--devices N] [--grid full|small] [--out FILE]
+ *     [--dataset DIR] [--eval-fraction 0.3] [--val-fraction 0.2] [--devices N] [--grid final|lean|refine|focus|full|small] [--on-validation] [--out FILE]
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
 import {
-  addEvent, buildExamples, DEFAULT_MODEL_SPEC, initBackend, loadCheckpoint, localCounts, personalMixture, pretrainCached, Trainer,
+  addEvent, buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_PERSONALIZATION, DIRICHLET_BIGRAM, initBackend, loadCheckpoint, localCounts, personalMixture, pretrainCached, Trainer,
   type Examples, type LocalCounts, type Mixture, type PersonalizationConfig,
 } from "../shared/model/index.ts";
 
@@ -35,8 +36,11 @@ const { values } = parseArgs({
     "eval-fraction": { type: "string", default: "0.3" },
     "val-fraction": { type: "string", default: "0.2" },
     devices: { type: "string" },
-    grid: { type: "string", default: "full" },
+    grid: { type: "string", default: "lean" },
     out: { type: "string" },
+    // Choose settings without touching the held-out 30 %: drop it, and evaluate on the last
+    // --eval-fraction of each device's remaining (training) events instead.
+    "on-validation": { type: "boolean", default: false },
   },
 });
 
@@ -46,6 +50,24 @@ const nameOf = (c: PersonalizationConfig): string => `o${c.maxOrder} a${c.alpha}
 
 function grid(kind: string): PersonalizationConfig[] {
   const out: PersonalizationConfig[] = [];
+  if (kind === "lean") {
+    out.push(cfg(1, 8), cfg(1, 2), cfg(2, 2), cfg(3, 2), cfg(2, 1, 1), cfg(3, 1, 1), cfg(3, 1, 2));
+    for (const l of [0.2, 0.3]) out.push(cfg(1, 8, 0, l, 0.7));
+    for (const base of [cfg(2, 2), cfg(3, 1, 1)]) for (const l of [0.1, 0.2, 0.3, 0.4]) out.push({ ...base, cacheWeight: l, cacheDecay: 0.7 });
+    out.push(cfg(2, 2, 0, 0.3, 1), cfg(2, 2, 0, 0.3, 0.4));
+    return out;
+  }
+  if (kind === "final") {
+    // The old default, the new one, and each of its two changes alone (ablation).
+    const d = DEFAULT_PERSONALIZATION;
+    return [DIRICHLET_BIGRAM, d, { ...d, cacheWeight: 0 }, { ...DIRICHLET_BIGRAM, cacheWeight: d.cacheWeight, cacheDecay: d.cacheDecay }, { ...d, maxOrder: 1 }];
+  }
+  if (kind === "refine") {
+    for (const [o, a, d] of [[2, 2, 0], [3, 1, 1], [2, 1, 1], [3, 2, 0], [2, 4, 0], [3, 0.5, 1], [3, 1, 0.5], [4, 1, 1]] as const) {
+      for (const [l, dec] of [[0.2, 0.7], [0.25, 0.55], [0.15, 0.7], [0.2, 0.4], [0.3, 0.55]] as const) out.push(cfg(o, a, d, l, dec));
+    }
+    return out;
+  }
   if (kind === "focus") {
     const bases = [cfg(1, 8), cfg(1, 2), cfg(2, 2), cfg(3, 2), cfg(2, 1, 1), cfg(3, 1, 1), cfg(3, 1, 2), cfg(2, 4), cfg(4, 2)];
     out.push(...bases);
@@ -65,8 +87,15 @@ function grid(kind: string): PersonalizationConfig[] {
 }
 
 /** Per-device choice families: each device picks one member on its own validation slice. */
-function families(): Record<string, PersonalizationConfig[]> {
+function families(kind: string): Record<string, PersonalizationConfig[]> {
   const alphas = [0.5, 1, 2, 4, 8, 16, 32];
+  if (kind === "refine" || kind === "final") return {};
+  if (kind === "lean") {
+    return {
+      "tuned α, bigram": alphas.map((a) => cfg(1, a)),
+      "tuned cache, order 2 α 2": [0, 0.1, 0.2, 0.3, 0.4, 0.5].map((l) => cfg(2, 2, 0, l, 0.7)),
+    };
+  }
   return {
     "tuned α, bigram": alphas.map((a) => cfg(1, a)),
     "tuned α, order 3 + distinct 1": alphas.map((a) => cfg(3, a, 1)),
@@ -139,10 +168,12 @@ const trainer = new Trainer(spec);
 trainer.setWeights(weights);
 let users = await readDevactionsDir(values.dataset);
 if (values.devices) users = users.slice(0, Number(values.devices));
+if (values["on-validation"]) users = users.map((u) => splitHoldout(u, 0.3).train);
 const configs = grid(values.grid);
-const fams = families();
+const fams = families(values.grid);
 const famNames = Object.keys(fams);
-const names = ["global", ...configs.map(nameOf), ...famNames, ...famNames.map((f) => `${f}, online`), "o1 a8 d0, online", "o3 a1 d1, online", "o2 a2 d0 c0.3/0.7, online"];
+const ONLINE: [string, PersonalizationConfig][] = [[`${nameOf(DIRICHLET_BIGRAM)}, online`, DIRICHLET_BIGRAM], [`${nameOf(DEFAULT_PERSONALIZATION)}, online`, DEFAULT_PERSONALIZATION], ["o3 a1 d1, online", cfg(3, 1, 1)]];
+const names = [...new Set(["global", ...configs.map(nameOf), ...famNames, ...(values.grid === "lean" ? [] : famNames.map((f) => `${f}, online`)), ...ONLINE.map(([n]) => n)])];
 const tallies = new Map(names.map((n) => [n, new Tally()]));
 const tally = (n: string): Tally => tallies.get(n)!;
 const choices: Record<string, number[]> = Object.fromEntries(famNames.map((f) => [f, fams[f]!.map(() => 0)]));
@@ -172,6 +203,7 @@ function chooseOnValidation(val: Examples, fitCounts: LocalCounts): Record<strin
 
 const VAL = Number(values["val-fraction"]);
 let evalEvents = 0;
+let done = 0;
 for (const u of users) {
   const { train, eval: held } = splitHoldout(u, Number(values["eval-fraction"]));
   const trainEx = buildExamples(train, spec);
@@ -185,7 +217,6 @@ for (const u of users) {
     chosen = chooseOnValidation(buildExamples(val, spec, { contextFrom: fit }), localCounts(buildExamples(fit, spec), T, MAX_ORDER));
   } else chosen = Object.fromEntries(famNames.map((f) => [f, fams[f]![0]!]));
   const online = localCounts(trainEx, T, MAX_ORDER);
-  const onlineFixed: [string, PersonalizationConfig][] = [["o1 a8 d0, online", cfg(1, 8)], ["o3 a1 d1, online", cfg(3, 1, 1)], ["o2 a2 d0 c0.3/0.7, online", cfg(2, 2, 0, 0.3, 0.7)]];
   trainer.forEachDistribution(ex, (row, g) => {
     const y = ex.y[row]!;
     const top = topIndices(g, 32);
@@ -194,15 +225,18 @@ for (const u of users) {
     for (const f of famNames) {
       const r = mixtureRank(g, top, personalMixture(counts, ex.x, row, chosen[f]!), y);
       tally(f).add(r.rank, r.p);
-      const o = mixtureRank(g, top, personalMixture(online, ex.x, row, chosen[f]!), y);
-      tally(`${f}, online`).add(o.rank, o.p);
+      if (values.grid !== "lean") {
+        const o = mixtureRank(g, top, personalMixture(online, ex.x, row, chosen[f]!), y);
+        tally(`${f}, online`).add(o.rank, o.p);
+      }
     }
-    for (const [n, c] of onlineFixed) { const r = mixtureRank(g, top, personalMixture(online, ex.x, row, c), y); tally(n).add(r.rank, r.p); }
+    for (const [n, c] of ONLINE) { const r = mixtureRank(g, top, personalMixture(online, ex.x, row, c), y); tally(n).add(r.rank, r.p); }
     // Only after predicting: the device has now seen this action.
     addEvent(online, ex.x, row, y);
   });
   for (const t of tallies.values()) t.endUser();
   evalEvents += ex.count;
+  if (++done % 100 === 0) process.stderr.write(`${done} devices, ${evalEvents} events, ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
 }
 
 const results = names.map((n) => ({ method: n, ...tally(n).metrics() }));
@@ -210,6 +244,6 @@ const ranked = [...results].sort((a, b) => b.top3Micro - a.top3Micro);
 const pct = (x: number): string => (100 * x).toFixed(2);
 for (const r of ranked) process.stderr.write(`${pct(r.top3Micro)}  ${pct(r.top3Macro)}  ${pct(r.top1Micro)}  ${pct(r.top1Macro)}  ${r.loss.toFixed(3)}  ${r.method}\n`);
 const famChoices = Object.fromEntries(famNames.map((f) => [f, Object.fromEntries(fams[f]!.map((c, i) => [nameOf(c), choices[f]![i]]))]));
-const out = { model: values.checkpoint ?? `public-only (${values.pretrain})`, devices: users.length, evalEvents, valFraction: VAL, wallSeconds: (Date.now() - t0) / 1000, familyChoices: famChoices, results };
+const out = { onValidation: values["on-validation"], model: values.checkpoint ?? `public-only (${values.pretrain})`, devices: users.length, evalEvents, valFraction: VAL, wallSeconds: (Date.now() - t0) / 1000, familyChoices: famChoices, results };
 if (values.out) writeFileSync(values.out, JSON.stringify(out, null, 2));
 process.stderr.write(`${evalEvents} held-out events, ${users.length} devices, ${out.wallSeconds.toFixed(0)} s\n`);

@@ -5,10 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDevactions } from "../shared/data/index.ts";
 import {
-  buildExamples, DEFAULT_MODEL_SPEC, DIRICHLET_BIGRAM, DENSE_MODEL_SPEC, initBackend, initialWeights, InitialModelError, loadInitialModel, localCounts, parameterCount,
+  buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_PERSONALIZATION, DIRICHLET_BIGRAM, DENSE_MODEL_SPEC, initBackend, initialWeights, InitialModelError, loadInitialModel, localCounts, parameterCount,
   parameterShapes, pretrainCached, saveCheckpoint, Trainer, validateModelSpec, weightsHash, type ModelSpec,
 } from "../shared/model/index.ts";
 import { rankOf, evaluateModel } from "../simulation/evaluation.ts";
+import { resolveRecipe } from "../simulation/recipe.ts";
 
 const TIED: ModelSpec = { version: 1, vocabBuckets: 30, window: 3, embedDim: 4, hidden: 6, sessionGapSeconds: 100, output: "tied" };
 
@@ -96,6 +97,28 @@ describe("on-device personalization", () => {
     const r = evaluateModel(t, w, sets, { ...DIRICHLET_BIGRAM, alpha: 2 });
     expect(r.evalPersonalized.top1Micro).toBe(1);
     expect(r.eval.top1Micro).toBeLessThan(0.5);
+    t.dispose();
+  });
+
+  it("the default (the simulation's evalPersonalized and the recipe) uses the last two actions where the last one alone is ambiguous", async () => {
+    await initBackend();
+    // After "a" comes b or c in turn; the action before "a" decides which.
+    const seq = periodic(120, ["a", "b", "a", "c"]);
+    const train = { ...seq, events: seq.events.slice(0, 96) };
+    const held = { ...seq, events: seq.events.slice(96) };
+    const t = new Trainer(TIED);
+    const sets = [{ userId: "u", examples: buildExamples(held, TIED, { contextFrom: train }), local: localCounts(buildExamples(train, TIED), TIED.window) }];
+    const recipe = resolveRecipe({ dp: true }, 10);
+    expect(recipe.personalization).toBe(DEFAULT_PERSONALIZATION);
+    expect(resolveRecipe({ dp: true, personalizationStrength: 5 }, 10).personalization).toEqual({ ...DEFAULT_PERSONALIZATION, alpha: 5 });
+    // All-zero weights: a uniform global model, so ties go to the lower bucket and the global
+    // model cannot tell the two "a" rows apart by accident.
+    const w = new Float32Array(parameterCount(TIED));
+    const byDefault = evaluateModel(t, w, sets, recipe.personalization);
+    const bigram = evaluateModel(t, w, sets, DIRICHLET_BIGRAM);
+    expect(byDefault.evalPersonalized.top1Micro).toBe(1);
+    expect(bigram.evalPersonalized.top1Micro).toBe(0.75); // wrong after "a" half the time
+    expect(evaluateModel(t, w, sets).evalPersonalized).toEqual(byDefault.evalPersonalized);
     t.dispose();
   });
 });
