@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { parseDevactions } from "../shared/data/index.ts";
 import {
-  addEvent, applyMixture, buildExamples, choosePersonalization, DEFAULT_PERSONALIZATION, describePersonalization, DIRICHLET_BIGRAM, emptyCounts, localCounts,
+  addEvent, applyMixture, buildExamples, DEFAULT_PERSONALIZATION, describePersonalization, DIRICHLET_BIGRAM, emptyCounts, localCounts,
   PersonalizationError, personalizeInPlace, personalMixture, SESSION_START_ID, validatePersonalization, type ModelSpec, type PersonalizationConfig,
 } from "../shared/model/index.ts";
 
@@ -155,37 +155,6 @@ describe("personalized distribution", () => {
     expect(p[qId!]).toBeGreaterThan(p[pId!]!);
     expect(p[pId!]).toBeGreaterThan(g[pId!]!);
     expect(p[SESSION_START_ID]).toBeCloseTo(0.7 / V, 12);
-  });
-});
-
-describe("choosing the personalization on the device's own newest events", () => {
-  /** A stand-in global model: the same distribution for every row. */
-  const constant = (g: Float64Array) => (ex: { count: number }, fn: (row: number, probs: Float64Array) => void): void => {
-    for (let r = 0; r < ex.count; r++) fn(r, Float64Array.from(g));
-  };
-  const trust = { ...DIRICHLET_BIGRAM, alpha: 0.5 };
-  const ignore = { ...DIRICHLET_BIGRAM, alpha: 1e6 };
-
-  it("trusts the device's counts when its habit continues, and the global model when the habit changed", () => {
-    const old = seq(cycle(40, ["a", "b", "c"]));
-    const fit = localCounts(buildExamples(old, SPEC), T, 1);
-    const same = buildExamples(seq(cycle(60, ["a", "b", "c"])), SPEC, { contextFrom: old });
-    const uniform = Float64Array.from({ length: V }, () => 1 / V);
-    expect(choosePersonalization([ignore, trust], fit, same, constant(uniform))).toBe(trust);
-    // Now the person does "d" after everything, and the global model knows it.
-    const changed = buildExamples(seq(cycle(12, ["a", "d", "b", "d", "c", "d"])), SPEC, { contextFrom: old });
-    const dId = changed.y[1]!;
-    const knowsD = Float64Array.from({ length: V }, (_, v) => (v === dId ? 0.9 : 0.1 / (V - 1)));
-    expect(choosePersonalization([trust, ignore], fit, changed, constant(knowsD))).toBe(ignore);
-  });
-
-  it("keeps the first candidate on a tie and refuses an empty or invalid list", () => {
-    const fit = emptyCounts(T, 1);
-    const val = buildExamples(seq(["a", "b"]), SPEC);
-    const g = Float64Array.from({ length: V }, () => 1 / V);
-    expect(choosePersonalization([trust, ignore], fit, val, constant(g))).toBe(trust);
-    expect(() => choosePersonalization([], fit, val, constant(g))).toThrow(/no personalization candidates/);
-    expect(() => choosePersonalization([{ ...trust, cacheWeight: 2 }], fit, val, constant(g))).toThrow(PersonalizationError);
   });
 });
 

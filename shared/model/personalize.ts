@@ -52,7 +52,7 @@ export const DIRICHLET_BIGRAM: PersonalizationConfig = { maxOrder: 1, alpha: 8, 
  * counting 0.55× less). Chosen on a validation carve of devactions-large (the newest 20 % of each
  * device's training events, the held-out 30 % untouched) by the mean of top-3 micro and macro;
  * the neighbours (order 2–3, α 1–4, λ 0.15–0.3) were within 0.3 points. On the held-out 30 % with
- * the public-only model: top-3 micro 69.42 % → 71.3 % (bench/RESULTS.md, issue 13 item 4).
+ * the public-only model: top-3 micro 69.42 % → 71.44 % (bench/RESULTS.md, issue 13 item 4).
  * The cache carries most of the gain: people repeat what they just did.
  */
 export const DEFAULT_PERSONALIZATION: PersonalizationConfig = { maxOrder: 2, alpha: 2, distinctWeight: 0, cacheWeight: 0.25, cacheDecay: 0.55 };
@@ -141,7 +141,10 @@ export interface Mixture {
   readonly add: Map<number, number>;
 }
 
-/** The personalized distribution for row `row` of `x`, relative to the global one. */
+/**
+ * The personalized distribution for row `row` of `x`, relative to the global one. `config` must
+ * have passed validatePersonalization (callers check it once, not per row).
+ */
 export function personalMixture(counts: LocalCounts, x: Int32Array, row: number, config: PersonalizationConfig): Mixture {
   const T = counts.window;
   const m: Mixture = { scale: 1, add: new Map() };
@@ -206,42 +209,4 @@ export function personalizeInPlace(probs: Float64Array, counts: LocalCounts, x: 
   validatePersonalization(config);
   if (x.length < (row + 1) * counts.window) throw new PersonalizationError(`row ${row} is outside the ${x.length / counts.window} context windows`);
   return applyMixture(probs, personalMixture(counts, x, row, config));
-}
-
-/** The part of a model selection needs: the global distribution of every row of some examples. */
-export type DistributionsOf = (ex: Examples, fn: (row: number, probs: Float64Array) => void) => void;
-
-/**
- * Picks, on the device, the candidate that predicts its own most recent actions best: counts
- * `fit` come from the device's older training events, `validation` holds its newest ones. Score:
- * top-3 hits, then log-likelihood; ties keep the earlier candidate, so list the default first.
- * Everything stays on the device (it only reads its own data and the global model).
- */
-export function choosePersonalization(candidates: readonly PersonalizationConfig[], fit: LocalCounts, validation: Examples, distributions: DistributionsOf): PersonalizationConfig {
-  if (candidates.length === 0) throw new PersonalizationError("no personalization candidates to choose from");
-  candidates.forEach(validatePersonalization);
-  const hits = candidates.map(() => 0);
-  const logLik = candidates.map(() => 0);
-  let scratch = new Float64Array(0);
-  distributions(validation, (row, probs) => {
-    if (scratch.length !== probs.length) scratch = new Float64Array(probs.length);
-    const y = validation.y[row]!;
-    candidates.forEach((c, i) => {
-      scratch.set(probs);
-      applyMixture(scratch, personalMixture(fit, validation.x, row, c));
-      if (rankTop3(scratch, y)) hits[i]! += 1;
-      logLik[i]! += Math.log(Math.max(scratch[y]!, 1e-30));
-    });
-  });
-  let best = 0;
-  for (let i = 1; i < candidates.length; i++) if (hits[i]! > hits[best]! || (hits[i] === hits[best] && logLik[i]! > logLik[best]!)) best = i;
-  return candidates[best]!;
-}
-
-/** Whether y is among the three most likely (ties to the lower index, as the evaluation ranks). */
-function rankTop3(p: Float64Array, y: number): boolean {
-  const py = p[y]!;
-  let above = 0;
-  for (let v = 0; v < p.length; v++) if ((p[v]! > py || (p[v] === py && v < y)) && ++above >= 3) return false;
-  return true;
 }
