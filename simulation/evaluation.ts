@@ -5,7 +5,7 @@
  * device's own context counts and its recent actions, shared/model/personalize.ts). One forward
  * pass serves both.
  */
-import { applyMixture, DEFAULT_PERSONALIZATION, personalMixture, validatePersonalization, type Examples, type LocalCounts, type PersonalizationConfig, type Trainer } from "../shared/model/index.ts";
+import { applyMixture, DEFAULT_PERSONALIZATION, PersonalizationError, personalMixture, validatePersonalization, type Examples, type LocalCounts, type PersonalizationConfig, type Trainer } from "../shared/model/index.ts";
 
 export interface EvalSet {
   userId: string;
@@ -85,7 +85,7 @@ export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: rea
   for (const s of sets) {
     if (s.examples.count === 0) continue;
     const ex = s.examples;
-    if (s.local && s.local.window !== T) throw new Error(`eval set ${s.userId}: local counts use window ${s.local.window}, the model ${T}`);
+    if (s.local && s.local.window !== T) throw new PersonalizationError(`eval set ${s.userId}: local counts use window ${s.local.window}, the model ${T}`);
     trainer.forEachDistribution(ex, (row, probs) => {
       const y = ex.y[row]!;
       global.add(probs, y);

@@ -119,6 +119,8 @@ describe("on-device personalization", () => {
     expect(byDefault.evalPersonalized.top1Micro).toBe(1);
     expect(bigram.evalPersonalized.top1Micro).toBe(0.75); // wrong after "a" half the time
     expect(evaluateModel(t, w, sets).evalPersonalized).toEqual(byDefault.evalPersonalized);
+    // Counts over a different window would read the wrong context slots: refused.
+    expect(() => evaluateModel(t, w, [{ ...sets[0]!, local: localCounts(buildExamples(train, { ...TIED, window: 2 }), 2) }])).toThrow(/window 2, the model 3/);
     t.dispose();
   });
 });
