@@ -17,7 +17,7 @@
  * the first 70 %).
  *
  *   npx tsx scripts/personalization-experiment.ts [--checkpoint DIR | --pretrain data/devactions]
- *     [--dataset DIR] [--eval-fraction 0.3] [--val-fraction 0.2] [--devices N] [--grid final|lean|refine|focus|full|small] [--on-validation] [--out FILE]
+ *     [--dataset DIR] [--eval-fraction 0.3] [--val-fraction 0.2] [--devices N] [--grid final|alpha|lean|refine|focus|full|small] [--on-validation] [--out FILE]
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -62,6 +62,12 @@ function grid(kind: string): PersonalizationConfig[] {
     const d = DEFAULT_PERSONALIZATION;
     return [DIRICHLET_BIGRAM, d, { ...d, cacheWeight: 0 }, { ...DIRICHLET_BIGRAM, cacheWeight: d.cacheWeight, cacheDecay: d.cacheDecay }, { ...d, maxOrder: 1 }];
   }
+  if (kind === "alpha") {
+    // Does a different global model (e.g. after DP rounds) want a different prior strength or cache weight?
+    for (const a of [1, 2, 4, 8, 16]) out.push(cfg(2, a, 0, 0.25, 0.55));
+    out.push(cfg(2, 2, 0, 0.15, 0.55), cfg(2, 2, 0, 0.35, 0.55), cfg(1, 8));
+    return out;
+  }
   if (kind === "refine") {
     for (const [o, a, d] of [[2, 2, 0], [3, 1, 1], [2, 1, 1], [3, 2, 0], [2, 4, 0], [3, 0.5, 1], [3, 1, 0.5], [4, 1, 1]] as const) {
       for (const [l, dec] of [[0.2, 0.7], [0.25, 0.55], [0.15, 0.7], [0.2, 0.4], [0.3, 0.55]] as const) out.push(cfg(o, a, d, l, dec));
@@ -89,7 +95,7 @@ function grid(kind: string): PersonalizationConfig[] {
 /** Per-device choice families: each device picks one member on its own validation slice. */
 function families(kind: string): Record<string, PersonalizationConfig[]> {
   const alphas = [0.5, 1, 2, 4, 8, 16, 32];
-  if (kind === "refine" || kind === "final") return {};
+  if (kind === "refine" || kind === "final" || kind === "alpha") return {};
   if (kind === "lean") {
     return {
       "tuned α, bigram": alphas.map((a) => cfg(1, a)),
