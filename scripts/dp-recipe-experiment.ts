@@ -13,13 +13,16 @@
  * (the rest is that device's training data and its personalization statistics).
  *
  *   npx tsx scripts/dp-recipe-experiment.ts --epsilon 8 [--rounds 10] [--dataset DIR] [--pretrain DIR] [--out FILE]
+ *     [--save-weights DIR] [--skip-initial-eval]
+ *   --save-weights: the global model as a checkpoint after every round (for evaluating on-device
+ *   personalization on it later, scripts/personalization-experiment.ts --checkpoint DIR).
  *   --epsilon inf: no noise; --rounds 0: the initial (public-only) model alone.
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
-import { applyServerUpdate, buildExamples, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localBigram, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
+import { applyServerUpdate, buildExamples, saveCheckpoint, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localCounts, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
 import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
 import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
 import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
@@ -40,6 +43,9 @@ const { values } = parseArgs({
     // Evaluating 110k held-out events takes minutes on a busy machine: every K rounds and the last.
     "eval-every": { type: "string", default: "1" },
     out: { type: "string" },
+    "save-weights": { type: "string" },
+    // The public-only row is the same for every ε; skipping it saves minutes on a busy machine.
+    "skip-initial-eval": { type: "boolean", default: false },
   },
 });
 
@@ -49,7 +55,7 @@ const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
 const users = await readDevactionsDir(values.dataset);
 const splits = users.map((u) => ({ id: u.userId, ...splitHoldout(u, Number(values["eval-fraction"])) }));
 const train = splits.map((s) => buildExamples(s.train, spec));
-const evalSets: EvalSet[] = splits.map((s, i) => ({ userId: s.id, examples: buildExamples(s.eval, spec, { contextFrom: s.train }), local: localBigram(train[i]!, spec.window) }));
+const evalSets: EvalSet[] = splits.map((s, i) => ({ userId: s.id, examples: buildExamples(s.eval, spec, { contextFrom: s.train }), local: localCounts(train[i]!, spec.window) }));
 const n = users.length;
 const dp = Number.isFinite(eps);
 const recipe = resolveRecipe(
@@ -95,7 +101,6 @@ function alphaSweep(w: Float32Array): Record<string, number> {
   trainer.setWeights(w);
   const hits = ALPHAS.map(() => 0);
   let count = 0;
-  const T = spec.window;
   const copy = new Float64Array(trainer.outputs);
   for (const s of evalSets) {
     trainer.forEachDistribution(s.examples, (row, probs) => {
@@ -103,7 +108,7 @@ function alphaSweep(w: Float32Array): Record<string, number> {
       count += 1;
       ALPHAS.forEach((a, i) => {
         copy.set(probs);
-        personalizeInPlace(copy, s.local!, s.examples.x[row * T + T - 1]!, a);
+        personalizeInPlace(copy, s.local!, s.examples.x, row, { ...recipe.personalization, alpha: a });
         if (rankOf(copy, y) < 3) hits[i]! += 1;
       });
     });
@@ -115,8 +120,11 @@ const log = (o: object): void => {
   rows.push(o);
   process.stderr.write(JSON.stringify(o) + "\n");
 };
-const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalizationStrength);
-log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
+const evalEvents = evalSets.reduce((a, s) => a + s.examples.count, 0);
+if (!values["skip-initial-eval"]) {
+  const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalization);
+  log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
+}
 let weights = initial;
 let state: ServerOptimizerState | null = null;
 for (let r = 0; r < recipe.rounds; r++) {
@@ -145,14 +153,15 @@ for (let r = 0; r < recipe.rounds; r++) {
   weights = next.weights;
   state = next.state;
   const diverged = train.length - finiteLosses;
+  if (values["save-weights"]) await saveCheckpoint(values["save-weights"], spec, weights, { source: "dp-recipe-experiment", epsilon: values.epsilon, round: r, rounds: recipe.rounds, seed: Number(values.seed) });
   if ((r + 1) % Number(values["eval-every"]) !== 0 && r !== recipe.rounds - 1) {
     log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, seconds: (Date.now() - t0) / 1000 });
     continue;
   }
-  const ev = evaluateModel(trainer, weights, evalSets, recipe.personalizationStrength);
+  const ev = evaluateModel(trainer, weights, evalSets, recipe.personalization);
   log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, global: ev.eval.top3Micro, personalized: ev.evalPersonalized.top3Micro, globalMacro: ev.eval.top3Macro, seconds: (Date.now() - t0) / 1000 });
 }
 if (recipe.rounds > 0) log({ final: true, alphaSweep: alphaSweep(weights) });
-const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, devices: n, minSurvivors, training, alpha: recipe.personalizationStrength, evalEvents: ev0.eval.events, rows, wallSeconds: (Date.now() - t0) / 1000 };
+const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, devices: n, minSurvivors, training, personalization: recipe.personalization, evalEvents, rows, wallSeconds: (Date.now() - t0) / 1000 };
 if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2));
 process.stdout.write(JSON.stringify(result) + "\n");

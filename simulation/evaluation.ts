@@ -1,16 +1,17 @@
 /**
  * Held-out evaluation of a global model: next-action top-1/top-3 accuracy micro-averaged over
  * events and macro-averaged over users (each eval file counts once), plus mean loss — for the
- * global model alone and personalized on each device (the global distribution mixed with the
- * device's own bigram counts, shared/model/personalize.ts). One forward pass serves both.
+ * global model alone and personalized on each device (the global distribution combined with the
+ * device's own context counts and its recent actions, shared/model/personalize.ts). One forward
+ * pass serves both.
  */
-import { personalizeInPlace, type Examples, type LocalBigram, type Trainer } from "../shared/model/index.ts";
+import { applyMixture, DEFAULT_PERSONALIZATION, PersonalizationError, personalMixture, validatePersonalization, type Examples, type LocalCounts, type PersonalizationConfig, type Trainer } from "../shared/model/index.ts";
 
 export interface EvalSet {
   userId: string;
   examples: Examples;
   /** The device's own statistics from its training data (never sent anywhere); absent: no personalization. */
-  local?: LocalBigram;
+  local?: LocalCounts;
 }
 
 export interface EvalMetrics {
@@ -74,8 +75,9 @@ class Tally {
   }
 }
 
-/** Global and personalized metrics of `weights` on every eval set; `alpha` is the personalization prior strength. */
-export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], alpha: number): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
+/** Global and personalized metrics of `weights` on every eval set, personalized as `personalization` says. */
+export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
+  validatePersonalization(personalization);
   trainer.setWeights(weights);
   const global = new Tally();
   const personal = new Tally();
@@ -83,10 +85,11 @@ export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: rea
   for (const s of sets) {
     if (s.examples.count === 0) continue;
     const ex = s.examples;
+    if (s.local && s.local.window !== T) throw new PersonalizationError(`eval set ${s.userId}: local counts use window ${s.local.window}, the model ${T}`);
     trainer.forEachDistribution(ex, (row, probs) => {
       const y = ex.y[row]!;
       global.add(probs, y);
-      if (s.local) personalizeInPlace(probs, s.local, ex.x[row * T + T - 1]!, alpha);
+      if (s.local) applyMixture(probs, personalMixture(s.local, ex.x, row, personalization));
       personal.add(probs, y);
     });
     global.endUser();
@@ -97,5 +100,5 @@ export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: rea
 
 /** Global metrics only (kept for callers that do not personalize). */
 export async function evaluateSets(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[]): Promise<EvalMetrics> {
-  return evaluateModel(trainer, weights, sets.map((s) => ({ userId: s.userId, examples: s.examples })), 1).eval;
+  return evaluateModel(trainer, weights, sets.map((s) => ({ userId: s.userId, examples: s.examples }))).eval;
 }

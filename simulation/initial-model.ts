@@ -7,7 +7,7 @@
  * - every eval user's own bigram counts come from that device's own training data only.
  */
 import { resolve } from "node:path";
-import { buildExamples, initialWeights, localBigram, pretrainCached, weightsHash, type InitialModelRef, type ModelSpec } from "../shared/model/index.ts";
+import { buildExamples, initialWeights, localCounts, pretrainCached, weightsHash, type InitialModelRef, type ModelSpec } from "../shared/model/index.ts";
 import type { UserSequence } from "../shared/data/index.ts";
 import type { EvalSet } from "./evaluation.ts";
 import type { InitialModelInfo } from "./metrics-types.ts";
@@ -42,14 +42,14 @@ export async function prepareInitialModel(o: { pretrain?: string; dataset: strin
   };
 }
 
-/** Gives every eval set its device's bigram counts, computed from that device's training sequence. */
+/** Gives every eval set its device's own context counts, computed from that device's training sequence. */
 export function withLocalStatistics<P extends { train: UserSequence[]; evalSets: EvalSet[] }>(data: P, spec: ModelSpec): P {
   const byId = new Map(data.train.map((u) => [u.userId, u]));
   return {
     ...data,
     evalSets: data.evalSets.map((s) => {
       const own = byId.get(s.userId);
-      return own ? { ...s, local: localBigram(buildExamples(own, spec), spec.window) } : s;
+      return own ? { ...s, local: localCounts(buildExamples(own, spec), spec.window) } : s;
     }),
   };
 }

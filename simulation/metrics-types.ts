@@ -1,6 +1,7 @@
 /** The shape of metrics.json written by `tacit simulate`. */
 import type { EvalMetrics } from "./evaluation.ts";
 import type { RunSpec } from "../shared/run/index.ts";
+import type { PersonalizationConfig } from "../shared/model/index.ts";
 
 export interface RoundMetrics {
   round: number;
@@ -59,7 +60,8 @@ export interface SimulationMetrics {
   /** The initial model's metrics on the same eval set: what public data alone achieves. */
   publicOnly?: EvalMetrics;
   publicOnlyPersonalized?: EvalMetrics;
-  personalization?: { method: string; strength: number };
+  /** How the personalized evaluation combined the global model with each device's own data. */
+  personalization?: { method: string; strength: number; config: PersonalizationConfig };
 }
 
 export interface InitialModelInfo {

@@ -5,7 +5,7 @@
  * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
  * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
  */
-import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION_STRENGTH, type ModelSpec } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
 import type { AdaptiveClipParams } from "../shared/dp/index.ts";
 
@@ -19,6 +19,7 @@ export interface RecipeInput {
   localEpochs?: number;
   serverOptimizer?: RunSpec["serverOptimizer"];
   serverLearningRate?: number;
+  /** Overrides the default personalization's base prior strength α (shared/model/personalize.ts). */
   personalizationStrength?: number;
   /** Whether the run adds DP noise (a noise multiplier > 0 or a target ε). */
   dp: boolean;
@@ -40,7 +41,8 @@ export interface Recipe {
   cohort: number;
   minSurvivors: number;
   training: TrainingFields;
-  personalizationStrength: number;
+  /** How each device personalizes the global model for the personalized evaluation. */
+  personalization: PersonalizationConfig;
   /** The quantile estimate's parameters when the run clips adaptively. */
   adaptiveClip?: AdaptiveClipParams;
 }
@@ -87,7 +89,7 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
     cohort,
     minSurvivors,
     training,
-    personalizationStrength: i.personalizationStrength ?? DEFAULT_PERSONALIZATION_STRENGTH,
+    personalization: i.personalizationStrength === undefined ? DEFAULT_PERSONALIZATION : { ...DEFAULT_PERSONALIZATION, alpha: i.personalizationStrength },
     ...(i.adaptiveClip ? { adaptiveClip: defaultAdaptiveClip(cohort) } : {}),
   };
 }

@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
-import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DEFAULT_TRAINING, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
+import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, DEFAULT_TRAINING, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
 import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
 import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
@@ -171,8 +171,8 @@ export async function runSimulation(opts: SimulateOptions): Promise<SimulationMe
   const trainEvents = data.train.reduce((a, u) => a + u.events.length, 0);
   const evalEvents = data.evalSets.reduce((a, s) => a + s.examples.count, 0);
   try {
-    const publicOnly = evaluateModel(evalTrainer, initial.weights, data.evalSets, recipe.personalizationStrength);
-    const extra = { initialModel: initial.info, publicOnly: publicOnly.eval, publicOnlyPersonalized: publicOnly.evalPersonalized, personalization: { method: "global model as a Dirichlet prior over the device's own bigram counts", strength: recipe.personalizationStrength } };
+    const publicOnly = evaluateModel(evalTrainer, initial.weights, data.evalSets, recipe.personalization);
+    const extra = { initialModel: initial.info, publicOnly: publicOnly.eval, publicOnlyPersonalized: publicOnly.evalPersonalized, personalization: describePersonalization(recipe.personalization) };
     // Every metrics.json written along the way carries the public-only baseline too.
     const run = { ...opts, onRound: opts.onRound && ((m: SimulationMetrics) => opts.onRound!({ ...m, ...extra })) };
     if (opts.centralized) return { ...(await runCentralized(run, recipe, initial, data, backend, evalTrainer, progress, started, trainEvents, evalEvents)), ...extra };
@@ -208,7 +208,7 @@ async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: In
       seed: opts.seed + r,
     });
     weights = trainer.getWeights();
-    const ev = evaluateModel(trainer, weights, data.evalSets, recipe.personalizationStrength);
+    const ev = evaluateModel(trainer, weights, data.evalSets, recipe.personalization);
     const m: RoundMetrics = {
       round: r, status: "completed", trainLoss: res.loss, eval: ev.eval, evalPersonalized: ev.evalPersonalized, cohort: 1, survivors: 1, declines: 0, phases: null,
       deviceEpsilon: { max: Infinity, median: Infinity }, populationEpsilon: Infinity, wallSeconds: (Date.now() - t0) / 1000,
@@ -504,7 +504,7 @@ async function roundMetrics(sim: FederatedSim, f: RunFollower, r: RunStatus["rou
     evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
   } else {
     const cp = await sim.coordinator.checkpoints.latest(f.runId);
-    evaluated = evaluateModel(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalizationStrength);
+    evaluated = evaluateModel(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalization);
     const c = (cp!.serverState as { clip?: unknown } | undefined)?.clip;
     if (typeof c === "number") nextClip = c;
   }

@@ -59,7 +59,7 @@ describe("federated evaluation over real gRPC, Redis and SecAgg", () => {
   function central(weights: Float32Array, seqs: UserSequence[]) {
     const t = new Trainer(MODEL);
     trainers.push(t);
-    return evaluateModel(t, weights, seqs.map((u) => ({ userId: u.userId, examples: localSplit(u, MODEL, 0.1).heldOut })), 1).eval;
+    return evaluateModel(t, weights, seqs.map((u) => ({ userId: u.userId, examples: localSplit(u, MODEL, 0.1).heldOut }))).eval;
   }
 
   async function evaluations(runId: string): Promise<EvaluationRecord[]> {

@@ -5,10 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseDevactions } from "../shared/data/index.ts";
 import {
-  buildExamples, DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, initBackend, initialWeights, InitialModelError, loadInitialModel, localBigram, parameterCount,
-  parameterShapes, PersonalizationError, personalizeInPlace, pretrainCached, saveCheckpoint, Trainer, validateModelSpec, weightsHash, type ModelSpec,
+  buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_PERSONALIZATION, DIRICHLET_BIGRAM, DENSE_MODEL_SPEC, initBackend, initialWeights, InitialModelError, loadInitialModel, localCounts, parameterCount,
+  parameterShapes, pretrainCached, saveCheckpoint, Trainer, validateModelSpec, weightsHash, type ModelSpec,
 } from "../shared/model/index.ts";
 import { rankOf, evaluateModel } from "../simulation/evaluation.ts";
+import { resolveRecipe } from "../simulation/recipe.ts";
 
 const TIED: ModelSpec = { version: 1, vocabBuckets: 30, window: 3, embedDim: 4, hidden: 6, sessionGapSeconds: 100, output: "tied" };
 
@@ -82,38 +83,6 @@ describe("tied-output model", () => {
 });
 
 describe("on-device personalization", () => {
-  it("counts the device's own (last action → next) pairs", () => {
-    const ex = buildExamples(periodic(9, ["a", "b", "c"]), TIED);
-    const big = localBigram(ex, TIED.window);
-    const last = (r: number): number => ex.x[r * TIED.window + TIED.window - 1]!;
-    expect(big.total.get(last(1))).toBe(3); // "a" is followed by "b" three times
-    expect(big.next.get(last(1))!.get(ex.y[1]!)).toBe(3);
-  });
-
-  it("stays a distribution, leaves unseen contexts to the global model and tends to it as α grows (property)", () => {
-    const ex = buildExamples(periodic(50, ["a", "b", "c", "b", "d"]), TIED);
-    const big = localBigram(ex, TIED.window);
-    const V = TIED.vocabBuckets + 2;
-    for (let trial = 0; trial < 50; trial++) {
-      const g = Float64Array.from({ length: V }, () => Math.random());
-      const s = g.reduce((a, b) => a + b, 0);
-      g.forEach((v, i) => (g[i] = v / s));
-      const prev = ex.x[(trial % ex.count) * TIED.window + TIED.window - 1]!;
-      const alpha = 0.01 + Math.random() * 10;
-      const p = personalizeInPlace(Float64Array.from(g), big, prev, alpha);
-      expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 10);
-      const far = personalizeInPlace(Float64Array.from(g), big, prev, 1e9);
-      far.forEach((v, i) => expect(v).toBeCloseTo(g[i]!, 6));
-    }
-    const g = Float64Array.from({ length: V }, () => 1 / V);
-    expect(Array.from(personalizeInPlace(Float64Array.from(g), big, 9999, 2))).toEqual(Array.from(g));
-  });
-
-  it("refuses a non-positive or non-finite prior strength", () => {
-    const big = localBigram(buildExamples(periodic(10, ["a", "b"]), TIED), TIED.window);
-    for (const a of [0, -1, Infinity, NaN]) expect(() => personalizeInPlace(new Float64Array(32), big, 0, a)).toThrow(PersonalizationError);
-  });
-
   it("ranks like tf.topk (ties to the lower index) and personalization lifts a device with a habit the global model lacks", async () => {
     expect(rankOf([0.1, 0.5, 0.1, 0.3], 1)).toBe(0);
     expect(rankOf([0.1, 0.5, 0.1, 0.3], 2)).toBe(3);
@@ -124,10 +93,34 @@ describe("on-device personalization", () => {
     const held = { ...seq, events: seq.events.slice(100) };
     const t = new Trainer(TIED);
     const w = initialWeights(TIED, 1);
-    const sets = [{ userId: "u", examples: buildExamples(held, TIED, { contextFrom: train }), local: localBigram(buildExamples(train, TIED), TIED.window) }];
-    const r = evaluateModel(t, w, sets, 2);
+    const sets = [{ userId: "u", examples: buildExamples(held, TIED, { contextFrom: train }), local: localCounts(buildExamples(train, TIED), TIED.window) }];
+    const r = evaluateModel(t, w, sets, { ...DIRICHLET_BIGRAM, alpha: 2 });
     expect(r.evalPersonalized.top1Micro).toBe(1);
     expect(r.eval.top1Micro).toBeLessThan(0.5);
+    t.dispose();
+  });
+
+  it("the default (the simulation's evalPersonalized and the recipe) uses the last two actions where the last one alone is ambiguous", async () => {
+    await initBackend();
+    // After "a" comes b or c in turn; the action before "a" decides which.
+    const seq = periodic(120, ["a", "b", "a", "c"]);
+    const train = { ...seq, events: seq.events.slice(0, 96) };
+    const held = { ...seq, events: seq.events.slice(96) };
+    const t = new Trainer(TIED);
+    const sets = [{ userId: "u", examples: buildExamples(held, TIED, { contextFrom: train }), local: localCounts(buildExamples(train, TIED), TIED.window) }];
+    const recipe = resolveRecipe({ dp: true }, 10);
+    expect(recipe.personalization).toBe(DEFAULT_PERSONALIZATION);
+    expect(resolveRecipe({ dp: true, personalizationStrength: 5 }, 10).personalization).toEqual({ ...DEFAULT_PERSONALIZATION, alpha: 5 });
+    // All-zero weights: a uniform global model, so ties go to the lower bucket and the global
+    // model cannot tell the two "a" rows apart by accident.
+    const w = new Float32Array(parameterCount(TIED));
+    const byDefault = evaluateModel(t, w, sets, recipe.personalization);
+    const bigram = evaluateModel(t, w, sets, DIRICHLET_BIGRAM);
+    expect(byDefault.evalPersonalized.top1Micro).toBe(1);
+    expect(bigram.evalPersonalized.top1Micro).toBe(0.75); // wrong after "a" half the time
+    expect(evaluateModel(t, w, sets).evalPersonalized).toEqual(byDefault.evalPersonalized);
+    // Counts over a different window would read the wrong context slots: refused.
+    expect(() => evaluateModel(t, w, [{ ...sets[0]!, local: localCounts(buildExamples(train, { ...TIED, window: 2 }), 2) }])).toThrow(/window 2, the model 3/);
     t.dispose();
   });
 });

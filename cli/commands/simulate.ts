@@ -28,7 +28,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--pretrain <dir>", "pretrain the initial model centrally on these PUBLIC per-user files (cached), then federate from it")
     .option("--server-optimizer <opt>", "fedavg | fedavgm | fedadam (default: fedavgm with DP noise, where fedadam is refused; else fedadam)")
     .option("--server-lr <lr>", "server learning rate (default: 2/clip with DP noise, else 0.1)")
-    .option("--personalization-strength <a>", "on-device personalization: prior strength α of the global model over the device's own bigram counts")
+    .option("--personalization-strength <a>", "on-device personalization: base prior strength α of the global model over the device's own context counts (shared/model/personalize.ts)")
     .option("--min-survivors <n>", "devices that must survive for a round to release (noise sized for them)")
     .option("--delta <d>", "DP delta", "1e-6")
     .option("--cohort <k>", "devices per round (default: all)")

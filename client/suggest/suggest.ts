@@ -1,11 +1,11 @@
 /**
  * The next actions this person is likely to take, computed on the laptop from the device's
- * current model and the person's own recent actions, personalized with the device's own bigram
- * counts (shared/model/personalize.ts) and shown as the person's own tokens (the model only
+ * current model and the person's own recent actions, personalized with the device's own context
+ * counts and recent actions (shared/model/personalize.ts) and shown as the person's own tokens (the model only
  * knows hash buckets; the bucket → token map comes from this store). Pure: the caller reads the
  * store and the model, and nothing here writes, logs or sends anything.
  */
-import { bucketVocabulary, buildExamples, contextIds, currentSession, DEFAULT_PERSONALIZATION_STRENGTH, labelPredictions, localBigram, personalizeInPlace, predictDistribution, topBuckets, type Prediction } from "../../shared/model/index.ts";
+import { applyMixture, bucketVocabulary, buildExamples, contextIds, currentSession, DEFAULT_PERSONALIZATION, labelPredictions, localCounts, personalMixture, predictDistribution, topBuckets, validatePersonalization, type PersonalizationConfig, type Prediction } from "../../shared/model/index.ts";
 import type { ActionRecord } from "../store/action-store.ts";
 import type { DeviceModel } from "./device-model.ts";
 
@@ -14,7 +14,7 @@ const MAX_ACTIONS = 50_000;
 
 export interface Suggestions {
   suggestions: Prediction[];
-  /** True when the device's own counts for the current last action shaped the answer. */
+  /** True when the device's own counts or its recent actions shaped the answer. */
   personalized: boolean;
   /** How many of the current session's actions the model saw (at most its window). */
   contextActions: number;
@@ -33,20 +33,21 @@ export function tokensByFrequency(records: readonly ActionRecord[]): string[] {
   return [...n.entries()].sort((a, b) => b[1].count - a[1].count || b[1].last - a[1].last).map(([t]) => t);
 }
 
-export function suggestNext(model: DeviceModel, records: readonly ActionRecord[], o: { top: number; nowMs: number; alpha?: number }): Suggestions {
+export function suggestNext(model: DeviceModel, records: readonly ActionRecord[], o: { top: number; nowMs: number; personalization?: PersonalizationConfig }): Suggestions {
   const spec = model.spec;
+  const personalization = validatePersonalization(o.personalization ?? DEFAULT_PERSONALIZATION);
   const sorted = [...records].sort((a, b) => a.at - b.at).slice(-MAX_ACTIONS);
   const events = sorted.map((r) => ({ time: Math.floor(r.at / 1000), token: r.token }));
   const session = currentSession(events, Math.floor(o.nowMs / 1000), spec);
   const ids = contextIds(session, spec);
   const probs = predictDistribution(spec, model.weights, ids);
-  const prev = ids[spec.window - 1]!;
-  const bigram = localBigram(buildExamples({ userId: "self", source: "local-store", events }, spec), spec.window);
-  personalizeInPlace(probs, bigram, prev, o.alpha ?? DEFAULT_PERSONALIZATION_STRENGTH);
+  const counts = localCounts(buildExamples({ userId: "self", source: "local-store", events }, spec), spec.window, personalization.maxOrder);
+  const mixture = personalMixture(counts, ids, 0, personalization);
+  applyMixture(probs, mixture);
   const vocab = bucketVocabulary(tokensByFrequency(sorted), spec);
   return {
     suggestions: labelPredictions(topBuckets(probs, o.top), vocab),
-    personalized: (bigram.total.get(prev) ?? 0) > 0,
+    personalized: mixture.add.size > 0,
     contextActions: Math.min(session.length, spec.window),
     model: { runId: model.runId, round: model.round, modelHash: model.modelHash },
   };
