@@ -91,8 +91,9 @@ function ended(a: Attempt, status: "aborted" | "cancelled", cause: AbortCause, d
 
 /**
  * Runs one attempt at round `round`: selection, the SecAgg phases (secagg-phases.ts), then the
- * server step and the commit. Throws only for a missing checkpoint or a PublishError; every other
- * early end is returned as an aborted or cancelled result.
+ * server step and the commit. A failure in selection or in the phases, and a cancel or shutdown,
+ * are returned as an aborted or cancelled result; reading the checkpoint or building the config
+ * may throw, and a failure after the commit point throws a PublishError.
  */
 export async function executeRound(ctx: RoundContext, run: RunRecord, round: number, attempt: number, signal: AbortSignal = new AbortController().signal): Promise<RoundResult> {
   const spec = run.spec;
