@@ -95,6 +95,8 @@ async function deviceProcess(init: DeviceProcInit): Promise<void> {
     });
     const s = new RoundSubscription({
       client, backend: "none", eligible: () => true, onEvent: (ev) => (ev.heartbeat ? Promise.resolve() : inTurn(() => p.handle(ev))),
+      // A newer attempt's invitation stops the older attempt's queued work at once (skipped unopened).
+      onArrival: (ev) => p.arrived(ev),
       onStatus: (st) => {
         if (!st.connected) problems.set(`disconnected: ${st.detail ?? ""}`.slice(0, 120), (problems.get(`disconnected: ${st.detail ?? ""}`.slice(0, 120)) ?? 0) + 1);
       },

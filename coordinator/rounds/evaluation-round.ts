@@ -138,7 +138,7 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
   let attestations: Attestation[] = [];
   try {
     active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
-    const invites = ctx.hub.encodeInvites({ configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: Buffer.from(current.weights.buffer, current.weights.byteOffset, current.weights.byteLength) });
+    const invites = ctx.hub.encodeInvites({ ref, attempt: config.attempt, configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: Buffer.from(current.weights.buffer, current.weights.byteOffset, current.weights.byteLength) });
     await fanOut(ctx, active, cohort.map((m) => m.index), invites);
     await boundary();
     const roster = active.secagg.closeAdvertise();
@@ -146,8 +146,8 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
     active.phase = "share";
     const advertisers = [...active.answered.advertise];
     active.gate = new PhaseGate(advertisers, config.deadlines.share);
-    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } });
-    await fanOut(ctx, active, advertisers, () => rosterMsg);
+    const rosterOf = ctx.hub.encodeRosters(ref, roster.map((k) => k.index), (i) => active.secagg.rosterFor(i));
+    await fanOut(ctx, active, advertisers, rosterOf);
     await boundary();
     const inboxes = active.secagg.closeShareKeys();
 

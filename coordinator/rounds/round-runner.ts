@@ -286,7 +286,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await ctx.onPhase?.(run.runId, round, "advertise", { attempt, cohort: cohortIds, counts });
     const checkpointBytes = Buffer.from(current.weights.buffer, current.weights.byteOffset, current.weights.byteLength);
     active.gate = new PhaseGate(cohort.map((m) => m.index), config.deadlines.advertise);
-    const invites = ctx.hub.encodeInvites({ configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes });
+    const invites = ctx.hub.encodeInvites({ ref, attempt, configJson: signed.json, configSignature: Buffer.from(signed.signature), checkpoint: checkpointBytes });
     for (const [n, m] of cohort.entries()) {
       const sent = ctx.hub.send(deviceOf(m.index), invites(m.index));
       if (!sent) active.gate.settle(m.index);
@@ -304,10 +304,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     await ctx.onPhase?.(run.runId, round, "share", { attempt, cohort: cohortIds, counts });
     const advertisers = [...active.answered.advertise];
     active.gate = new PhaseGate(advertisers, config.deadlines.share);
-    // One roster for the whole cohort: serialized once, not once per device (O(n) not O(n²)).
-    const rosterMsg = ctx.hub.encodeOnce({ roster: { ref, keys: roster.map((k) => ({ index: k.index, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } });
+    // Each device's roster: every advertiser's index, but only its own and its neighbours' keys.
+    const rosterOf = ctx.hub.encodeRosters(ref, roster.map((k) => k.index), (i) => active.secagg.rosterFor(i));
     for (const [n, i] of advertisers.entries()) {
-      if (!ctx.hub.send(deviceOf(i), rosterMsg)) active.gate.settle(i);
+      if (!ctx.hub.send(deviceOf(i), rosterOf(i))) active.gate.settle(i);
       await breathe(n);
     }
     await active.gate.done;

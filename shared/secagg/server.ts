@@ -23,12 +23,19 @@ export class SecAggServer {
   private stage: Stage = "advertise";
   private readonly identity = new Map<number, KeyObject>();
   private readonly keys = new Map<number, AdvertisedKeys>();
+  /** Every advertised public key (hex, c_pk and s_pk alike) → the device that advertised it. */
+  private readonly advertisedBy = new Map<string, number>();
   private graph = new Map<number, number[]>();
   private readonly outbox = new Map<number, EncryptedShare[]>();
   private readonly shared = new Set<number>();
   private readonly masked = new Set<number>();
   private sum: ModularVector;
   private request: UnmaskRequest | undefined;
+  /** The request's survivor and dropout sets, built once (every device's message is checked against them). */
+  private survivorSet = new Set<number>();
+  private dropoutSet = new Set<number>();
+  /** What every survivor signs (the same bytes for all: built once, not per signature). */
+  private consistencyMessage: Buffer | undefined;
   private readonly bShares = new Map<number, Map<number, Uint8Array>>();
   private readonly sShares = new Map<number, Map<number, Uint8Array>>();
   private readonly unmasked = new Set<number>();
@@ -79,13 +86,15 @@ export class SecAggServer {
     }
     // Round keys are fresh per device and attempt: a key another member already advertised is a
     // copy (finding I1), and a copied s_pk would make two members' masks and shares collide.
-    for (const other of this.keys.values()) {
-      for (const mine of [k.cPk, k.sPk]) {
-        if (Buffer.from(mine).equals(Buffer.from(other.cPk)) || Buffer.from(mine).equals(Buffer.from(other.sPk))) {
-          throw new SecAggError("DUPLICATE", `device ${k.index} advertised a key that device ${other.index} already advertised`);
-        }
-      }
+    // Looked up by value (hex) in one map of every key advertised: O(1) per device, not O(n).
+    const cHex = Buffer.from(k.cPk).toString("hex");
+    const sHex = Buffer.from(k.sPk).toString("hex");
+    for (const mine of [cHex, sHex]) {
+      const other = this.advertisedBy.get(mine);
+      if (other !== undefined) throw new SecAggError("DUPLICATE", `device ${k.index} advertised a key that device ${other} already advertised`);
     }
+    this.advertisedBy.set(cHex, k.index);
+    this.advertisedBy.set(sHex, k.index);
     this.keys.set(k.index, k);
   }
 
@@ -95,6 +104,16 @@ export class SecAggServer {
     this.graph = neighbourGraph(this.cfg, [...this.keys.keys()]);
     this.stage = "share";
     return [...this.keys.values()].sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * The advertisements device `i` needs after AdvertiseKeys: its own and its neighbours' (sorted
+   * by index). Sent with the list of every advertiser, this is its roster — O(k) keys, not O(n).
+   */
+  rosterFor(i: number): AdvertisedKeys[] {
+    const nbrs = this.graph.get(i);
+    if (!nbrs) throw new SecAggError("UNKNOWN_PEER", `device ${i} did not advertise keys this round`);
+    return [...nbrs, i].sort((a, b) => a - b).map((v) => this.keys.get(v)!);
   }
 
   receiveShares(from: number, shares: EncryptedShare[]): void {
@@ -146,6 +165,8 @@ export class SecAggServer {
     const survivors = [...this.masked].sort((a, b) => a - b);
     const dropouts = [...this.shared].filter((u) => !this.masked.has(u)).sort((a, b) => a - b);
     this.request = { survivors, dropouts };
+    this.survivorSet = new Set(survivors);
+    this.dropoutSet = new Set(dropouts);
     this.stage = "consistency";
     return this.request;
   }
@@ -153,9 +174,10 @@ export class SecAggServer {
   /** A survivor's signature over the survivor set; checked against its enrolled identity. */
   receiveConsistency(s: SurvivorSignature): void {
     this.expect("consistency");
-    if (!this.request!.survivors.includes(s.index)) throw new SecAggError("UNKNOWN_PEER", `device ${s.index} is not a survivor`);
+    if (!this.survivorSet.has(s.index)) throw new SecAggError("UNKNOWN_PEER", `device ${s.index} is not a survivor`);
     if (this.signatures.has(s.index)) throw new SecAggError("DUPLICATE", `device ${s.index} already signed the survivor set`);
-    if (!verifyBytes(this.identity.get(s.index)!, consistencyPayload(this.cfg, this.request!.survivors), s.signature)) {
+    this.consistencyMessage ??= consistencyPayload(this.cfg, this.request!.survivors);
+    if (!verifyBytes(this.identity.get(s.index)!, this.consistencyMessage, s.signature)) {
       throw new SecAggError("BAD_SIGNATURE", `device ${s.index}'s signature over the survivor set does not verify`);
     }
     this.signatures.set(s.index, s.signature);
@@ -173,13 +195,12 @@ export class SecAggServer {
 
   receiveUnmask(u: UnmaskShares): void {
     this.expect("unmask");
-    const req = this.request!;
-    if (!req.survivors.includes(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} is not a survivor`);
+    if (!this.survivorSet.has(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} is not a survivor`);
     if (!this.signatures.has(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} did not sign the survivor set`);
     if (this.unmasked.has(u.from)) throw new SecAggError("DUPLICATE", `device ${u.from} already sent its unmasking shares`);
     const nbrs = new Set(this.graph.get(u.from) ?? []);
-    const survivors = new Set(req.survivors);
-    const dropouts = new Set(req.dropouts);
+    const survivors = this.survivorSet;
+    const dropouts = this.dropoutSet;
     const check = (owner: number, share: Uint8Array, allowed: Set<number>, kind: string): void => {
       if (!allowed.has(owner)) throw new SecAggError("UNSAFE_UNMASK", `${kind} share for ${owner}, which this request does not ask for`);
       if (!nbrs.has(owner)) throw new SecAggError("NOT_NEIGHBOUR", `${kind} share for ${owner}, not a neighbour of ${u.from}`);
