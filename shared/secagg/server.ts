@@ -9,7 +9,7 @@ import { addInPlace, limbsFor, zeros, type ModularVector } from "../modular/inde
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { bytesToField, fieldToBytes, SHARE_BYTES, type Share } from "./shamir.ts";
-import { decodeSecret, locateErrors, type DecodedSecret } from "./share-decoding.ts";
+import { agreedSecrets, decodeSecret, locateErrors, type DecodedSecret } from "./share-decoding.ts";
 import { agree, assertUsablePublicKey, x25519Private, x25519PublicOf, x25519Public } from "./x25519.ts";
 import { pairMaskKey, pairTranscript, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
@@ -238,13 +238,8 @@ export class SecAggServer {
     throw new SecAggError("BAD_SHARE", message);
   }
 
-  /**
-   * The owner's secret from its revealed shares, error-corrected (share-decoding.ts): shares that
-   * lie off the polynomial the others determine are ignored and their holders named. `valid`
-   * checks the 32-byte secret against what the owner committed to (s_pk); if the shares agree
-   * with each other but not with that, the owner itself dealt wrong shares and is named.
-   */
-  private reconstruct(owner: number, shares: Map<number, Uint8Array> | undefined, what: string, valid: (secret: Uint8Array) => boolean = () => true): Uint8Array {
+  /** The owner's revealed shares as field points; holders of non-field values are named. */
+  private points(owner: number, shares: Map<number, Uint8Array> | undefined, what: string): Share[] {
     const t = this.cfg.threshold;
     const points: Share[] = [];
     for (const [holder, bytes] of shares ?? []) {
@@ -258,6 +253,19 @@ export class SecAggServer {
       this.stage = "aborted";
       throw new SecAggError("TOO_FEW_SURVIVORS", `only ${points.length} shares of device ${owner}'s ${what}; ${t} needed`);
     }
+    return points;
+  }
+
+  /**
+   * The owner's secret from its revealed shares, error-corrected (share-decoding.ts): shares that
+   * lie off the polynomial the others determine are ignored and their holders named. `valid`
+   * checks the 32-byte secret against what the owner committed to (s_pk); if the shares agree
+   * with each other but not with that, the owner itself dealt wrong shares and is named.
+   * `agreed`: the secret `agreedSecrets` found these shares to agree on (all owners' windows
+   * decoded in one batch), if they do.
+   */
+  private reconstruct(owner: number, points: Share[], what: string, agreed: bigint | undefined, valid: (secret: Uint8Array) => boolean = () => true): Uint8Array {
+    const t = this.cfg.threshold;
     const usable = (v: bigint): Uint8Array | undefined => {
       if (v >= 1n << 256n) return undefined;
       const bytes = fieldToBytes(v, 32);
@@ -265,7 +273,7 @@ export class SecAggServer {
     };
     let decoded: DecodedSecret;
     try {
-      decoded = decodeSecret(points, t);
+      decoded = agreed !== undefined ? { secret: agreed, corrupt: [] } : decodeSecret(points, t);
       if (!usable(decoded.secret) && decoded.corrupt.length === 0) decoded = locateErrors(points, t);
     } catch (err) {
       if (err instanceof SecAggError && err.code === "BAD_SHARE") this.abort(`the shares of device ${owner}'s ${what} are inconsistent beyond correction (${err.message})`);
@@ -280,18 +288,26 @@ export class SecAggServer {
     this.abort(`device ${owner}'s reconstructed ${what} is invalid (a revealed share is corrupt)`);
   }
 
+  /** Every owner's points, and the secret each owner's shares agree on (one batched decoding). */
+  private pointsOf(owners: readonly number[], shares: Map<number, Map<number, Uint8Array>>, what: string): { points: Share[][]; agreed: (bigint | undefined)[] } {
+    const points = owners.map((u) => this.points(u, shares.get(u), what));
+    return { points, agreed: agreedSecrets(points, this.cfg.threshold) };
+  }
+
   /** The exact sum of the survivors' inputs mod 2^bits, or a SecAggError if that is impossible. */
   finish(): ModularVector {
     this.expect("unmask");
     this.need(this.unmasked.size, "sent unmasking shares");
     const { survivors, dropouts } = this.request!;
     const out = { bits: this.sum.bits, length: this.sum.length, data: new Uint32Array(this.sum.data) };
-    for (const u of survivors) {
-      const seed = this.reconstruct(u, this.bShares.get(u), "self-mask seed");
+    const seeds = this.pointsOf(survivors, this.bShares, "self-mask seed");
+    for (const [k, u] of survivors.entries()) {
+      const seed = this.reconstruct(u, seeds.points[k]!, "self-mask seed", seeds.agreed[k]);
       addMaskInPlace(this.cfg.bits, out.data, selfMaskKey(seed, this.cfg, u), -1);
     }
     const survivorSet = new Set(survivors);
-    for (const v of dropouts) {
+    const keys = this.pointsOf(dropouts, this.sShares, "mask key");
+    for (const [k, v] of dropouts.entries()) {
       const sPk = this.keys.get(v)!.sPk;
       // The reconstructed secret must belong to the advertised public key; otherwise the masks
       // removed would be wrong and the sum silently corrupted.
@@ -302,7 +318,7 @@ export class SecAggServer {
           return false;
         }
       };
-      const sk = x25519Private(this.reconstruct(v, this.sShares.get(v), "mask key", matches), sPk);
+      const sk = x25519Private(this.reconstruct(v, keys.points[k]!, "mask key", keys.agreed[k], matches), sPk);
       for (const u of this.graph.get(v) ?? []) {
         if (!survivorSet.has(u)) continue;
         // u added sign(u, v)·PRG(s_uv) for v; remove exactly that.

@@ -117,3 +117,67 @@ export function combineShares(shares: readonly Share[], threshold: number): bigi
   for (let i = 0; i < use.length; i++) acc = (acc + lambda[i]! * use[i]!.y) % FIELD_PRIME;
   return acc;
 }
+
+/**
+ * x mod p for x ≥ 0, by folding: p = 2^521 − 1, so 2^521 ≡ 1 and x ≡ (x mod 2^521) + ⌊x / 2^521⌋.
+ * A mask and a shift instead of a BigInt division (about twice as fast for a product of two
+ * field elements).
+ */
+export function reduceModP(x: bigint): bigint {
+  while (x > FIELD_PRIME) x = (x & FIELD_PRIME) + (x >> 521n);
+  return x === FIELD_PRIME ? 0n : x;
+}
+
+/** The exact product Π_{j≠i} (xs[j] − xs[i]), multiplied in doubles while exact and in BigInt in between. */
+function exactDenominator(xs: readonly number[], i: number): bigint {
+  let den = 1n;
+  let acc = 1;
+  for (let j = 0; j < xs.length; j++) {
+    if (j === i) continue;
+    const f = xs[j]! - xs[i]!;
+    const next = acc * f;
+    if (Math.abs(next) > 2 ** 53) {
+      den *= BigInt(acc);
+      acc = f;
+    } else acc = next;
+  }
+  return den * BigInt(acc);
+}
+
+/**
+ * Lagrange coefficients at 0 for many x-sets at once (as `lagrangeAtZero` for each), with the
+ * denominators of all of them inverted by a single modular inversion (Montgomery's batch trick
+ * across the sets): the coordinator reconstructs one secret per cohort member, and one 521-bit
+ * inversion costs as much as ~200 multiplications.
+ */
+export function lagrangeAtZeroMany(sets: readonly (readonly number[])[]): bigint[][] {
+  const nums: bigint[] = [];
+  const dens: bigint[] = [];
+  for (const xs of sets) {
+    let all = 1n;
+    for (const x of xs) all *= BigInt(x);
+    for (let i = 0; i < xs.length; i++) {
+      nums.push(reduceModP(all / BigInt(xs[i]!)));
+      const den = exactDenominator(xs, i);
+      if (den === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+      dens.push(den < 0n ? FIELD_PRIME - reduceModP(-den) : reduceModP(den));
+    }
+  }
+  const m = dens.length;
+  const prefix = new Array<bigint>(m);
+  for (let k = 0; k < m; k++) prefix[k] = k === 0 ? dens[0]! : reduceModP(prefix[k - 1]! * dens[k]!);
+  const lambda = new Array<bigint>(m);
+  let inv = m > 0 ? fieldInverse(prefix[m - 1]!) : 1n; // (dens[0]·…·dens[m−1])⁻¹
+  for (let k = m - 1; k >= 0; k--) {
+    const denInv = k === 0 ? inv : reduceModP(inv * prefix[k - 1]!);
+    lambda[k] = reduceModP(denInv * nums[k]!);
+    inv = reduceModP(inv * dens[k]!);
+  }
+  const out: bigint[][] = [];
+  let at = 0;
+  for (const xs of sets) {
+    out.push(lambda.slice(at, at + xs.length));
+    at += xs.length;
+  }
+  return out;
+}

@@ -6,7 +6,7 @@
  * GF(2^521 − 1); the SecAgg server uses them to name whoever sent a well-formed but wrong share.
  */
 import { SecAggError } from "./errors.ts";
-import { fieldInverse, FIELD_PRIME, lagrangeAtZero, type Share } from "./shamir.ts";
+import { fieldInverse, FIELD_PRIME, lagrangeAtZero, lagrangeAtZeroMany, reduceModP, type Share } from "./shamir.ts";
 
 const P = FIELD_PRIME;
 
@@ -137,6 +137,45 @@ export function decodeSecret(shares: readonly Share[], t: number): DecodedSecret
   const sorted = [...shares].sort((p, q) => p.x - q.x);
   if (sorted.length === t || windowsAgree(sorted, t)) return { secret: atZero(sorted.slice(0, t)), corrupt: [] };
   return locateErrors(sorted, t);
+}
+
+/** The windows `windowsAgree` checks: t consecutive shares each, together covering all of them. */
+function windowsOf(sorted: readonly Share[], t: number): Share[][] {
+  const windows = [sorted.slice(0, t)];
+  for (let start = t; start < sorted.length; start += t) {
+    const end = Math.min(start + t, sorted.length);
+    windows.push(sorted.slice(end - t, end));
+  }
+  return windows;
+}
+
+/**
+ * `decodeSecret`'s common case for many share lists at once (one per cohort member): the secret
+ * where every window of the list gives the same secret — then no share is wrong — with the
+ * Lagrange denominators of all windows of all lists inverted together. Undefined where the
+ * windows disagree, or the list has too few or duplicate x: call `decodeSecret` for those (it
+ * locates the wrong shares, or throws).
+ */
+export function agreedSecrets(lists: readonly (readonly Share[])[], t: number): (bigint | undefined)[] {
+  const windows = lists.map((shares) => {
+    if (shares.length < t || new Set(shares.map((s) => s.x)).size !== shares.length) return [];
+    return windowsOf([...shares].sort((p, q) => p.x - q.x), t);
+  });
+  const lambdas = lagrangeAtZeroMany(windows.flat().map((w) => w.map((s) => s.x)));
+  let at = 0;
+  return windows.map((ws) => {
+    let first: bigint | undefined;
+    let agree = ws.length > 0;
+    for (const w of ws) {
+      const lambda = lambdas[at++]!;
+      let acc = 0n;
+      for (let i = 0; i < w.length; i++) acc += lambda[i]! * w[i]!.y;
+      const secret = reduceModP(acc);
+      if (first === undefined) first = secret;
+      else if (secret !== first) agree = false;
+    }
+    return agree ? first : undefined;
+  });
 }
 
 /**
