@@ -22,7 +22,20 @@ function plainMember(m: unknown): m is CohortMember {
   const o = m as Record<string, unknown>;
   let keys = 0;
   for (const k in o) if (Object.hasOwn(o, k)) keys++;
-  return keys === 2 && Number.isInteger(o.index) && (o.index as number) >= 0 && typeof o.identityPublicKey === "string" && BASE64.test(o.identityPublicKey);
+  return keys === 2 && Number.isInteger(o.index) && (o.index as number) >= 0 && typeof o.identityPublicKey === "string" && isBase64(o.identityPublicKey);
+}
+
+/** `BASE64.test(s)` as a character loop (the regex costs ~1 µs a call, 3 ms per config at n = 3,000). */
+function isBase64(s: string): boolean {
+  let end = s.length;
+  if (end > 0 && s.charCodeAt(end - 1) === 61) end--; // "="
+  if (end > 0 && s.charCodeAt(end - 1) === 61) end--;
+  for (let i = 0; i < end; i++) {
+    const c = s.charCodeAt(i);
+    const ok = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /**
@@ -32,10 +45,13 @@ function plainMember(m: unknown): m is CohortMember {
  * n = 3,000 — most of a device's invitation.
  */
 const cohortSchema = z
-  .array(z.unknown())
-  .min(1)
+  .unknown()
   .superRefine((members, ctx) => {
-    members.forEach((m, i) => {
+    if (!Array.isArray(members) || members.length < 1) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: "the cohort is a non-empty array of members" });
+      return;
+    }
+    members.forEach((m: unknown, i) => {
       if (plainMember(m)) return;
       const r = cohortMemberSchema.safeParse(m);
       for (const issue of r.success ? [{ code: z.ZodIssueCode.custom, message: "not a cohort member", path: [] }] : r.error.issues) {
@@ -44,6 +60,8 @@ const cohortSchema = z
     });
   })
   .transform((members) => members as CohortMember[]);
+/** For tests: the fast member check and the schema it stands for (they must agree on every value). */
+export const cohortMemberChecks = { fast: plainMember, schema: (m: unknown): boolean => cohortMemberSchema.safeParse(m).success };
 
 export const roundConfigSchema = z
   .object({
