@@ -1,8 +1,9 @@
 /**
- * Per-device rosters (DeviceHub.encodeRosters): every device's bytes decode, with the real
- * tacit.proto deserializer, to the roster a per-device encoding gives — the round, the list of
- * every advertiser, and only its own and its neighbours' advertisements; without an encoder
- * each device gets the plain event.
+ * Per-device rosters and unmasking requests (DeviceHub.encodeRosters, encodeUnmaskRequests):
+ * every device's bytes decode, with the real tacit.proto deserializer, to what a per-device
+ * encoding gives — a roster with the list of every advertiser and only its own and its
+ * neighbours' advertisements, an unmasking request with the sets and only its neighbourhood's
+ * signatures; without an encoder each device gets the plain event.
  */
 import { describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
@@ -51,5 +52,30 @@ describe("per-device rosters", () => {
     const ev = new DeviceHub().encodeRosters(ref, advertised, keysFor)(advertised[5]!) as ServerEvent;
     expect(ev.roster?.advertised).toEqual(advertised);
     expect(ev.roster?.keys?.map((k) => k.index)).toEqual(keysFor(advertised[5]!).map((k) => k.index));
+  });
+});
+
+describe("per-device unmasking requests", () => {
+  const survivors = advertised.filter((_, i) => i % 7 !== 0);
+  const dropouts = advertised.filter((_, i) => i % 7 === 0);
+  const signatures = survivors.map((index) => ({ index, signature: randomBytes(64) }));
+  const signersFor = (index: number): number[] => keysFor(index).map((k) => k.index);
+  const decodeUnmask = (b: Buffer) => {
+    const u = (subscribe.responseDeserialize(b) as ServerEvent).unmask as { ref: unknown; survivors: number[]; dropouts: number[]; signatures: { index: number; signature: Buffer }[] };
+    return { ref: u.ref, survivors: u.survivors, dropouts: u.dropouts, signatures: u.signatures.map((s) => `${s.index}:${hex(s.signature)}`) };
+  };
+
+  it("each device's bytes decode to the sets and only its neighbourhood's signatures", () => {
+    const hub = new DeviceHub();
+    hub.encoder = serialize;
+    const requests = hub.encodeUnmaskRequests(ref, survivors, dropouts, signatures, signersFor);
+    for (const index of [survivors[0]!, survivors[10]!, survivors.at(-1)!]) {
+      const got = decodeUnmask((requests(index) as { encoded: Buffer }).encoded);
+      const mine = signatures.filter((s) => signersFor(index).includes(s.index)).map((s) => ({ index: s.index, signature: Buffer.from(s.signature) }));
+      expect(got).toEqual(decodeUnmask(serialize({ unmask: { ref, survivors, dropouts, signatures: mine } })));
+      expect(got.survivors).toEqual(survivors);
+      expect(got.signatures.length).toBe(mine.length);
+      expect(mine.length).toBeGreaterThan(0);
+    }
   });
 });

@@ -164,8 +164,8 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
     active.phase = "unmask";
     const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
     active.gate = new PhaseGate(signers, Math.max(config.deadlines.unmask, Date.now() + d.unmaskMs));
-    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts, signatures: (request.signatures ?? []).map((s) => ({ index: s.index, signature: Buffer.from(s.signature) })) } });
-    await fanOut(ctx, active, signers, () => unmaskMsg);
+    const unmaskOf = ctx.hub.encodeUnmaskRequests(ref, request.survivors, request.dropouts, request.signatures ?? [], (i) => active.secagg.neighbourhood(i));
+    await fanOut(ctx, active, signers, unmaskOf);
     await boundary();
     const sum = active.secagg.finish();
     active.phase = "finished";

@@ -342,10 +342,10 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     // Only survivors that signed the set are asked (the others could not be answered).
     const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
     active.gate = new PhaseGate(signers, Math.max(config.deadlines.unmask, Date.now() + d.unmaskMs));
-    const signatures = (request.signatures ?? []).map((s) => ({ index: s.index, signature: Buffer.from(s.signature) }));
-    const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref, survivors: request.survivors, dropouts: request.dropouts, signatures } });
+    // Each device gets the sets and the signatures of its own neighbourhood (those it checks).
+    const unmaskOf = ctx.hub.encodeUnmaskRequests(ref, request.survivors, request.dropouts, request.signatures ?? [], (i) => active.secagg.neighbourhood(i));
     for (const [n, i] of signers.entries()) {
-      if (!ctx.hub.send(deviceOf(i), unmaskMsg)) active.gate.settle(i);
+      if (!ctx.hub.send(deviceOf(i), unmaskOf(i))) active.gate.settle(i);
       await breathe(n);
     }
     await active.gate.done;

@@ -180,7 +180,7 @@ export class SecAggDevice {
     if (!this.signedSet || !sameSet(req.survivors, this.signedSet)) throw new SecAggError("UNSAFE_UNMASK", "the unmasking request names a survivor set other than the one this device signed");
     const survivors = this.checkSurvivorSet(req.survivors);
     const signers = new Set([...this.neighbours, this.self].filter((v) => survivors.has(v)));
-    const valid = countValidSigners(consistencyPayload(this.cfg, this.signedSet), req.signatures ?? [], signers, (i) => this.identities.get(i));
+    const valid = countValidSigners(consistencyPayload(this.cfg, this.signedSet), req.signatures ?? [], signers, (i) => this.identities.get(i), this.cfg.threshold);
     if (valid < this.cfg.threshold) throw new SecAggError("UNSAFE_UNMASK", `only ${valid} valid signatures on the survivor set from this device's neighbourhood; ${this.cfg.threshold} needed`);
     const dropouts = new Set(req.dropouts);
     if (dropouts.size !== req.dropouts.length) throw new SecAggError("UNSAFE_UNMASK", "duplicate indices in the unmasking request");

@@ -116,6 +116,11 @@ export class SecAggServer {
     return [...nbrs, i].sort((a, b) => a - b).map((v) => this.keys.get(v)!);
   }
 
+  /** Device `i` and its neighbours (sorted): whose survivor-set signatures `i` checks before unmasking. */
+  neighbourhood(i: number): number[] {
+    return [...(this.graph.get(i) ?? []), i].sort((a, b) => a - b);
+  }
+
   receiveShares(from: number, shares: EncryptedShare[]): void {
     this.expect("share");
     const nbrs = this.graph.get(from);
