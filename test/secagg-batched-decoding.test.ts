@@ -1,12 +1,13 @@
 /**
  * The coordinator's batched reconstruction: `lagrangeAtZeroMany` gives exactly the coefficients
- * of `lagrangeAtZero` for every set (one inversion for all), `reduceModP` equals `%` on products,
+ * of `lagrangeAtZero` for every set (one inversion for all), `interpolateAtZeroMany` the secrets,
+ * `reduceModP` equals `%` on products,
  * and `agreedSecrets` gives exactly `decodeSecret`'s secret when no share is wrong and leaves a
  * list with a wrong share (or too few, or duplicate x) to the full decoder.
  */
 import { describe, expect, it } from "vitest";
 import { randomBytes, randomInt } from "node:crypto";
-import { bytesToField, createShares, FIELD_PRIME, lagrangeAtZero, lagrangeAtZeroMany, reduceModP, type Share } from "../shared/secagg/shamir.ts";
+import { bytesToField, combineShares, createShares, FIELD_PRIME, interpolateAtZeroMany, lagrangeAtZero, lagrangeAtZeroMany, reduceModP, type Share } from "../shared/secagg/shamir.ts";
 import { agreedSecrets, decodeSecret } from "../shared/secagg/share-decoding.ts";
 
 const secret = (): bigint => bytesToField(randomBytes(32));
@@ -35,6 +36,15 @@ describe("batched Shamir reconstruction", () => {
     const many = lagrangeAtZeroMany(sets);
     sets.forEach((s, i) => expect(many[i]).toEqual(lagrangeAtZero(s)));
     expect(lagrangeAtZeroMany([])).toEqual([]);
+  });
+
+  it("interpolateAtZeroMany equals combineShares for every set", () => {
+    const sets = [[1, 3], [29, 47], [67, 90], [5, 5], [120, 250]].map(([t, n]) => {
+      const s = secret();
+      return { s, t: t!, shares: createShares(s, t!, xs(n!, 3001)).slice(0, t) };
+    });
+    const got = interpolateAtZeroMany(sets.map((c) => ({ xs: c.shares.map((p) => p.x), ys: c.shares.map((p) => p.y) })));
+    sets.forEach((c, i) => expect([got[i], combineShares(c.shares, c.t)]).toEqual([c.s, c.s]));
   });
 
   it("agreedSecrets equals decodeSecret where no share is wrong, and defers every other list", () => {

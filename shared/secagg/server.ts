@@ -312,6 +312,8 @@ export class SecAggServer {
     }
     const survivorSet = new Set(survivors);
     const keys = this.pointsOf(dropouts, this.sShares, "mask key");
+    // A survivor's s_pk, imported once though it neighbours several dropouts.
+    const sPkOf = new Map<number, KeyObject>();
     for (const [k, v] of dropouts.entries()) {
       const sPk = this.keys.get(v)!.sPk;
       // The reconstructed secret must belong to the advertised public key; otherwise the masks
@@ -327,7 +329,9 @@ export class SecAggServer {
       for (const u of this.graph.get(v) ?? []) {
         if (!survivorSet.has(u)) continue;
         // u added sign(u, v)·PRG(s_uv) for v; remove exactly that.
-        const agreed = agree(sk, x25519Public(this.keys.get(u)!.sPk));
+        let pk = sPkOf.get(u);
+        if (!pk) sPkOf.set(u, (pk = x25519Public(this.keys.get(u)!.sPk)));
+        const agreed = agree(sk, pk);
         const transcript = pairTranscript(u, this.keys.get(u)!.sPk, v, this.keys.get(v)!.sPk);
         addMaskInPlace(this.cfg.bits, out.data, pairMaskKey(agreed, this.cfg, u, v, transcript), u < v ? -1 : 1);
       }

@@ -145,6 +145,47 @@ function exactDenominator(xs: readonly number[], i: number): bigint {
 }
 
 /**
+ * The secret at 0 of each x-set's interpolation, for many sets at once: the same value as
+ * Σ lagrangeAtZero(xs)[i]·ys[i], with the denominators of all sets inverted by a single modular
+ * inversion (Montgomery's batch trick across the sets) — the coordinator reconstructs one secret
+ * per cohort member, and one 521-bit inversion costs as much as ~200 multiplications. With
+ * λ_i = X / (x_i·d_i), X = Π x_j and d_i = Π_{j≠i} (x_j − x_i): secret = X · Σ y_i·(x_i·d_i)⁻¹.
+ */
+export function interpolateAtZeroMany(sets: readonly { xs: readonly number[]; ys: readonly bigint[] }[]): bigint[] {
+  const dens: bigint[] = [];
+  for (const { xs } of sets) {
+    for (let i = 0; i < xs.length; i++) {
+      const den = exactDenominator(xs, i) * BigInt(xs[i]!);
+      if (den === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+      dens.push(den < 0n ? FIELD_PRIME - reduceModP(-den) : reduceModP(den));
+    }
+  }
+  const inverses = batchInverse(dens);
+  let at = 0;
+  return sets.map(({ xs, ys }) => {
+    let all = 1n;
+    for (const x of xs) all *= BigInt(x);
+    let acc = 0n;
+    for (let i = 0; i < xs.length; i++) acc += ys[i]! * inverses[at++]!;
+    return reduceModP(reduceModP(acc) * reduceModP(all));
+  });
+}
+
+/** Every value's inverse mod p with one inversion (prefix products, then peeled off). */
+function batchInverse(values: readonly bigint[]): bigint[] {
+  const m = values.length;
+  const prefix = new Array<bigint>(m);
+  for (let k = 0; k < m; k++) prefix[k] = k === 0 ? values[0]! : reduceModP(prefix[k - 1]! * values[k]!);
+  const out = new Array<bigint>(m);
+  let inv = m > 0 ? fieldInverse(prefix[m - 1]!) : 1n;
+  for (let k = m - 1; k >= 0; k--) {
+    out[k] = k === 0 ? inv : reduceModP(inv * prefix[k - 1]!);
+    inv = reduceModP(inv * values[k]!);
+  }
+  return out;
+}
+
+/**
  * Lagrange coefficients at 0 for many x-sets at once (as `lagrangeAtZero` for each), with the
  * denominators of all of them inverted by a single modular inversion (Montgomery's batch trick
  * across the sets): the coordinator reconstructs one secret per cohort member, and one 521-bit
@@ -163,16 +204,8 @@ export function lagrangeAtZeroMany(sets: readonly (readonly number[])[]): bigint
       dens.push(den < 0n ? FIELD_PRIME - reduceModP(-den) : reduceModP(den));
     }
   }
-  const m = dens.length;
-  const prefix = new Array<bigint>(m);
-  for (let k = 0; k < m; k++) prefix[k] = k === 0 ? dens[0]! : reduceModP(prefix[k - 1]! * dens[k]!);
-  const lambda = new Array<bigint>(m);
-  let inv = m > 0 ? fieldInverse(prefix[m - 1]!) : 1n; // (dens[0]·…·dens[m−1])⁻¹
-  for (let k = m - 1; k >= 0; k--) {
-    const denInv = k === 0 ? inv : reduceModP(inv * prefix[k - 1]!);
-    lambda[k] = reduceModP(denInv * nums[k]!);
-    inv = reduceModP(inv * dens[k]!);
-  }
+  const inverses = batchInverse(dens);
+  const lambda = inverses.map((inv, k) => reduceModP(inv * nums[k]!));
   const out: bigint[][] = [];
   let at = 0;
   for (const xs of sets) {

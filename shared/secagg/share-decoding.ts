@@ -6,7 +6,7 @@
  * GF(2^521 − 1); the SecAgg server uses them to name whoever sent a well-formed but wrong share.
  */
 import { SecAggError } from "./errors.ts";
-import { fieldInverse, FIELD_PRIME, lagrangeAtZero, lagrangeAtZeroMany, reduceModP, type Share } from "./shamir.ts";
+import { fieldInverse, FIELD_PRIME, lagrangeAtZero, interpolateAtZeroMany, type Share } from "./shamir.ts";
 
 const P = FIELD_PRIME;
 
@@ -161,22 +161,14 @@ export function agreedSecrets(lists: readonly (readonly Share[])[], t: number): 
     if (shares.length < t || new Set(shares.map((s) => s.x)).size !== shares.length) return [];
     return windowsOf([...shares].sort((p, q) => p.x - q.x), t);
   });
-  const lambdas = lagrangeAtZeroMany(windows.flat().map((w) => w.map((s) => s.x)));
+  const secrets = interpolateAtZeroMany(windows.flat().map((w) => ({ xs: w.map((s) => s.x), ys: w.map((s) => s.y) })));
   let at = 0;
   return windows.map((ws) => {
-    let first: bigint | undefined;
-    let agree = ws.length > 0;
-    for (const w of ws) {
-      const lambda = lambdas[at++]!;
-      let acc = 0n;
-      for (let i = 0; i < w.length; i++) acc += lambda[i]! * w[i]!.y;
-      const secret = reduceModP(acc);
-      if (first === undefined) first = secret;
-      else if (secret !== first) agree = false;
-    }
-    return agree ? first : undefined;
+    const mine = secrets.slice(at, (at += ws.length));
+    return mine.length > 0 && mine.every((s) => s === mine[0]) ? mine[0] : undefined;
   });
 }
+
 
 /**
  * Full decoding, also for shares whose windows agree but whose secret failed validation (a
