@@ -9,7 +9,7 @@
  * Usage: npm run bench:load [-- 100 1000]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateEd25519, privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
@@ -95,6 +95,8 @@ async function deviceProcess(init: DeviceProcInit): Promise<void> {
     });
     const s = new RoundSubscription({
       client, backend: "none", eligible: () => true, onEvent: (ev) => (ev.heartbeat ? Promise.resolve() : inTurn(() => p.handle(ev))),
+      // A newer attempt's invitation stops the older attempt's queued work at once (skipped unopened).
+      onArrival: (ev) => p.arrived(ev),
       onStatus: (st) => {
         if (!st.connected) problems.set(`disconnected: ${st.detail ?? ""}`.slice(0, 120), (problems.get(`disconnected: ${st.detail ?? ""}`.slice(0, 120)) ?? 0) + 1);
       },
@@ -120,10 +122,29 @@ function procStats(pid: number): { cpuSeconds: number; rssMb: number } {
   return { cpuSeconds: ticks / 100, rssMb: rss / 1024 };
 }
 
+/**
+ * The coordinator process: `startCoordinator`, as `tacit coordinator start` runs it, except for
+ * the per-address bounds (64 connections and 10 enrollments/s per source address, for laptops
+ * behind shared NAT). Here the whole fleet connects from 127.0.0.1, one connection per device,
+ * so those bounds are raised to the fleet's size; every other limit is the default.
+ */
+async function coordinatorProcess(stateDir: string): Promise<void> {
+  const { startCoordinator } = await import("../coordinator/coordinator.ts");
+  const fleet = 100_000;
+  const c = await startCoordinator({
+    stateDir, host: "127.0.0.1", port: 0,
+    limits: { maxConnectionsPerPeer: fleet },
+    addressLimits: { enroll: { burst: fleet, perSecond: fleet }, failures: { burst: 100, perSecond: 10 } },
+  });
+  writeFileSync(join(stateDir, "endpoint.json"), JSON.stringify({ address: `localhost:${c.port}`, pid: process.pid }) + "\n");
+  process.stderr.write(`load coordinator listening on 127.0.0.1:${c.port}\n`);
+  process.on("SIGTERM", () => void c.stop().then(() => process.exit(0)));
+}
+
 async function startCoordinatorProcess(stateDir: string): Promise<{ child: ChildProcess; address: string }> {
   const init = spawn(process.execPath, [join(here, "bin/tacit.js"), "coordinator", "init", "--state-dir", stateDir], { stdio: "ignore" });
   await new Promise((r) => init.on("exit", r));
-  const child = spawn(process.execPath, [...PROF_ARGS, join(here, "bin/tacit.js"), "coordinator", "start", "--state-dir", stateDir, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, TACIT_LOG_LEVEL: "warn" } });
+  const child = spawn(process.execPath, [...PROF_ARGS, "--import", "tsx", join(here, "bench/load.bench.ts"), "--coordinator", stateDir], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, TACIT_LOG_LEVEL: "warn" } });
   await new Promise<void>((resolve, reject) => {
     let err = "";
     child.stderr!.on("data", (d: Buffer) => ((err += d.toString()), err.includes("listening on") && resolve()));
@@ -201,6 +222,8 @@ async function one(n: number): Promise<string> {
 
 if (process.argv[2] === "--devices") {
   await deviceProcess(JSON.parse(process.argv[3]!) as DeviceProcInit);
+} else if (process.argv[2] === "--coordinator") {
+  await coordinatorProcess(process.argv[3]!);
 } else {
 console.log("| devices | run | survivors | secure aggregation | round s (launch → done) | coordinator CPU s | coordinator peak RSS MB |");
 console.log("|---|---|---|---|---|---|---|");

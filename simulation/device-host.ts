@@ -97,7 +97,7 @@ async function main(): Promise<void> {
         onEvent: (event) => post({ type: "event", userId: dev.userId, deviceId: enrolled.deviceId, event }),
       },
     });
-    subscription = new RoundSubscription({ client, backend, eligible: () => true, onEvent: (ev) => participant.handle(ev) });
+    subscription = new RoundSubscription({ client, backend, eligible: () => true, onEvent: (ev) => participant.handle(ev), onArrival: (ev) => participant.arrived(ev) });
     subscription.start();
   }
   post({ type: "ready", backend, deviceIds });

@@ -201,6 +201,7 @@ export class ClientDaemon {
       backend: "wasm",
       eligible: () => (this.announcedEligible = this.eligible()),
       onEvent: (ev) => participant.handle(ev),
+      onArrival: (ev) => participant.arrived(ev),
       onStatus: (s) => {
         this.connected = s.connected;
         if (!s.connected) this.o.log.info({ detail: s.detail }, "coordinator stream closed; reconnecting");

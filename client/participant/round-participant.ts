@@ -31,12 +31,12 @@ export interface LocalUpdate {
 
 export interface ParticipantHooks {
   /** Trains on local data from the given global weights; returns the model delta. */
-  train(cfg: RoundConfig, weights: Float32Array): Promise<LocalUpdate>;
+  train(cfg: RoundConfig, weights: Float32Array, signal?: AbortSignal): Promise<LocalUpdate>;
   /**
    * Evaluates the global weights on the held-out slice (never trained on); returns counts only.
    * Absent: this device declines evaluation rounds.
    */
-  evaluate?(cfg: RoundConfig, weights: Float32Array): Promise<EvalCounts>;
+  evaluate?(cfg: RoundConfig, weights: Float32Array, signal?: AbortSignal): Promise<EvalCounts>;
   /**
    * The laptop's own reasons not to join right now (paused by its person, in use), checked
    * before anything is spent; a reason makes this a normal decline.
@@ -56,6 +56,8 @@ export type ParticipantEvent =
   | { type: "evaluated"; runId: string; round: number; examples: number }
   | { type: "outcome"; runId: string; round: number; status: string; modelHash: string }
   | { type: "dropped"; runId: string; round: number; phase: RoundPhase }
+  /** A newer attempt of the round was invited: this attempt's work stops (or its invitation is skipped). */
+  | { type: "superseded"; runId: string; round: number; attempt: number }
   | { type: "error"; runId: string; round: number; message: string };
 
 interface RoundState {
@@ -68,6 +70,10 @@ interface RoundState {
   event: DpEvent;
   dropAt: RoundPhase | undefined;
   dropped: boolean;
+  /** Identity keys of the signed cohort by index (base64, decoded only for the roster's entries). */
+  identityOf: Map<number, string>;
+  /** Aborted when a newer attempt of this round is invited: the attempt's work stops. */
+  abandon: AbortController;
 }
 
 export interface ParticipantOptions {
@@ -83,10 +89,41 @@ export interface ParticipantOptions {
 
 export class RoundParticipant {
   private readonly rounds = new Map<string, RoundState>();
+  /** The newest attempt invited per run/round, as labelled on arrival (see `arrived`). */
+  private readonly newest = new Map<string, number>();
   private readonly coordinatorKey: KeyObject;
 
   constructor(private readonly o: ParticipantOptions) {
     this.coordinatorKey = publicKeyFromRaw(o.coordinatorPublicKey);
+  }
+
+  /**
+   * Called as each event arrives, before it is queued for `handle` (RoundSubscription's
+   * `onArrival`): an invitation labelled with a newer attempt of a round abandons the older
+   * attempt's work at once — its wait for training ends, its later messages are ignored, and an
+   * older invitation still queued is skipped unopened — instead of after everything queued
+   * before it. Cheap and synchronous: it reads only the invitation's label; the signed config is
+   * checked against that label when the invitation is handled.
+   */
+  arrived(ev: ServerEvent): void {
+    const label = ev.invite?.ref;
+    if (!label) return;
+    const k = this.key(label.runId, label.round);
+    if ((this.newest.get(k) ?? -1) >= ev.invite!.attempt) return;
+    this.newest.set(k, ev.invite!.attempt);
+    const st = this.rounds.get(k);
+    if (st && st.cfg.attempt < ev.invite!.attempt) this.supersede(st);
+  }
+
+  /**
+   * Stops an attempt's work: nothing more is sent for it. Its state stays until the newer
+   * invitation replaces it, so the coordinator's outcome for it (sent before the newer
+   * invitation) is still recorded in the budget.
+   */
+  private supersede(st: RoundState): void {
+    if (st.abandon.signal.aborted) return;
+    st.abandon.abort();
+    this.o.hooks.onEvent?.({ type: "superseded", runId: st.cfg.runId, round: st.cfg.round, attempt: st.cfg.attempt });
   }
 
   /** Entry point for every pushed event; never throws (errors are reported as events). */
@@ -114,7 +151,7 @@ export class RoundParticipant {
   private state(ref: { runId: string; round: number } | null): RoundState | undefined {
     if (!ref) return undefined;
     const st = this.rounds.get(this.key(ref.runId, ref.round));
-    return st && !st.dropped ? st : undefined;
+    return st && !st.dropped && !st.abandon.signal.aborted ? st : undefined;
   }
 
   /** Returns true (and vanishes) when the simulated dropout phase is reached. */
@@ -126,11 +163,38 @@ export class RoundParticipant {
     return true;
   }
 
-  private async onInvite(inv: NonNullable<ServerEvent["invite"]>): Promise<void> {
+  /**
+   * Opens an invitation unless a newer attempt of its round was already invited (then it is
+   * skipped unopened, and undefined returned); the signed config must match the label.
+   */
+  private openInvite(inv: NonNullable<ServerEvent["invite"]>): RoundConfig | undefined {
+    const label = inv.ref;
+    if (label && (this.newest.get(this.key(label.runId, label.round)) ?? -1) > inv.attempt) {
+      this.o.hooks.onEvent?.({ type: "superseded", runId: label.runId, round: label.round, attempt: inv.attempt });
+      return undefined;
+    }
     const cfg = openRoundConfig(inv.configJson, new Uint8Array(inv.configSignature), this.coordinatorKey);
+    if (label && (label.runId !== cfg.runId || label.round !== cfg.round || inv.attempt !== cfg.attempt)) {
+      throw new Error(`invitation labelled ${label.runId}/${label.round} attempt ${inv.attempt} carries the signed config of ${cfg.runId}/${cfg.round} attempt ${cfg.attempt}`);
+    }
+    const k = this.key(cfg.runId, cfg.round);
+    const newest = this.newest.get(k) ?? -1;
+    const current = this.rounds.get(k);
+    if (newest > cfg.attempt || (current && current.cfg.attempt > cfg.attempt)) {
+      this.o.hooks.onEvent?.({ type: "superseded", runId: cfg.runId, round: cfg.round, attempt: cfg.attempt });
+      return undefined;
+    }
+    this.newest.set(k, cfg.attempt);
+    if (current && current.cfg.attempt < cfg.attempt) this.supersede(current);
+    return cfg;
+  }
+
+  private async onInvite(inv: NonNullable<ServerEvent["invite"]>): Promise<void> {
+    const cfg = this.openInvite(inv);
+    if (!cfg) return;
     // The signed cohort names no device: this device is the member at the invitation's index,
     // and that member must carry this device's identity key.
-    const me = cfg.cohort.find((m) => m.index === inv.index);
+    const me = cfg.cohort[inv.index]?.index === inv.index ? cfg.cohort[inv.index] : cfg.cohort.find((m) => m.index === inv.index);
     if (!me) throw new Error(`invitation for round ${cfg.round} does not list index ${inv.index}`);
     if (me.identityPublicKey !== Buffer.from(this.o.identity.publicRaw).toString("base64")) throw new Error(`invitation lists another identity key at this device's index ${inv.index}`);
     const cp = inv.checkpoint;
@@ -154,16 +218,19 @@ export class RoundParticipant {
       me.index,
       { privateKey: this.o.identity.privateKey },
     );
-    const st: RoundState = { cfg, index: me.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), evaluation: undefined, event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false };
+    const st: RoundState = {
+      cfg, index: me.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), evaluation: undefined, event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false,
+      identityOf: new Map(cfg.cohort.map((m) => [m.index, m.identityPublicKey])), abandon: new AbortController(),
+    };
     this.rounds.set(this.key(cfg.runId, cfg.round), st);
     if (this.dropsNow(st, "advertise")) return;
     this.o.hooks.onEvent?.({ type: "joined", ...ref, projectedEpsilon: decision.projectedEpsilon });
     // Training (or evaluation) starts now and overlaps the key phases; awaited at MaskedInput.
     if (cfg.evaluation) {
-      st.evaluation = this.o.hooks.evaluate!(cfg, weights);
+      st.evaluation = this.o.hooks.evaluate!(cfg, weights, st.abandon.signal);
       st.evaluation.catch(() => undefined);
     } else {
-      st.training = this.o.hooks.train(cfg, weights);
+      st.training = this.o.hooks.train(cfg, weights, st.abandon.signal);
       st.training.catch(() => undefined);
     }
     const keys = secagg.advertiseKeys();
@@ -173,13 +240,15 @@ export class RoundParticipant {
   private async onRoster(roster: NonNullable<ServerEvent["roster"]>): Promise<void> {
     const st = this.state(roster.ref);
     if (!st || this.dropsNow(st, "share")) return;
-    const identity = new Map(st.cfg.cohort.map((m) => [m.index, Buffer.from(m.identityPublicKey, "base64")]));
+    // The roster carries this device's own and its neighbours' advertisements (and the list of
+    // every advertiser); each is checked against the identity key the signed cohort gives its index.
     const entries = roster.keys.map((k) => {
-      const id = identity.get(k.index);
+      const id = st.identityOf.get(k.index);
       if (!id) throw new Error(`roster lists index ${k.index}, which is not in the signed cohort`);
-      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), selfMaskCommitment: new Uint8Array(k.selfMaskCommitment), signature: new Uint8Array(k.signature), identityPublicKey: new Uint8Array(id) };
+      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), selfMaskCommitment: new Uint8Array(k.selfMaskCommitment), signature: new Uint8Array(k.signature), identityPublicKey: new Uint8Array(Buffer.from(id, "base64")) };
     });
-    const shares = st.secagg.shareKeys(entries);
+    for (const i of roster.advertised) if (!st.identityOf.has(i)) throw new Error(`roster lists index ${i} as an advertiser, which is not in the signed cohort`);
+    const shares = st.secagg.shareKeys(entries, roster.advertised.length > 0 ? roster.advertised : undefined);
     await this.o.client.unary("Rounds", "ShareKeys", {
       ref: { runId: st.cfg.runId, round: st.cfg.round },
       shares: shares.map((s) => ({ from: s.from, to: s.to, ciphertext: Buffer.from(s.ciphertext) })),
@@ -208,8 +277,8 @@ export class RoundParticipant {
 
   /** The training pipeline's input: the update clipped, noised and quantized; undefined if this device dropped. */
   private async trainingInput(st: RoundState): Promise<{ encoded: ModularVector; event: ParticipantEvent } | undefined> {
-    const update = await st.training;
-    if (st.dropped || this.dropsNow(st, "masked-input")) return undefined;
+    const update = await untilAbandoned(st.training, st.abandon.signal);
+    if (!update || st.dropped || this.dropsNow(st, "masked-input")) return undefined;
     const cfg = st.cfg;
     if (update.delta.length !== cfg.parameterCount) throw new Error(`local update has ${update.delta.length} values, expected ${cfg.parameterCount}`);
     const dp = calibrateDistributedDp(dpInputsFor(cfg));
@@ -223,8 +292,8 @@ export class RoundParticipant {
 
   /** An evaluation round's input: the held-out counts, bounded and noised; undefined if this device dropped. */
   private async evaluationInput(st: RoundState, evaluation: Promise<EvalCounts>): Promise<{ encoded: ModularVector; event: ParticipantEvent } | undefined> {
-    const counts = await evaluation;
-    if (st.dropped || this.dropsNow(st, "masked-input")) return undefined;
+    const counts = await untilAbandoned(evaluation, st.abandon.signal);
+    if (!counts || st.dropped || this.dropsNow(st, "masked-input")) return undefined;
     return { encoded: evalInput(st.cfg, counts), event: { type: "evaluated", runId: st.cfg.runId, round: st.cfg.round, examples: counts.examples } };
   }
 
@@ -258,3 +327,15 @@ export class RoundParticipant {
   }
 }
 
+/** The promise's value, or undefined as soon as `signal` aborts (the attempt was superseded). */
+function untilAbandoned<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const stop = (): void => resolve(undefined);
+    signal.addEventListener("abort", stop, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener("abort", stop), resolve(signal.aborted ? undefined : v)),
+      (e: unknown) => (signal.removeEventListener("abort", stop), reject(e)),
+    );
+  });
+}

@@ -16,6 +16,11 @@ export interface SubscriptionOptions {
   backend: string;
   eligible: () => boolean;
   onEvent: (ev: ServerEvent) => Promise<void>;
+  /**
+   * Called synchronously as each event arrives, before it waits its turn for `onEvent` (the
+   * participant's `arrived`: a newer attempt's invitation stops the older attempt's work now).
+   */
+  onArrival?: (ev: ServerEvent) => void;
   onStatus?: (s: { connected: boolean; detail?: string }) => void;
   /** Cap of the jittered backoff (default 10 s). */
   maxBackoffMs?: number;
@@ -54,6 +59,7 @@ export class RoundSubscription {
         this.failures = 0;
         this.o.onStatus?.({ connected: true });
       }
+      this.o.onArrival?.(ev);
       this.queue = this.queue.then(() => this.o.onEvent(ev)).catch(() => undefined);
     });
     s.on("metadata", () => this.o.onStatus?.({ connected: true }));

@@ -115,7 +115,8 @@ export class ActiveRound {
     const idx = this.memberIndex(deviceId);
     if (this.phase !== "masked-input" && this.phase !== "share") throw failedPrecondition(`round ${this.key} does not take attestations in phase ${this.phase}`);
     if (this.attestations.has(idx)) throw new RpcError(grpc.status.ALREADY_EXISTS, `device index ${idx} already attested round ${this.key}`);
-    const member = this.config.cohort.find((m) => m.index === idx)!;
+    // Members are listed by index (round-runner builds them so): O(1), not a scan per attestation.
+    const member = this.config.cohort[idx]?.index === idx ? this.config.cohort[idx] : this.config.cohort.find((m) => m.index === idx)!;
     if (!verifyBytes(publicKeyFromRaw(Buffer.from(member.identityPublicKey, "base64")), body, signature)) {
       throw new RpcError(grpc.status.INVALID_ARGUMENT, "attestation signature does not verify against the device identity");
     }

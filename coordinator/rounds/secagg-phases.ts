@@ -7,7 +7,7 @@
  * with the sum, whether progress is persisted — stays with the caller.
  */
 import type { ModularVector } from "../../shared/modular/index.ts";
-import { wireAdvertisedKeys, type AdvertisedKeys, type EncryptedShare, type UnmaskRequest } from "../../shared/secagg/index.ts";
+import { type AdvertisedKeys, type EncryptedShare, type UnmaskRequest } from "../../shared/secagg/index.ts";
 import type { ActiveRound } from "./active-round.ts";
 import { PhaseGate } from "./phase-gate.ts";
 import { runConsistencyPhase } from "./consistency-phase.ts";
@@ -95,7 +95,7 @@ async function advertisePhase(r: SecAggRound): Promise<AdvertisedKeys[]> {
   await r.onPhase?.("advertise");
   const checkpoint = Buffer.from(r.invitation.weights.buffer, r.invitation.weights.byteOffset, r.invitation.weights.byteLength);
   active.gate = new PhaseGate(cohort, active.config.deadlines.advertise);
-  const invites = ctx.hub.encodeInvites({ configJson: r.invitation.json, configSignature: Buffer.from(r.invitation.signature), checkpoint });
+  const invites = ctx.hub.encodeInvites({ ref: refOf(active), attempt: active.config.attempt, configJson: r.invitation.json, configSignature: Buffer.from(r.invitation.signature), checkpoint });
   await fanOut(ctx.hub, active, cohort, invites);
   await boundary(ctx, active.config.runId, r.signal);
   counts.declined = active.declines.size;
@@ -111,9 +111,9 @@ async function shareKeysPhase(r: SecAggRound, roster: AdvertisedKeys[]): Promise
   await r.onPhase?.("share");
   const advertisers = [...active.answered.advertise];
   active.gate = new PhaseGate(advertisers, active.config.deadlines.share);
-  // One roster for the whole cohort: serialized once, not once per device (O(n) not O(n²)).
-  const rosterMsg = ctx.hub.encodeOnce({ roster: { ref: refOf(active), keys: roster.map(wireAdvertisedKeys) } });
-  await fanOut(ctx.hub, active, advertisers, () => rosterMsg);
+  // Each device's roster: every advertiser's index, but only its own and its neighbours' keys.
+  const rosterOf = ctx.hub.encodeRosters(refOf(active), roster.map((k) => k.index), (i) => active.secagg.rosterFor(i));
+  await fanOut(ctx.hub, active, advertisers, rosterOf);
   await boundary(ctx, active.config.runId, r.signal);
   counts.shared = active.answered.share.size;
   counts.dropouts.share = advertisers.length - counts.shared;
@@ -143,9 +143,9 @@ async function unmaskPhase(r: SecAggRound, request: UnmaskRequest): Promise<Modu
   // Only survivors that signed the set are asked (the others could not be answered).
   const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
   active.gate = new PhaseGate(signers, Math.max(active.config.deadlines.unmask, Date.now() + r.unmaskMs));
-  const signatures = (request.signatures ?? []).map((s) => ({ index: s.index, signature: Buffer.from(s.signature) }));
-  const unmaskMsg = ctx.hub.encodeOnce({ unmask: { ref: refOf(active), survivors: request.survivors, dropouts: request.dropouts, signatures } });
-  await fanOut(ctx.hub, active, signers, () => unmaskMsg);
+  // Each device gets the sets and the signatures of its own neighbourhood (those it checks).
+  const unmaskOf = ctx.hub.encodeUnmaskRequests(refOf(active), request.survivors, request.dropouts, request.signatures ?? [], (i) => active.secagg.neighbourhood(i));
+  await fanOut(ctx.hub, active, signers, unmaskOf);
   await boundary(ctx, active.config.runId, r.signal);
   counts.unmasked = active.answered.unmask.size;
   counts.dropouts.unmask = request.survivors.length - counts.unmasked;

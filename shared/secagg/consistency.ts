@@ -32,11 +32,13 @@ export function sameSet(a: readonly number[], b: readonly number[]): boolean {
 /**
  * The number of distinct signers among `allowed` whose signature over `payload` verifies
  * against their identity key. Signatures from anyone else, duplicates and bad signatures count
- * for nothing.
+ * for nothing. Stops counting at `enough` (the count is then `enough`).
  */
-export function countValidSigners(payload: Uint8Array, signatures: readonly SurvivorSignature[], allowed: ReadonlySet<number>, identityOf: (index: number) => KeyObject | undefined): number {
+export function countValidSigners(payload: Uint8Array, signatures: readonly SurvivorSignature[], allowed: ReadonlySet<number>, identityOf: (index: number) => KeyObject | undefined, enough = Infinity): number {
   const valid = new Set<number>();
   for (const s of signatures) {
+    // The caller needs at least `enough`: once that many verified, the rest cannot change its decision.
+    if (valid.size >= enough) break;
     if (valid.has(s.index) || !allowed.has(s.index)) continue;
     const key = identityOf(s.index);
     if (key && s.signature.length === 64 && verifyBytes(key, payload, s.signature)) valid.add(s.index);

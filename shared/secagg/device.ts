@@ -26,6 +26,8 @@ export class SecAggDevice {
   private readonly s: X25519Pair = generateX25519();
   private readonly seed = new Uint8Array(randomBytes(32));
   private roster = new Map<number, RosterEntry>();
+  /** Every device that advertised keys this round (the graph is built over them). */
+  private participants = new Set<number>();
   private neighbours: number[] = [];
   /** Shares held for each neighbour v: [b_v-share, s_sk_v-share]. */
   private readonly held = new Map<number, { b: Uint8Array; s: Uint8Array }>();
@@ -57,14 +59,22 @@ export class SecAggDevice {
     return { index: this.self, cPk: this.c.publicRaw, sPk: this.s.publicRaw, selfMaskCommitment: commitment, signature: signBytes(this.identity.privateKey, payload) };
   }
 
-  /** Verifies every advertisement, then Shamir-shares b and s_sk among the neighbours. */
-  shareKeys(roster: RosterEntry[]): EncryptedShare[] {
+  /**
+   * Verifies the neighbours' advertisements, then Shamir-shares b and s_sk among them.
+   * `participants` are all the devices that advertised keys (the graph is built over them); the
+   * roster then needs to carry only this device's own and its neighbours' keys (SecAgg+: a
+   * device never uses anyone else's). Without it, the roster's indices are the participants.
+   */
+  shareKeys(roster: RosterEntry[], participants?: readonly number[]): EncryptedShare[] {
     this.expect("share");
     const seen = new Map<number, RosterEntry>();
     for (const r of roster) {
       if (seen.has(r.index)) throw new SecAggError("DUPLICATE", `roster lists device ${r.index} twice`);
       seen.set(r.index, r);
     }
+    const all = new Set(participants ?? seen.keys());
+    if (participants && all.size !== participants.length) throw new SecAggError("DUPLICATE", "the list of devices that advertised keys names one twice");
+    for (const i of seen.keys()) if (!all.has(i)) throw new SecAggError("UNKNOWN_PEER", `the roster carries keys of device ${i}, which is not listed as having advertised`);
     // Only neighbours' keys are ever used, so only their signatures need checking: k, not n,
     // verifications per device (this is what keeps SecAgg+ device cost at O(log n)).
     const verify = (r: RosterEntry): void => {
@@ -77,10 +87,15 @@ export class SecAggDevice {
     if (!mine || Buffer.compare(Buffer.from(mine.sPk), Buffer.from(this.s.publicRaw)) !== 0 || Buffer.compare(Buffer.from(mine.cPk), Buffer.from(this.c.publicRaw)) !== 0) {
       throw new SecAggError("UNKNOWN_PEER", "the roster does not carry this device's own advertised keys");
     }
-    if (seen.size < this.cfg.threshold + 1) throw new SecAggError("TOO_FEW_SURVIVORS", `only ${seen.size} devices advertised keys; threshold is ${this.cfg.threshold}`);
+    if (all.size < this.cfg.threshold + 1) throw new SecAggError("TOO_FEW_SURVIVORS", `only ${all.size} devices advertised keys; threshold is ${this.cfg.threshold}`);
     this.roster = seen;
-    this.neighbours = neighboursOf(this.cfg, [...seen.keys()], this.self) ?? [];
-    for (const v of this.neighbours) verify(seen.get(v)!);
+    this.participants = all;
+    this.neighbours = neighboursOf(this.cfg, [...all], this.self) ?? [];
+    for (const v of this.neighbours) {
+      const r = seen.get(v);
+      if (!r) throw new SecAggError("UNKNOWN_PEER", `the roster lacks the advertised keys of neighbour ${v}`);
+      verify(r);
+    }
     for (const v of [...this.neighbours, this.self]) {
       const id = seen.get(v)!.identityPublicKey;
       this.identities.set(v, id instanceof Uint8Array ? publicKeyFromRaw(id) : id);
@@ -137,7 +152,7 @@ export class SecAggDevice {
     if (!survivors.has(this.self)) throw new SecAggError("UNSAFE_UNMASK", "this device is not listed among the survivors");
     const floor = Math.max(this.cfg.threshold, this.cfg.minSurvivors ?? 0);
     if (survivors.size < floor) throw new SecAggError("UNSAFE_UNMASK", `only ${survivors.size} survivors; refusing to help unmask fewer than ${floor} inputs`);
-    for (const v of survivors) if (!this.roster.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
+    for (const v of survivors) if (!this.participants.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
     // A surviving neighbour masked its input with this device only if its shares reached it.
     for (const v of this.neighbours) if (survivors.has(v) && !this.held.has(v)) throw new SecAggError("UNSAFE_UNMASK", `neighbour ${v} is listed as a survivor but never shared keys with this device`);
     return survivors;
@@ -166,12 +181,12 @@ export class SecAggDevice {
     if (!this.signedSet || !sameSet(req.survivors, this.signedSet)) throw new SecAggError("UNSAFE_UNMASK", "the unmasking request names a survivor set other than the one this device signed");
     const survivors = this.checkSurvivorSet(req.survivors);
     const signers = new Set([...this.neighbours, this.self].filter((v) => survivors.has(v)));
-    const valid = countValidSigners(consistencyPayload(this.cfg, this.signedSet), req.signatures ?? [], signers, (i) => this.identities.get(i));
+    const valid = countValidSigners(consistencyPayload(this.cfg, this.signedSet), req.signatures ?? [], signers, (i) => this.identities.get(i), this.cfg.threshold);
     if (valid < this.cfg.threshold) throw new SecAggError("UNSAFE_UNMASK", `only ${valid} valid signatures on the survivor set from this device's neighbourhood; ${this.cfg.threshold} needed`);
     const dropouts = new Set(req.dropouts);
     if (dropouts.size !== req.dropouts.length) throw new SecAggError("UNSAFE_UNMASK", "duplicate indices in the unmasking request");
     for (const v of dropouts) if (survivors.has(v)) throw new SecAggError("UNSAFE_UNMASK", `device ${v} is listed as both surviving and dropped`);
-    for (const v of dropouts) if (!this.roster.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
+    for (const v of dropouts) if (!this.participants.has(v)) throw new SecAggError("UNKNOWN_PEER", `device ${v} did not advertise keys this round`);
     const neighbourSet = new Set(this.neighbours);
     for (const v of dropouts) {
       // Only neighbours concern this device. A dropped neighbour must be one it exchanged shares

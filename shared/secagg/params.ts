@@ -101,8 +101,26 @@ function validate(n: number, r: ThreatRates): void {
   if (!(r.corruptFraction >= 0 && r.corruptFraction <= 0.5)) throw new Error(`corrupt fraction must be in [0, 0.5], got ${r.corruptFraction}`);
 }
 
+/**
+ * Pure functions of (n, k, rates) whose hypergeometric tails cost ~10 ms at n = 3,000, and
+ * which a device recomputes for every invitation (its guard checks the round's floors):
+ * remembered per argument list, a bounded number of them.
+ */
+const memo = new Map<string, unknown>();
+function remembered<T>(key: string, compute: () => T): T {
+  if (memo.has(key)) return memo.get(key) as T;
+  const v = compute();
+  if (memo.size >= 256) memo.clear();
+  memo.set(key, v);
+  return v;
+}
+
 /** Smallest t that is safe against an equivocating coordinator for this (n, k). */
 export function minimumThreshold(n: number, k: number, r: ThreatRates): number {
+  return remembered(`tmin|${n}|${k}|${r.dropoutFraction}|${r.corruptFraction}`, () => computeMinimumThreshold(n, k, r));
+}
+
+function computeMinimumThreshold(n: number, k: number, r: ThreatRates): number {
   if (k >= n - 1) {
     const c = corruptCount(n, r.corruptFraction);
     return Math.min(n - 1, Math.max(2, Math.floor((n - 1 + c) / 2) + 1, c + 1));
@@ -156,8 +174,11 @@ function sparseParams(n: number, r: ThreatRates, fullGraphMax: number): { degree
 /** The floors a device enforces: minimum degree for n, and the minimum threshold at that degree. */
 export function secaggFloors(n: number, r: ThreatRates, fullGraphMax = FULL_GRAPH_MAX): { minDegree: number; minThreshold: number } {
   validate(n, r);
-  const sparse = sparseParams(n, r, fullGraphMax);
-  return sparse ? { minDegree: sparse.degree, minThreshold: sparse.threshold } : { minDegree: n - 1, minThreshold: minimumThreshold(n, n - 1, r) };
+  const floors = remembered(`floors|${n}|${r.dropoutFraction}|${r.corruptFraction}|${fullGraphMax}`, () => {
+    const sparse = sparseParams(n, r, fullGraphMax);
+    return sparse ? { minDegree: sparse.degree, minThreshold: sparse.threshold } : { minDegree: n - 1, minThreshold: minimumThreshold(n, n - 1, r) };
+  });
+  return { ...floors };
 }
 
 /**

@@ -9,7 +9,7 @@ import { addInPlace, limbsFor, zeros, type ModularVector } from "../modular/inde
 import { publicKeyFromRaw, verifyBytes } from "../crypto/ed25519.ts";
 import { SecAggError } from "./errors.ts";
 import { bytesToField, fieldToBytes, SHARE_BYTES, type Share } from "./shamir.ts";
-import { decodeSecret, locateErrors, type DecodedSecret } from "./share-decoding.ts";
+import { agreedSecrets, decodeSecret, locateErrors, type DecodedSecret } from "./share-decoding.ts";
 import { agree, assertUsablePublicKey, x25519Private, x25519PublicOf, x25519Public } from "./x25519.ts";
 import { pairMaskKey, pairTranscript, selfMaskCommitment, selfMaskKey } from "./prg.ts";
 import { addMaskInPlace } from "./mask-prg.ts";
@@ -23,12 +23,19 @@ export class SecAggServer {
   private stage: Stage = "advertise";
   private readonly identity = new Map<number, KeyObject>();
   private readonly keys = new Map<number, AdvertisedKeys>();
+  /** Every advertised public key (hex, c_pk and s_pk alike) → the device that advertised it. */
+  private readonly advertisedBy = new Map<string, number>();
   private graph = new Map<number, number[]>();
   private readonly outbox = new Map<number, EncryptedShare[]>();
   private readonly shared = new Set<number>();
   private readonly masked = new Set<number>();
   private sum: ModularVector;
   private request: UnmaskRequest | undefined;
+  /** The request's survivor and dropout sets, built once (every device's message is checked against them). */
+  private survivorSet = new Set<number>();
+  private dropoutSet = new Set<number>();
+  /** What every survivor signs (the same bytes for all: built once, not per signature). */
+  private consistencyMessage: Buffer | undefined;
   private readonly bShares = new Map<number, Map<number, Uint8Array>>();
   private readonly sShares = new Map<number, Map<number, Uint8Array>>();
   private readonly unmasked = new Set<number>();
@@ -80,13 +87,15 @@ export class SecAggServer {
     }
     // Round keys are fresh per device and attempt: a key another member already advertised is a
     // copy (finding I1), and a copied s_pk would make two members' masks and shares collide.
-    for (const other of this.keys.values()) {
-      for (const mine of [k.cPk, k.sPk]) {
-        if (Buffer.from(mine).equals(Buffer.from(other.cPk)) || Buffer.from(mine).equals(Buffer.from(other.sPk))) {
-          throw new SecAggError("DUPLICATE", `device ${k.index} advertised a key that device ${other.index} already advertised`);
-        }
-      }
+    // Looked up by value (hex) in one map of every key advertised: O(1) per device, not O(n).
+    const cHex = Buffer.from(k.cPk).toString("hex");
+    const sHex = Buffer.from(k.sPk).toString("hex");
+    for (const mine of [cHex, sHex]) {
+      const other = this.advertisedBy.get(mine);
+      if (other !== undefined) throw new SecAggError("DUPLICATE", `device ${k.index} advertised a key that device ${other} already advertised`);
     }
+    this.advertisedBy.set(cHex, k.index);
+    this.advertisedBy.set(sHex, k.index);
     this.keys.set(k.index, k);
   }
 
@@ -96,6 +105,21 @@ export class SecAggServer {
     this.graph = neighbourGraph(this.cfg, [...this.keys.keys()]);
     this.stage = "share";
     return [...this.keys.values()].sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * The advertisements device `i` needs after AdvertiseKeys: its own and its neighbours' (sorted
+   * by index). Sent with the list of every advertiser, this is its roster — O(k) keys, not O(n).
+   */
+  rosterFor(i: number): AdvertisedKeys[] {
+    const nbrs = this.graph.get(i);
+    if (!nbrs) throw new SecAggError("UNKNOWN_PEER", `device ${i} did not advertise keys this round`);
+    return [...nbrs, i].sort((a, b) => a - b).map((v) => this.keys.get(v)!);
+  }
+
+  /** Device `i` and its neighbours (sorted): whose survivor-set signatures `i` checks before unmasking. */
+  neighbourhood(i: number): number[] {
+    return [...(this.graph.get(i) ?? []), i].sort((a, b) => a - b);
   }
 
   receiveShares(from: number, shares: EncryptedShare[]): void {
@@ -147,6 +171,8 @@ export class SecAggServer {
     const survivors = [...this.masked].sort((a, b) => a - b);
     const dropouts = [...this.shared].filter((u) => !this.masked.has(u)).sort((a, b) => a - b);
     this.request = { survivors, dropouts };
+    this.survivorSet = new Set(survivors);
+    this.dropoutSet = new Set(dropouts);
     this.stage = "consistency";
     return this.request;
   }
@@ -154,9 +180,10 @@ export class SecAggServer {
   /** A survivor's signature over the survivor set; checked against its enrolled identity. */
   receiveConsistency(s: SurvivorSignature): void {
     this.expect("consistency");
-    if (!this.request!.survivors.includes(s.index)) throw new SecAggError("UNKNOWN_PEER", `device ${s.index} is not a survivor`);
+    if (!this.survivorSet.has(s.index)) throw new SecAggError("UNKNOWN_PEER", `device ${s.index} is not a survivor`);
     if (this.signatures.has(s.index)) throw new SecAggError("DUPLICATE", `device ${s.index} already signed the survivor set`);
-    if (!verifyBytes(this.identity.get(s.index)!, consistencyPayload(this.cfg, this.request!.survivors), s.signature)) {
+    this.consistencyMessage ??= consistencyPayload(this.cfg, this.request!.survivors);
+    if (!verifyBytes(this.identity.get(s.index)!, this.consistencyMessage, s.signature)) {
       throw new SecAggError("BAD_SIGNATURE", `device ${s.index}'s signature over the survivor set does not verify`);
     }
     this.signatures.set(s.index, s.signature);
@@ -174,13 +201,12 @@ export class SecAggServer {
 
   receiveUnmask(u: UnmaskShares): void {
     this.expect("unmask");
-    const req = this.request!;
-    if (!req.survivors.includes(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} is not a survivor`);
+    if (!this.survivorSet.has(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} is not a survivor`);
     if (!this.signatures.has(u.from)) throw new SecAggError("UNKNOWN_PEER", `device ${u.from} did not sign the survivor set`);
     if (this.unmasked.has(u.from)) throw new SecAggError("DUPLICATE", `device ${u.from} already sent its unmasking shares`);
     const nbrs = new Set(this.graph.get(u.from) ?? []);
-    const survivors = new Set(req.survivors);
-    const dropouts = new Set(req.dropouts);
+    const survivors = this.survivorSet;
+    const dropouts = this.dropoutSet;
     const check = (owner: number, share: Uint8Array, allowed: Set<number>, kind: string): void => {
       if (!allowed.has(owner)) throw new SecAggError("UNSAFE_UNMASK", `${kind} share for ${owner}, which this request does not ask for`);
       if (!nbrs.has(owner)) throw new SecAggError("NOT_NEIGHBOUR", `${kind} share for ${owner}, not a neighbour of ${u.from}`);
@@ -218,13 +244,8 @@ export class SecAggServer {
     throw new SecAggError("BAD_SHARE", message);
   }
 
-  /**
-   * The owner's secret from its revealed shares, error-corrected (share-decoding.ts): shares that
-   * lie off the polynomial the others determine are ignored and their holders named. `valid`
-   * checks the 32-byte secret against what the owner committed to (s_pk, or H(b)); if the shares agree
-   * with each other but not with that, the owner itself dealt wrong shares and is named.
-   */
-  private reconstruct(owner: number, shares: Map<number, Uint8Array> | undefined, what: string, valid: (secret: Uint8Array) => boolean = () => true): Uint8Array {
+  /** The owner's revealed shares as field points; holders of non-field values are named. */
+  private points(owner: number, shares: Map<number, Uint8Array> | undefined, what: string): Share[] {
     const t = this.cfg.threshold;
     const points: Share[] = [];
     for (const [holder, bytes] of shares ?? []) {
@@ -238,6 +259,19 @@ export class SecAggServer {
       this.stage = "aborted";
       throw new SecAggError("TOO_FEW_SURVIVORS", `only ${points.length} shares of device ${owner}'s ${what}; ${t} needed`);
     }
+    return points;
+  }
+
+  /**
+   * The owner's secret from its revealed shares, error-corrected (share-decoding.ts): shares that
+   * lie off the polynomial the others determine are ignored and their holders named. `valid`
+   * checks the 32-byte secret against what the owner committed to (s_pk, or H(b)); if the shares agree
+   * with each other but not with that, the owner itself dealt wrong shares and is named.
+   * `agreed`: the secret `agreedSecrets` found these shares to agree on (all owners' windows
+   * decoded in one batch), if they do.
+   */
+  private reconstruct(owner: number, points: Share[], what: string, agreed: bigint | undefined, valid: (secret: Uint8Array) => boolean = () => true): Uint8Array {
+    const t = this.cfg.threshold;
     const usable = (v: bigint): Uint8Array | undefined => {
       if (v >= 1n << 256n) return undefined;
       const bytes = fieldToBytes(v, 32);
@@ -245,7 +279,7 @@ export class SecAggServer {
     };
     let decoded: DecodedSecret;
     try {
-      decoded = decodeSecret(points, t);
+      decoded = agreed !== undefined ? { secret: agreed, corrupt: [] } : decodeSecret(points, t);
       if (!usable(decoded.secret) && decoded.corrupt.length === 0) decoded = locateErrors(points, t);
     } catch (err) {
       if (err instanceof SecAggError && err.code === "BAD_SHARE") this.abort(`the shares of device ${owner}'s ${what} are inconsistent beyond correction (${err.message})`);
@@ -260,22 +294,32 @@ export class SecAggServer {
     this.abort(`device ${owner}'s reconstructed ${what} is invalid (a revealed share is corrupt)`);
   }
 
+  /** Every owner's points, and the secret each owner's shares agree on (one batched decoding). */
+  private pointsOf(owners: readonly number[], shares: Map<number, Map<number, Uint8Array>>, what: string): { points: Share[][]; agreed: (bigint | undefined)[] } {
+    const points = owners.map((u) => this.points(u, shares.get(u), what));
+    return { points, agreed: agreedSecrets(points, this.cfg.threshold) };
+  }
+
   /** The exact sum of the survivors' inputs mod 2^bits, or a SecAggError if that is impossible. */
   finish(): ModularVector {
     this.expect("unmask");
     this.need(this.unmasked.size, "sent unmasking shares");
     const { survivors, dropouts } = this.request!;
     const out = { bits: this.sum.bits, length: this.sum.length, data: new Uint32Array(this.sum.data) };
-    for (const u of survivors) {
+    const seeds = this.pointsOf(survivors, this.bShares, "self-mask seed");
+    for (const [k, u] of survivors.entries()) {
       // The reconstructed b must open the commitment u signed when it advertised: otherwise u
       // dealt shares of a seed other than the one it masked with, and is named.
       const committed = Buffer.from(this.keys.get(u)!.selfMaskCommitment);
       const opens = (seed: Uint8Array): boolean => selfMaskCommitment(seed, this.cfg, u).equals(committed);
-      const seed = this.reconstruct(u, this.bShares.get(u), "self-mask seed", opens);
+      const seed = this.reconstruct(u, seeds.points[k]!, "self-mask seed", seeds.agreed[k], opens);
       addMaskInPlace(this.cfg.bits, out.data, selfMaskKey(seed, this.cfg, u), -1);
     }
     const survivorSet = new Set(survivors);
-    for (const v of dropouts) {
+    const keys = this.pointsOf(dropouts, this.sShares, "mask key");
+    // A survivor's s_pk, imported once though it neighbours several dropouts.
+    const sPkOf = new Map<number, KeyObject>();
+    for (const [k, v] of dropouts.entries()) {
       const sPk = this.keys.get(v)!.sPk;
       // The reconstructed secret must belong to the advertised public key; otherwise the masks
       // removed would be wrong and the sum silently corrupted.
@@ -286,11 +330,13 @@ export class SecAggServer {
           return false;
         }
       };
-      const sk = x25519Private(this.reconstruct(v, this.sShares.get(v), "mask key", matches), sPk);
+      const sk = x25519Private(this.reconstruct(v, keys.points[k]!, "mask key", keys.agreed[k], matches), sPk);
       for (const u of this.graph.get(v) ?? []) {
         if (!survivorSet.has(u)) continue;
         // u added sign(u, v)·PRG(s_uv) for v; remove exactly that.
-        const agreed = agree(sk, x25519Public(this.keys.get(u)!.sPk));
+        let pk = sPkOf.get(u);
+        if (!pk) sPkOf.set(u, (pk = x25519Public(this.keys.get(u)!.sPk)));
+        const agreed = agree(sk, pk);
         const transcript = pairTranscript(u, this.keys.get(u)!.sPk, v, this.keys.get(v)!.sPk);
         addMaskInPlace(this.cfg.bits, out.data, pairMaskKey(agreed, this.cfg, u, v, transcript), u < v ? -1 : 1);
       }

@@ -117,3 +117,100 @@ export function combineShares(shares: readonly Share[], threshold: number): bigi
   for (let i = 0; i < use.length; i++) acc = (acc + lambda[i]! * use[i]!.y) % FIELD_PRIME;
   return acc;
 }
+
+/**
+ * x mod p for x ≥ 0, by folding: p = 2^521 − 1, so 2^521 ≡ 1 and x ≡ (x mod 2^521) + ⌊x / 2^521⌋.
+ * A mask and a shift instead of a BigInt division (about twice as fast for a product of two
+ * field elements).
+ */
+export function reduceModP(x: bigint): bigint {
+  while (x > FIELD_PRIME) x = (x & FIELD_PRIME) + (x >> 521n);
+  return x === FIELD_PRIME ? 0n : x;
+}
+
+/** The exact product Π_{j≠i} (xs[j] − xs[i]), multiplied in doubles while exact and in BigInt in between. */
+function exactDenominator(xs: readonly number[], i: number): bigint {
+  let den = 1n;
+  let acc = 1;
+  for (let j = 0; j < xs.length; j++) {
+    if (j === i) continue;
+    const f = xs[j]! - xs[i]!;
+    const next = acc * f;
+    if (Math.abs(next) > 2 ** 53) {
+      den *= BigInt(acc);
+      acc = f;
+    } else acc = next;
+  }
+  return den * BigInt(acc);
+}
+
+/**
+ * The secret at 0 of each x-set's interpolation, for many sets at once: the same value as
+ * Σ lagrangeAtZero(xs)[i]·ys[i], with the denominators of all sets inverted by a single modular
+ * inversion (Montgomery's batch trick across the sets) — the coordinator reconstructs one secret
+ * per cohort member, and one 521-bit inversion costs as much as ~200 multiplications. With
+ * λ_i = X / (x_i·d_i), X = Π x_j and d_i = Π_{j≠i} (x_j − x_i): secret = X · Σ y_i·(x_i·d_i)⁻¹.
+ */
+export function interpolateAtZeroMany(sets: readonly { xs: readonly number[]; ys: readonly bigint[] }[]): bigint[] {
+  const dens: bigint[] = [];
+  for (const { xs } of sets) {
+    for (let i = 0; i < xs.length; i++) {
+      const den = exactDenominator(xs, i) * BigInt(xs[i]!);
+      if (den === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+      dens.push(den < 0n ? FIELD_PRIME - reduceModP(-den) : reduceModP(den));
+    }
+  }
+  const inverses = batchInverse(dens);
+  let at = 0;
+  return sets.map(({ xs, ys }) => {
+    let all = 1n;
+    for (const x of xs) all *= BigInt(x);
+    let acc = 0n;
+    for (let i = 0; i < xs.length; i++) acc += ys[i]! * inverses[at++]!;
+    return reduceModP(reduceModP(acc) * reduceModP(all));
+  });
+}
+
+/** Every value's inverse mod p with one inversion (prefix products, then peeled off). */
+function batchInverse(values: readonly bigint[]): bigint[] {
+  const m = values.length;
+  const prefix = new Array<bigint>(m);
+  for (let k = 0; k < m; k++) prefix[k] = k === 0 ? values[0]! : reduceModP(prefix[k - 1]! * values[k]!);
+  const out = new Array<bigint>(m);
+  let inv = m > 0 ? fieldInverse(prefix[m - 1]!) : 1n;
+  for (let k = m - 1; k >= 0; k--) {
+    out[k] = k === 0 ? inv : reduceModP(inv * prefix[k - 1]!);
+    inv = reduceModP(inv * values[k]!);
+  }
+  return out;
+}
+
+/**
+ * Lagrange coefficients at 0 for many x-sets at once (as `lagrangeAtZero` for each), with the
+ * denominators of all of them inverted by a single modular inversion (Montgomery's batch trick
+ * across the sets): the coordinator reconstructs one secret per cohort member, and one 521-bit
+ * inversion costs as much as ~200 multiplications.
+ */
+export function lagrangeAtZeroMany(sets: readonly (readonly number[])[]): bigint[][] {
+  const nums: bigint[] = [];
+  const dens: bigint[] = [];
+  for (const xs of sets) {
+    let all = 1n;
+    for (const x of xs) all *= BigInt(x);
+    for (let i = 0; i < xs.length; i++) {
+      nums.push(reduceModP(all / BigInt(xs[i]!)));
+      const den = exactDenominator(xs, i);
+      if (den === 0n) throw new SecAggError("BAD_SHARE", "duplicate share x-coordinates");
+      dens.push(den < 0n ? FIELD_PRIME - reduceModP(-den) : reduceModP(den));
+    }
+  }
+  const inverses = batchInverse(dens);
+  const lambda = inverses.map((inv, k) => reduceModP(inv * nums[k]!));
+  const out: bigint[][] = [];
+  let at = 0;
+  for (const xs of sets) {
+    out.push(lambda.slice(at, at + xs.length));
+    at += xs.length;
+  }
+  return out;
+}

@@ -6,7 +6,7 @@
  * GF(2^521 − 1); the SecAgg server uses them to name whoever sent a well-formed but wrong share.
  */
 import { SecAggError } from "./errors.ts";
-import { fieldInverse, FIELD_PRIME, lagrangeAtZero, type Share } from "./shamir.ts";
+import { fieldInverse, FIELD_PRIME, lagrangeAtZero, interpolateAtZeroMany, type Share } from "./shamir.ts";
 
 const P = FIELD_PRIME;
 
@@ -138,6 +138,37 @@ export function decodeSecret(shares: readonly Share[], t: number): DecodedSecret
   if (sorted.length === t || windowsAgree(sorted, t)) return { secret: atZero(sorted.slice(0, t)), corrupt: [] };
   return locateErrors(sorted, t);
 }
+
+/** The windows `windowsAgree` checks: t consecutive shares each, together covering all of them. */
+function windowsOf(sorted: readonly Share[], t: number): Share[][] {
+  const windows = [sorted.slice(0, t)];
+  for (let start = t; start < sorted.length; start += t) {
+    const end = Math.min(start + t, sorted.length);
+    windows.push(sorted.slice(end - t, end));
+  }
+  return windows;
+}
+
+/**
+ * `decodeSecret`'s common case for many share lists at once (one per cohort member): the secret
+ * where every window of the list gives the same secret — then no share is wrong — with the
+ * Lagrange denominators of all windows of all lists inverted together. Undefined where the
+ * windows disagree, or the list has too few or duplicate x: call `decodeSecret` for those (it
+ * locates the wrong shares, or throws).
+ */
+export function agreedSecrets(lists: readonly (readonly Share[])[], t: number): (bigint | undefined)[] {
+  const windows = lists.map((shares) => {
+    if (shares.length < t || new Set(shares.map((s) => s.x)).size !== shares.length) return [];
+    return windowsOf([...shares].sort((p, q) => p.x - q.x), t);
+  });
+  const secrets = interpolateAtZeroMany(windows.flat().map((w) => ({ xs: w.map((s) => s.x), ys: w.map((s) => s.y) })));
+  let at = 0;
+  return windows.map((ws) => {
+    const mine = secrets.slice(at, (at += ws.length));
+    return mine.length > 0 && mine.every((s) => s === mine[0]) ? mine[0] : undefined;
+  });
+}
+
 
 /**
  * Full decoding, also for shares whose windows agree but whose secret failed validation (a

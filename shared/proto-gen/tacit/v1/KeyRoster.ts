@@ -6,9 +6,11 @@ import type { AdvertisedKeys as _tacit_v1_AdvertisedKeys, AdvertisedKeys__Output
 export interface KeyRoster {
   'ref'?: (_tacit_v1_RoundRef | null);
   'keys'?: (_tacit_v1_AdvertisedKeys)[];
+  'advertised'?: (number)[];
 }
 
 export interface KeyRoster__Output {
   'ref': (_tacit_v1_RoundRef__Output | null);
   'keys': (_tacit_v1_AdvertisedKeys__Output)[];
+  'advertised': (number)[];
 }
