@@ -6,7 +6,10 @@ import type { PersonalizationConfig } from "../shared/model/index.ts";
 export interface RoundMetrics {
   round: number;
   status: string;
+  /** Example-weighted mean of the submitting devices' finite training losses. */
   trainLoss: number | null;
+  /** Devices whose local training diverged this round (they sent a zero update with its noise). */
+  divergedDevices?: number;
   eval: EvalMetrics;
   /** The global model combined on each device with its own statistics (simulation/evaluation.ts). */
   evalPersonalized?: EvalMetrics;

@@ -25,6 +25,7 @@ import { prepareInitialModel, withLocalStatistics, type InitialModel } from "./i
 import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
 import { writeJsonAtomic } from "./write-json-atomic.ts";
 import { SimulationProgress } from "./progress.ts";
+import { addDeviceLoss, type RoundLoss } from "./round-loss.ts";
 import type { FederatedEvalMetrics, RoundMetrics, SimulationMetrics } from "./metrics-types.ts";
 import type { EvaluationRecord } from "../coordinator/rounds/evaluation-round.ts";
 import { LOSS_CAP_NATS } from "../shared/eval/index.ts";
@@ -282,8 +283,8 @@ interface FederatedSim {
 interface DeviceReports {
   /** The DP events each device was charged (one per round it submitted to). */
   perDevice: Map<string, { events: DpEvent[] }>;
-  /** Example-weighted training loss per round, summed over the devices that submitted. */
-  roundLoss: Map<number, { sum: number; n: number }>;
+  /** Example-weighted training loss per round over the devices that submitted, and how many diverged. */
+  roundLoss: Map<number, RoundLoss>;
   roundDeclines: Map<number, number>;
   /** Set when a device host fails: the polling loop stops the simulation with it. */
   fatal: string | undefined;
@@ -394,10 +395,7 @@ function recordDeviceEvent(reports: DeviceReports, m: Extract<HostMessage, { typ
     const d = reports.perDevice.get(m.userId) ?? { events: [] };
     d.events.push(reports.roundEvent);
     reports.perDevice.set(m.userId, d);
-    const l = reports.roundLoss.get(e.round) ?? { sum: 0, n: 0 };
-    l.sum += e.loss * e.examples;
-    l.n += e.examples;
-    reports.roundLoss.set(e.round, l);
+    reports.roundLoss.set(e.round, addDeviceLoss(reports.roundLoss.get(e.round) ?? { sum: 0, n: 0, diverged: 0 }, e.loss, e.examples));
     progress.deviceSubmitted(e.round);
   } else if (e.type === "declined") {
     reports.roundDeclines.set(e.round, (reports.roundDeclines.get(e.round) ?? 0) + 1);
@@ -515,6 +513,7 @@ async function roundMetrics(sim: FederatedSim, f: RunFollower, r: RunStatus["rou
     round: r.round,
     status: r.status,
     trainLoss: loss && loss.n > 0 ? loss.sum / loss.n : null,
+    divergedDevices: loss?.diverged ?? 0,
     eval: evaluated.eval,
     evalPersonalized: evaluated.evalPersonalized,
     cohort: r.cohort,
