@@ -98,3 +98,52 @@ describe("ReadLedger", () => {
     expect(asked).toEqual([]);
   });
 });
+
+describe("SubmitMaskedInput", () => {
+  /** parameterCount 100 pads to 128 words (paddedDimension); a 32-bit round. */
+  function rounds(bits = 32) {
+    const got: { deviceId: string; bits: number; length: number; data: number[] }[] = [];
+    const config = { runId: "r", round: 0, parameterCount: 100, secagg: { bits }, dp: {} };
+    const api = {
+      auth: { authenticate: async () => ({ role: "device", keyId: "dev-a" }) },
+      log: { warn: () => undefined, error: () => undefined },
+      activeRound: () => ({ config, maskedInput: (deviceId: string, y: { bits: number; length: number; data: Uint32Array }) => got.push({ deviceId, bits: y.bits, length: y.length, data: Array.from(y.data) }) }),
+    } as unknown as CoordinatorApi;
+    const submit = (req: { bits: number; length: number; data: Buffer }) =>
+      new Promise<grpc.ServiceError | null>((resolve) => {
+        const handler = (buildServices(api).rounds as unknown as { SubmitMaskedInput: (call: unknown, cb: (e: grpc.ServiceError | null) => void) => void }).SubmitMaskedInput;
+        handler({ request: { ref: { runId: "r", round: 0 }, ...req }, metadata: new grpc.Metadata() }, (e) => resolve(e));
+      });
+    return { got, submit };
+  }
+
+  it("takes a vector of the round's length and bits, word for word", async () => {
+    const { got, submit } = rounds();
+    const words = Uint32Array.from({ length: 128 }, (_, i) => i * 3 + 1);
+    expect(await submit({ bits: 32, length: 128, data: Buffer.from(words.buffer) })).toBeNull();
+    expect(got).toEqual([{ deviceId: "dev-a", bits: 32, length: 128, data: Array.from(words) }]);
+  });
+
+  it("refuses another length, another bit width, or data of the wrong size, before the round sees it", async () => {
+    const { got, submit } = rounds();
+    const ok = Buffer.alloc(128 * 4);
+    for (const [req, msg] of [
+      [{ bits: 32, length: 127, data: Buffer.alloc(127 * 4) }, /length 127, this round aggregates vectors of 128/],
+      [{ bits: 64, length: 128, data: Buffer.alloc(128 * 8) }, /uses 64 bits, the round uses 32/],
+      [{ bits: 32, length: 128, data: ok.subarray(4) }, /data is 508 bytes, expected 512/],
+      [{ bits: 32, length: 128, data: Buffer.alloc(128 * 8) }, /data is 1024 bytes, expected 512/],
+    ] as const) {
+      const e = await submit(req);
+      expect(e?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(e?.details).toMatch(msg);
+    }
+    expect(got).toEqual([]);
+  });
+
+  it("a 64-bit round takes two words per coordinate", async () => {
+    const { got, submit } = rounds(64);
+    expect((await submit({ bits: 64, length: 128, data: Buffer.alloc(128 * 4) }))?.details).toMatch(/expected 1024/);
+    expect(await submit({ bits: 64, length: 128, data: Buffer.alloc(128 * 8, 1) })).toBeNull();
+    expect(got.map((g) => [g.bits, g.length, g.data.length])).toEqual([[64, 128, 256]]);
+  });
+});
