@@ -36,6 +36,8 @@ function throughShareKeys(s: ReturnType<typeof setup>, silentAtShare: number[] =
 }
 
 const code = (c: string) => expect.objectContaining({ code: c });
+/** The refusal's code (what the participant and the coordinator act on) and its message. */
+const refusal = (c: string, message: RegExp) => expect.objectContaining({ code: c, message: expect.stringMatching(message) });
 
 describe("the device's survivor-set checks (signSurvivors and unmask)", () => {
   it("refuses a survivor set with a duplicate index, an index that never advertised, or a neighbour whose shares it never got", () => {
@@ -44,9 +46,10 @@ describe("the device's survivor-set checks (signSurvivors and unmask)", () => {
     // Device 5 advertised but its shares never reached anyone; the others mask with each other only.
     for (let i = 0; i < 5; i++) s.devices[i]!.maskInput(input(i), inboxes.get(i) ?? []);
     const d0 = s.devices[0]!;
-    expect(() => d0.signSurvivors([0, 1, 1, 2, 3])).toThrow(/duplicate indices in the survivor set/);
-    expect(() => d0.signSurvivors([0, 1, 2, 3, 9])).toThrow(code("UNKNOWN_PEER"));
-    expect(() => d0.signSurvivors([0, 1, 2, 3, 5])).toThrow(/neighbour 5 is listed as a survivor but never shared keys/);
+    expect(() => d0.signSurvivors([0, 1, 1, 2, 3])).toThrow(refusal("UNSAFE_UNMASK", /duplicate indices in the survivor set/));
+    expect(() => d0.signSurvivors([1, 2, 3, 4])).toThrow(refusal("UNSAFE_UNMASK", /this device is not listed among the survivors/));
+    expect(() => d0.signSurvivors([0, 1, 2, 3, 9])).toThrow(refusal("UNKNOWN_PEER", /device 9 did not advertise keys this round/));
+    expect(() => d0.signSurvivors([0, 1, 2, 3, 5])).toThrow(refusal("UNSAFE_UNMASK", /neighbour 5 is listed as a survivor but never shared keys/));
     // Every refusal above left the device able to sign an honest set.
     expect(d0.signSurvivors([0, 1, 2, 3, 4]).index).toBe(0);
   });
@@ -73,9 +76,12 @@ describe("the device's survivor-set checks (signSurvivors and unmask)", () => {
     const set = [0, 1, 2, 3];
     const sigs = set.map((i) => s.devices[i]!.signSurvivors(set));
     const d0 = s.devices[0]!;
-    expect(() => d0.unmask({ survivors: set, dropouts: [4, 4], signatures: sigs })).toThrow(/duplicate indices in the unmasking request/);
-    expect(() => d0.unmask({ survivors: set, dropouts: [4, 7], signatures: sigs })).toThrow(code("UNKNOWN_PEER"));
-    expect(() => d0.unmask({ survivors: set, dropouts: [4, 5], signatures: sigs })).toThrow(/neighbour 5 is declared dropped but never shared keys/);
+    expect(() => d0.unmask({ survivors: [0, 1, 2, 3, 4], dropouts: [], signatures: sigs })).toThrow(refusal("UNSAFE_UNMASK", /names a survivor set other than the one this device signed/));
+    expect(() => d0.unmask({ survivors: set, dropouts: [4] })).toThrow(refusal("UNSAFE_UNMASK", /only 0 valid signatures/));
+    expect(() => d0.unmask({ survivors: set, dropouts: [4, 4], signatures: sigs })).toThrow(refusal("UNSAFE_UNMASK", /duplicate indices in the unmasking request/));
+    expect(() => d0.unmask({ survivors: set, dropouts: [3, 4], signatures: sigs })).toThrow(refusal("UNSAFE_UNMASK", /device 3 is listed as both surviving and dropped/));
+    expect(() => d0.unmask({ survivors: set, dropouts: [4, 7], signatures: sigs })).toThrow(refusal("UNKNOWN_PEER", /device 7 did not advertise keys this round/));
+    expect(() => d0.unmask({ survivors: set, dropouts: [4, 5], signatures: sigs })).toThrow(refusal("UNSAFE_UNMASK", /neighbour 5 is declared dropped but never shared keys/));
     // The honest request: b-shares of the surviving neighbours, the s-share of dropout 4 only.
     const out = d0.unmask({ survivors: set, dropouts: [4], signatures: sigs });
     expect(out.from).toBe(0);
@@ -98,6 +104,15 @@ describe("the device's survivor-set checks (signSurvivors and unmask)", () => {
     // Only strangers' signatures plus its own: one valid in its neighbourhood, two needed.
     const strangersOnly = [sigs[0]!, ...strangers.map((v) => sigs[v]!)];
     expect(() => s.devices[0]!.unmask({ survivors: all, dropouts: [], signatures: strangersOnly })).toThrow(/only 1 valid signatures/);
+    // A neighbour outside the survivor set cannot vouch for it, even with a valid signature over it.
+    const u = setup(8, 2, 2, 2);
+    const x = throughShareKeys(u);
+    u.devices.forEach((d, i) => d.maskInput(input(i), x.inboxes.get(i)!));
+    const uNbrs = neighbourGraph(u.cfg, all).get(0)!;
+    const survivorsWithoutNbr = all.filter((v) => v !== uNbrs[0]);
+    const own = u.devices[0]!.signSurvivors(survivorsWithoutNbr);
+    const fromDropped: SurvivorSignature = { index: uNbrs[0]!, signature: signBytes(u.ids[uNbrs[0]!]!.privateKey, consistencyPayload(u.cfg, survivorsWithoutNbr)) };
+    expect(() => u.devices[0]!.unmask({ survivors: survivorsWithoutNbr, dropouts: [uNbrs[0]!], signatures: [own, fromDropped] })).toThrow(/only 1 valid signatures/);
     const withNeighbour = [sigs[0]!, sigs[nbrs[0]!]!];
     expect(s.devices[0]!.unmask({ survivors: all, dropouts: [], signatures: withNeighbour }).selfMaskShares.map((x) => x.owner).sort()).toEqual([...nbrs].sort());
   });
@@ -106,6 +121,9 @@ describe("the device's survivor-set checks (signSurvivors and unmask)", () => {
 describe("consistency helpers", () => {
   it("sameSet ignores order and counts duplicates", () => {
     expect(sameSet([3, 1, 2], [1, 2, 3])).toBe(true);
+    expect(sameSet([1, 2, 3], [3, 1, 2])).toBe(true);
+    expect(sameSet([9, 10], [10, 9])).toBe(true);
+    expect(sameSet([4, 10, 9, 1], [10, 1, 9, 4])).toBe(true);
     expect(sameSet([1, 2, 3], [1, 2])).toBe(false);
     expect(sameSet([1, 1, 2], [1, 2, 2])).toBe(false);
     expect(sameSet([10, 9], [9, 10])).toBe(true); // numeric, not lexicographic, order
@@ -136,6 +154,16 @@ describe("consistency helpers", () => {
 });
 
 describe("the coordinator's neighbour checks", () => {
+  it("refuses unmasking shares from a survivor that never signed the survivor set", () => {
+    const s = setup(5, 4, 3);
+    const { inboxes } = throughShareKeys(s);
+    s.devices.forEach((d, i) => s.server.receiveMaskedInput(i, d.maskInput(input(i), inboxes.get(i)!)));
+    const shown = s.server.closeMaskedInput();
+    for (const i of [0, 1, 2, 3]) s.server.receiveConsistency(s.devices[i]!.signSurvivors(shown.survivors));
+    s.server.closeConsistency();
+    expect(() => s.server.receiveUnmask({ from: 4, selfMaskShares: [], secretKeyShares: [] })).toThrow(refusal("UNKNOWN_PEER", /device 4 did not sign the survivor set/));
+  });
+
   it("refuses shares addressed outside the sender's neighbourhood, or duplicated, or from a device that sent twice", () => {
     const s = setup(8, 2, 2, 2);
     for (const d of s.devices) s.server.receiveKeys(d.advertiseKeys());
@@ -144,13 +172,15 @@ describe("the coordinator's neighbour checks", () => {
     const nbrs = neighbourGraph(s.cfg, [0, 1, 2, 3, 4, 5, 6, 7]).get(0)!;
     const stranger = [1, 2, 3, 4, 5, 6, 7].find((v) => !nbrs.includes(v))!;
     const redirected: EncryptedShare[] = [shares[0]![0]!, { ...shares[0]![1]!, to: stranger }];
-    expect(() => s.server.receiveShares(0, redirected)).toThrow(code("NOT_NEIGHBOUR"));
+    expect(() => s.server.receiveShares(0, redirected)).toThrow(refusal("NOT_NEIGHBOUR", new RegExp(`share for ${stranger}, which is not a neighbour of 0`)));
     const twice: EncryptedShare[] = [shares[0]![0]!, shares[0]![0]!];
-    expect(() => s.server.receiveShares(0, twice)).toThrow(code("NOT_NEIGHBOUR"));
-    expect(() => s.server.receiveShares(0, shares[0]!.slice(0, 1))).toThrow(/sent 1 shares for 2 neighbours/);
-    expect(() => s.server.receiveShares(9, shares[0]!)).toThrow(code("UNKNOWN_PEER"));
+    expect(() => s.server.receiveShares(0, twice)).toThrow(refusal("NOT_NEIGHBOUR", /not a neighbour of 0 \(or a duplicate\)/));
+    expect(() => s.server.receiveShares(0, shares[0]!.slice(0, 1))).toThrow(refusal("BAD_SHARE", /device 0 sent 1 shares for 2 neighbours/));
+    expect(() => s.server.receiveShares(0, [shares[0]![0]!, { ...shares[0]![1]!, from: 3 }])).toThrow(refusal("BAD_SHARE", /share claims sender 3, caller is 0/));
+    expect(() => s.server.receiveShares(0, [shares[0]![0]!, { ...shares[0]![1]!, to: 12 }])).toThrow(refusal("UNKNOWN_PEER", /share for unknown device 12/));
+    expect(() => s.server.receiveShares(9, shares[0]!)).toThrow(refusal("UNKNOWN_PEER", /device 9 did not advertise keys this round/));
     s.server.receiveShares(0, shares[0]!);
-    expect(() => s.server.receiveShares(0, shares[0]!)).toThrow(code("DUPLICATE"));
+    expect(() => s.server.receiveShares(0, shares[0]!)).toThrow(refusal("DUPLICATE", /device 0 already sent its shares/));
   });
 
   it("routes each share to its addressee only, and only from devices that completed ShareKeys", () => {
@@ -191,14 +221,14 @@ describe("the coordinator's neighbour checks", () => {
     const nonNeighbour = alive.find((v) => v !== 0 && !graph.get(0)!.includes(v))!;
     const share32 = new Uint8Array(SHARE_BYTES);
     // Asking for what the request does not name: a survivor's s-share, a dropout's b-share.
-    expect(() => s.server.receiveUnmask({ ...r0, secretKeyShares: [{ owner: 1, share: share32 }] })).toThrow(code("UNSAFE_UNMASK"));
-    expect(() => s.server.receiveUnmask({ ...r0, selfMaskShares: [{ owner: 7, share: share32 }] })).toThrow(code("UNSAFE_UNMASK"));
-    expect(() => s.server.receiveUnmask({ ...r0, selfMaskShares: [{ owner: nonNeighbour, share: share32 }] })).toThrow(code("NOT_NEIGHBOUR"));
+    expect(() => s.server.receiveUnmask({ ...r0, secretKeyShares: [{ owner: 1, share: share32 }] })).toThrow(refusal("UNSAFE_UNMASK", /secret-key share for 1, which this request does not ask for/));
+    expect(() => s.server.receiveUnmask({ ...r0, selfMaskShares: [{ owner: 7, share: share32 }] })).toThrow(refusal("UNSAFE_UNMASK", /self-mask share for 7, which this request does not ask for/));
+    expect(() => s.server.receiveUnmask({ ...r0, selfMaskShares: [{ owner: nonNeighbour, share: share32 }] })).toThrow(refusal("NOT_NEIGHBOUR", new RegExp(`self-mask share for ${nonNeighbour}, not a neighbour of 0`)));
     const own = r0.selfMaskShares[0]!;
-    expect(() => s.server.receiveUnmask({ ...r0, selfMaskShares: [{ owner: own.owner, share: own.share.subarray(0, 31) }] })).toThrow(code("BAD_SHARE"));
-    expect(() => s.server.receiveUnmask({ ...r0, from: 7 })).toThrow(code("UNKNOWN_PEER"));
+    expect(() => s.server.receiveUnmask({ ...r0, selfMaskShares: [{ owner: own.owner, share: own.share.subarray(0, 31) }] })).toThrow(refusal("BAD_SHARE", new RegExp(`self-mask share for ${own.owner} has 31 bytes`)));
+    expect(() => s.server.receiveUnmask({ ...r0, from: 7 })).toThrow(refusal("UNKNOWN_PEER", /device 7 is not a survivor/));
     replies.forEach((r) => s.server.receiveUnmask(r));
-    expect(() => s.server.receiveUnmask(r0)).toThrow(code("DUPLICATE"));
+    expect(() => s.server.receiveUnmask(r0)).toThrow(refusal("DUPLICATE", /device 0 already sent its unmasking shares/));
     const sum = s.server.finish();
     const want = alive.reduce((acc, i) => acc.map((x, j) => x + toSigned(input(i))[j]!), [0, 0, 0, 0]);
     expect(Array.from(toSigned(sum))).toEqual(want);
