@@ -7,7 +7,8 @@ import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { generateEd25519, signBytes } from "../shared/crypto/index.ts";
 import { fromSigned } from "../shared/modular/index.ts";
-import type { RoundConfig } from "../shared/run/index.ts";
+import { attestationBody, dpInputsFor, type RoundConfig } from "../shared/run/index.ts";
+import { calibrateDistributedDp, roundEvent } from "../shared/dp/index.ts";
 import { ActiveRound } from "../coordinator/rounds/active-round.ts";
 import { PhaseGate } from "../coordinator/rounds/phase-gate.ts";
 import { toServiceError } from "../coordinator/server/status-boundary.ts";
@@ -119,6 +120,23 @@ describe("ActiveRound refuses messages that do not belong to the current phase",
     // Right names but none of the round's parameters: refused for the parameters, and nothing is recorded.
     expect(refusal(() => active.attest("dev-0", body({}), sig(body({}))))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/does not match round run-m\/4/) });
     expect(active.attestations.size).toBe(0);
+    active.gate.finish();
+  });
+
+  it("takes the round's own attestation in share or masked-input, once per device", () => {
+    const { active, ids, config } = round();
+    active.gate = new PhaseGate([0, 1, 2], Date.now() + 60_000);
+    const event = roundEvent(calibrateDistributedDp(dpInputsFor(config)));
+    const json = (i: number) => JSON.stringify(attestationBody(config, `dev-${i}`, event));
+    active.phase = "share";
+    active.attest("dev-0", json(0), signBytes(ids[0]!.privateKey, json(0)));
+    expect(refusal(() => active.attest("dev-0", json(0), signBytes(ids[0]!.privateKey, json(0))))).toMatchObject({ code: grpc.status.ALREADY_EXISTS, details: expect.stringMatching(/device index 0 already attested round run-m\/4/) });
+    active.phase = "masked-input";
+    active.attest("dev-1", json(1), signBytes(ids[1]!.privateKey, json(1)));
+    expect([...active.attestations.keys()]).toEqual([0, 1]);
+    expect(active.attestations.get(1)).toEqual({ deviceId: "dev-1", identityPublicKey: Buffer.from(ids[1]!.publicRaw).toString("base64"), body: json(1), signature: signBytes(ids[1]!.privateKey, json(1)) });
+    // Device 2 has not attested: its masked input is refused.
+    expect(refusal(() => active.maskedInput("dev-2", fromSigned(32, [0])))).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/before an accepted attestation/) });
     active.gate.finish();
   });
 });
