@@ -44,7 +44,7 @@ function refusal(f: () => void): { code: grpc.status; details: string } {
   throw new Error("expected a refusal");
 }
 
-const keys = (index: number) => ({ index, cPk: new Uint8Array(32), sPk: new Uint8Array(32), signature: new Uint8Array(64) });
+const keys = (index: number) => ({ index, cPk: new Uint8Array(32), sPk: new Uint8Array(32), selfMaskCommitment: new Uint8Array(32), signature: new Uint8Array(64) });
 
 describe("ActiveRound refuses messages that do not belong to the current phase", () => {
   it("a device outside the cohort, or claiming another index", () => {
