@@ -82,7 +82,11 @@ describe("coordinator on Redis Sentinel", () => {
     // A run launched after the switch completes too: its writes can only have landed on the
     // promoted replica, the one master left (the old one now replicates from it, read-only).
     await waitFor("the old master turned into a replica", async () => (await trio.role(trio.masterPort)) === "slave" || undefined, 60_000, 200);
-    expect(await trio.role(trio.replicaPort)).toBe("master");
+    const answer = async (port: number): Promise<string | undefined> => {
+      const role = await trio.role(port);
+      return role === "unreachable" ? undefined : role;
+    };
+    expect(await waitFor("the promoted replica answering", () => answer(trio.replicaPort), 30_000, 200)).toBe("master");
     const after = await c.launch(tinyRunSpec({ rounds: 1 }));
     expect((await c.waitRun(after, 120_000)).state).toBe("completed");
     const entries = ledgerText(c.coordinator.paths.root).trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
