@@ -8,6 +8,8 @@ export default defineConfig({
     // Integration tests start real redis-server and gRPC servers; two cores only.
     pool: "forks",
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    reporters: ["default"],
+    // The stall reporter names a test file that never ends (see its header) instead of leaving CI
+    // silent until its own limit.
+    reporters: ["default", "./test/support/stall-reporter.ts"],
   },
 });
