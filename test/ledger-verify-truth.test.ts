@@ -12,11 +12,11 @@ import { sign } from "node:crypto";
 import { canonicalJson, generateEd25519, signBytes } from "../shared/crypto/index.ts";
 import { deviceEpsilon, signPolicy, calibrateDistributedDp, roundEvent, populationEpsilonFixedSize, replaceOneGaussian, RdpAccountant, type DpEvent } from "../shared/dp/index.ts";
 import { LedgerWriter, verifyLedger } from "../shared/ledger/index.ts";
-import { attestationBody, dpInputsFor, type RoundConfig, type RunSpec } from "../shared/run/index.ts";
-import { ActiveRound } from "../coordinator/rounds/active-round.ts";
+import { attestationBody, dpInputsFor, type RunSpec } from "../shared/run/index.ts";
 import { PhaseGate } from "../coordinator/rounds/phase-gate.ts";
 import { fromSigned } from "../shared/modular/index.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
+import { activeRoundFixture } from "./support/active-round-fixture.ts";
 
 const MODEL_HASH = "ab".repeat(32);
 // z_eff = √(devices · σ²) / Δ₂ = 1, as in the audit's simulation ledger; devices = minSurvivors 6
@@ -102,21 +102,7 @@ describe("verify requires an attestation per survivor, matching the round", () =
 
 describe("the coordinator refuses an attestation that does not match its round", () => {
   const setup = () => {
-    const spec = tinyRunSpec({ noiseMultiplier: 1, cohortSize: 2, minSurvivors: 2, populationSize: 2 });
-    const ids = [generateEd25519(), generateEd25519()];
-    const config = {
-      protocol: "tacit-round-v1",
-      runId: "run-x",
-      round: 0,
-      attempt: 0,
-      modelHash: MODEL_HASH,
-      parameterCount: 100,
-      model: spec.model,
-      dp: { mechanism: "ddgauss", clip: 5, noiseMultiplier: 1, minSurvivors: 2, expectedSurvivors: 2, delta: 1e-6, rotationSeed: Buffer.alloc(32).toString("base64") },
-      secagg: { bits: 32, threshold: 2, degree: 1, mode: "full", roundSeed: Buffer.alloc(32, 1).toString("base64"), guarantee: "" },
-      cohort: ids.map((k, index) => ({ index, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
-    } as unknown as RoundConfig;
-    const active = new ActiveRound(config, new Map(ids.map((k, i) => [i, k.publicKey])), ids.map((_, i) => `dev-${i}`));
+    const { config, ids, active } = activeRoundFixture({ devices: 2, runId: "run-x", round: 0, modelHash: MODEL_HASH });
     active.phase = "masked-input";
     active.gate = new PhaseGate([0, 1], Date.now() + 60_000);
     const event = roundEvent(calibrateDistributedDp(dpInputsFor(config)));

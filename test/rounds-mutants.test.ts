@@ -5,33 +5,15 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { generateEd25519, signBytes } from "../shared/crypto/index.ts";
+import { signBytes } from "../shared/crypto/index.ts";
 import { fromSigned } from "../shared/modular/index.ts";
-import { attestationBody, dpInputsFor, type RoundConfig } from "../shared/run/index.ts";
+import { attestationBody, dpInputsFor } from "../shared/run/index.ts";
 import { calibrateDistributedDp, roundEvent } from "../shared/dp/index.ts";
-import { ActiveRound } from "../coordinator/rounds/active-round.ts";
 import { PhaseGate } from "../coordinator/rounds/phase-gate.ts";
 import { toServiceError } from "../coordinator/server/status-boundary.ts";
-import { tinyRunSpec } from "./support/cluster.ts";
+import { activeRoundFixture } from "./support/active-round-fixture.ts";
 
-function round() {
-  const spec = tinyRunSpec({ noiseMultiplier: 1, cohortSize: 3, minSurvivors: 2, populationSize: 3 });
-  const ids = [generateEd25519(), generateEd25519(), generateEd25519()];
-  const config = {
-    protocol: "tacit-round-v1",
-    runId: "run-m",
-    round: 4,
-    attempt: 0,
-    modelHash: "ab".repeat(32),
-    parameterCount: 100,
-    model: spec.model,
-    dp: { mechanism: "ddgauss", clip: 5, noiseMultiplier: 1, minSurvivors: 2, expectedSurvivors: 3, delta: 1e-6, rotationSeed: Buffer.alloc(32).toString("base64") },
-    secagg: { bits: 32, threshold: 2, degree: 2, mode: "full", roundSeed: Buffer.alloc(32, 1).toString("base64"), guarantee: "" },
-    cohort: ids.map((k, index) => ({ index, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
-  } as unknown as RoundConfig;
-  const active = new ActiveRound(config, new Map(ids.map((k, i) => [i, k.publicKey])), ["dev-0", "dev-1", "dev-2"]);
-  return { config, ids, active };
-}
+const round = () => activeRoundFixture({ devices: 3, runId: "run-m", round: 4, modelHash: "ab".repeat(32) });
 
 /** The status a thrown refusal becomes at the RPC boundary, and its message. */
 function refusal(f: () => void): { code: grpc.status; details: string } {
