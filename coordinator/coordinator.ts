@@ -80,6 +80,8 @@ export class Coordinator {
   readonly instance = newInstanceId();
   /** WatchRun streams open per principal and overall (I2); startCoordinator sizes it from the limits. */
   watchSlots = new StreamSlots("WatchRun", DEFAULT_SERVER_LIMITS.maxWatchStreamsPerPrincipal, DEFAULT_SERVER_LIMITS.maxWatchStreams);
+  /** Unread bytes a Subscribe stream may hold before its device is dropped as a slow reader (I6). */
+  subscribeBacklogBytes = DEFAULT_SERVER_LIMITS.maxSubscribeBacklogBytes;
   server: grpc.Server | undefined;
   lease: ActiveLease | undefined;
   listener: TlsListener | undefined;
@@ -292,6 +294,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   grpc.setLogVerbosity(grpc.logVerbosity.NONE);
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
   c.watchSlots = new StreamSlots("WatchRun", limits.maxWatchStreamsPerPrincipal, limits.maxWatchStreams);
+  c.subscribeBacklogBytes = limits.maxSubscribeBacklogBytes;
   const gate = requestGate({
     admit: (md, method, peer) => c.auth.admit(md, method, peer),
     capFor: (method) => requestCap(method, [...c.active.values()].map((r) => r.config)),

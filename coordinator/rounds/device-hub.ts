@@ -187,11 +187,11 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
     return [...this.connections].filter(([, c]) => c.eligible).map(([id]) => id);
   }
 
+  /** False when the device is not connected, or its stream refused the message (a slow reader, dropped). */
   send(deviceId: string, ev: ServerEvent | EncodedEvent): boolean {
     const c = this.connections.get(deviceId);
     if (!c) return false;
-    c.stream.write("encoded" in ev ? ev.encoded : ev);
-    return true;
+    return c.stream.write("encoded" in ev ? ev.encoded : ev);
   }
 
   /**

@@ -22,7 +22,8 @@ import { keyFingerprint, type DeviceRegistry } from "../state/registry.ts";
 import { isQuarantined, malformedShareReason, recordOffence } from "../state/offences.ts";
 import type { PrivacyLedger } from "../ledger/privacy-ledger.ts";
 import type { RunStore } from "../runs/run-store.ts";
-import type { DeviceHub } from "../rounds/device-hub.ts";
+import type { DeviceHub, DeviceStream } from "../rounds/device-hub.ts";
+import { WriteBacklog } from "./write-backlog.ts";
 import type { ActiveRound } from "../rounds/active-round.ts";
 import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
 
@@ -32,6 +33,8 @@ export interface CoordinatorApi {
   log: Logger;
   /** Open WatchRun streams, bounded per principal and overall (I2). */
   watchSlots: StreamSlots;
+  /** Unread bytes a Subscribe stream may hold before its device is dropped as a slow reader (I6). */
+  subscribeBacklogBytes: number;
   registry: DeviceRegistry;
   ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment" | "offence" | "offences">;
   runs: RunStore;
@@ -183,15 +186,37 @@ function subscribe(c: CoordinatorApi) {
       throw denied(`device ${caller.keyId} is quarantined after ${c.ledger.offences(caller.keyId)} offences recorded in the ledger`);
     }
     // A Buffer is an event serialized once for the whole cohort (harden-service passes it through).
-    const stream = { write: (ev: ServerEvent | Buffer) => call.write(ev as ServerEvent), end: (trailers?: Record<string, string>) => call.end(trailersOf(trailers)) };
-    c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
-    // An immediate heartbeat tells the device it is connected (and flushes headers).
-    call.write({ heartbeat: { timeMs: String(Date.now()) } });
-    const heartbeat = setInterval(() => call.write({ heartbeat: { timeMs: String(Date.now()) } }), 15_000);
+    // Every event is written serialized, so what the device has not read is counted in bytes.
+    const backlog = new WriteBacklog(c.subscribeBacklogBytes);
+    let heartbeat: NodeJS.Timeout | undefined;
+    const stream: DeviceStream = {
+      write: (ev) => {
+        const bytes = Buffer.isBuffer(ev) ? ev : c.hub.encoder ? c.hub.encoder(ev) : undefined;
+        const size = bytes?.length ?? 0;
+        if (!backlog.admit(size)) {
+          dropSlowReader();
+          return false;
+        }
+        call.write((bytes ?? ev) as ServerEvent, () => backlog.release(size));
+        return true;
+      },
+      end: (trailers) => call.end(trailersOf(trailers)),
+    };
     const gone = (): void => {
       clearInterval(heartbeat);
       c.hub.disconnect(caller.keyId, stream);
     };
+    // A device that does not read its stream is forgotten, and the messages queued for it are
+    // dropped with the stream (destroy frees them; ending it would wait for the device to read).
+    const dropSlowReader = (): void => {
+      c.log.warn({ deviceId: caller.keyId, unreadBytes: backlog.pending, limit: c.subscribeBacklogBytes }, "device is not reading its Subscribe stream: dropped as a slow reader");
+      gone();
+      call.destroy(new Error(`Subscribe stream closed: ${backlog.pending} bytes unread by the device, over the ${c.subscribeBacklogBytes}-byte limit`));
+    };
+    c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
+    // An immediate heartbeat tells the device it is connected (and flushes headers).
+    stream.write({ heartbeat: { timeMs: String(Date.now()) } });
+    heartbeat = setInterval(() => stream.write({ heartbeat: { timeMs: String(Date.now()) } }), 15_000);
     call.on("cancelled", gone);
     call.on("close", gone);
     call.on("error", gone);

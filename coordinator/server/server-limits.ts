@@ -22,6 +22,12 @@ export interface ServerLimits extends ListenerLimits {
   /** WatchRun streams one principal may hold open, and all principals together (I2). */
   maxWatchStreamsPerPrincipal: number;
   maxWatchStreams: number;
+  /**
+   * Bytes a Subscribe stream may hold that its device has not read (I6). Past it the device is
+   * dropped as a slow reader. One largest message plus room for the small ones behind it: a
+   * device that has not taken one round's invitation when the next is sent is not reading.
+   */
+  maxSubscribeBacklogBytes: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
@@ -35,6 +41,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   requestTimeoutMs: 120_000,
   maxWatchStreamsPerPrincipal: 8,
   maxWatchStreams: 32,
+  maxSubscribeBacklogBytes: MAX_MESSAGE_BYTES + (1 << 20),
 };
 
 export function grpcServerOptions(l: ServerLimits, interceptors: grpc.ServerInterceptor[]): grpc.ServerOptions {
