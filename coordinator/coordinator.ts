@@ -82,6 +82,10 @@ export class Coordinator {
   watchSlots = new StreamSlots("WatchRun", DEFAULT_SERVER_LIMITS.maxWatchStreamsPerPrincipal, DEFAULT_SERVER_LIMITS.maxWatchStreams);
   /** Unread bytes a Subscribe stream may hold before its device is dropped as a slow reader (I6). */
   subscribeBacklogBytes = DEFAULT_SERVER_LIMITS.maxSubscribeBacklogBytes;
+
+  dropConnection(peer: string): boolean {
+    return this.listener?.dropConnection(peer) ?? false;
+  }
   server: grpc.Server | undefined;
   lease: ActiveLease | undefined;
   listener: TlsListener | undefined;

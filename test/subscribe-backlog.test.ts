@@ -39,7 +39,7 @@ describe("a device that never reads its Subscribe stream (I6)", () => {
     cluster = undefined;
   });
 
-  it("is dropped once its unread invitations pass the limit, and the rounds complete without it", async () => {
+  it("is dropped, its connection closed, once its unread invitations pass the limit; the rounds complete without it", async () => {
     // A model whose checkpoint (~400 KB) is far past an HTTP/2 window: an invitation cannot sit
     // in flow-control buffers unnoticed. The limit admits one invitation, not two.
     const model = { ...TINY_MODEL, vocabBuckets: 4096, embedDim: 16 };
@@ -64,5 +64,8 @@ describe("a device that never reads its Subscribe stream (I6)", () => {
     // Round 0's invitation is still queued for it when round 1's is sent: it is dropped then.
     await waitFor("the sleeper dropped", () => !c.coordinator.hub.isConnected(sleeper.deviceId), 10_000);
     expect(c.coordinator.hub.eligibleDevices()).toHaveLength(4);
+    // Its connection is closed, so nothing stays queued for it and a device that was only asleep
+    // sees the failure and reconnects (a stream merely abandoned would leave it waiting forever).
+    await waitFor("the sleeper's connection closed", () => s.closed(), 10_000);
   });
 });

@@ -35,6 +35,8 @@ export interface CoordinatorApi {
   watchSlots: StreamSlots;
   /** Unread bytes a Subscribe stream may hold before its device is dropped as a slow reader (I6). */
   subscribeBacklogBytes: number;
+  /** Closes the connection a call came on (its getPeer()), every stream on it; false if unknown. */
+  dropConnection(peer: string): boolean;
   registry: DeviceRegistry;
   ledger: Pick<PrivacyLedger, "enrollmentToken" | "enrollment" | "offence" | "offences">;
   runs: RunStore;
@@ -206,12 +208,14 @@ function subscribe(c: CoordinatorApi) {
       clearInterval(heartbeat);
       c.hub.disconnect(caller.keyId, stream);
     };
-    // A device that does not read its stream is forgotten, and the messages queued for it are
-    // dropped with the stream (destroy frees them; ending it would wait for the device to read).
+    // A device that does not read its stream is forgotten, and its connection closed: that frees
+    // what is queued for it at every layer (grpc-js, HTTP/2, the socket), and a device that was
+    // only asleep sees its stream fail and reconnects. Ending the stream instead would wait, behind
+    // the unread messages, for the device to read.
     const dropSlowReader = (): void => {
       c.log.warn({ deviceId: caller.keyId, unreadBytes: backlog.pending, limit: c.subscribeBacklogBytes }, "device is not reading its Subscribe stream: dropped as a slow reader");
       gone();
-      call.destroy(new Error(`Subscribe stream closed: ${backlog.pending} bytes unread by the device, over the ${c.subscribeBacklogBytes}-byte limit`));
+      if (!c.dropConnection(call.getPeer())) call.destroy(new Error(`Subscribe stream closed: ${backlog.pending} bytes unread by the device, over the ${c.subscribeBacklogBytes}-byte limit`));
     };
     c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
     // An immediate heartbeat tells the device it is connected (and flushes headers).

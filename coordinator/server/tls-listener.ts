@@ -36,6 +36,11 @@ export interface TlsListener {
   port: number;
   /** Open connections per peer address (tests and diagnostics). */
   connections(peer: string): number;
+  /**
+   * Closes the connection whose remote end is `address:port` (grpc-js's getPeer() of a call on
+   * it), with every stream on it. False when there is none.
+   */
+  dropConnection(peer: string): boolean;
   close(): Promise<void>;
 }
 
@@ -49,6 +54,7 @@ export interface TlsListenerOptions {
 export async function listenTls(o: TlsListenerOptions): Promise<TlsListener> {
   const perPeer = new Map<string, number>();
   const open = new Set<Socket>();
+  const byRemote = new Map<string, Socket>();
   const server: Server = createServer((raw) => {
     const peer = raw.remoteAddress ?? "unknown";
     const n = perPeer.get(peer) ?? 0;
@@ -58,8 +64,11 @@ export async function listenTls(o: TlsListenerOptions): Promise<TlsListener> {
     }
     perPeer.set(peer, n + 1);
     open.add(raw);
+    const remote = `${raw.remoteAddress}:${raw.remotePort}`;
+    byRemote.set(remote, raw);
     raw.once("close", () => {
       open.delete(raw);
+      if (byRemote.get(remote) === raw) byRemote.delete(remote);
       const left = (perPeer.get(peer) ?? 1) - 1;
       if (left <= 0) perPeer.delete(peer);
       else perPeer.set(peer, left);
@@ -79,6 +88,11 @@ export async function listenTls(o: TlsListenerOptions): Promise<TlsListener> {
   return {
     port,
     connections: (peer) => perPeer.get(peer) ?? 0,
+    dropConnection: (peer) => {
+      const s = byRemote.get(peer);
+      s?.destroy();
+      return s !== undefined;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of open) s.destroy();

@@ -10,13 +10,15 @@ import { signedMetadata, type Credentials } from "../../shared/transport/request
 
 const PATH = "/tacit.v1.Rounds/Subscribe";
 
-export async function sleeperSubscriber(o: { address: string; caFile: string; credentials: Credentials }): Promise<{ close: () => void; session: ClientHttp2Session }> {
+export async function sleeperSubscriber(o: { address: string; caFile: string; credentials: Credentials }): Promise<{ close: () => void; session: ClientHttp2Session; closed: () => boolean }> {
   const session = connect(`https://${o.address}`, { ca: readFileSync(o.caFile), minVersion: "TLSv1.3", settings: { initialWindowSize: 0 } });
   await new Promise<void>((resolve, reject) => {
     session.once("connect", () => resolve());
     session.once("error", reject);
   });
   session.on("error", () => undefined);
+  let closed = false;
+  session.once("close", () => (closed = true));
   const headers: Record<string, string> = { ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers" };
   for (const [k, v] of Object.entries(signedMetadata(o.credentials, PATH).getMap())) headers[k] = String(v);
   const req = session.request(headers);
@@ -27,5 +29,5 @@ export async function sleeperSubscriber(o: { address: string; caFile: string; cr
   body.copy(frame, 5);
   req.end(frame);
   // No 'data' listener and no read: nothing is consumed, so no window is ever granted.
-  return { session, close: () => session.destroy() };
+  return { session, close: () => session.destroy(), closed: () => closed };
 }
