@@ -30,6 +30,8 @@ export interface StallReporterOptions {
   print: (line: string) => void;
   /** How long vitest may take to finish once every file has ended. */
   shutdownGraceMs: number;
+  /** How long the run may go with files still to run but none running (between files it is milliseconds). */
+  idleLimitMs: number;
   /** Ends the run. The default prints the reason and the process tree, then exits with `status`. */
   stop: (reason: string, status: number) => void;
 }
@@ -104,6 +106,7 @@ export class StallReporter implements Reporter {
       limitMs: envMinutes("TACIT_TEST_FILE_LIMIT_MINUTES", 45),
       checkEveryMs: 30_000,
       shutdownGraceMs: 3 * 60_000,
+      idleLimitMs: 10 * 60_000,
       now: Date.now,
       print: (line) => process.stderr.write(`${line}\n`),
       stop: printTreeAndExit,
@@ -172,7 +175,7 @@ export class StallReporter implements Reporter {
       const tests = this.ended.reduce((n, m) => n + [...m.children.allTests()].length, 0);
       const verdict = failed.length === 0 ? `all ${this.ended.length} files passed (${tests} tests)` : `${failed.length} of ${this.ended.length} files failed: ${failed.join(", ")}`;
       this.opts.stop(`[stall] every test file has ended, but vitest has not finished ${minutes(idleMs)} later (its shutdown is stuck); the results are complete: ${verdict}`, failed.length === 0 ? 0 : 1);
-    } else if (this.ended.length < this.expected! && idleMs >= this.opts.limitMs) {
+    } else if (this.ended.length < this.expected! && idleMs >= this.opts.idleLimitMs) {
       this.stopped = true;
       this.opts.stop(`[stall] no test file is running and none has started for ${minutes(idleMs)}, with ${this.expected! - this.ended.length} of ${this.expected} still to run: the run is stopped`, 1);
     }
