@@ -82,14 +82,15 @@ export class Coordinator {
   watchSlots = new StreamSlots("WatchRun", DEFAULT_SERVER_LIMITS.maxWatchStreamsPerPrincipal, DEFAULT_SERVER_LIMITS.maxWatchStreams);
   /** Unread bytes a Subscribe stream may hold before its device is dropped as a slow reader (I6). */
   subscribeBacklogBytes = DEFAULT_SERVER_LIMITS.maxSubscribeBacklogBytes;
-
-  dropConnection(peer: string): boolean {
-    return this.listener?.dropConnection(peer) ?? false;
-  }
   server: grpc.Server | undefined;
   lease: ActiveLease | undefined;
   listener: TlsListener | undefined;
   port = 0;
+
+  /** Closes the connection a call came on (its getPeer()); a slow reader's, for one (I6). */
+  dropConnection(peer: string): boolean {
+    return this.listener?.dropConnection(peer) ?? false;
+  }
 
   constructor(
     readonly paths: CoordinatorPaths,
