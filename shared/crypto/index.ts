@@ -1,2 +1,3 @@
 export * from "./ed25519.ts";
+export * from "./okp-keys.ts";
 export * from "./canonical-json.ts";
