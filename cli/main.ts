@@ -28,7 +28,22 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader of our output that went away (`tacit simulate | head`, a supervisor that died) makes
+ * the next write fail with EPIPE. Unhandled, that error kills the process on the spot, skipping
+ * the graceful stop: an embedded redis-server was left running that way. Output to a closed pipe
+ * is dropped instead, and the command stops as it would have.
+ */
+export function ignoreClosedPipes(streams: NodeJS.WritableStream[] = [process.stdout, process.stderr]): void {
+  for (const s of streams) {
+    s.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") throw err;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  ignoreClosedPipes();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

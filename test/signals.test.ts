@@ -19,7 +19,7 @@ import { CoordinatorProcess, initCoordinatorStateDir } from "./support/coordinat
 import { startFleetDevice, type FleetDevice } from "./support/fleet-device.ts";
 import { runTacit, TACIT_BIN } from "./support/run-tacit.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
-import { waitFor } from "./support/wait.ts";
+import { sleep, waitFor } from "./support/wait.ts";
 import { ledgerText } from "./support/ledger-text.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -151,6 +151,19 @@ describe("signals", () => {
     expect(after.complete).toBe(false);
     expect(after.rounds.length).toBeGreaterThanOrEqual(partial.rounds.length);
   }, 240_000);
+
+  it("SIGTERM to simulate whose stderr reader has gone still stops its Redis (a closed pipe does not kill it first)", async () => {
+    const child = spawn(process.execPath, [TACIT_BIN, "simulate", "--dataset", join(ROOT, "data/devactions"), "--clients", "3", "--rounds", "50", "--out", join(tmp, "sim-epipe")], { stdio: ["ignore", "ignore", "pipe"], cwd: ROOT });
+    cleanup.push(() => child.kill("SIGKILL"));
+    const exit = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const redis = await waitFor("the simulation's redis-server", () => (childrenNamed(child.pid!, "redis-server").length === 1 ? childrenNamed(child.pid!, "redis-server") : undefined), 120_000);
+    // The supervisor reading stderr dies: the shutdown message written on SIGTERM meets EPIPE.
+    child.stderr.destroy();
+    await sleep(500);
+    child.kill("SIGTERM");
+    expect(await exit).toBe(143);
+    await waitFor("redis-server to exit", () => !processAlive(redis[0]!) || undefined, 10_000);
+  }, 180_000);
 
   it("SIGHUP stops `client start`", async () => {
     const stateDir = join(tmp, "coord3");
