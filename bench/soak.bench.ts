@@ -80,6 +80,8 @@ async function oneRun(i: number): Promise<SoakRun> {
   const t0 = Date.now();
   // Coordinator warnings (aborted attempts, dropped jobs, watchdog) go to stderr, kept on failure.
   const child = niced(process.execPath, [join(root, "bin/tacit.js"), "simulate", "--dataset", "data/devactions", "--rounds", String(rounds), "--out", out]);
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   let stderr = "";
   const log: string[] = [];
   child.stderr!.on("data", (d: Buffer) => {
@@ -120,7 +122,16 @@ mkdirSync(dirname(resultsFile), { recursive: true });
 const busy = startBusyLoops();
 const stopBusy = (): void => busy.forEach((b) => b.kill("SIGKILL"));
 process.on("exit", stopBusy);
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => process.exit(130));
+// Stopping the soak stops its simulations the way a person would (SIGTERM: each stops its
+// Redis and keeps its metrics), and waits for them, instead of orphaning them.
+const running = new Set<ChildProcess>();
+const stopRuns = async (): Promise<void> => {
+  const exits = [...running].map((c) => new Promise((r) => c.once("exit", r)));
+  for (const c of running) c.kill("SIGTERM");
+  await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 15_000))]);
+  process.exit(130);
+};
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void stopRuns());
 
 process.stderr.write(`soak: ${runs} × ${rounds}-round simulation on data/devactions, ${concurrency} at a time, ${busy.length} busy loops, nice ${nice}, results → ${resultsFile}\n`);
 const results: SoakRun[] = [];

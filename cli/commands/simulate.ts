@@ -1,6 +1,7 @@
 /** `tacit simulate`: the federated simulation on a dataset dir (see simulation/simulate.ts). */
 import type { Command } from "commander";
 import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { CliError, parseNumber } from "../errors.ts";
 import { runSimulation, SimulationInterrupted, writeMetrics } from "../../simulation/simulate.ts";
 import { RecipeError } from "../../simulation/recipe.ts";
@@ -106,6 +107,8 @@ function reportInitialModelGain(metrics: Awaited<ReturnType<typeof runSimulation
 /** A simulation stopped by a signal has cleaned up after itself: say where its figures are and exit. */
 function exitIfInterrupted(err: unknown, shutdown: ShutdownSignals, out: string): never {
   if (!(err instanceof SimulationInterrupted)) throw err;
-  process.stderr.write(`tacit: simulation ${err.message}; the metrics so far (complete: false) are in ${out}/metrics.json\n`);
+  const metrics = join(out, "metrics.json");
+  const where = existsSync(metrics) ? `the metrics so far (complete: false) are in ${metrics}` : "no round had been recorded, so there are no metrics";
+  process.stderr.write(`tacit: simulation ${err.message}; ${where}\n`);
   process.exit(shutdown.exitCode() ?? 1);
 }
