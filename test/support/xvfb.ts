@@ -3,6 +3,7 @@
  * when other tests start X servers at the same time), optionally without RECORD.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { waitFor } from "./wait.ts";
 
 export interface XServer {
@@ -18,8 +19,17 @@ export interface XServer {
 }
 
 
+/**
+ * Kills the X server once this test process has gone. PIDs wrap at 32,768 here, so by then either
+ * number may belong to another process: each is followed by its start time (field 22 of
+ * /proc/PID/stat, read after the command name, which may hold spaces), and the server is killed
+ * only if the process with its number is still the one that started then.
+ */
 function killAfterExit(pid: number): void {
-  spawn("sh", ["-c", `while kill -0 ${process.pid} 2>/dev/null; do sleep 0.5; done; kill ${pid}`], { detached: true, stdio: "ignore" }).unref();
+  const started = (p: number): string => readFileSync(`/proc/${p}/stat`, "utf8").replace(/^.*\) /s, "").split(" ")[19]!;
+  const startOf = (p: number): string => `$(sed 's/^.*) //' /proc/${p}/stat 2>/dev/null | cut -d' ' -f20)`;
+  const script = `while [ "${startOf(process.pid)}" = "${started(process.pid)}" ]; do sleep 0.5; done; [ "${startOf(pid)}" = "${started(pid)}" ] && kill ${pid}`;
+  spawn("sh", ["-c", script], { detached: true, stdio: "ignore" }).unref();
 }
 
 /** Fails (never skips) with the install line when a tool is missing. */
