@@ -16,7 +16,7 @@ function harness() {
     limitMs: 40 * 60_000,
     shutdownGraceMs: 3 * 60_000,
     idleLimitMs: 10 * 60_000,
-    checkEveryMs: 1_000,
+    checkEveryMs: 3_600_000, // the tests call check() themselves
     now: () => now,
     print: (l) => printed.push(l),
     stop: (r, status) => (stops.push(r), statuses.push(status)),
@@ -127,5 +127,12 @@ describe("the test suite's stall watchdog", () => {
     h.at(60);
     h.reporter.check();
     expect(h.stops).toEqual([]);
+    // A rerun (watch mode) is watched again, from its own start.
+    h.reporter.onTestRunStart([{}]);
+    h.reporter.onTestModuleStart(mod("/r/test/a.test.ts"));
+    h.at(60 + 41);
+    h.reporter.check();
+    expect(h.stops).toHaveLength(1);
+    h.reporter.onTestRunEnd();
   });
 });

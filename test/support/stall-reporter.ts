@@ -115,14 +115,16 @@ export class StallReporter implements Reporter {
     this.lastEventAt = this.opts.now();
   }
 
-  onInit(): void {
-    this.timer = setInterval(() => this.check(), this.opts.checkEveryMs);
-    this.timer.unref();
-  }
-
+  /** Each run (watch mode reruns too) is watched from its own start. */
   onTestRunStart(specifications: ReadonlyArray<unknown>): void {
     this.expected = specifications.length;
     this.lastEventAt = this.opts.now();
+    this.running.clear();
+    this.ended.length = 0;
+    this.stopped = false;
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.check(), this.opts.checkEveryMs);
+    this.timer.unref();
   }
 
   onTestModuleStart(m: TestModule): void {
@@ -143,7 +145,8 @@ export class StallReporter implements Reporter {
 
   onTestRunEnd(): void {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** One look at the running files: warn about slow ones (every `warnAfterMs` at most), stop at the limit. */
