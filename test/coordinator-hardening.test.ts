@@ -1,6 +1,7 @@
 /**
  * The low findings (L1–L11) and item 5 of the 2026-11-30 security findings, each against a live
- * coordinator: who declined is in the ledger but never why; Deregister ends the stream; only a
+ * coordinator: who declined is in the ledger but never why, and a member reads only its own part
+ * of a round; Deregister ends the stream; only a
  * registered reviewer's small policy installs; ReadLedger serves pages from its index; one error
  * text for unknown and enrolled ids; Enroll is rate-limited per address before anything else;
  * TLS 1.3 only and the public name in the certificate; run specs bounded; a `null` spec refused.
@@ -12,7 +13,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateEd25519, privateKeyFromPem } from "../shared/crypto/index.ts";
+import { generateEd25519, privateKeyFromPem, publicKeyFromRaw } from "../shared/crypto/index.ts";
+import { entryHash, entrySignatureValid, provenRoles, type LedgerEntry } from "../shared/ledger/index.ts";
 import { signPolicy } from "../shared/dp/index.ts";
 import { parseRunSpec } from "../shared/run/index.ts";
 import type { RoundConfig } from "../shared/run/index.ts";
@@ -46,7 +48,7 @@ describe("coordinator hardening: low findings and policy", () => {
   });
   afterAll(async () => cluster?.stop());
 
-  it("L1: the ledger names who declined but never why, and a cohort member reads no reason", async () => {
+  it("L1: the ledger names who declined but never why; a member is served its own verified view of the round, naming no other device", async () => {
     for (let i = 0; i < 3; i++) await cluster.addDevice(`open-${i}`, { train: constantDelta(0.01) });
     const strict = await cluster.addDevice("strict", { train: constantDelta(0.01) }, { ...OPEN_LIMITS, minNoiseMultiplier: 5 });
     await cluster.waitConnected(4);
@@ -57,9 +59,25 @@ describe("coordinator hardening: low findings and policy", () => {
     const round = ledger.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "round" && e.body.runId === runId);
     expect(round.body.declined).toEqual([strict.deviceId]);
     expect(ledger).not.toMatch(/NOISE_TOO_LOW|minimum|limit/);
-    const seen = (await cluster.devices[0]!.client.readLedger(0)).join("\n");
-    expect(seen).toContain(strict.deviceId);
-    expect(seen).not.toMatch(/NOISE_TOO_LOW|minimum/);
+    // What a member is served: its own view of the round, which verifies and proves its own
+    // roles, never the other members (the reviewer above reads them all).
+    const coordinatorKey = publicKeyFromRaw(Buffer.from(String(JSON.parse(ledger.split("\n")[0]!).body.coordinatorPublicKey), "base64"));
+    const viewOf = async (d: { deviceId: string; client: CoordinatorClient }) => {
+      const lines = await d.client.readLedger(0);
+      const mine = lines.map((l) => JSON.parse(l) as LedgerEntry).find((e) => e.type === "round" && e.body.runId === runId)!;
+      expect(mine.hash).toBe(round.hash);
+      expect(entryHash(mine)).toBe(mine.hash);
+      expect(entrySignatureValid(mine, coordinatorKey)).toBe(true);
+      return { text: lines.join("\n"), roles: provenRoles(mine.body, d.deviceId) };
+    };
+    const open = cluster.devices.filter((d) => d !== strict);
+    for (const d of open) {
+      const { text, roles } = await viewOf(d);
+      expect(roles).toEqual({ inCohort: true, survived: true, declined: false });
+      for (const other of cluster.devices) if (other !== d) expect(text.includes(other.deviceId), `${d.deviceId} reads ${other.deviceId}`).toBe(false);
+      expect(text).not.toMatch(/NOISE_TOO_LOW|minimum|memberKey/);
+    }
+    expect((await viewOf(strict)).roles).toEqual({ inCohort: true, survived: false, declined: true });
     for (const d of cluster.devices.splice(0)) d.stop();
   }, 60_000);
 

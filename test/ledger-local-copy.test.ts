@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateEd25519 } from "../shared/crypto/ed25519.ts";
-import { LedgerWriter, checkLocalCopy, filterEntriesForDevice, sealEntry, type LedgerEntry } from "../shared/ledger/index.ts";
+import { LedgerWriter, checkLocalCopy, entryHash, filterEntriesForDevice, memberView, sealEntry, type LedgerEntry } from "../shared/ledger/index.ts";
 
 function buildLedger(): LedgerEntry[] {
   const key = generateEd25519();
@@ -36,5 +36,29 @@ describe("device local copy of the ledger", () => {
     const mismatches = checkLocalCopy(local, rewritten);
     expect(mismatches.map((m) => [m.seq, m.problem])).toEqual([[4, "changed"], [8, "missing"]]);
     expect(mismatches[0]!.message).toMatch(/entry 4 \(round\) differs/);
+  });
+
+  it("keeps a member-committed round when its view proves the device's membership, and only then", () => {
+    const key = generateEd25519();
+    const path = join(mkdtempSync(join(tmpdir(), "tacit-local-")), "ledger.jsonl");
+    const w = LedgerWriter.open(path, key.privateKey);
+    w.append("genesis", { coordinatorPublicKey: "k" });
+    w.append("round", { runId: "run-1", round: 0, cohort: ["d0", "d1", "d2"], survivors: ["d0", "d1"], declined: ["d2"], memberKey: "a1".repeat(32) });
+    const full = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LedgerEntry);
+    const viewFor = (id: string, entries = full) => entries.map((e) => ({ ...e, body: memberView(e.body, id) }));
+    // What the coordinator serves d0 verifies against the signed hash and is kept.
+    const d0 = viewFor("d0");
+    expect(entryHash(d0[1]!)).toBe(full[1]!.hash);
+    expect(filterEntriesForDevice(d0, "d0").map((e) => e.seq)).toEqual([1]);
+    expect(filterEntriesForDevice(viewFor("d2"), "d2").map((e) => e.seq)).toEqual([1]);
+    // d1's view served to d0, an outsider's view, and a proof with altered roles prove nothing for d0.
+    expect(filterEntriesForDevice(viewFor("d1"), "d0")).toEqual([]);
+    expect(filterEntriesForDevice(viewFor("d9"), "d9")).toEqual([]);
+    const forged = d0.map((e) => (e.seq === 1 ? { ...e, body: { ...e.body, memberProof: { ...(e.body.memberProof as object), roles: { inCohort: true, survived: false, declined: true } } } } : e));
+    expect(filterEntriesForDevice(forged, "d0")).toEqual([]);
+    // A rewrite of the full entry (d0 no longer a survivor, re-signed) shows in d0's later view.
+    const rewritten = full.map((e) => (e.seq === 1 ? sealEntry({ ...e, body: { ...e.body, survivors: ["d1"] } }, key.privateKey) : e));
+    expect(checkLocalCopy(filterEntriesForDevice(d0, "d0"), viewFor("d0", rewritten)).map((m) => [m.seq, m.problem])).toEqual([[1, "changed"]]);
+    expect(checkLocalCopy(filterEntriesForDevice(d0, "d0"), viewFor("d0")).length).toBe(0);
   });
 });

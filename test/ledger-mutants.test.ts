@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { sign } from "node:crypto";
 import { canonicalJson, generateEd25519 } from "../shared/crypto/index.ts";
 import { signPolicy, type DpEvent } from "../shared/dp/index.ts";
-import { LedgerWriter, verifyLedger } from "../shared/ledger/index.ts";
+import { LedgerWriter, memberView, verifyLedger } from "../shared/ledger/index.ts";
 import type { RunSpec } from "../shared/run/index.ts";
 import { tinyRunSpec } from "./support/cluster.ts";
 
@@ -33,7 +33,7 @@ function launch(runId: string, spec: RunSpec = SPEC, signed: RunSpec = spec): It
 
 function round(runId: string, r: number, o: { cohort?: string[]; survivors?: string[]; status?: string } = {}): Item {
   const cohort = o.cohort ?? DEVICES.map((d) => d.id);
-  return { type: "round", body: { runId, round: r, attempt: 0, status: o.status ?? "completed", modelHashBefore: MODEL_HASH, cohort, survivors: o.survivors ?? cohort, mechanism: EVENT } };
+  return { type: "round", body: { runId, round: r, attempt: 0, status: o.status ?? "completed", modelHashBefore: MODEL_HASH, cohort, survivors: o.survivors ?? cohort, declined: [], memberKey: "3c".repeat(32), mechanism: EVENT } };
 }
 
 function attestation(runId: string, r: number, device: number, over: Record<string, unknown> = {}): Item {
@@ -148,6 +148,23 @@ describe("verifyLedger: one change, one violation", () => {
   });
 });
 
+describe("verifyLedger: a device's view is not the ledger", () => {
+  it("MEMBERS_WITHHELD for a round line served as a device's view: it still verifies, but counts nobody", () => {
+    const lines = ledger(honestRun("r1")).trimEnd().split("\n");
+    const round0 = lines.findIndex((l) => l.includes('"type":"round"'));
+    const full = JSON.parse(lines[round0]!) as { body: Record<string, unknown> };
+    const asView = lines.map((l, i) => (i === round0 ? JSON.stringify({ ...full, body: memberView(full.body, "dev-2") }) : l));
+    const f = verifyLedger(asView.join("\n") + "\n", { policy: POLICY });
+    expect(f.violations.map((v) => [v.code, v.line])).toEqual([
+      ["MEMBERS_WITHHELD", round0 + 1],
+      // With its survivors withheld, the round looks released below its minimum and its
+      // attestations unsolicited: the reviewer must be given the full ledger.
+      ["TOO_FEW_SURVIVORS", round0 + 1],
+      ...[0, 1, 2, 3, 4].map((i) => ["ATTESTATION_NOT_SURVIVOR", round0 + 2 + i]),
+    ]);
+  });
+});
+
 describe("verifyLedger: integrity", () => {
   it("TRUNCATED and HEAD_MISMATCH against a head known out of band", () => {
     const text = ledger(honestRun("r1"));
@@ -168,6 +185,11 @@ describe("verifyLedger: integrity", () => {
     const sv = verifyLedger(swapped.join("\n") + "\n", { integrityOnly: true }).violations.map((v) => v.code);
     expect(sv).toContain("SEQUENCE");
     expect(sv).toContain("CHAIN");
+    // A round's member lists are covered through their commitment: moving a survivor is an edit.
+    const round0 = lines.findIndex((l) => l.includes('"type":"round"'));
+    const moved = lines.map((l, i) => (i === round0 ? l.replace('"survivors":["dev-0","dev-1"', '"survivors":["dev-1","dev-0"') : l));
+    expect(moved[round0]).not.toBe(lines[round0]);
+    expect(verifyLedger(moved.join("\n") + "\n", { integrityOnly: true }).violations.map((v) => [v.code, v.line])).toEqual([["HASH", round0 + 1]]);
     const f = verifyLedger(lines.join("\n") + "\n", { integrityOnly: true });
     expect(f).toMatchObject({ ok: true, runs: [], devices: [], violations: [] });
     // Written with another key than the genesis names: every entry's signature fails.

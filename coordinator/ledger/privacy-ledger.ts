@@ -7,7 +7,9 @@
 import { LedgerLineIndex } from "./line-index.ts";
 import type { EvaluationLedgerSink } from "../rounds/evaluation-round.ts";
 import type { Ed25519KeyPair } from "../../shared/crypto/index.ts";
+import { randomBytes } from "node:crypto";
 import { SegmentLedgerWriter } from "./segment-writer.ts";
+import { DeviceViews } from "./device-views.ts";
 import { importLegacyLedger } from "./legacy-ledger.ts";
 import type { DurableStore } from "../store/durable-store.ts";
 import type { EntryType, LedgerEntry } from "../../shared/ledger/entry.ts";
@@ -64,6 +66,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
   private readonly launchedSpecs = new Map<string, RunSpec>();
 
   private readonly lineIndex: LedgerLineIndex;
+  private readonly views = new DeviceViews();
   private readonly writer: SegmentLedgerWriter;
   /** What importing a pre-segment ledger.jsonl did, for the start-up log. */
   migrated: string | undefined;
@@ -234,9 +237,10 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
         ...(r.privacy ? { privacy: r.privacy } : {}),
         cohort: e.cohort,
         survivors: e.survivors,
+        memberKey: newMemberKey(),
         phases: r.phases,
-        // Who declined, never why: a decline reason states that person's privacy limits, and
-        // every cohort member can read this entry (finding L1).
+        // Who declined, never why: a decline reason states that person's privacy limits. Members
+        // are served a view of this entry that proves their own roles only (finding L1).
         declined: Object.keys(e.declines).sort(),
         populationSize: e.run.spec.populationSize,
         detail: r.detail,
@@ -277,6 +281,7 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
         cohort: e.cohort,
         survivors: e.survivors,
         declined: e.declined,
+        memberKey: newMemberKey(),
         counts: r.sums ?? null,
         errorBound: r.errorBound ?? null,
         detail: r.detail,
@@ -335,10 +340,13 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
 
   /**
    * Ledger lines from `fromSeq` in pages read from the store's segments through the in-memory index; a
-   * device sees only entries that name it (and the genesis).
+   * device sees only entries that name it (and the genesis), each round and evaluation as its own
+   * view: its roles with a proof, never the other members (finding L1).
    */
   async *pages(fromSeq: number, deviceId?: string): AsyncGenerator<string[]> {
-    yield* this.lineIndex.pages(this.lineIndex.seqs(fromSeq, deviceId));
+    const pages = this.lineIndex.pages(this.lineIndex.seqs(fromSeq, deviceId));
+    if (deviceId === undefined) yield* pages;
+    else for await (const page of pages) yield page.map((line) => this.views.lineFor(line, deviceId));
   }
 
   async lines(fromSeq: number, deviceId?: string): Promise<string[]> {
@@ -346,4 +354,9 @@ export class PrivacyLedger implements RoundLedgerSink, RunLifecycleSink, Evaluat
     for await (const p of this.pages(fromSeq, deviceId)) out.push(...p);
     return out;
   }
+}
+
+/** A fresh key per round entry: its member salts and list digest are opened only with it. */
+function newMemberKey(): string {
+  return randomBytes(32).toString("hex");
 }

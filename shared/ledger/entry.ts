@@ -1,13 +1,16 @@
 /**
  * Ledger entries: JSONL, one per line, each hash-chained to the previous and signed by the
  * coordinator's ed25519 key:
- *   hash = SHA-256(canonicalJson({ seq, prevHash, time, type, body }))
+ *   hash = SHA-256(canonicalJson({ seq, prevHash, time, type, hashedBody(body) }))
  *   signature = ed25519(coordinator, hash as ASCII hex)
- * The first entry (`genesis`) carries the coordinator's public key.
+ * The first entry (`genesis`) carries the coordinator's public key. `hashedBody` is the body
+ * itself, except that a round's member lists are covered through a commitment that lets each
+ * member be served a view proving its own membership only (`member-commitment.ts`).
  */
 import { createHash, type KeyObject } from "node:crypto";
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { signBytes, verifyBytes } from "../crypto/ed25519.ts";
+import { hashedBody } from "./member-commitment.ts";
 
 export const GENESIS_PREV = "0".repeat(64);
 export const ENTRY_TYPES = ["genesis", "policy", "run-launch", "round", "attestation", "run-end", "enrollment-token", "enrollment", "device-offence", "evaluation"] as const;
@@ -24,7 +27,7 @@ export interface LedgerEntry {
 }
 
 export function entryHash(e: Pick<LedgerEntry, "seq" | "prevHash" | "time" | "type" | "body">): string {
-  return createHash("sha256").update(canonicalJson({ seq: e.seq, prevHash: e.prevHash, time: e.time, type: e.type, body: e.body })).digest("hex");
+  return createHash("sha256").update(canonicalJson({ seq: e.seq, prevHash: e.prevHash, time: e.time, type: e.type, body: hashedBody(e.body) })).digest("hex");
 }
 
 export function sealEntry(partial: Pick<LedgerEntry, "seq" | "prevHash" | "time" | "type" | "body">, key: KeyObject): LedgerEntry {

@@ -4,13 +4,19 @@
  * must appear in the coordinator's ledger at the same seq with the same hash.
  */
 import type { LedgerEntry } from "./entry.ts";
+import { provenRoles } from "./member-commitment.ts";
 
-/** True when an entry concerns `deviceId`: its attestation, or a round whose cohort lists it. */
+/**
+ * True when an entry concerns `deviceId`: its attestation, or a round that names it — in the
+ * device's view, by a member proof that leads to the entry's signed commitment; in an older
+ * entry, by its cohort list.
+ */
 function concernsDevice(e: LedgerEntry, deviceId: string): boolean {
   const b = e.body;
   if (e.type === "attestation") return b.deviceId === deviceId;
-  if (e.type === "round") return Array.isArray(b.cohort) && (b.cohort as unknown[]).includes(deviceId);
-  return false;
+  if (e.type !== "round") return false;
+  if ("members" in b) return provenRoles(b, deviceId)?.inCohort === true;
+  return Array.isArray(b.cohort) && (b.cohort as unknown[]).includes(deviceId);
 }
 
 /** The entries a device keeps locally: its attestations and the rounds it was sampled into. */

@@ -17,6 +17,7 @@ import { calibrateEvalDp, evalDpEvent } from "../eval/eval-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
 import { ClipChain } from "./adaptive-clip-check.ts";
 import { firstRoundModelProblem, launchInitialModelProblems } from "./initial-model-check.ts";
+import { memberKeyProblem } from "./member-commitment.ts";
 import { ENTRY_TYPES, entryHash, entrySignatureValid, GENESIS_PREV, strictBase64, type LedgerEntry } from "./entry.ts";
 
 export interface Violation {
@@ -104,6 +105,8 @@ export function parseEntry(line: string, lineNo: number): LedgerEntry {
   if (typeof x.time !== "number") throw new LedgerFormatError(`line ${lineNo}: missing time`);
   if (typeof x.type !== "string" || !(ENTRY_TYPES as readonly string[]).includes(x.type)) throw new LedgerFormatError(`line ${lineNo}: unknown entry type '${String(x.type)}'`);
   if (typeof x.body !== "object" || x.body === null) throw new LedgerFormatError(`line ${lineNo}: missing body`);
+  const memberProblem = memberKeyProblem(x.body);
+  if (memberProblem) throw new LedgerFormatError(`line ${lineNo}: ${memberProblem}`);
   if (typeof x.hash !== "string" || !/^[0-9a-f]{64}$/.test(x.hash)) throw new LedgerFormatError(`line ${lineNo}: missing or malformed hash`);
   if (typeof x.signature !== "string") throw new LedgerFormatError(`line ${lineNo}: missing signature`);
   return x as LedgerEntry;
@@ -313,6 +316,9 @@ function checkAggregation(w: Walk, b: Record<string, unknown>, line: number, kin
     w.add(kind.withoutRun, line, `${kind.noun} of run ${runId}, which was never launched`);
     return;
   }
+  // A device's view replaces the lists with a commitment: it verifies, but says nothing of who
+  // was charged, so it is no ledger to count budgets from.
+  if ("members" in b && !Array.isArray(b.cohort)) w.add("MEMBERS_WITHHELD", line, `run ${runId} ${kind.noun} ${String(b.round)}: the member lists are withheld (a device's view, not the ledger): nobody's ε can be counted from it`);
   const cohort = Array.isArray(b.cohort) ? (b.cohort as string[]) : [];
   const survivors = Array.isArray(b.survivors) ? (b.survivors as string[]) : [];
   const e: AggregationEntry = { run, body: b, line, round: Number(b.round), status: String(b.status), cohort, survivors };

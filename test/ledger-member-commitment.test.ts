@@ -1,0 +1,154 @@
+/**
+ * The member commitment of round entries (finding L1, ledger side): the Merkle tree against
+ * RFC 9162's recursive definition, the device view (same hash, own roles only, no other id), and
+ * that every edit of the full entry's lists or key changes the entry hash.
+ */
+import { describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
+import fc from "fast-check";
+import { canonicalJson, generateEd25519 } from "../shared/crypto/index.ts";
+import {
+  entryHash,
+  hashedBody,
+  inclusionPath,
+  leafHash,
+  LedgerFormatError,
+  memberKeyProblem,
+  merkleLevels,
+  merkleRoot,
+  memberTree,
+  memberView,
+  parseEntry,
+  provenRoles,
+  sealEntry,
+  verifyInclusion,
+} from "../shared/ledger/index.ts";
+
+// RFC 9162 §2.1.1 and §2.1.3.1, transcribed as written: the oracle for the level-wise tree.
+const H = (...parts: Buffer[]): Buffer => parts.reduce((h, p) => h.update(p), createHash("sha256")).digest();
+const k = (n: number): number => 2 ** Math.ceil(Math.log2(n) - 1);
+function rfcMth(d: Buffer[]): Buffer {
+  if (d.length === 0) return H();
+  if (d.length === 1) return d[0]!;
+  return H(Buffer.from([1]), rfcMth(d.slice(0, k(d.length))), rfcMth(d.slice(k(d.length))));
+}
+function rfcPath(m: number, d: Buffer[]): Buffer[] {
+  if (d.length <= 1) return [];
+  const s = k(d.length);
+  return m < s ? [...rfcPath(m, d.slice(0, s)), rfcMth(d.slice(s))] : [...rfcPath(m - s, d.slice(s)), rfcMth(d.slice(0, s))];
+}
+const leaves = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => leafHash(`leaf ${i}`));
+
+describe("Merkle tree (RFC 9162)", () => {
+  it("has RFC 9162's head and inclusion proofs for every size up to 40 and every leaf", () => {
+    for (let n = 0; n <= 40; n++) {
+      const d = leaves(n);
+      const levels = merkleLevels(d);
+      expect(merkleRoot(levels).equals(rfcMth(d)), `root n=${n}`).toBe(true);
+      for (let m = 0; m < n; m++) {
+        const path = inclusionPath(m, levels);
+        expect(path.map((h) => h.toString("hex")), `path n=${n} m=${m}`).toEqual(rfcPath(m, d).map((h) => h.toString("hex")));
+        expect(verifyInclusion(d[m]!, m, n, path, merkleRoot(levels))).toBe(true);
+      }
+    }
+  });
+
+  it("accepts no proof with a changed leaf, index, size, path element, or a path one too short or too long", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 300 }), fc.nat(), fc.nat(), (n, mi, pi) => {
+        const d = leaves(n);
+        const levels = merkleLevels(d);
+        const root = merkleRoot(levels);
+        const m = mi % n;
+        const path = inclusionPath(m, levels);
+        expect(verifyInclusion(d[m]!, m, n, path, root)).toBe(true);
+        expect(verifyInclusion(d[(m + 1) % n]!, m, n, path, root)).toBe(false);
+        expect(verifyInclusion(d[m]!, (m + 1) % n, n, path, root)).toBe(false);
+        expect(verifyInclusion(d[m]!, m, m, path, root)).toBe(false);
+        const bent = path.map((h) => Buffer.from(h));
+        bent[pi % bent.length]![0]! ^= 1;
+        expect(verifyInclusion(d[m]!, m, n, bent, root)).toBe(false);
+        expect(verifyInclusion(d[m]!, m, n, path.slice(0, -1), root)).toBe(false);
+        expect(verifyInclusion(d[m]!, m, n, [...path, root], root)).toBe(false);
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+const IDS = Array.from({ length: 9 }, (_, i) => `dev-${(0x1000 + i * 7919).toString(16)}aa55`);
+const KEY = "5e".repeat(32);
+function roundBody(o: { cohort?: string[]; survivors?: string[]; declined?: string[]; memberKey?: string } = {}): Record<string, unknown> {
+  const cohort = o.cohort ?? IDS;
+  return { runId: "run-1", round: 3, attempt: 0, status: "completed", cohort, survivors: o.survivors ?? cohort.slice(0, 6), declined: o.declined ?? [cohort[8]!], memberKey: o.memberKey ?? KEY, phases: { invited: cohort.length } };
+}
+const COORDINATOR = generateEd25519();
+const seal = (body: Record<string, unknown>) => sealEntry({ seq: 7, prevHash: "ab".repeat(32), time: 1, type: "round", body }, COORDINATOR.privateKey);
+
+describe("a device's view of a round entry", () => {
+  const full = roundBody();
+  const entry = seal(full);
+
+  it("hashes to the full entry's hash for every member, proves that member's roles, and names no one else", () => {
+    for (const id of IDS) {
+      const view = memberView(full, id);
+      expect(entryHash({ ...entry, body: view })).toBe(entry.hash);
+      const i = IDS.indexOf(id);
+      expect(provenRoles(view, id)).toEqual({ inCohort: true, survived: i < 6, declined: i === 8 });
+      const text = JSON.stringify(view);
+      for (const other of IDS) if (other !== id) expect(text.includes(other), `${id}'s view names ${other}`).toBe(false);
+      expect(text).not.toContain(KEY);
+      expect(view).toMatchObject({ members: { count: 9 } });
+    }
+  });
+
+  it("proves nothing for another device, with altered roles or salt, or against another entry's root", () => {
+    const view = memberView(full, IDS[1]!) as { memberProof: { roles: Record<string, boolean>; salt: string }; members: { root: string } };
+    expect(provenRoles(view, IDS[2]!)).toBeUndefined();
+    expect(provenRoles({ ...view, memberProof: { ...view.memberProof, deviceId: IDS[2]! } }, IDS[2]!)).toBeUndefined();
+    expect(provenRoles({ ...view, memberProof: { ...view.memberProof, roles: { ...view.memberProof.roles, survived: false } } }, IDS[1]!)).toBeUndefined();
+    expect(provenRoles({ ...view, memberProof: { ...view.memberProof, salt: "00".repeat(32) } }, IDS[1]!)).toBeUndefined();
+    const otherRoot = (memberView(roundBody({ memberKey: "77".repeat(32) }), IDS[1]!) as { members: unknown }).members;
+    expect(provenRoles({ ...view, members: otherRoot }, IDS[1]!)).toBeUndefined();
+    expect(provenRoles({ ...view, memberProof: undefined }, IDS[1]!)).toBeUndefined();
+  });
+
+  it("of a device the entry does not name: the counts, no proof, no id", () => {
+    const view = memberView(full, "dev-outsider");
+    expect(entryHash({ ...entry, body: view })).toBe(entry.hash);
+    expect(view.memberProof).toBeUndefined();
+    for (const id of IDS) expect(JSON.stringify(view)).not.toContain(id);
+  });
+
+  it("leaves an entry without a member key as it was written", () => {
+    const { memberKey: _k, ...old } = full;
+    expect(memberView(old, IDS[0]!)).toBe(old);
+    expect(hashedBody(old)).toBe(old);
+    expect(memberTree(old)).toBeUndefined();
+  });
+
+  it("changes the entry hash with any edit of the lists (order, duplicate, role, member) or of the key", () => {
+    const edits: Record<string, Record<string, unknown>> = {
+      reordered: roundBody({ cohort: [...IDS].reverse() }),
+      duplicate: roundBody({ survivors: [...IDS.slice(0, 6), IDS[0]!] }),
+      roleChanged: roundBody({ survivors: IDS.slice(0, 5) }),
+      memberAdded: roundBody({ cohort: [...IDS, "dev-extra"] }),
+      declineDropped: roundBody({ declined: [] }),
+      otherKey: roundBody({ memberKey: "5f".repeat(32) }),
+    };
+    for (const [name, body] of Object.entries(edits)) expect(entryHash({ ...entry, body }), name).not.toBe(entry.hash);
+    expect(canonicalJson(hashedBody(roundBody()))).toBe(canonicalJson(hashedBody(full)));
+  });
+});
+
+describe("parseEntry and member keys", () => {
+  const line = (body: Record<string, unknown>) => JSON.stringify(seal(body));
+  it("refuses a malformed member key and a full entry that also carries a commitment or proof", () => {
+    expect(memberKeyProblem(roundBody())).toBeUndefined();
+    expect(() => parseEntry(line(roundBody({ memberKey: "5e".repeat(31) })), 1)).toThrow(/memberKey is not 32 bytes of hex/);
+    expect(() => parseEntry(line(roundBody({ memberKey: "ZZ".repeat(32) })), 1)).toThrow(LedgerFormatError);
+    expect(() => parseEntry(line({ ...roundBody(), members: { root: "00".repeat(32), lists: "", count: 1 } }), 1)).toThrow(/no members commitment or memberProof/);
+    expect(() => parseEntry(line({ ...roundBody(), memberProof: {} }), 1)).toThrow(/no members commitment or memberProof/);
+    expect(parseEntry(line(roundBody()), 1).body.memberKey).toBe(KEY);
+  });
+});
