@@ -38,6 +38,7 @@ const TESTS: Record<string, string[]> = {
   ],
   "shared/ledger": [
     "ledger-local-copy", "ledger-verify-truth", "ledger-verify-initial-model", "ledger-group-commit", "ledger-mutants",
+    "ledger-member-commitment",
   ],
   "client/participant": ["client-guard", "adaptive-clip-device-floor", "participant-mutants"],
   "coordinator/server": [

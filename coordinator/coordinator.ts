@@ -14,7 +14,7 @@ import { assertDpRecipe, parseRunSpec, type RunSpec } from "../shared/run/index.
 import { verifyBytes, publicKeyFromRaw, type Ed25519KeyPair } from "../shared/crypto/index.ts";
 import { initialWeights, loadInitialModel } from "../shared/model/index.ts";
 import { connectRedis, resolveRedis, type RedisTarget } from "./redis/embedded-redis.ts";
-import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadRegistryKey, loadSigningKey, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
+import { coordinatorPaths, initCoordinatorState, loadPrincipals, loadRegistryKey, loadSigningKey, secureStateRoot, writeFileAtomic, type CoordinatorPaths } from "./state/state-dir.ts";
 import { DeviceRegistry } from "./state/registry.ts";
 import { serverTlsMaterial } from "./state/tls.ts";
 import { requestGate } from "./server/request-gate.ts";
@@ -262,9 +262,23 @@ async function becomeActive(c: Coordinator, redis: Redis, ledger: PrivacyLedger,
   return c.lease;
 }
 
+/**
+ * The state dir's paths, its root's mode checked before anything in it is trusted. Only a real
+ * state dir (one with a coordinator key) is touched: a mistyped --state-dir such as $HOME is
+ * never chmod-ed.
+ */
+function checkedStatePaths(stateDir: string, log: pino.Logger): CoordinatorPaths {
+  const paths = coordinatorPaths(stateDir);
+  if (!existsSync(paths.signingKey)) return paths;
+  const was = secureStateRoot(paths.root);
+  if (was !== undefined) log.warn({ stateDir: paths.root, mode: was.toString(8).padStart(4, "0") }, "the state dir was open to other users: made it 0700 again");
+  return paths;
+}
+
 export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
   const log = opts.logger ?? pino({ name: "tacit-coordinator", level: process.env.TACIT_LOG_LEVEL ?? "info" });
-  const paths = opts.autoInit ? initCoordinatorState(opts.stateDir).paths : coordinatorPaths(opts.stateDir);
+  const existing = checkedStatePaths(opts.stateDir, log);
+  const paths = opts.autoInit ? initCoordinatorState(opts.stateDir).paths : existing;
   const signingKey = loadSigningKey(paths);
   const env = opts.env ?? process.env;
   // The state-dir lock protects what only one process may use: the embedded Redis and its data

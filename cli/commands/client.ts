@@ -28,6 +28,7 @@ import { loadDeviceModel } from "../../client/suggest/device-model.ts";
 import { suggestNext } from "../../client/suggest/suggest.ts";
 import { formatPredictions } from "../format-predictions.ts";
 import { ActionStore, summarize } from "../../client/store/action-store.ts";
+import { dayPattern, utcDay } from "../../client/store/action-record.ts";
 import { CaptureService } from "../../client/capture/capture-service.ts";
 import { normalizeAppName } from "../../client/capture/tokenizer.ts";
 
@@ -96,6 +97,17 @@ function parseKinds(raw: string): SignalKind[] {
   for (const k of kinds) if (!(SIGNAL_KINDS as readonly string[]).includes(k)) throw new CliError(`--kinds: unknown signal kind '${k}' (one of ${SIGNAL_KINDS.join(", ")})`);
   if (kinds.length === 0) throw new CliError("--kinds: name at least one signal kind");
   return [...new Set(kinds)] as SignalKind[];
+}
+
+/**
+ * `--day` of review, export and delete: a real UTC calendar day. The store checks only the
+ * YYYY-MM-DD shape, so "2026-13-45" read as an empty day ("0 actions stored on 2026-13-45")
+ * instead of a typo. A day must round-trip through Date.UTC, which rolls 13-45 or 02-30 over.
+ */
+export function parseDay(raw: string): string {
+  const [y, m, d] = raw.split("-").map(Number);
+  if (!dayPattern.test(raw) || utcDay(Date.UTC(y!, m! - 1, d!)) !== raw) throw new CliError(`--day must be a calendar day as YYYY-MM-DD (UTC), e.g. 2026-11-25; got '${raw}'`);
+  return raw;
 }
 
 interface ConsentFlags extends StateOpt {
@@ -290,7 +302,7 @@ function registerSuggestCommand(client: Command): void {
 /** `tacit client review`: what the store holds, summarized for the person it was captured from. */
 function registerReviewCommand(client: Command): void {
   stateDirOption(client.command("review").description("what was captured: counts per app and kind, a timeline per day"))
-    .option("--day <YYYY-MM-DD>", "only this day (UTC)")
+    .option("--day <YYYY-MM-DD>", "only this day (UTC)", parseDay)
     .option("--json", "print JSON")
     .action(async (o: StateOpt & { day?: string; json?: boolean }) => {
       await requestDaemonFlush(o.stateDir);
@@ -314,7 +326,7 @@ function registerReviewCommand(client: Command): void {
 function registerExportCommand(client: Command): void {
   stateDirOption(client.command("export").description("write everything captured about you as JSON"))
     .requiredOption("--out <file>", "output file (written 0600)")
-    .option("--day <YYYY-MM-DD>", "only this day (UTC)")
+    .option("--day <YYYY-MM-DD>", "only this day (UTC)", parseDay)
     .action(async (o: StateOpt & { out: string; day?: string }) => {
       await requestDaemonFlush(o.stateDir);
       const store = ActionStore.open(clientPaths(o.stateDir).store);
@@ -329,13 +341,12 @@ function registerExportCommand(client: Command): void {
 /** `tacit client delete`: exactly one of a day, an app or everything, so that a slip never deletes more than asked. */
 function registerDeleteCommand(client: Command): void {
   stateDirOption(client.command("delete").description("delete captured data and destroy its keys"))
-    .option("--day <YYYY-MM-DD>", "one day (UTC): its key is destroyed")
+    .option("--day <YYYY-MM-DD>", "one day (UTC): its key is destroyed", parseDay)
     .option("--app <name>", "everything from one application")
     .option("--all", "everything")
     .action(async (o: StateOpt & { day?: string; app?: string; all?: boolean }) => {
       const chosen = [o.day !== undefined, o.app !== undefined, o.all === true].filter(Boolean).length;
       if (chosen !== 1) throw new CliError("say what to delete: exactly one of --day YYYY-MM-DD, --app NAME or --all");
-      if (o.day !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.day)) throw new CliError(`--day must look like 2026-11-25, got '${o.day}'`);
       await requestDaemonFlush(o.stateDir);
       const store = ActionStore.open(clientPaths(o.stateDir).store);
       let msg: string;

@@ -95,12 +95,11 @@ export function registerCoordinatorCommands(program: Command): void {
     .option("--label <text>", "note stored with the token", "")
     .option("--json", "print JSON")
     .action(async (o: { stateDir: string; coordinator?: string; key?: string; keyId: string; ttl: string; label: string; json?: boolean }) => {
+      // Flags first: a bad --ttl is refused before any key is read or connection made.
+      const ttlSeconds = parseNumber("--ttl", o.ttl, { min: 60, max: 30 * 86400, integer: true });
       const client = principalClient(o, "admin");
       try {
-        const r = await client.unary<object, { token: string; expiresAtMs: string }>("Enrollment", "CreateToken", {
-          ttlSeconds: parseNumber("--ttl", o.ttl, { min: 60, max: 30 * 86400, integer: true }),
-          label: o.label,
-        });
+        const r = await client.unary<object, { token: string; expiresAtMs: string }>("Enrollment", "CreateToken", { ttlSeconds, label: o.label });
         process.stdout.write(o.json ? JSON.stringify({ token: r.token, expiresAt: new Date(Number(r.expiresAtMs)).toISOString() }) + "\n" : `${r.token}\n`);
       } finally {
         client.close();

@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { readFileSync, mkdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { CliError, parseNumber } from "../errors.ts";
+import { readJsonFile, stripBom } from "../json-file.ts";
 import { generateEd25519, privateKeyFromPem, privateKeyToPem } from "../../shared/crypto/index.ts";
 import { makeAccountant, policyBodySchema, signPolicy, verifyPolicy, type DpEvent } from "../../shared/dp/index.ts";
 import { writeJsonAtomic } from "../../simulation/write-json-atomic.ts";
@@ -113,12 +114,7 @@ function registerPolicySign(policy: Command): void {
     .requiredOption("--key <file>", "reviewer private key (PEM)")
     .requiredOption("--out <file>", "signed policy file")
     .action((o: { in: string; key: string; out: string }) => {
-      let body: unknown;
-      try {
-        body = JSON.parse(readFileSync(o.in, "utf8"));
-      } catch (err) {
-        throw new CliError(`cannot read policy body ${o.in}: ${(err as Error).message}`);
-      }
+      const body = readJsonFile(o.in, "policy body");
       const parsed = policyBodySchema.safeParse(body);
       if (!parsed.success) throw new CliError(`impossible policy values in ${o.in}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
       let pem: string;
@@ -146,7 +142,7 @@ function registerPolicyShow(policy: Command): void {
     .action(async (o: { in: string; key: string; keyId: string; coordinator?: string; ca?: string; stateDir?: string }) => {
       let json: string;
       try {
-        json = readFileSync(o.in, "utf8");
+        json = stripBom(readFileSync(o.in, "utf8"));
       } catch {
         throw new CliError(`cannot read policy file ${o.in}`);
       }
@@ -166,7 +162,7 @@ function registerPolicyShow(policy: Command): void {
     .action((file: string, o: { json?: boolean }) => {
       let text: string;
       try {
-        text = readFileSync(file, "utf8");
+        text = stripBom(readFileSync(file, "utf8"));
       } catch {
         throw new CliError(`cannot read policy file ${file}`);
       }

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { CliError } from "../errors.ts";
+import { readJsonFile } from "../json-file.ts";
 import { principalClient } from "./coordinator.ts";
 import { signBytes, privateKeyFromPem } from "../../shared/crypto/index.ts";
 import { assertDpRecipe, defaultTrainingFields, parseRunSpec, projectRun, DEFAULT_DEADLINES, type RunSpec } from "../../shared/run/index.ts";
@@ -56,6 +57,36 @@ export function defaultRunSpec(o: { noiseMultiplier?: number; clip?: number } = 
   };
 }
 
+/**
+ * The spec `run launch --spec FILE` would launch, and the fields that took defaults. A file that
+ * cannot be read, is not a non-empty JSON object, or fails the schema or the DP recipe is
+ * refused with one line here, before any key is read or any connection made.
+ */
+export function readRunSpecFile(path: string): { spec: RunSpec; defaulted: string[] } {
+  const partial = readJsonFile(path, "run spec");
+  // Only a JSON object is a spec: `null`, a number or an array would silently become the default run.
+  if (typeof partial !== "object" || partial === null || Array.isArray(partial)) {
+    throw new CliError(`run spec ${path} must be a JSON object with the fields to set (see --print-default-spec), got ${partial === null ? "null" : Array.isArray(partial) ? "an array" : typeof partial}`);
+  }
+  if (Object.keys(partial).length === 0) throw new CliError(`run spec ${path} is empty: name at least the fields you mean to set (see --print-default-spec)`);
+  const p = partial as { noiseMultiplier?: unknown; clip?: unknown };
+  const base = defaultRunSpec({ ...(typeof p.noiseMultiplier === "number" ? { noiseMultiplier: p.noiseMultiplier } : {}), ...(typeof p.clip === "number" && p.clip > 0 ? { clip: p.clip } : {}) });
+  const spec = parseRunSpec({ ...base, ...partial });
+  // The same refusal as `tacit simulate` (shared/run/run-spec.ts).
+  assertDpRecipe(spec);
+  // Own keys only: `in` would also see Object.prototype's.
+  return { spec, defaulted: Object.keys(base).filter((k) => !Object.hasOwn(partial, k)) };
+}
+
+/** The ML-team key that signs the spec; a missing one is a one-line error, as in principalClient. */
+function readKeyFile(keyPath: string): string {
+  try {
+    return readFileSync(keyPath, "utf8");
+  } catch {
+    throw new CliError(`cannot read the ml-team key ${keyPath}: pass --key FILE --key-id ID`);
+  }
+}
+
 function printStatus(st: RunStatus, json: boolean | undefined): void {
   if (json) {
     process.stdout.write(JSON.stringify({ ...st, spec: JSON.parse(st.specJson || "{}"), specJson: undefined, evaluations: parseEvaluations(st.evaluationsJson), evaluationsJson: undefined, rounds: st.rounds.map((r) => ({ ...r, phases: JSON.parse(r.phaseCountsJson || "{}"), phaseCountsJson: undefined })) }) + "\n");
@@ -81,27 +112,11 @@ export function registerRunCommands(program: Command): void {
         return;
       }
       if (!o.spec) throw new CliError("--spec FILE is required (see --print-default-spec)");
-      let partial: unknown;
-      try {
-        partial = JSON.parse(readFileSync(o.spec, "utf8"));
-      } catch (err) {
-        throw new CliError(`cannot read run spec ${o.spec}: ${(err as Error).message}`);
-      }
-      // Only a JSON object is a spec: `null`, a number or an array would silently become the default run.
-      if (typeof partial !== "object" || partial === null || Array.isArray(partial)) {
-        throw new CliError(`run spec ${o.spec} must be a JSON object with the fields to set (see --print-default-spec), got ${partial === null ? "null" : Array.isArray(partial) ? "an array" : typeof partial}`);
-      }
-      if (Object.keys(partial).length === 0) throw new CliError(`run spec ${o.spec} is empty: name at least the fields you mean to set (see --print-default-spec)`);
-      const p = partial as { noiseMultiplier?: unknown; clip?: unknown };
-      const base = defaultRunSpec({ ...(typeof p.noiseMultiplier === "number" ? { noiseMultiplier: p.noiseMultiplier } : {}), ...(typeof p.clip === "number" && p.clip > 0 ? { clip: p.clip } : {}) });
-      const defaulted = Object.keys(base).filter((k) => !(k in partial));
+      const { spec, defaulted } = readRunSpecFile(o.spec);
       if (defaulted.length > 0) process.stderr.write(`run spec: defaults used for ${defaulted.join(", ")}\n`);
-      const spec = parseRunSpec({ ...base, ...partial });
-      // The same refusal as `tacit simulate` (shared/run/run-spec.ts), before any key is read.
-      assertDpRecipe(spec);
       const specJson = JSON.stringify(spec);
       const keyPath = o.key ?? join(coordinatorPaths(o.stateDir ?? DEFAULT_COORDINATOR_STATE_DIR).keysOut, `${o.keyId ?? "ml-team-1"}.key`);
-      const key = privateKeyFromPem(readFileSync(keyPath, "utf8"), keyPath);
+      const key = privateKeyFromPem(readKeyFile(keyPath), keyPath);
       const client = principalClient(o, "ml-team");
       try {
         const st = await client.unary<object, RunStatus>("RunControl", "LaunchRun", { specJson, requestSignature: Buffer.from(signBytes(key.privateKey, specJson)) });

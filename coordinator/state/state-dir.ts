@@ -4,7 +4,7 @@
  * ledger and the embedded Redis data. Key files are 0600, the dir 0700.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { writeFileAtomic } from "../../shared/fs/write-file-atomic.ts";
 import { join, resolve } from "node:path";
 import { z } from "zod";
@@ -127,6 +127,35 @@ export function initCoordinatorState(stateDir: string, extraTlsNames: string[] =
   }
   created.push(...ensureTls(paths.root, extraTlsNames));
   return { paths, created };
+}
+
+/**
+ * Checked each time a coordinator starts on an existing state dir (`init` sets 0700, but a dir
+ * made by hand, restored from a backup or chmod-ed later never passed through it). Returns the
+ * mode it had when it was wider than 0700 and has just been narrowed, for the caller to log.
+ *
+ * Two cases, on purpose. A root other users could only read or enter (0755, 0750) is fixed:
+ * the private keys are 0600 files, so what was open to them is the ledger, checkpoints and
+ * certificates, and refusing would only make the operator type the same chmod. A root other
+ * users could write (0775, 0777) is refused, as sshd and PostgreSQL refuse theirs: anyone
+ * could have replaced principals.json or a key file in it, so quietly tightening the mode and
+ * then trusting what the dir holds would hide exactly the tampering the mode allowed.
+ */
+export function secureStateRoot(root: string): number | undefined {
+  const mode = statSync(root).mode & 0o777;
+  if ((mode & 0o077) === 0) return undefined;
+  const shown = mode.toString(8).padStart(4, "0");
+  if ((mode & 0o022) !== 0) {
+    throw new StateDirError(
+      `${root} is writable by other users (mode ${shown}): they could have replaced its keys or principals.json. Check its contents, then \`chmod 700 ${root}\``,
+    );
+  }
+  try {
+    chmodSync(root, mode & 0o700);
+  } catch (err) {
+    throw new StateDirError(`${root} is readable by other users (mode ${shown}) and cannot be made 0700: ${(err as Error).message}`);
+  }
+  return mode;
 }
 
 export function loadSigningKey(paths: CoordinatorPaths): Ed25519KeyPair {

@@ -7,6 +7,20 @@ import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { canonicalJson } from "../crypto/canonical-json.ts";
 import { publicKeyFromRaw, rawPublicKey, signBytes, verifyBytes } from "../crypto/ed25519.ts";
+import { isSignalKind, SIGNAL_KINDS } from "../run/signal-kinds.ts";
+
+/**
+ * One issue for all unknown names (not one per element, each listing the valid kinds): a body
+ * with thousands of invented names still gets a short error. Names are quoted with JSON escapes
+ * so control characters cannot reach the terminal.
+ */
+function refuseUnknownSignals(names: string[], ctx: z.RefinementCtx): void {
+  const unknown = [...new Set(names.filter((n) => !isSignalKind(n)))];
+  if (unknown.length === 0) return;
+  const shown = unknown.slice(0, 3).map((n) => JSON.stringify(n.slice(0, 64))).join(", ");
+  const more = unknown.length > 3 ? ` and ${unknown.length - 3} more` : "";
+  ctx.addIssue({ code: z.ZodIssueCode.custom, message: `unknown signal kind ${shown}${more} (valid: ${SIGNAL_KINDS.join(", ")})` });
+}
 
 export const policyBodySchema = z
   .object({
@@ -15,7 +29,9 @@ export const policyBodySchema = z
     maxDeviceEpsilon: z.number().gt(0).max(1e6),
     delta: z.number().gt(0).lt(1),
     minSurvivors: z.number().int().min(1).max(1_000_000),
-    allowedSignals: z.array(z.string().min(1).max(64)).min(1),
+    // Only kinds a run can name: an invented one (a typo, a kind from another release) would sign
+    // a policy that seems to allow something no run can ever use.
+    allowedSignals: z.array(z.string()).min(1).superRefine(refuseUnknownSignals),
     note: z.string().max(2000).optional(),
   })
   .strict();

@@ -9,10 +9,11 @@ import { DEFAULT_TRAINING, DP_TRAINING, dpServerLearningRate } from "../model/de
 import { MAX_BITS } from "../dp/distributed-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
 import { calibrateEvalDp, type EvalDpInput } from "../eval/eval-dp.ts";
+import { SIGNAL_KINDS } from "./signal-kinds.ts";
 
 export { modelSpecSchema };
 
-export const SIGNAL_KINDS = ["shortcut", "click", "app-switch", "typing-burst", "key", "commit", "file-change"] as const;
+export { SIGNAL_KINDS };
 
 export const deadlinesSchema = z
   .object({
