@@ -74,6 +74,13 @@ describe("Merkle tree (RFC 9162)", () => {
       { numRuns: 200 },
     );
   });
+
+  it("refuses an index outside the tree even where the path alone would fit (a one-leaf tree has an empty path)", () => {
+    const [only] = leaves(1);
+    expect(verifyInclusion(only!, 0, 1, [], only!)).toBe(true);
+    for (const index of [1, -1, 2 ** 40, Number.NaN, 0.5, Number.POSITIVE_INFINITY]) expect(verifyInclusion(only!, index, 1, [], only!), `index ${index}`).toBe(false);
+    for (const size of [0, Number.NaN, 1.5]) expect(verifyInclusion(only!, 0, size, [], only!), `size ${size}`).toBe(false);
+  });
 });
 
 const IDS = Array.from({ length: 9 }, (_, i) => `dev-${(0x1000 + i * 7919).toString(16)}aa55`);
@@ -113,6 +120,32 @@ describe("a device's view of a round entry", () => {
     expect(provenRoles({ ...view, memberProof: undefined }, IDS[1]!)).toBeUndefined();
   });
 
+  it("proves nothing, and never throws, for a proof or commitment of the wrong shape", () => {
+    const view = memberView(full, IDS[1]!) as { memberProof: Record<string, unknown>; members: Record<string, unknown> };
+    expect(provenRoles(view, IDS[1]!)).toBeDefined();
+    const proofs: Record<string, unknown>[] = [
+      { path: "ab".repeat(32) },
+      { path: [...(view.memberProof.path as string[]), 42] },
+      { path: ["zz".repeat(32)] },
+      { salt: 7 },
+      { salt: "5E".repeat(32) },
+      { roles: undefined },
+      { roles: { inCohort: "yes", survived: false, declined: false } },
+      { roles: { inCohort: true, survived: 1, declined: false } },
+      { roles: { inCohort: true, survived: false, declined: null } },
+    ];
+    for (const change of proofs) {
+      const bad = { ...view, memberProof: { ...view.memberProof, ...change } };
+      expect(() => provenRoles(bad, IDS[1]!), JSON.stringify(change)).not.toThrow();
+      expect(provenRoles(bad, IDS[1]!), JSON.stringify(change)).toBeUndefined();
+    }
+    for (const change of [{ root: 5 }, { root: "AB".repeat(32) }, { count: "9" }, { count: 9.5 }]) {
+      const bad = { ...view, members: { ...view.members, ...change } };
+      expect(() => provenRoles(bad, IDS[1]!), JSON.stringify(change)).not.toThrow();
+      expect(provenRoles(bad, IDS[1]!), JSON.stringify(change)).toBeUndefined();
+    }
+  });
+
   it("of a device the entry does not name: the counts, no proof, no id", () => {
     const view = memberView(full, "dev-outsider");
     expect(entryHash({ ...entry, body: view })).toBe(entry.hash);
@@ -147,6 +180,8 @@ describe("parseEntry and member keys", () => {
     expect(memberKeyProblem(roundBody())).toBeUndefined();
     expect(() => parseEntry(line(roundBody({ memberKey: "5e".repeat(31) })), 1)).toThrow(/memberKey is not 32 bytes of hex/);
     expect(() => parseEntry(line(roundBody({ memberKey: "ZZ".repeat(32) })), 1)).toThrow(LedgerFormatError);
+    // The whole string is the key: 64 hex digits with anything before or after are not one.
+    for (const memberKey of [`x${KEY}`, `${KEY}00`, `${KEY}\n`]) expect(memberKeyProblem(roundBody({ memberKey })), JSON.stringify(memberKey)).toMatch(/not 32 bytes of hex/);
     expect(() => parseEntry(line({ ...roundBody(), members: { root: "00".repeat(32), lists: "", count: 1 } }), 1)).toThrow(/no members commitment or memberProof/);
     expect(() => parseEntry(line({ ...roundBody(), memberProof: {} }), 1)).toThrow(/no members commitment or memberProof/);
     expect(parseEntry(line(roundBody()), 1).body.memberKey).toBe(KEY);
