@@ -71,7 +71,8 @@ describe("signals", () => {
     expect(readFileSync(stateLockPath(stateDir), "utf8").trim()).toBe(String(coord.child!.pid));
 
     // A second coordinator on the same state dir is refused while the first lives.
-    const second = await runTacit(["coordinator", "start", "--state-dir", stateDir, "--port", "0"], { timeoutMs: 30_000 });
+    // Starting a `tacit` process costs ~2.5 CPU-s; at load 30 one took 27 s, so 30 s was too tight.
+    const second = await runTacit(["coordinator", "start", "--state-dir", stateDir, "--port", "0"], { timeoutMs: 90_000 });
     expect(second.status).not.toBe(0);
     expect(second.stderr).toMatch(/in use by another coordinator \(pid \d+\)/);
 
