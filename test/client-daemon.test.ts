@@ -64,13 +64,21 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     requireXTools();
     x = await startXvfb();
     display = x.display;
-    window = spawn("xmessage", ["-geometry", "600x200+10+10", "Tacit capture test window"], { env: { ...process.env, DISPLAY: display }, stdio: "ignore" });
-    await waitFor("the test window", () => spawnSync("xdotool", ["search", "--onlyvisible", "--class", "xmessage"], { env: { ...process.env, DISPLAY: display } }).status === 0, 20_000);
+    window = spawn("xmessage", ["-geometry", "600x200+10+10", "Tacit capture test window"], { env: { ...process.env, DISPLAY: display }, stdio: ["ignore", "ignore", "pipe"] });
+    let windowErr = "";
+    window.stderr!.on("data", (d: Buffer) => (windowErr += d.toString()));
+    // Once, in CI, the window was not up within 20 s while every test file was starting at once.
+    // The wait is longer now, and a window or X server that died says so instead of timing out.
+    await waitFor("the test window", () => {
+      if (window.exitCode !== null || window.signalCode !== null) throw new Error(`xmessage exited (${window.exitCode ?? window.signalCode}): ${windowErr.trim()}`);
+      if (x.server.exitCode !== null || x.server.signalCode !== null) throw new Error(`Xvfb on ${display} exited (${x.server.exitCode ?? x.server.signalCode})`);
+      return spawnSync("xdotool", ["search", "--onlyvisible", "--class", "xmessage"], { env: { ...process.env, DISPLAY: display }, timeout: 10_000 }).status === 0;
+    }, 60_000, 100);
     cluster = await TestCluster.start();
     xdg = mkdtempSync(join(tmpdir(), "tacit-xdg-"));
     stateDir = join(xdg, "tacit");
     logFile = join(xdg, "daemon.log");
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await daemon?.stop();
