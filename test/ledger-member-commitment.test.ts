@@ -172,6 +172,14 @@ describe("a device's view of a round entry", () => {
     for (const [name, body] of Object.entries(edits)) expect(entryHash({ ...entry, body }), name).not.toBe(entry.hash);
     expect(canonicalJson(hashedBody(roundBody()))).toBe(canonicalJson(hashedBody(full)));
   });
+
+  it("leaves a proof out of the hash only beside a members commitment: on any other body it is content", () => {
+    const proof = (memberView(full, IDS[1]!) as { memberProof: unknown }).memberProof;
+    const plain = seal({ runId: "run-1", deviceId: IDS[1]!, note: "an entry without member lists" });
+    expect(entryHash({ ...plain, body: { ...plain.body, memberProof: proof } })).not.toBe(plain.hash);
+    const view = memberView(full, IDS[1]!);
+    expect(entryHash({ ...entry, body: { ...view, memberProof: proof } })).toBe(entry.hash);
+  });
 });
 
 describe("parseEntry and member keys", () => {

@@ -172,13 +172,14 @@ function withoutMembers(body: Record<string, unknown>): Record<string, unknown> 
 
 /**
  * The form of a body that the entry hash covers. A full entry (with `memberKey`) and every
- * device's view of it give the same form; a body without a member key is hashed as it is, less
- * any `memberProof` (a view's attachment, never content).
+ * device's view of it give the same form. Any other body is hashed as it is, except that a
+ * view's `memberProof` (an attachment next to its `members` commitment, never content) is left
+ * out; on a body without `members` it is content like any field, so adding one breaks the hash.
  */
 export function hashedBody(body: Record<string, unknown>): Record<string, unknown> {
   const tree = memberTree(body);
   if (tree) return { ...withoutMembers(body), members: tree.commitment };
-  if (!("memberProof" in body)) return body;
+  if (!("memberProof" in body) || !("members" in body)) return body;
   const { memberProof: _proof, ...rest } = body;
   return rest;
 }
