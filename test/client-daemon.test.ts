@@ -177,6 +177,9 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     const runId = await cluster.launch(tinyRunSpec({ rounds: 1, cohortSize: 3, populationSize: 3, minSurvivors: 2, noiseMultiplier: 1, clip: 1, signals: ["shortcut", "typing-burst", "key"] }));
     const st = await cluster.waitRun(runId, 90_000);
     expect(st.state).toBe("completed");
+    // The outcome travels on the device's Subscribe stream after the run is already marked
+    // completed in Redis, so on a loaded machine it can land a moment after waitRun returns.
+    await waitFor("the round's outcome on the device", () => events.some((e) => e.type === "outcome"), 30_000);
     expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(["joined", "submitted", "outcome"]));
     expect(events.find((e) => e.type === "outcome")).toMatchObject({ status: "completed" });
     await waitFor("the local ledger copy", () => existsSync(clientPaths(stateDir).ledgerCopy), 10_000);
