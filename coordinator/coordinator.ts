@@ -20,6 +20,7 @@ import { serverTlsMaterial } from "./state/tls.ts";
 import { requestGate } from "./server/request-gate.ts";
 import { requestCap } from "./server/message-caps.ts";
 import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
+import { watchEventLoop } from "./server/loop-watch.ts";
 import { StreamSlots } from "./server/stream-slots.ts";
 import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
 import { Authenticator, type AddressLimits } from "./server/authenticator.ts";
@@ -85,6 +86,8 @@ export class Coordinator {
   server: grpc.Server | undefined;
   lease: ActiveLease | undefined;
   listener: TlsListener | undefined;
+  /** Stops the event-loop stall warnings (server/loop-watch.ts). */
+  stopLoopWatch: (() => void) | undefined;
   port = 0;
 
   /** Closes the connection a call came on (its getPeer()); a slow reader's, for one (I6). */
@@ -227,6 +230,7 @@ export class Coordinator {
    * The state-dir lock is released by the process's exit, not here.
    */
   async stop(): Promise<void> {
+    this.stopLoopWatch?.();
     this.lease?.stop();
     await this.scheduler.close();
     // Handed over at once, not after the lease's TTL (bounded: Redis may be gone).
@@ -348,6 +352,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     // anyway; it stops at once and its supervisor restarts it as a standby.
     log.fatal({ instance: c.instance, reason }, "lost the active lease; exiting so the supervisor restarts this coordinator as standby");
     (opts.onLeaseLost ?? (() => process.exit(LEASE_LOST_EXIT_CODE)))(reason);
+  });
+  // Half the keepalive timeout: a stall that long already risks the devices' connections.
+  c.stopLoopWatch = watchEventLoop({
+    warnAfterMs: limits.keepaliveTimeoutMs / 2,
+    onStall: (blockedMs) => log.warn({ blockedMs }, "the coordinator's event loop was blocked: devices' keepalive pings went unanswered meanwhile"),
   });
   log.info({ port: c.port, redis: target.label }, "coordinator listening");
   return c;

@@ -15,6 +15,9 @@ import { RoundParticipant, type RoundPhase } from "../client/participant/round-p
 import { BudgetRecord } from "../client/participant/budget-record.ts";
 import { RoundSubscription } from "../client/transport/round-subscription.ts";
 import type { HostInit, HostMessage } from "./messages.ts";
+import { watchEventLoop } from "../coordinator/server/loop-watch.ts";
+import { turnTaker } from "./turns.ts";
+import { serialQueue } from "./serial-queue.ts";
 
 const init = workerData as HostInit;
 const post = (m: HostMessage): void => parentPort!.postMessage(m);
@@ -22,14 +25,12 @@ const PHASES: RoundPhase[] = ["advertise", "share", "masked-input", "unmask"];
 
 let trainer: Trainer | undefined;
 let trainerSpec = "";
-let chain: Promise<unknown> = Promise.resolve();
 
-/** Serialises training on this thread's single model instance. */
-function exclusive<T>(fn: () => Promise<T>): Promise<T> {
-  const next = chain.then(fn, fn);
-  chain = next.catch(() => undefined);
-  return next;
-}
+/** One device's message handling per turn of the loop, so the thread keeps answering keepalives (turns.ts). */
+const nextTurn = turnTaker();
+
+/** Training and evaluation on this thread's single model instance, one device at a time. */
+const exclusive = serialQueue();
 
 function trainerFor(spec: ModelSpec): Trainer {
   const key = JSON.stringify(spec);
@@ -43,6 +44,9 @@ function trainerFor(spec: ModelSpec): Trainer {
 
 async function main(): Promise<void> {
   const backend = await initBackend(init.backend);
+  // This thread answers the keepalive pings of all its devices' connections: a long stall here
+  // drops them together, which the coordinator cannot tell from laptops going offline.
+  watchEventLoop({ warnAfterMs: 2000, onStall: (blockedMs) => post({ type: "stalled", hostIndex: init.hostIndex, blockedMs }) });
   const deviceIds: Record<string, string> = {};
   const examplesCache = new Map<string, { spec: string; ex: Examples; heldOut: Examples }>();
 
@@ -78,7 +82,7 @@ async function main(): Promise<void> {
       limits: init.limits,
       budget: new BudgetRecord(),
       hooks: {
-        train: (cfg: RoundConfig, weights: Float32Array) =>
+        train: (cfg: RoundConfig, weights: Float32Array, signal?: AbortSignal) =>
           exclusive(async () => {
             const cached = split(cfg);
             const t = trainerFor(cfg.model);
@@ -88,16 +92,21 @@ async function main(): Promise<void> {
             const delta = new Float32Array(after.length);
             for (let i = 0; i < after.length; i++) delta[i] = after[i]! - weights[i]!;
             return { delta, loss: res.loss, examples: cached.ex.count };
-          }),
+          }, signal),
         // Counts only leave the device; the held-out slice is never in `split(cfg).ex`.
-        evaluate: (cfg: RoundConfig, weights: Float32Array) => exclusive(async () => evaluateLocally(trainerFor(cfg.model), weights, lastExamples(split(cfg).heldOut, cfg.evaluation!.maxExamplesPerDevice))),
+        evaluate: (cfg: RoundConfig, weights: Float32Array, signal?: AbortSignal) => exclusive(async () => evaluateLocally(trainerFor(cfg.model), weights, lastExamples(split(cfg).heldOut, cfg.evaluation!.maxExamplesPerDevice)), signal),
         dropAt: () => (init.dropout > 0 && Math.random() < init.dropout ? PHASES[randomInt(PHASES.length)] : undefined),
         // The laptop goes offline: the stream closes now and comes back a moment later.
         onDrop: () => subscription?.goOffline(300),
         onEvent: (event) => post({ type: "event", userId: dev.userId, deviceId: enrolled.deviceId, event }),
       },
     });
-    subscription = new RoundSubscription({ client, backend, eligible: () => true, onEvent: (ev) => participant.handle(ev), onArrival: (ev) => participant.arrived(ev) });
+    subscription = new RoundSubscription({
+      client, backend, eligible: () => true, onEvent: (ev) => nextTurn().then(() => participant.handle(ev)), onArrival: (ev) => participant.arrived(ev),
+      onStatus: (st) => {
+        if (!st.connected) post({ type: "disconnected", userId: dev.userId, detail: st.detail ?? "" });
+      },
+    });
     subscription.start();
   }
   post({ type: "ready", backend, deviceIds });

@@ -77,25 +77,64 @@ class Tally {
 
 /** Global and personalized metrics of `weights` on every eval set, personalized as `personalization` says. */
 export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
-  validatePersonalization(personalization);
-  trainer.setWeights(weights);
-  const global = new Tally();
-  const personal = new Tally();
-  const T = trainer.spec.window;
+  const e = new ModelEvaluation(trainer, weights, personalization);
   for (const s of sets) {
     if (s.examples.count === 0) continue;
-    const ex = s.examples;
-    if (s.local && s.local.window !== T) throw new PersonalizationError(`eval set ${s.userId}: local counts use window ${s.local.window}, the model ${T}`);
-    trainer.forEachDistribution(ex, (row, probs) => {
-      const y = ex.y[row]!;
-      global.add(probs, y);
-      if (s.local) applyMixture(probs, personalMixture(s.local, ex.x, row, personalization));
-      personal.add(probs, y);
-    });
-    global.endUser();
-    personal.endUser();
+    trainer.forEachDistribution(s.examples, e.visitor(s));
+    e.endSet();
   }
-  return { eval: global.metrics(), evalPersonalized: personal.metrics() };
+  return e.metrics();
+}
+
+/**
+ * evaluateModel for a thread that must stay responsive meanwhile (the simulation's coordinator):
+ * the same figures, with a macrotask turn after every forward pass.
+ */
+export async function evaluateModelYielding(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION): Promise<{ eval: EvalMetrics; evalPersonalized: EvalMetrics }> {
+  const e = new ModelEvaluation(trainer, weights, personalization);
+  for (const s of sets) {
+    if (s.examples.count === 0) continue;
+    await trainer.forEachDistributionYielding(s.examples, e.visitor(s));
+    e.endSet();
+  }
+  return e.metrics();
+}
+
+/** One evaluation's tallies: a visitor per eval set for the model's distributions, global and personalized. */
+class ModelEvaluation {
+  private readonly global = new Tally();
+  private readonly personal = new Tally();
+
+  constructor(
+    private readonly trainer: Trainer,
+    weights: Float32Array,
+    private readonly personalization: PersonalizationConfig,
+  ) {
+    validatePersonalization(personalization);
+    trainer.setWeights(weights);
+  }
+
+  visitor(s: EvalSet): (row: number, probs: Float64Array) => void {
+    const T = this.trainer.spec.window;
+    if (s.local && s.local.window !== T) throw new PersonalizationError(`eval set ${s.userId}: local counts use window ${s.local.window}, the model ${T}`);
+    const ex = s.examples;
+    return (row, probs) => {
+      const y = ex.y[row]!;
+      this.global.add(probs, y);
+      if (s.local) applyMixture(probs, personalMixture(s.local, ex.x, row, this.personalization));
+      this.personal.add(probs, y);
+    };
+  }
+
+  /** Closes the current eval set (its user counts once in the macro averages). */
+  endSet(): void {
+    this.global.endUser();
+    this.personal.endUser();
+  }
+
+  metrics(): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
+    return { eval: this.global.metrics(), evalPersonalized: this.personal.metrics() };
+  }
 }
 
 /** Global metrics only (kept for callers that do not personalize). */

@@ -26,4 +26,8 @@ export interface HostInit {
 export type HostMessage =
   | { type: "ready"; backend: string; deviceIds: Record<string, string> }
   | { type: "event"; userId: string; deviceId: string; event: ParticipantEvent }
+  /** A device's Subscribe stream failed or ended (it reconnects by itself). */
+  | { type: "disconnected"; userId: string; detail: string }
+  /** The host thread's event loop was blocked this long (its devices' keepalives waited meanwhile). */
+  | { type: "stalled"; hostIndex: number; blockedMs: number }
   | { type: "fatal"; message: string };

@@ -16,10 +16,12 @@ import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
 import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, calibrateNoiseMultiplier, deviceEpsilon, populationEpsilon, roundEvent, signPolicy, type DpEvent } from "../shared/dp/index.ts";
-import { startCoordinator, type Coordinator } from "../coordinator/coordinator.ts";
+import { startCoordinator, type Coordinator, type CoordinatorOptions } from "../coordinator/coordinator.ts";
+import { DEFAULT_SERVER_LIMITS } from "../coordinator/server/server-limits.ts";
+import { DEFAULT_ADDRESS_LIMITS } from "../coordinator/server/authenticator.ts";
 import { readLedgerText } from "../coordinator/ledger/segment-writer.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
-import { evaluateModel, type EvalMetrics, type EvalSet } from "./evaluation.ts";
+import { evaluateModel, evaluateModelYielding, type EvalMetrics, type EvalSet } from "./evaluation.ts";
 import { resolveRecipe, type Recipe } from "./recipe.ts";
 import { prepareInitialModel, withLocalStatistics, type InitialModel } from "./initial-model.ts";
 import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
@@ -292,6 +294,22 @@ interface DeviceReports {
   roundEvent: DpEvent;
 }
 
+/**
+ * Every simulated device is a real client with its own connection and its own enrollment, and
+ * all of them come from loopback: to the coordinator the whole fleet is one address, like a
+ * NAT'd office. Its per-address bounds (defences against one remote peer hoarding sockets, 64,
+ * or enrolling faster than 100 at once then 10/s) would refuse the 65th device, so the
+ * simulation's own coordinator admits the fleet: twice its size in connections (a device that
+ * goes offline and comes back may hold a closing socket beside its new one) plus the principals'
+ * clients, and one enrollment per device in a single burst.
+ */
+export function simulationCoordinatorBounds(devices: number): Pick<CoordinatorOptions, "limits" | "addressLimits"> {
+  return {
+    limits: { maxConnectionsPerPeer: Math.max(DEFAULT_SERVER_LIMITS.maxConnectionsPerPeer, 2 * devices + 16) },
+    addressLimits: { ...DEFAULT_ADDRESS_LIMITS, enroll: { ...DEFAULT_ADDRESS_LIMITS.enroll, burst: Math.max(DEFAULT_ADDRESS_LIMITS.enroll.burst, devices + 16) } },
+  };
+}
+
 async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
   const n = data.train.length;
   const ownState = !opts.stateDir;
@@ -304,7 +322,7 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
   let coordinator: Coordinator | undefined;
   const workers: Worker[] = [];
   try {
-    coordinator = await startCoordinator({ stateDir, autoInit: true, logger });
+    coordinator = await startCoordinator({ stateDir, autoInit: true, logger, ...simulationCoordinatorBounds(n) });
     const sim: FederatedSim = { opts, recipe, data, spec, noiseMultiplier, coordinator, address: `localhost:${coordinator.port}`, caFile: join(coordinator.paths.root, "tls", "ca.pem"), workers, progress };
     const admin = principalClient(sim, "admin-1");
     const mlTeam = principalClient(sim, "ml-team-1");
@@ -379,6 +397,8 @@ async function startDeviceHosts(sim: FederatedSim, devices: SimDeviceSpec[]): Pr
             reports.fatal = m.message;
             rej(new SimulationError(`device host ${h} failed: ${m.message}`));
           } else if (m.type === "event") recordDeviceEvent(reports, m, sim.progress);
+          else if (m.type === "disconnected") sim.coordinator.log.info({ userId: m.userId, detail: m.detail }, "simulated device lost its Subscribe stream");
+          else if (m.type === "stalled") sim.coordinator.log.warn({ host: m.hostIndex, blockedMs: m.blockedMs }, "a device host's event loop was blocked: its devices' keepalive pings waited meanwhile");
         });
         w.on("error", (err) => rej(new SimulationError(`device host ${h} crashed: ${err.message}`)));
       }),
@@ -488,6 +508,25 @@ async function followRun(sim: FederatedSim, f: RunFollower): Promise<void> {
 }
 
 /**
+ * Each device's ε over the rounds it was charged for. Devices charged for the same rounds share
+ * one composition: one takes 10–20 ms, and 934 of them done one by one blocked the coordinator's
+ * thread for 7 s after a round (past half the devices' keepalive timeout).
+ */
+export function deviceEpsilons(histories: readonly DpEvent[][], delta: number): number[] {
+  const byHistory = new Map<string, number>();
+  return histories.map((events) => {
+    if (events.length === 0) return 0;
+    const key = JSON.stringify(events);
+    let eps = byHistory.get(key);
+    if (eps === undefined) {
+      eps = deviceEpsilon(events, delta);
+      byHistory.set(key, eps);
+    }
+    return eps;
+  });
+}
+
+/**
  * One round's metrics: the new global model evaluated on the held-out data (an aborted round
  * left the model as it was, so it repeats the previous evaluation), the training loss the
  * devices reported, and device and population ε so far.
@@ -502,11 +541,12 @@ async function roundMetrics(sim: FederatedSim, f: RunFollower, r: RunStatus["rou
     evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
   } else {
     const cp = await sim.coordinator.checkpoints.latest(f.runId);
-    evaluated = evaluateModel(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalization);
+    // The coordinator serves the next round on this thread meanwhile: evaluate in slices.
+    evaluated = await evaluateModelYielding(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalization);
     const c = (cp!.serverState as { clip?: unknown } | undefined)?.clip;
     if (typeof c === "number") nextClip = c;
   }
-  const deviceEps = [...f.reports.perDevice.values()].map((d) => (d.events.length ? deviceEpsilon(d.events, opts.delta) : 0));
+  const deviceEps = deviceEpsilons([...f.reports.perDevice.values()].map((d) => d.events), opts.delta);
   const completedRounds = f.rounds.filter((x) => x.status === "completed").length + (r.status === "completed" ? 1 : 0);
   const loss = f.reports.roundLoss.get(r.round);
   return {

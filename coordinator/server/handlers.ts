@@ -204,8 +204,13 @@ function subscribe(c: CoordinatorApi) {
       },
       end: (trailers) => call.end(trailersOf(trailers)),
     };
-    const gone = (): void => {
+    let ended = false;
+    const gone = (why: string): void => {
       clearInterval(heartbeat);
+      // Why a device left is what an operator needs when a round loses devices it should not
+      // (a peer's keepalive timing out on a busy machine looks exactly like a laptop closing).
+      if (!ended && c.hub.isConnected(caller.keyId)) c.log.info({ deviceId: caller.keyId, why }, "device's Subscribe stream ended");
+      ended = true;
       c.hub.disconnect(caller.keyId, stream);
     };
     // A device that does not read its stream is forgotten, and its connection closed: that frees
@@ -214,16 +219,16 @@ function subscribe(c: CoordinatorApi) {
     // the unread messages, for the device to read.
     const dropSlowReader = (): void => {
       c.log.warn({ deviceId: caller.keyId, unreadBytes: backlog.pending, limit: c.subscribeBacklogBytes }, "device is not reading its Subscribe stream: dropped as a slow reader");
-      gone();
+      gone("slow reader");
       if (!c.dropConnection(call.getPeer())) call.destroy(new Error(`Subscribe stream closed: ${backlog.pending} bytes unread by the device, over the ${c.subscribeBacklogBytes}-byte limit`));
     };
     c.hub.connect(caller.keyId, stream, call.request.eligible !== false);
     // An immediate heartbeat tells the device it is connected (and flushes headers).
     stream.write({ heartbeat: { timeMs: String(Date.now()) } });
     heartbeat = setInterval(() => stream.write({ heartbeat: { timeMs: String(Date.now()) } }), 15_000);
-    call.on("cancelled", gone);
-    call.on("close", gone);
-    call.on("error", gone);
+    call.on("cancelled", () => gone("cancelled by the device or its connection"));
+    call.on("close", () => gone("closed"));
+    call.on("error", (e: Error) => gone(`error: ${e.message}`));
   });
 }
 

@@ -78,6 +78,9 @@ export class WeightShapeError extends Error {
   override name = "WeightShapeError";
 }
 
+/** Rows per forward pass when the model only predicts (evaluation, personalization). */
+const DISTRIBUTION_BATCH = 1024;
+
 export class Trainer {
   private readonly vars: tf.Variable[];
   private readonly size: number;
@@ -207,18 +210,35 @@ export class Trainer {
   /** Calls fn with the predicted distribution over next tokens for every example (the array is reused). */
   forEachDistribution(ex: Examples, fn: (row: number, probs: Float64Array) => void): void {
     const seq = Array.from({ length: ex.count }, (_, i) => i);
+    const row = new Float64Array(this.outputs);
+    for (let from = 0; from < ex.count; from += DISTRIBUTION_BATCH) this.distributionBatch(ex, seq, from, row, fn);
+  }
+
+  /**
+   * As forEachDistribution, with a macrotask turn after every batch. For a thread that also
+   * serves gRPC: the simulation evaluates each round's model on the coordinator's thread while the
+   * next round runs, and 110k held-out events evaluated in one go blocked it for tens of seconds —
+   * long enough for the devices' keepalive pings to time out and the round to lose them.
+   */
+  async forEachDistributionYielding(ex: Examples, fn: (row: number, probs: Float64Array) => void): Promise<void> {
+    const seq = Array.from({ length: ex.count }, (_, i) => i);
+    const row = new Float64Array(this.outputs);
+    for (let from = 0; from < ex.count; from += DISTRIBUTION_BATCH) {
+      this.distributionBatch(ex, seq, from, row, fn);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Rows [from, from + DISTRIBUTION_BATCH) of `ex`: one forward pass, then `fn` per row (`row` reused). */
+  private distributionBatch(ex: Examples, seq: number[], from: number, row: Float64Array, fn: (row: number, probs: Float64Array) => void): void {
     const V = this.outputs;
-    const row = new Float64Array(V);
-    const B = 1024;
-    for (let from = 0; from < ex.count; from += B) {
-      const to = Math.min(ex.count, from + B);
-      const probs = tf.tidy(() => tf.softmax(this.logits(this.batchTensors(ex, seq, from, to).x)));
-      const data = probs.dataSync() as Float32Array;
-      probs.dispose();
-      for (let k = 0; k < to - from; k++) {
-        for (let v = 0; v < V; v++) row[v] = data[k * V + v]!;
-        fn(from + k, row);
-      }
+    const to = Math.min(ex.count, from + DISTRIBUTION_BATCH);
+    const probs = tf.tidy(() => tf.softmax(this.logits(this.batchTensors(ex, seq, from, to).x)));
+    const data = probs.dataSync() as Float32Array;
+    probs.dispose();
+    for (let k = 0; k < to - from; k++) {
+      for (let v = 0; v < V; v++) row[v] = data[k * V + v]!;
+      fn(from + k, row);
     }
   }
 
