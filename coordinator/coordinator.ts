@@ -20,7 +20,7 @@ import { serverTlsMaterial } from "./state/tls.ts";
 import { requestGate } from "./server/request-gate.ts";
 import { requestCap } from "./server/message-caps.ts";
 import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
-import { watchEventLoop } from "./server/loop-watch.ts";
+import { watchCoordinatorLoop } from "./server/loop-watch.ts";
 import { StreamSlots } from "./server/stream-slots.ts";
 import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
 import { Authenticator, type AddressLimits } from "./server/authenticator.ts";
@@ -353,11 +353,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     log.fatal({ instance: c.instance, reason }, "lost the active lease; exiting so the supervisor restarts this coordinator as standby");
     (opts.onLeaseLost ?? (() => process.exit(LEASE_LOST_EXIT_CODE)))(reason);
   });
-  // Half the keepalive timeout: a stall that long already risks the devices' connections.
-  c.stopLoopWatch = watchEventLoop({
-    warnAfterMs: limits.keepaliveTimeoutMs / 2,
-    onStall: (blockedMs) => log.warn({ blockedMs }, "the coordinator's event loop was blocked: devices' keepalive pings went unanswered meanwhile"),
-  });
+  c.stopLoopWatch = watchCoordinatorLoop(log, limits.keepaliveTimeoutMs);
   log.info({ port: c.port, redis: target.label }, "coordinator listening");
   return c;
 }

@@ -64,13 +64,26 @@ describe("tacit client daemon (Xvfb, real capture, real round)", () => {
     requireXTools();
     x = await startXvfb();
     display = x.display;
-    window = spawn("xmessage", ["-geometry", "600x200+10+10", "Tacit capture test window"], { env: { ...process.env, DISPLAY: display }, stdio: ["ignore", "ignore", "pipe"] });
     let windowErr = "";
-    window.stderr!.on("data", (d: Buffer) => (windowErr += d.toString()));
-    // Once, in CI, the window was not up within 20 s while every test file was starting at once.
-    // The wait is longer now, and a window or X server that died says so instead of timing out.
+    const openWindow = (): ChildProcess => {
+      const w = spawn("xmessage", ["-geometry", "600x200+10+10", "Tacit capture test window"], { env: { ...process.env, DISPLAY: display }, stdio: ["ignore", "ignore", "pipe"] });
+      w.stderr!.on("data", (d: Buffer) => (windowErr += d.toString()));
+      return w;
+    };
+    window = openWindow();
+    let windowTries = 1;
+    // Once, in CI, the window was not up within 20 s while every test file was starting at once;
+    // once, xmessage could not open a display that had just answered xdpyinfo. The wait is longer
+    // now, a window refused by a live server is opened again (three tries), and a window or X
+    // server that died for good says so instead of timing out.
     await waitFor("the test window", () => {
-      if (window.exitCode !== null || window.signalCode !== null) throw new Error(`xmessage exited (${window.exitCode ?? window.signalCode}): ${windowErr.trim()}`);
+      if (window.exitCode !== null || window.signalCode !== null) {
+        const serverUp = x.server.exitCode === null && x.server.signalCode === null;
+        if (!serverUp || windowTries >= 3) throw new Error(`xmessage exited (${window.exitCode ?? window.signalCode}) ${windowTries} time(s): ${windowErr.trim()}`);
+        windowTries += 1;
+        window = openWindow();
+        return false;
+      }
       if (x.server.exitCode !== null || x.server.signalCode !== null) throw new Error(`Xvfb on ${display} exited (${x.server.exitCode ?? x.server.signalCode})`);
       return spawnSync("xdotool", ["search", "--onlyvisible", "--class", "xmessage"], { env: { ...process.env, DISPLAY: display }, timeout: 10_000 }).status === 0;
     }, 60_000, 100);
