@@ -20,7 +20,7 @@ import { serverTlsMaterial } from "./state/tls.ts";
 import { requestGate } from "./server/request-gate.ts";
 import { requestCap } from "./server/message-caps.ts";
 import { DEFAULT_SERVER_LIMITS, grpcServerOptions, type ServerLimits } from "./server/server-limits.ts";
-import { watchCoordinatorLoop } from "./server/loop-watch.ts";
+import { watchEventLoop } from "../shared/transport/loop-watch.ts";
 import { StreamSlots } from "./server/stream-slots.ts";
 import { listenTls, tacitServerCredentials, type TlsListener } from "./server/tls-listener.ts";
 import { Authenticator, type AddressLimits } from "./server/authenticator.ts";
@@ -356,4 +356,12 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   c.stopLoopWatch = watchCoordinatorLoop(log, limits.keepaliveTimeoutMs);
   log.info({ port: c.port, redis: target.label }, "coordinator listening");
   return c;
+}
+
+/** The coordinator's watch: warns at half the devices' keepalive timeout, when a stall already risks their connections. */
+function watchCoordinatorLoop(log: Pick<Logger, "warn">, keepaliveTimeoutMs: number): () => void {
+  return watchEventLoop({
+    warnAfterMs: keepaliveTimeoutMs / 2,
+    onStall: (blockedMs) => log.warn({ blockedMs }, "the coordinator's event loop was blocked: devices' keepalive pings went unanswered meanwhile"),
+  });
 }

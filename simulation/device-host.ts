@@ -15,7 +15,7 @@ import { RoundParticipant, type RoundPhase } from "../client/participant/round-p
 import { BudgetRecord } from "../client/participant/budget-record.ts";
 import { RoundSubscription } from "../client/transport/round-subscription.ts";
 import type { HostInit, HostMessage } from "./messages.ts";
-import { watchEventLoop } from "../coordinator/server/loop-watch.ts";
+import { watchEventLoop } from "../shared/transport/loop-watch.ts";
 import { turnTaker } from "./turns.ts";
 import { serialQueue } from "./serial-queue.ts";
 

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { turnTaker } from "../simulation/turns.ts";
-import { watchEventLoop } from "../coordinator/server/loop-watch.ts";
+import { watchEventLoop } from "../shared/transport/loop-watch.ts";
 
 function busy(ms: number): void {
   const end = performance.now() + ms;

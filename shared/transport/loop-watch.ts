@@ -4,8 +4,6 @@
  * was in flight, and a round loses them all at once — from the outside that looks like a wave of
  * laptops going offline. Reporting the stall's length says what really happened.
  */
-import type { Logger } from "pino";
-
 export interface LoopWatchOptions {
   /** Called after a stall of at least `warnAfterMs`, with its length. */
   onStall: (blockedMs: number) => void;
@@ -29,12 +27,4 @@ export function watchEventLoop(o: LoopWatchOptions): () => void {
   }, probe);
   timer.unref();
   return () => clearInterval(timer);
-}
-
-/** The coordinator's watch: warns at half the devices' keepalive timeout, when a stall already risks their connections. */
-export function watchCoordinatorLoop(log: Pick<Logger, "warn">, keepaliveTimeoutMs: number): () => void {
-  return watchEventLoop({
-    warnAfterMs: keepaliveTimeoutMs / 2,
-    onStall: (blockedMs) => log.warn({ blockedMs }, "the coordinator's event loop was blocked: devices' keepalive pings went unanswered meanwhile"),
-  });
 }
