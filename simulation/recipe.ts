@@ -5,7 +5,7 @@
  * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
  * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
  */
-import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DEFAULT_TRAINING, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
 import type { AdaptiveClipParams } from "../shared/dp/index.ts";
 
@@ -43,6 +43,8 @@ export interface Recipe {
   training: TrainingFields;
   /** How each device personalizes the global model for the personalized evaluation. */
   personalization: PersonalizationConfig;
+  /** `--centralized`: how each epoch over the pooled data trains. */
+  centralized: { batchSize: number; learningRate: number; optimizer: "sgd" | "adam" };
   /** The quantile estimate's parameters when the run clips adaptively. */
   adaptiveClip?: AdaptiveClipParams;
 }
@@ -90,6 +92,11 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
     minSurvivors,
     training,
     personalization: i.personalizationStrength === undefined ? DEFAULT_PERSONALIZATION : { ...DEFAULT_PERSONALIZATION, alpha: i.personalizationStrength },
+    // From a pretrained (tied) model, SGD at lr 0.5 and batch 32 turned the weights to NaN in the
+    // first epoch on devactions-large; it continues as it was pretrained (Adam 2e-3, batch 256).
+    centralized: i.pretrained
+      ? { batchSize: DEFAULT_PRETRAIN.batchSize, learningRate: DEFAULT_PRETRAIN.learningRate, optimizer: DEFAULT_PRETRAIN.optimizer }
+      : { batchSize: DEFAULT_TRAINING.centralizedBatchSize ?? DEFAULT_TRAINING.batchSize, learningRate: DEFAULT_TRAINING.centralizedLearningRate ?? DEFAULT_TRAINING.clientLearningRate, optimizer: DEFAULT_TRAINING.centralizedOptimizer ?? DEFAULT_TRAINING.clientOptimizer },
     ...(i.adaptiveClip ? { adaptiveClip: defaultAdaptiveClip(cohort) } : {}),
   };
 }

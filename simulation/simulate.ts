@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
-import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, DEFAULT_TRAINING, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
+import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
 import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
 import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
@@ -192,7 +192,6 @@ async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: In
   const pooled = concatExamples(parts, spec.window);
   let weights = initial.weights;
   const rounds: RoundMetrics[] = [];
-  const training = DEFAULT_TRAINING;
   const snapshot = (complete: boolean): SimulationMetrics => ({
     mode: "centralized", complete, dataset: resolve(opts.dataset), evalSource: data.evalSource, users: data.users.length, trainEvents, evalEvents,
     rounds, final: rounds.at(-1), backend, parameterCount: parameterCount(spec), wallSeconds: (Date.now() - started) / 1000,
@@ -203,13 +202,7 @@ async function runCentralized(opts: SimulateOptions, recipe: Recipe, initial: In
     const t0 = Date.now();
     progress.startRound(r, 1, "centralized epoch");
     trainer.setWeights(weights);
-    const res = await trainer.train(pooled, {
-      epochs: 1,
-      batchSize: training.centralizedBatchSize ?? training.batchSize,
-      learningRate: training.centralizedLearningRate ?? training.clientLearningRate,
-      optimizer: training.centralizedOptimizer ?? training.clientOptimizer,
-      seed: opts.seed + r,
-    });
+    const res = await trainer.train(pooled, { epochs: 1, ...recipe.centralized, seed: opts.seed + r });
     weights = trainer.getWeights();
     const ev = evaluateModel(trainer, weights, data.evalSets, recipe.personalization);
     const m: RoundMetrics = {

@@ -87,6 +87,9 @@ describe("on-device personalization", () => {
     expect(rankOf([0.1, 0.5, 0.1, 0.3], 1)).toBe(0);
     expect(rankOf([0.1, 0.5, 0.1, 0.3], 2)).toBe(3);
     expect(rankOf([0.2, 0.2, 0.2, 0.4], 1)).toBe(2);
+    // A diverged (NaN) model misses; it once scored every target as a top-1 hit.
+    expect(rankOf([NaN, NaN, NaN, NaN], 0)).toBe(3);
+    expect(rankOf([0.2, NaN, 0.5, 0.3], 1)).toBe(3);
     await initBackend();
     const seq = periodic(120, ["a", "b", "c", "d", "e", "f"]);
     const train = { ...seq, events: seq.events.slice(0, 100) };

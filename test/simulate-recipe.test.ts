@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DP_TRAINING, dpServerLearningRate } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, parseRunSpec, RunSpecError, DEFAULT_DEADLINES } from "../shared/run/index.ts";
-import { DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_MODEL_SPEC } from "../shared/model/index.ts";
 import { RecipeError, resolveRecipe } from "../simulation/recipe.ts";
 import { InitialModelSetupError, prepareInitialModel } from "../simulation/initial-model.ts";
 
@@ -47,6 +47,12 @@ describe("DP recipe defaults", () => {
     expect(r.training.localEpochs).toBe(2);
     expect(r.training.serverOptimizer).toBe("fedadam");
     expect(resolveRecipe({ dp: false }, 51).training.clientLearningRate).toBe(0.5);
+  });
+
+  it("a centralized baseline from a pretrained model continues as it was pretrained; from scratch it keeps its SGD defaults", () => {
+    // SGD at lr 0.5 turned the pretrained tied model's weights to NaN within one epoch on devactions-large.
+    expect(resolveRecipe({ dp: false, pretrained: true }, 934).centralized).toEqual({ batchSize: DEFAULT_PRETRAIN.batchSize, learningRate: DEFAULT_PRETRAIN.learningRate, optimizer: "adam" });
+    expect(resolveRecipe({ dp: false }, 51).centralized).toEqual({ batchSize: 32, learningRate: 0.5, optimizer: "sgd" });
   });
 
   it("plain runs keep the dense model their defaults were measured with; DP and pretrained runs use the tied one", () => {

@@ -8,6 +8,9 @@ import { EvalTally, type EvalCounts } from "./eval-counts.ts";
 /** How many entries rank strictly above entry y, capped at 3 (ties: lower index first, as tf.topk). */
 export function rankOf(p: ArrayLike<number>, y: number): number {
   const py = p[y]!;
+  // A diverged model's probabilities are NaN, and no comparison with NaN is true: without this
+  // every target would rank first and the model would score 100 % (a centralized baseline did).
+  if (Number.isNaN(py)) return 3;
   let above = 0;
   for (let v = 0; v < p.length; v++) {
     const pv = p[v]!;
