@@ -24,6 +24,10 @@ if (!values.dataset || !values.out) {
   process.exit(2);
 }
 const fraction = Number(values["eval-fraction"]);
+if (!(fraction > 0 && fraction < 1)) {
+  console.error(`carve-holdout: --eval-fraction must be in (0, 1), got ${values["eval-fraction"]}`);
+  process.exit(2);
+}
 for (const part of ["train", "eval"]) {
   const dir = join(values.out, part);
   // Refuse to mix a new carve into an old one: a stale file would silently join the run.
@@ -42,7 +46,8 @@ for (const u of users) {
   const { train, eval: held } = splitHoldout(u, fraction);
   const name = basename(u.source);
   writeFileSync(join(values.out, "train", name), tsv(train.events));
-  writeFileSync(join(values.out, "eval", name), tsv(held.events));
+  // A one-event user has nothing held out, and an empty file is not a valid dataset file.
+  if (held.events.length > 0) writeFileSync(join(values.out, "eval", name), tsv(held.events));
   trainEvents += train.events.length;
   evalEvents += held.events.length;
 }

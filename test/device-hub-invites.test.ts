@@ -50,3 +50,25 @@ describe("invitations serialized once per round", () => {
     expect(bytes.subarray(serialize({ heartbeat: { timeMs: 1 } }).length).equals(serialize({ invite: { ...shared, index: 42 } }))).toBe(true);
   });
 });
+
+describe("a device's stream ending", () => {
+  it("forgets the device only for its current stream, and says whether it did (the coordinator logs only then)", () => {
+    const hub = new DeviceHub();
+    let ended = 0;
+    const stream = () => ({ write: () => true, end: () => void (ended += 1) });
+    const lost: string[] = [];
+    hub.on("disconnect", (id) => lost.push(id));
+    const first = stream();
+    const second = stream();
+    hub.connect("dev-1", first, true);
+    hub.connect("dev-1", second, true); // a reconnect: the old stream is ended
+    expect(ended).toBe(1);
+    expect(hub.disconnect("dev-1", first)).toBe(false); // the replaced stream closing
+    expect(hub.isConnected("dev-1")).toBe(true);
+    expect(lost).toEqual([]);
+    expect(hub.disconnect("dev-1", second)).toBe(true);
+    expect(hub.isConnected("dev-1")).toBe(false);
+    expect(hub.disconnect("dev-1", second)).toBe(false); // 'cancelled' then 'close': once
+    expect(lost).toEqual(["dev-1"]);
+  });
+});

@@ -163,11 +163,13 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
     this.emit("connect", deviceId);
   }
 
-  disconnect(deviceId: string, stream: DeviceStream): void {
+  /** Forgets the device if `stream` is still its current one; true if it did (false: already gone, or replaced by a reconnect). */
+  disconnect(deviceId: string, stream: DeviceStream): boolean {
     const current = this.connections.get(deviceId);
-    if (current?.stream !== stream) return;
+    if (current?.stream !== stream) return false;
     this.connections.delete(deviceId);
     this.emit("disconnect", deviceId);
+    return true;
   }
 
   /** Ends the device's stream and forgets it: a deregistered device is never sampled again. */

@@ -204,14 +204,12 @@ function subscribe(c: CoordinatorApi) {
       },
       end: (trailers) => call.end(trailersOf(trailers)),
     };
-    let ended = false;
     const gone = (why: string): void => {
       clearInterval(heartbeat);
       // Why a device left is what an operator needs when a round loses devices it should not
       // (a peer's keepalive timing out on a busy machine looks exactly like a laptop closing).
-      if (!ended && c.hub.isConnected(caller.keyId)) c.log.info({ deviceId: caller.keyId, why }, "device's Subscribe stream ended");
-      ended = true;
-      c.hub.disconnect(caller.keyId, stream);
+      // Logged once, and not for a stream its own reconnect replaced.
+      if (c.hub.disconnect(caller.keyId, stream)) c.log.info({ deviceId: caller.keyId, why }, "device's Subscribe stream ended");
     };
     // A device that does not read its stream is forgotten, and its connection closed: that frees
     // what is queued for it at every layer (grpc-js, HTTP/2, the socket), and a device that was
