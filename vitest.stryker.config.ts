@@ -40,7 +40,7 @@ const TESTS: Record<string, string[]> = {
     "ledger-local-copy", "ledger-verify-truth", "ledger-verify-initial-model", "ledger-group-commit", "ledger-mutants",
     "ledger-member-commitment",
   ],
-  "client/participant": ["client-guard", "adaptive-clip-device-floor", "participant-mutants"],
+  "client/participant": ["client-guard", "adaptive-clip-device-floor", "participant-mutants", "participant-superseded", "budget-record"],
   "coordinator/server": [
     "coordinator-limits-pure", "replay-guard", "coordinator-status-boundary", "coordinator-bad-input", "server-mutants",
   ],

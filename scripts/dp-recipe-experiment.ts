@@ -37,6 +37,13 @@ const { values } = parseArgs({
     clip: { type: "string" },
     "server-lr": { type: "string" },
     "local-epochs": { type: "string" },
+    "max-steps": { type: "string" },
+    "client-lr": { type: "string" },
+    "client-optimizer": { type: "string" },
+    "batch-size": { type: "string" },
+    "server-momentum": { type: "string" },
+    // Each device scales its clipped delta by min(1, examples / cap): sensitivity stays C.
+    "weight-cap": { type: "string" },
     "eval-fraction": { type: "string", default: "0.3" },
     alpha: { type: "string" },
     seed: { type: "string", default: "1" },
@@ -50,6 +57,10 @@ const { values } = parseArgs({
 });
 
 const t0 = Date.now();
+function optionalNumber(name: keyof typeof values): number | undefined {
+  const v = values[name];
+  return v === undefined ? undefined : Number(v);
+}
 const spec = DEFAULT_MODEL_SPEC;
 const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
 const users = await readDevactionsDir(values.dataset);
@@ -73,7 +84,16 @@ const recipe = resolveRecipe(
   n,
 );
 // Without noise, use the DP recipe's training too, so ε = ∞ isolates the effect of the noise.
-const training = dp ? recipe.training : resolveRecipe({ dp: true, rounds: recipe.rounds }, n).training;
+const baseTraining = dp ? recipe.training : resolveRecipe({ dp: true, rounds: recipe.rounds, localEpochs: optionalNumber("local-epochs"), serverLearningRate: optionalNumber("server-lr") }, n).training;
+// Tuning knobs the run spec has but the recipe input does not expose.
+const training = {
+  ...baseTraining,
+  ...(values["max-steps"] !== undefined ? { maxLocalSteps: Number(values["max-steps"]) } : {}),
+  ...(values["client-lr"] !== undefined ? { clientLearningRate: Number(values["client-lr"]) } : {}),
+  ...(values["client-optimizer"] !== undefined ? { clientOptimizer: values["client-optimizer"] as "sgd" | "adam" } : {}),
+  ...(values["batch-size"] !== undefined ? { batchSize: Number(values["batch-size"]) } : {}),
+  ...(values["server-momentum"] !== undefined ? { serverMomentum: Number(values["server-momentum"]) } : {}),
+};
 const clip = dp ? recipe.clip : resolveRecipe({ dp: true }, n).clip;
 const minSurvivors = dp ? recipe.minSurvivors : Math.floor(n * 0.9);
 
@@ -138,8 +158,9 @@ for (let r = 0; r < recipe.rounds; r++) {
     const after = trainer.getWeights();
     let norm2 = 0;
     for (let k = 0; k < after.length; k++) norm2 += (after[k]! - weights[k]!) ** 2;
-    const scale = Math.min(1, clip / Math.sqrt(norm2));
-    if (scale < 1) clipped += 1;
+    const weight = values["weight-cap"] === undefined ? 1 : Math.min(1, train[i]!.count / Number(values["weight-cap"]));
+    const scale = Math.min(1, clip / Math.sqrt(norm2)) * weight;
+    if (Math.sqrt(norm2) > clip) clipped += 1;
     if (Number.isFinite(scale)) for (let k = 0; k < after.length; k++) sum[k] = sum[k]! + (after[k]! - weights[k]!) * scale;
     // A device whose local loss blew up (> 20 nats, or NaN) counts as diverged; its clipped delta still goes in, as on a real device.
     if (res.loss < 20) {

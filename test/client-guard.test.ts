@@ -41,6 +41,19 @@ describe("device guard", () => {
     if (!d.ok) expect(d.code).toBe(code);
   });
 
+  // The reason is what the person reads in `tacit status`: it names the figures that failed.
+  it.each([
+    [cfg({ noiseMultiplier: 0.5 }), "noise multiplier 0.5 is below this device's minimum 0.8"],
+    [cfg({ minSurvivors: 3 }), "minSurvivors 3 is below this device's minimum 5"],
+    [cfg({ delta: 1e-3 }), "run delta 0.001 exceeds this device's delta 0.000001"],
+    [cfg({}, ["commit", "typing-burst", "app-switch"]), "round uses signals not consented to: typing-burst, app-switch"],
+    [cfg({ colluders: 0 }), `the round's noise counts on all but 0 survivors; this device assumes up to ${HONEST.colluders} of 20 collude`],
+    [cfg({ colluders: undefined }), `the round's noise counts on all but 0 survivors; this device assumes up to ${HONEST.colluders} of 20 collude`],
+  ] as const)("a decline's reason names its figures %#", (c, reason) => {
+    const d = checkRound(c, EVENT, [], limits);
+    expect(d.ok ? "accepted" : d.reason).toBe(reason);
+  });
+
   it("declines once the composed budget would exceed the person's maximum", () => {
     const spent: DpEvent[] = [];
     let joined = 0;

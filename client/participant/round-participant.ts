@@ -184,8 +184,11 @@ export class RoundParticipant {
       this.o.hooks.onEvent?.({ type: "superseded", runId: cfg.runId, round: cfg.round, attempt: cfg.attempt });
       return undefined;
     }
+    // A second invitation to the attempt this device already holds is not a new round: joining
+    // again would advertise fresh keys the coordinator has no place for, and lose the first ones.
+    if (current && current.cfg.attempt === cfg.attempt) throw new Error(`a second invitation to ${cfg.runId}/${cfg.round} attempt ${cfg.attempt}, which this device already joined; ignored`);
     this.newest.set(k, cfg.attempt);
-    if (current && current.cfg.attempt < cfg.attempt) this.supersede(current);
+    if (current) this.supersede(current);
     return cfg;
   }
 
