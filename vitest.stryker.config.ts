@@ -42,7 +42,8 @@ const TESTS: Record<string, string[]> = {
   ],
   "client/participant": ["client-guard", "adaptive-clip-device-floor", "participant-mutants", "participant-superseded", "budget-record"],
   "coordinator/server": [
-    "coordinator-limits-pure", "replay-guard", "coordinator-status-boundary", "coordinator-bad-input", "server-mutants",
+    "coordinator-limits-pure", "server-guards-pure", "replay-guard", "coordinator-status-boundary", "auth-failed-bucket",
+    "coordinator-bad-input", "subscribe-backlog", "server-mutants",
   ],
   "coordinator/rounds": ["device-hub-invites", "server-update-finite", "phase-deadlines", "rounds-mutants"],
 };

@@ -17,6 +17,9 @@
  *   --save-weights: the global model as a checkpoint after every round (for evaluating on-device
  *   personalization on it later, scripts/personalization-experiment.ts --checkpoint DIR).
  *   --epsilon inf: no noise; --rounds 0: the initial (public-only) model alone.
+ *   Tuning (bench/RESULTS.md, "Searching for the missing optimization"): --local-epochs N, --max-steps N,
+ *   --client-lr X, --client-optimizer sgd|adam, --batch-size N, --server-lr X, --server-momentum X, and
+ *   --weight-cap N (each device scales its clipped delta by min(1, examples / N)).
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -88,11 +91,11 @@ const baseTraining = dp ? recipe.training : resolveRecipe({ dp: true, rounds: re
 // Tuning knobs the run spec has but the recipe input does not expose.
 const training = {
   ...baseTraining,
-  ...(values["max-steps"] !== undefined ? { maxLocalSteps: Number(values["max-steps"]) } : {}),
-  ...(values["client-lr"] !== undefined ? { clientLearningRate: Number(values["client-lr"]) } : {}),
+  ...(values["max-steps"] !== undefined ? { maxLocalSteps: optionalNumber("max-steps")! } : {}),
+  ...(values["client-lr"] !== undefined ? { clientLearningRate: optionalNumber("client-lr")! } : {}),
   ...(values["client-optimizer"] !== undefined ? { clientOptimizer: values["client-optimizer"] as "sgd" | "adam" } : {}),
-  ...(values["batch-size"] !== undefined ? { batchSize: Number(values["batch-size"]) } : {}),
-  ...(values["server-momentum"] !== undefined ? { serverMomentum: Number(values["server-momentum"]) } : {}),
+  ...(values["batch-size"] !== undefined ? { batchSize: optionalNumber("batch-size")! } : {}),
+  ...(values["server-momentum"] !== undefined ? { serverMomentum: optionalNumber("server-momentum")! } : {}),
 };
 const clip = dp ? recipe.clip : resolveRecipe({ dp: true }, n).clip;
 const minSurvivors = dp ? recipe.minSurvivors : Math.floor(n * 0.9);
