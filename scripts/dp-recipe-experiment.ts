@@ -60,9 +60,13 @@ const { values } = parseArgs({
 });
 
 const t0 = Date.now();
+/** A numeric flag, or undefined when absent; a flag that is not a finite number stops the run. */
 function optionalNumber(name: keyof typeof values): number | undefined {
   const v = values[name];
-  return v === undefined ? undefined : Number(v);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got ${String(v)}`);
+  return n;
 }
 const spec = DEFAULT_MODEL_SPEC;
 const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
@@ -91,12 +95,13 @@ const baseTraining = dp ? recipe.training : resolveRecipe({ dp: true, rounds: re
 // Tuning knobs the run spec has but the recipe input does not expose.
 const training = {
   ...baseTraining,
-  ...(values["max-steps"] !== undefined ? { maxLocalSteps: optionalNumber("max-steps")! } : {}),
-  ...(values["client-lr"] !== undefined ? { clientLearningRate: optionalNumber("client-lr")! } : {}),
-  ...(values["client-optimizer"] !== undefined ? { clientOptimizer: values["client-optimizer"] as "sgd" | "adam" } : {}),
-  ...(values["batch-size"] !== undefined ? { batchSize: optionalNumber("batch-size")! } : {}),
-  ...(values["server-momentum"] !== undefined ? { serverMomentum: optionalNumber("server-momentum")! } : {}),
+  maxLocalSteps: optionalNumber("max-steps") ?? baseTraining.maxLocalSteps,
+  clientLearningRate: optionalNumber("client-lr") ?? baseTraining.clientLearningRate,
+  clientOptimizer: (values["client-optimizer"] as "sgd" | "adam" | undefined) ?? baseTraining.clientOptimizer,
+  batchSize: optionalNumber("batch-size") ?? baseTraining.batchSize,
+  serverMomentum: optionalNumber("server-momentum") ?? baseTraining.serverMomentum,
 };
+const weightCap = optionalNumber("weight-cap");
 const clip = dp ? recipe.clip : resolveRecipe({ dp: true }, n).clip;
 const minSurvivors = dp ? recipe.minSurvivors : Math.floor(n * 0.9);
 
@@ -161,7 +166,7 @@ for (let r = 0; r < recipe.rounds; r++) {
     const after = trainer.getWeights();
     let norm2 = 0;
     for (let k = 0; k < after.length; k++) norm2 += (after[k]! - weights[k]!) ** 2;
-    const weight = values["weight-cap"] === undefined ? 1 : Math.min(1, train[i]!.count / Number(values["weight-cap"]));
+    const weight = weightCap === undefined ? 1 : Math.min(1, train[i]!.count / weightCap);
     const scale = Math.min(1, clip / Math.sqrt(norm2)) * weight;
     if (Math.sqrt(norm2) > clip) clipped += 1;
     if (Number.isFinite(scale)) for (let k = 0; k < after.length; k++) sum[k] = sum[k]! + (after[k]! - weights[k]!) * scale;
