@@ -12,7 +12,7 @@ import { aggregationLength, dpInputsFor, type RoundConfig } from "../shared/run/
 import { chooseParams } from "../shared/secagg/index.ts";
 
 const HONEST = chooseParams({ cohortSize: 20, dropoutFraction: 0.1, corruptFraction: 0.1, minSurvivors: 10 });
-const cohort = Array.from({ length: 20 }, (_, index) => ({ index, deviceId: `d${index}`, identityPublicKey: "" }));
+const cohort = { size: 20, root: "0".repeat(64) };
 const cfg = (dp: Partial<RoundConfig["dp"]> = {}): RoundConfig =>
   ({
     parameterCount: 500,

@@ -13,7 +13,7 @@ import { chooseParams } from "../shared/secagg/index.ts";
 const EVENT: DpEvent = { kind: "gaussian", noiseMultiplier: 1 };
 // An honest coordinator's SecAgg parameters for a cohort of 20 (they pass the device floors).
 const HONEST = chooseParams({ cohortSize: 20, dropoutFraction: 0.1, corruptFraction: 0.1, minSurvivors: 10 });
-const cohort = Array.from({ length: 20 }, (_, index) => ({ index, identityPublicKey: "" }));
+const cohort = { size: 20, root: "0".repeat(64) };
 const cfg = (over: Partial<RoundConfig["dp"]> = {}, signals: RoundConfig["signals"] = ["commit"], secagg: Partial<RoundConfig["secagg"]> = {}): RoundConfig =>
   ({ dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 1, minSurvivors: 10, expectedSurvivors: 20, colluders: HONEST.colluders, delta: 1e-6, rotationSeed: "", ...over }, signals, cohort, secagg: { bits: 32, threshold: HONEST.threshold, degree: HONEST.degree, mode: HONEST.mode, roundSeed: "", guarantee: "", ...secagg } }) as unknown as RoundConfig;
 const limits = { maxDeviceEpsilon: 20, delta: 1e-6, minNoiseMultiplier: 0.8, minSurvivors: 5, signals: ["commit", "shortcut"] };

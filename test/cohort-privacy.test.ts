@@ -57,10 +57,10 @@ describe("peers see per-round indices, not device ids (L1)", () => {
         if (other === self) continue;
         for (const m of log) expect(m.text.includes(other), `${m.kind} to ${self} names ${other}`).toBe(false);
       }
-      // The signed cohort lists index and identity key only.
-      const cfg = JSON.parse(log.find((m) => m.configJson)!.configJson!) as { cohort: Record<string, unknown>[] };
-      expect(cfg.cohort).toHaveLength(4);
-      for (const member of cfg.cohort) expect(Object.keys(member).sort()).toEqual(["identityPublicKey", "index"]);
+      // The signed config commits to the cohort (its size and Merkle root), naming no member.
+      const cfg = JSON.parse(log.find((m) => m.configJson)!.configJson!) as { cohort: Record<string, unknown> };
+      expect(Object.keys(cfg.cohort).sort()).toEqual(["root", "size"]);
+      expect(cfg.cohort.size).toBe(4);
     }
   }, 150_000);
 });

@@ -11,7 +11,7 @@ import { weakIdentityKeyReason } from "../coordinator/state/identity-key-check.t
 
 const round = (parameterCount: number, bits: number, members: number) => ({
   parameterCount,
-  cohort: Array.from({ length: members }, (_, index) => ({ index, identityPublicKey: "" })),
+  cohort: { size: members, root: "0".repeat(64) },
   secagg: { bits } as never,
 });
 

@@ -17,9 +17,14 @@ const serialize = (ev: ServerEvent): Buffer => subscribe.responseSerialize(ev);
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 /** The decoded roster, byte fields as hex. */
-function decode(b: Buffer): { ref: unknown; advertised: number[]; keys: string[] } {
-  const r = (subscribe.responseDeserialize(b) as ServerEvent).roster as { ref: unknown; advertised: number[]; keys: AdvertisedKeys[] };
-  return { ref: r.ref, advertised: r.advertised, keys: r.keys.map((k) => `${k.index}:${hex(k.cPk)}:${hex(k.sPk)}:${hex(k.selfMaskCommitment)}:${hex(k.signature)}`) };
+function decode(b: Buffer): { ref: unknown; advertised: number[]; keys: string[]; members: string[] } {
+  const r = (subscribe.responseDeserialize(b) as ServerEvent).roster as { ref: unknown; advertised: number[]; keys: AdvertisedKeys[]; members: { index: number; identityPublicKey: Buffer; path: Buffer[] }[] };
+  return {
+    ref: r.ref,
+    advertised: r.advertised,
+    keys: r.keys.map((k) => `${k.index}:${hex(k.cPk)}:${hex(k.sPk)}:${hex(k.selfMaskCommitment)}:${hex(k.signature)}`),
+    members: r.members.map((m) => `${m.index}:${hex(m.identityPublicKey)}:${m.path.map(hex).join(",")}`),
+  };
 }
 
 const n = 300;
@@ -31,27 +36,33 @@ const keysFor = (index: number): AdvertisedKeys[] => {
   return [0, 1, 2, 3, 4].map((s) => keys.get(advertised[(p + s) % n]!)!).sort((a, b) => a.index - b.index);
 };
 const ref = { runId: "run-r", round: 7 };
+/** A stand-in cohort proof per index: its key and a path that differ per member. */
+const memberOf = (index: number) => ({ index, identityPublicKey: Buffer.alloc(32, index % 256), path: Array.from({ length: 1 + (index % 9) }, (_, l) => Buffer.alloc(32, (index * 7 + l) % 256)) });
 
 describe("per-device rosters", () => {
   it("each device's bytes decode to its own roster: every advertiser, only its neighbourhood's keys", () => {
     const hub = new DeviceHub();
     hub.encoder = serialize;
-    const rosters = hub.encodeRosters(ref, advertised, keysFor);
+    const rosters = hub.encodeRosters(ref, advertised, keysFor, memberOf);
     for (const index of [advertised[0]!, advertised[1]!, advertised[42]!, advertised[n - 1]!]) {
       const ev = rosters(index);
       expect("encoded" in ev).toBe(true);
       const got = decode((ev as { encoded: Buffer }).encoded);
-      const want = decode(serialize({ roster: { ref, advertised, keys: keysFor(index).map((k) => ({ ...k, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })) } }));
+      const mine = keysFor(index);
+      const want = decode(serialize({ roster: { ref, advertised, keys: mine.map((k) => ({ ...k, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), signature: Buffer.from(k.signature) })), members: mine.map((k) => memberOf(k.index)) } }));
       expect(got).toEqual(want);
       expect(got.keys).toHaveLength(5);
+      // One proof per advertisement, for the same indices in the same order.
+      expect(got.members.map((m) => Number(m.split(":")[0]))).toEqual(mine.map((k) => k.index));
       expect(got.advertised).toEqual(advertised);
     }
   });
 
   it("without an encoder each device gets the plain event", () => {
-    const ev = new DeviceHub().encodeRosters(ref, advertised, keysFor)(advertised[5]!) as ServerEvent;
+    const ev = new DeviceHub().encodeRosters(ref, advertised, keysFor, memberOf)(advertised[5]!) as ServerEvent;
     expect(ev.roster?.advertised).toEqual(advertised);
     expect(ev.roster?.keys?.map((k) => k.index)).toEqual(keysFor(advertised[5]!).map((k) => k.index));
+    expect(ev.roster?.members).toEqual(keysFor(advertised[5]!).map((k) => memberOf(k.index)));
   });
 });
 

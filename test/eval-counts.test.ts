@@ -124,7 +124,7 @@ describe("evaluation round config", () => {
     training: { localEpochs: 1, maxLocalSteps: 1, batchSize: 1, learningRate: 0.1, optimizer: "sgd", seed: 0, heldOutFraction: 0.1 },
     dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 0, minSurvivors: 2, expectedSurvivors: 3, colluders: 0, delta: 1e-6, rotationSeed: "" },
     secagg: { bits: 32, threshold: 2, degree: 2, mode: "full", roundSeed: "", guarantee: "" },
-    signals: ["commit"], cohort: [{ index: 0, identityPublicKey: "" }], populationSize: 3,
+    signals: ["commit"], cohort: { size: 1, root: "0".repeat(64) }, populationSize: 3,
     deadlines: { advertise: 0, share: 0, maskedInput: 0, unmask: 0 }, issuedAt: 0,
     evaluation: { afterRound: 3, maxExamplesPerDevice: 100, noiseMultiplier: 0 },
   };

@@ -10,7 +10,7 @@
 import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { generateEd25519, publicKeyFromRaw, verifyBytes } from "../shared/crypto/index.ts";
-import { aggregationLength, attestationBody, dpInputsFor, roundDpEvent, signRoundConfig, type RoundConfig } from "../shared/run/index.ts";
+import { aggregationLength, attestationBody, CohortTree, dpInputsFor, roundDpEvent, signRoundConfig, type RoundConfig } from "../shared/run/index.ts";
 import { chooseParams, SecAggDevice, SecAggServer, wireAdvertisedKeys, type SecAggConfig } from "../shared/secagg/index.ts";
 import { Writable } from "node:stream";
 import { tmpdir } from "node:os";
@@ -30,6 +30,9 @@ const coordinator = generateEd25519();
 const N = 5;
 const ids = Array.from({ length: N }, () => generateEd25519());
 const ALL = ids.map((_, i) => i);
+const tree = new CohortTree(ids.map((k) => k.publicRaw));
+/** What the coordinator sends a peer about member `i`: its committed identity key and the proof. */
+const proofOf = (i: number) => ({ index: i, identityPublicKey: Buffer.from(ids[i]!.publicRaw), path: tree.proof(i) });
 const D = 16;
 const weights = new Float32Array(D).map((_, i) => i / D);
 const checkpoint = Buffer.from(weights.buffer);
@@ -48,7 +51,7 @@ function config(o: { attempt?: number; noiseMultiplier?: number; clip?: number; 
     dp: { mechanism: "ddgauss", clip: o.clip ?? 100, noiseMultiplier: o.noiseMultiplier ?? 0, minSurvivors: 2, expectedSurvivors: N, colluders: params.colluders, delta: 1e-6, rotationSeed: Buffer.alloc(32, 1).toString("base64") },
     secagg: { bits: 32, threshold: params.threshold, degree: params.degree, mode: params.mode, roundSeed: Buffer.alloc(32, attempt + 7).toString("base64"), guarantee: params.guarantee },
     signals: ["commit"],
-    cohort: ids.map((k, index) => ({ index, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
+    cohort: tree.commitment,
     populationSize: N,
     deadlines: { advertise: 1, share: 2, maskedInput: 3, unmask: 4 },
     issuedAt: 0,
@@ -56,12 +59,19 @@ function config(o: { attempt?: number; noiseMultiplier?: number; clip?: number; 
   };
 }
 
-function invite(cfg: RoundConfig, index: number, o: { badSignature?: boolean; checkpoint?: Buffer; label?: { runId: string; round: number } } = {}): ServerEvent {
+function invite(cfg: RoundConfig, index: number, o: { badSignature?: boolean; checkpoint?: Buffer; label?: { runId: string; round: number }; cohortPath?: Buffer[] } = {}): ServerEvent {
   const signed = signRoundConfig(cfg, coordinator.privateKey);
   const signature = Buffer.from(signed.signature);
   if (o.badSignature) signature[5]! ^= 1;
-  return { invite: { ref: o.label ?? ref, attempt: cfg.attempt, configJson: signed.json, configSignature: signature, checkpoint: o.checkpoint ?? checkpoint, index } } as ServerEvent;
+  const cohortPath = o.cohortPath ?? (index < N ? tree.proof(index) : []);
+  return { invite: { ref: o.label ?? ref, attempt: cfg.attempt, configJson: signed.json, configSignature: signature, checkpoint: o.checkpoint ?? checkpoint, index, cohortPath } } as ServerEvent;
 }
+
+/** A roster as the coordinator sends it: the advertisements, each with its member's cohort proof. */
+function rosterEvent(advertised: number[], keys: Wire[]): ServerEvent {
+  return { roster: { ref, advertised, keys, members: keys.map((k) => proofOf(k.index)) } } as ServerEvent;
+}
+const wireRoster = (server: SecAggServer, i: number): Wire[] => server.rosterFor(i).map((k) => ({ ...k, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), selfMaskCommitment: Buffer.from(k.selfMaskCommitment), signature: Buffer.from(k.signature) }));
 
 interface Call {
   service: string;
@@ -133,7 +143,7 @@ async function playRound(devices: Device[], cfg: RoundConfig): Promise<{ sum: Fl
   const advertised = server.closeAdvertise().map((k) => k.index);
   for (const [i, d] of devices.entries()) {
     if (!advertised.includes(i)) continue;
-    await d.p.handle({ roster: { ref, advertised, keys: server.rosterFor(i).map((k) => ({ ...k, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), selfMaskCommitment: Buffer.from(k.selfMaskCommitment), signature: Buffer.from(k.signature) })) } } as ServerEvent);
+    await d.p.handle(rosterEvent(advertised, wireRoster(server, i)));
   }
   for (const [i, d] of devices.entries()) {
     if (!d.calls.some((c) => c.name === "ShareKeys")) continue;
@@ -279,16 +289,25 @@ describe("the device refuses what a coordinator must not send, sends nothing for
     await joinedOnly(device(0), invite(config(), 0, { label: { runId, round: 3 } }));
   });
 
-  it("an invitation at an index the signed cohort does not list", async () => {
+  it("an invitation at an index outside the signed cohort", async () => {
     const d = device(0);
     await joinedOnly(d, invite(config(), 7));
-    expect(errors(d)[0]).toMatch(/does not list index 7/);
+    expect(errors(d)[0]).toBe("invitation for round 0 gives index 7, outside the signed cohort of 5");
+    const last = device(0);
+    await joinedOnly(last, invite(config(), N, { cohortPath: tree.proof(N - 1) }));
+    expect(errors(last)[0]).toMatch(/gives index 5, outside the signed cohort of 5/);
   });
 
-  it("an invitation that puts another identity key at this device's index", async () => {
-    const d = device(0);
-    await joinedOnly(d, invite(config(), 1));
-    expect(errors(d)[0]).toMatch(/another identity key/);
+  it("an invitation whose cohort proof does not put this device's key at its index: another member's slot, a bent path, another cohort", async () => {
+    // Another cohort: this device at index 0 still, but another key at index 1 (a sibling on its path).
+    const stranger = new CohortTree(ids.map((k, i) => (i === 1 ? generateEd25519().publicRaw : k.publicRaw)));
+    const bent = tree.proof(0).map((h, l) => (l === 0 ? Buffer.from(h.map((b) => b ^ 1)) : h));
+    const byOwnKey = new CohortTree(ids.map((k) => k.publicRaw).reverse()); // this device's key, committed at another index
+    for (const ev of [invite(config(), 1), invite(config(), 0, { cohortPath: bent }), invite(config(), 0, { cohortPath: stranger.proof(0) }), invite(config(), 0, { cohortPath: [] }), invite({ ...config(), cohort: stranger.commitment }, 0), invite({ ...config(), cohort: byOwnKey.commitment }, 0, { cohortPath: byOwnKey.proof(N - 1) })]) {
+      const d = device(0);
+      await joinedOnly(d, ev);
+      expect(errors(d)[0]).toMatch(/invitation's cohort proof does not put this device's identity key at index \d of the signed cohort/);
+    }
   });
 
   it("a checkpoint of the wrong size", async () => {
@@ -317,11 +336,34 @@ describe("the device refuses what a coordinator must not send, sends nothing for
       const d = device(0);
       await d.p.handle(invite(config(), 0));
       const own = lastCall(d, "AdvertiseKeys").keys as Wire;
-      const keys = bad === "key" ? [own, { ...own, index: 9 }] : [own];
-      await d.p.handle({ roster: { ref, advertised: bad === "key" ? [0] : [0, 9], keys } } as ServerEvent);
+      const roster = bad === "key"
+        ? { roster: { ref, advertised: [0], keys: [own, { ...own, index: 9 }], members: [proofOf(0), { ...proofOf(1), index: 9 }] } }
+        : rosterEvent([0, 5], [own]);
+      await d.p.handle(roster as ServerEvent);
       expect(names(d)).toEqual(["AdvertiseKeys"]);
-      expect(errors(d)[0]).toMatch(bad === "key" ? /roster lists index 9, which is not in the signed cohort/ : /index 9 as an advertiser/);
+      expect(errors(d)[0]).toBe(bad === "key" ? "roster's identity key for index 9 is not the one the signed cohort commits to" : "roster lists index 5 as an advertiser, outside the signed cohort of 5");
       expect(d.events.find((e) => e.type === "error")).toMatchObject({ runId, round: 0 });
+    }
+  });
+
+  it("a roster whose neighbour comes without a proof, with a key the cohort does not commit to, or with another member's proof", async () => {
+    const impostor = generateEd25519();
+    const forged = new CohortTree([ids[0]!.publicRaw, impostor.publicRaw, ...ids.slice(2).map((k) => k.publicRaw)]);
+    const variants = {
+      "no proof": (keys: Wire[]) => ({ members: keys.filter((k) => k.index !== 1).map((k) => proofOf(k.index)), error: "roster gives no cohort proof for index 1" }),
+      "uncommitted key": (keys: Wire[]) => ({ members: keys.map((k) => (k.index === 1 ? { index: 1, identityPublicKey: Buffer.from(impostor.publicRaw), path: forged.proof(1) } : proofOf(k.index))), error: "roster's identity key for index 1 is not the one the signed cohort commits to" }),
+      "another member's proof": (keys: Wire[]) => ({ members: keys.map((k) => (k.index === 1 ? { ...proofOf(2), index: 1 } : proofOf(k.index))), error: "roster's identity key for index 1 is not the one the signed cohort commits to" }),
+    };
+    for (const [name, variant] of Object.entries(variants)) {
+      const d = device(0);
+      const cfg = config();
+      const peers = ALL.slice(1).map((i) => new SecAggDevice(secaggConfig(cfg), i, { privateKey: (i === 1 && name === "uncommitted key" ? impostor : ids[i]!).privateKey }));
+      await d.p.handle(invite(cfg, 0));
+      const keys = [lastCall(d, "AdvertiseKeys").keys as Wire, ...peers.map((x) => wireAdvertisedKeys(x.advertiseKeys()) as Wire)];
+      const { members, error } = variant(keys);
+      await d.p.handle({ roster: { ref, advertised: ALL, keys, members } } as ServerEvent);
+      expect(names(d), name).toEqual(["AdvertiseKeys"]);
+      expect(errors(d), name).toEqual([error]);
     }
   });
 
@@ -444,7 +486,7 @@ describe("what the device signs and reveals", () => {
     for (const [i, d] of devices.entries()) await d.p.handle(invite(cfg, i));
     for (const d of devices) server.receiveKeys(fromWire(lastCall(d, "AdvertiseKeys").keys as Wire));
     const advertised = server.closeAdvertise().map((k) => k.index);
-    for (const [i, d] of devices.entries()) await d.p.handle({ roster: { ref, advertised, keys: server.rosterFor(i).map((k) => ({ ...k, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), selfMaskCommitment: Buffer.from(k.selfMaskCommitment), signature: Buffer.from(k.signature) })) } } as ServerEvent);
+    for (const [i, d] of devices.entries()) await d.p.handle(rosterEvent(advertised, wireRoster(server, i)));
     for (const [i, d] of devices.entries()) server.receiveShares(i, (lastCall(d, "ShareKeys").shares as { from: number; to: number; ciphertext: Buffer }[]).map((s) => ({ ...s, ciphertext: new Uint8Array(s.ciphertext) })));
     const inboxes = server.closeShareKeys();
     for (const [i, d] of devices.entries()) await d.p.handle({ inbox: { ref, shares: inboxes.get(i)!.map((s) => ({ ...s, ciphertext: Buffer.from(s.ciphertext) })) } } as ServerEvent);
@@ -474,8 +516,7 @@ async function joinAndShare(d: Device, cfg = config(), afterInvite: () => Promis
   server.receiveKeys(fromWire(lastCall(d, "AdvertiseKeys").keys as Wire));
   for (const x of peers) server.receiveKeys(x.advertiseKeys());
   const advertised = server.closeAdvertise().map((k) => k.index);
-  const wire = (i: number) => server.rosterFor(i).map((k) => ({ ...k, cPk: Buffer.from(k.cPk), sPk: Buffer.from(k.sPk), selfMaskCommitment: Buffer.from(k.selfMaskCommitment), signature: Buffer.from(k.signature) }));
-  await d.p.handle({ roster: { ref, advertised, keys: wire(0) } } as ServerEvent);
+  await d.p.handle(rosterEvent(advertised, wireRoster(server, 0)));
   const entries = server.rosterFor(0).map((k) => ({ ...k, identityPublicKey: ids[k.index]!.publicRaw }));
   const toMe = peers.flatMap((x) => x.shareKeys(entries)).filter((s) => s.to === 0);
   return { inbox: { ref, shares: toMe.map((s) => ({ from: s.from, to: s.to, ciphertext: Buffer.from(s.ciphertext) })) } } as ServerEvent;
@@ -602,15 +643,6 @@ describe("more of what the device refuses or ignores", () => {
     expect(d.calls).toEqual([{ service: "Rounds", name: "Decline", req: { ref, reason: "NO_EVALUATION: this device does not evaluate" } }]);
   });
 
-  it("a cohort listed out of order: the member is found by its index, not its position", async () => {
-    const d = device(1);
-    const cfg = config();
-    cfg.cohort = [...cfg.cohort].reverse();
-    await d.p.handle(invite(cfg, 1));
-    expect(names(d)).toEqual(["AdvertiseKeys"]);
-    expect((lastCall(d, "AdvertiseKeys").keys as Wire).index).toBe(1);
-  });
-
   it("a roster from a coordinator that sends no advertiser list still shares with every key given; one that lists an advertiser without its keys is refused", async () => {
     for (const variant of ["no-list", "missing-keys"] as const) {
       const d = device(0);
@@ -618,8 +650,7 @@ describe("more of what the device refuses or ignores", () => {
       const peers = ALL.slice(1).map((i) => new SecAggDevice(secaggConfig(cfg), i, { privateKey: ids[i]!.privateKey }));
       await d.p.handle(invite(cfg, 0));
       const keys = [lastCall(d, "AdvertiseKeys").keys as Wire, ...peers.map((x) => wireAdvertisedKeys(x.advertiseKeys()))];
-      const roster = variant === "no-list" ? { ref, advertised: [], keys } : { ref, advertised: ALL, keys: keys.slice(0, -1) };
-      await d.p.handle({ roster } as ServerEvent);
+      await d.p.handle(variant === "no-list" ? rosterEvent([], keys) : rosterEvent(ALL, keys.slice(0, -1)));
       if (variant === "no-list") {
         expect(names(d)).toEqual(["AdvertiseKeys", "ShareKeys"]);
         expect((lastCall(d, "ShareKeys").shares as unknown[]).length).toBe(N - 1);

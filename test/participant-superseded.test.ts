@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { generateEd25519 } from "../shared/crypto/index.ts";
-import { aggregationLength, signRoundConfig, type RoundConfig } from "../shared/run/index.ts";
+import { aggregationLength, CohortTree, signRoundConfig, type RoundConfig } from "../shared/run/index.ts";
 import { chooseParams, SecAggDevice, wireAdvertisedKeys, type SecAggConfig } from "../shared/secagg/index.ts";
 import { RoundParticipant, type LocalUpdate, type ParticipantEvent } from "../client/participant/round-participant.ts";
 import { BudgetRecord } from "../client/participant/budget-record.ts";
@@ -16,6 +16,7 @@ import type { CoordinatorClient, ServerEvent } from "../client/transport/coordin
 
 const coordinator = generateEd25519();
 const ids = [generateEd25519(), generateEd25519(), generateEd25519()];
+const tree = new CohortTree(ids.map((k) => k.publicRaw));
 const weights = new Float32Array(8).fill(0.5);
 const checkpoint = Buffer.from(weights.buffer);
 const params = chooseParams({ cohortSize: 3, dropoutFraction: 0.1, corruptFraction: 0.1, minSurvivors: 2 });
@@ -30,7 +31,7 @@ function config(attempt: number): RoundConfig {
     dp: { mechanism: "ddgauss", clip: 1, noiseMultiplier: 1, minSurvivors: 2, expectedSurvivors: 3, colluders: params.colluders, delta: 1e-6, rotationSeed: Buffer.alloc(32, 1).toString("base64") },
     secagg: { bits: 32, threshold: params.threshold, degree: params.degree, mode: params.mode, roundSeed: Buffer.alloc(32, attempt + 7).toString("base64"), guarantee: params.guarantee },
     signals: ["commit"],
-    cohort: ids.map((k, index) => ({ index, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
+    cohort: tree.commitment,
     populationSize: 3,
     deadlines: { advertise: 1, share: 2, maskedInput: 3, unmask: 4 },
     issuedAt: 0,
@@ -41,7 +42,7 @@ function invite(attempt: number, o: { label?: number; badSignature?: boolean } =
   const signed = signRoundConfig(config(attempt), coordinator.privateKey);
   const signature = Buffer.from(signed.signature);
   if (o.badSignature) signature[0]! ^= 1;
-  return { invite: { ref: { runId, round: 0 }, attempt: o.label ?? attempt, configJson: signed.json, configSignature: signature, checkpoint, index: 0 } } as ServerEvent;
+  return { invite: { ref: { runId, round: 0 }, attempt: o.label ?? attempt, configJson: signed.json, configSignature: signature, checkpoint, index: 0, cohortPath: tree.proof(0) } } as ServerEvent;
 }
 
 function secaggConfig(cfg: RoundConfig): SecAggConfig {
@@ -91,7 +92,8 @@ describe("a newer attempt's invitation supersedes the older attempt at once", ()
     const advertised = d.calls[0]!.req.keys as { index: number; cPk: Buffer; sPk: Buffer; selfMaskCommitment: Buffer; signature: Buffer };
     const peers = [1, 2].map((i) => new SecAggDevice(sc, i, { privateKey: ids[i]!.privateKey }));
     const keys = [advertised, ...peers.map((x) => x.advertiseKeys())];
-    const roster = { ref: { runId, round: 0 }, advertised: [0, 1, 2], keys: keys.map(wireAdvertisedKeys) };
+    const members = keys.map((k) => ({ index: k.index, identityPublicKey: Buffer.from(ids[k.index]!.publicRaw), path: tree.proof(k.index) }));
+    const roster = { ref: { runId, round: 0 }, advertised: [0, 1, 2], keys: keys.map(wireAdvertisedKeys), members };
     await d.p.handle({ roster } as ServerEvent);
     expect(names(d.calls)).toEqual(["AdvertiseKeys", "ShareKeys"]);
     const entries = keys.map((k) => ({ index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), selfMaskCommitment: new Uint8Array(k.selfMaskCommitment), signature: new Uint8Array(k.signature), identityPublicKey: ids[k.index]!.publicRaw }));

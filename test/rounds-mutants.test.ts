@@ -7,7 +7,8 @@ import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { signBytes } from "../shared/crypto/index.ts";
 import { fromSigned } from "../shared/modular/index.ts";
-import { attestationBody, dpInputsFor } from "../shared/run/index.ts";
+import { attestationBody, CohortTree, dpInputsFor } from "../shared/run/index.ts";
+import { ActiveRound } from "../coordinator/rounds/active-round.ts";
 import { calibrateDistributedDp, roundEvent } from "../shared/dp/index.ts";
 import { PhaseGate } from "../coordinator/rounds/phase-gate.ts";
 import { toServiceError } from "../coordinator/server/status-boundary.ts";
@@ -27,6 +28,22 @@ function refusal(f: () => void): { code: grpc.status; details: string } {
 }
 
 const keys = (index: number) => ({ index, cPk: new Uint8Array(32), sPk: new Uint8Array(32), selfMaskCommitment: new Uint8Array(32), signature: new Uint8Array(64) });
+
+describe("ActiveRound is built only for the cohort its signed config commits to", () => {
+  it("refuses another cohort tree, a config of another size, or a device list of another length", () => {
+    const { config, ids } = round();
+    const devices = ["dev-0", "dev-1", "dev-2"];
+    const swapped = new CohortTree([ids[1]!.publicRaw, ids[0]!.publicRaw, ids[2]!.publicRaw]);
+    expect(() => new ActiveRound(config, swapped, devices)).toThrow("round run-m/4: the signed config commits to another cohort than the one given");
+    const tree = new CohortTree(ids.map((k) => k.publicRaw));
+    expect(() => new ActiveRound({ ...config, cohort: { ...config.cohort, size: 4 } }, tree, devices)).toThrow(/commits to another cohort/);
+    expect(() => new ActiveRound(config, tree, devices.slice(0, 2))).toThrow("round run-m/4: 2 device ids for a cohort of 3");
+    const active = new ActiveRound(config, tree, devices);
+    expect(active.cohortDevices()).toEqual(devices);
+    expect(active.cohortIndices()).toEqual([0, 1, 2]);
+    expect(active.memberProof(2)).toEqual({ index: 2, identityPublicKey: Buffer.from(ids[2]!.publicRaw), path: tree.proof(2) });
+  });
+});
 
 describe("ActiveRound refuses messages that do not belong to the current phase", () => {
   it("a device outside the cohort, or claiming another index", () => {

@@ -39,13 +39,13 @@ export function checkRound(cfg: RoundConfig, roundEvent: DpEvent, spent: readonl
   }
   // Bell et al.'s malicious-coordinator floors, recomputed here from the round's n: a threshold
   // or degree below them would let an equivocating coordinator unmask one device's input.
-  const floor = checkSecAggFloors({ cohortSize: cfg.cohort.length, threshold: cfg.secagg.threshold, degree: cfg.secagg.degree }, limits.secagg ?? DEFAULT_SECAGG_RATES);
+  const floor = checkSecAggFloors({ cohortSize: cfg.cohort.size, threshold: cfg.secagg.threshold, degree: cfg.secagg.degree }, limits.secagg ?? DEFAULT_SECAGG_RATES);
   if (floor) return { ok: false, code: "SECAGG_BELOW_FLOOR", reason: floor };
   // Colluders can leave their noise out: the round's σ² must be sized for the honest survivors.
   const rates = limits.secagg ?? DEFAULT_SECAGG_RATES;
-  const colluders = corruptCount(cfg.cohort.length, rates.corruptFraction);
+  const colluders = corruptCount(cfg.cohort.size, rates.corruptFraction);
   if (!((cfg.dp.colluders ?? 0) >= colluders)) {
-    return { ok: false, code: "NOISE_IGNORES_COLLUDERS", reason: `the round's noise counts on all but ${cfg.dp.colluders ?? 0} survivors; this device assumes up to ${colluders} of ${cfg.cohort.length} collude` };
+    return { ok: false, code: "NOISE_IGNORES_COLLUDERS", reason: `the round's noise counts on all but ${cfg.dp.colluders ?? 0} survivors; this device assumes up to ${colluders} of ${cfg.cohort.size} collude` };
   }
   if (cfg.dp.delta > limits.delta) {
     return { ok: false, code: "DELTA_TOO_LARGE", reason: `run delta ${cfg.dp.delta} exceeds this device's delta ${limits.delta}` };

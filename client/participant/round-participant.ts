@@ -11,7 +11,7 @@
 import { createHash, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson, publicKeyFromRaw, signBytes, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
-import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, roundDpEvent, type RoundConfig } from "../../shared/run/index.ts";
+import { aggregationLength, attestationBody, dpInputsFor, openRoundConfig, provesMembership, roundDpEvent, type RoundConfig } from "../../shared/run/index.ts";
 import { SecAggDevice, wireAdvertisedKeys } from "../../shared/secagg/index.ts";
 import { calibrateDistributedDp, encodeClientUpdate, type DpEvent } from "../../shared/dp/index.ts";
 import type { EvalCounts } from "../../shared/eval/index.ts";
@@ -70,8 +70,6 @@ interface RoundState {
   event: DpEvent;
   dropAt: RoundPhase | undefined;
   dropped: boolean;
-  /** Identity keys of the signed cohort by index (base64, decoded only for the roster's entries). */
-  identityOf: Map<number, string>;
   /** Aborted when a newer attempt of this round is invited: the attempt's work stops. */
   abandon: AbortController;
 }
@@ -196,10 +194,9 @@ export class RoundParticipant {
     const cfg = this.openInvite(inv);
     if (!cfg) return;
     // The signed cohort names no device: this device is the member at the invitation's index,
-    // and that member must carry this device's identity key.
-    const me = cfg.cohort[inv.index]?.index === inv.index ? cfg.cohort[inv.index] : cfg.cohort.find((m) => m.index === inv.index);
-    if (!me) throw new Error(`invitation for round ${cfg.round} does not list index ${inv.index}`);
-    if (me.identityPublicKey !== Buffer.from(this.o.identity.publicRaw).toString("base64")) throw new Error(`invitation lists another identity key at this device's index ${inv.index}`);
+    // and the signed cohort root must commit to this device's identity key there.
+    if (inv.index >= cfg.cohort.size) throw new Error(`invitation for round ${cfg.round} gives index ${inv.index}, outside the signed cohort of ${cfg.cohort.size}`);
+    if (!provesMembership(cfg.cohort, inv.index, this.o.identity.publicRaw, inv.cohortPath)) throw new Error(`invitation's cohort proof does not put this device's identity key at index ${inv.index} of the signed cohort`);
     const cp = inv.checkpoint;
     if (cp.length !== cfg.parameterCount * 4) throw new Error(`checkpoint is ${cp.length} bytes, expected ${cfg.parameterCount * 4}`);
     const weights = new Float32Array(cfg.parameterCount);
@@ -218,12 +215,12 @@ export class RoundParticipant {
     }
     const secagg = new SecAggDevice(
       { runId: cfg.runId, round: cfg.round, attempt: cfg.attempt, bits: cfg.secagg.bits, vectorLength: aggregationLength(cfg), threshold: cfg.secagg.threshold, degree: cfg.secagg.degree, roundSeed: Buffer.from(cfg.secagg.roundSeed, "base64"), minSurvivors: cfg.dp.minSurvivors },
-      me.index,
+      inv.index,
       { privateKey: this.o.identity.privateKey },
     );
     const st: RoundState = {
-      cfg, index: me.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), evaluation: undefined, event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false,
-      identityOf: new Map(cfg.cohort.map((m) => [m.index, m.identityPublicKey])), abandon: new AbortController(),
+      cfg, index: inv.index, secagg, training: Promise.resolve({ delta: new Float32Array(0), loss: 0, examples: 0 }), evaluation: undefined, event, dropAt: this.o.hooks.dropAt?.(cfg), dropped: false,
+      abandon: new AbortController(),
     };
     this.rounds.set(this.key(cfg.runId, cfg.round), st);
     if (this.dropsNow(st, "advertise")) return;
@@ -244,13 +241,17 @@ export class RoundParticipant {
     const st = this.state(roster.ref);
     if (!st || this.dropsNow(st, "share")) return;
     // The roster carries this device's own and its neighbours' advertisements (and the list of
-    // every advertiser); each is checked against the identity key the signed cohort gives its index.
+    // every advertiser), each with the identity key its signature is checked against and the
+    // proof that the signed cohort root commits to that key at that index.
+    const proofs = new Map(roster.members.map((m) => [m.index, m]));
     const entries = roster.keys.map((k) => {
-      const id = st.identityOf.get(k.index);
-      if (!id) throw new Error(`roster lists index ${k.index}, which is not in the signed cohort`);
-      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), selfMaskCommitment: new Uint8Array(k.selfMaskCommitment), signature: new Uint8Array(k.signature), identityPublicKey: new Uint8Array(Buffer.from(id, "base64")) };
+      const member = proofs.get(k.index);
+      if (!member) throw new Error(`roster gives no cohort proof for index ${k.index}`);
+      const identityPublicKey = new Uint8Array(member.identityPublicKey);
+      if (!provesMembership(st.cfg.cohort, k.index, identityPublicKey, member.path)) throw new Error(`roster's identity key for index ${k.index} is not the one the signed cohort commits to`);
+      return { index: k.index, cPk: new Uint8Array(k.cPk), sPk: new Uint8Array(k.sPk), selfMaskCommitment: new Uint8Array(k.selfMaskCommitment), signature: new Uint8Array(k.signature), identityPublicKey };
     });
-    for (const i of roster.advertised) if (!st.identityOf.has(i)) throw new Error(`roster lists index ${i} as an advertiser, which is not in the signed cohort`);
+    for (const i of roster.advertised) if (i >= st.cfg.cohort.size) throw new Error(`roster lists index ${i} as an advertiser, outside the signed cohort of ${st.cfg.cohort.size}`);
     const shares = st.secagg.shareKeys(entries, roster.advertised.length > 0 ? roster.advertised : undefined);
     await this.o.client.unary("Rounds", "ShareKeys", {
       ref: { runId: st.cfg.runId, round: st.cfg.round },

@@ -7,7 +7,7 @@
 import type { KeyObject } from "node:crypto";
 import { SecAggServer, type AdvertisedKeys, type EncryptedShare, type UnmaskShares } from "../../shared/secagg/index.ts";
 import type { ModularVector } from "../../shared/modular/index.ts";
-import { aggregationLength, attestationMismatches, roundDpEvent, type RoundConfig } from "../../shared/run/index.ts";
+import { aggregationLength, attestationMismatches, roundDpEvent, type CohortTree, type RoundConfig } from "../../shared/run/index.ts";
 import type { DpEvent } from "../../shared/dp/index.ts";
 import { PhaseGate } from "./phase-gate.ts";
 import { RpcError, failedPrecondition, denied } from "../server/rpc-error.ts";
@@ -30,6 +30,7 @@ export class ActiveRound {
   readonly deviceByIndex = new Map<number, string>();
   readonly declines = new Map<number, string>();
   readonly attestations = new Map<number, Attestation>();
+  private readonly identityKeys = new Map<number, KeyObject>();
   readonly answered: Record<Exclude<Phase, "finished">, Set<number>> = {
     advertise: new Set(),
     share: new Set(),
@@ -40,17 +41,22 @@ export class ActiveRound {
   readonly secagg: SecAggServer;
   private expectedEvent: DpEvent | undefined;
 
-  /** `deviceIds[i]` is the device at cohort index i: known to the coordinator alone (the config names no device). */
+  /**
+   * `deviceIds[i]` is the device at cohort index i: known to the coordinator alone (the config
+   * names no device, only the commitment to `cohort`'s identity keys).
+   */
   constructor(
     readonly config: RoundConfig,
-    identityKeys: Map<number, KeyObject>,
+    readonly cohort: CohortTree,
     deviceIds: readonly string[],
   ) {
-    if (deviceIds.length !== config.cohort.length) throw new Error(`round ${config.runId}/${config.round}: ${deviceIds.length} device ids for a cohort of ${config.cohort.length}`);
-    for (const m of config.cohort) {
-      this.indexByDevice.set(deviceIds[m.index]!, m.index);
-      this.deviceByIndex.set(m.index, deviceIds[m.index]!);
-    }
+    if (deviceIds.length !== cohort.size) throw new Error(`round ${config.runId}/${config.round}: ${deviceIds.length} device ids for a cohort of ${cohort.size}`);
+    if (config.cohort.size !== cohort.size || config.cohort.root !== cohort.commitment.root) throw new Error(`round ${config.runId}/${config.round}: the signed config commits to another cohort than the one given`);
+    deviceIds.forEach((deviceId, index) => {
+      this.indexByDevice.set(deviceId, index);
+      this.deviceByIndex.set(index, deviceId);
+      this.identityKeys.set(index, publicKeyFromRaw(cohort.identityKeys[index]!));
+    });
     this.secagg = new SecAggServer(
       {
         runId: config.runId,
@@ -63,9 +69,24 @@ export class ActiveRound {
         degree: config.secagg.degree,
         roundSeed: Buffer.from(config.secagg.roundSeed, "base64"),
       },
-      config.cohort.map((m) => m.index),
-      identityKeys,
+      this.cohortIndices(),
+      this.identityKeys,
     );
+  }
+
+  /** Every cohort index, 0 … n − 1. */
+  cohortIndices(): number[] {
+    return [...this.deviceByIndex.keys()];
+  }
+
+  /** Every cohort member's device id, by index. */
+  cohortDevices(): string[] {
+    return [...this.deviceByIndex.values()];
+  }
+
+  /** What a peer needs to check member `index`'s signatures: its identity key and the proof the signed cohort holds it. */
+  memberProof(index: number): { index: number; identityPublicKey: Buffer; path: Buffer[] } {
+    return { index, identityPublicKey: Buffer.from(this.cohort.identityKeys[index]!), path: this.cohort.proof(index) };
   }
 
   get key(): string {
@@ -115,9 +136,7 @@ export class ActiveRound {
     const idx = this.memberIndex(deviceId);
     if (this.phase !== "masked-input" && this.phase !== "share") throw failedPrecondition(`round ${this.key} does not take attestations in phase ${this.phase}`);
     if (this.attestations.has(idx)) throw new RpcError(grpc.status.ALREADY_EXISTS, `device index ${idx} already attested round ${this.key}`);
-    // Members are listed by index (round-runner builds them so): O(1), not a scan per attestation.
-    const member = this.config.cohort[idx]?.index === idx ? this.config.cohort[idx] : this.config.cohort.find((m) => m.index === idx)!;
-    if (!verifyBytes(publicKeyFromRaw(Buffer.from(member.identityPublicKey, "base64")), body, signature)) {
+    if (!verifyBytes(this.identityKeys.get(idx)!, body, signature)) {
       throw new RpcError(grpc.status.INVALID_ARGUMENT, "attestation signature does not verify against the device identity");
     }
     let parsed: { deviceId?: unknown; runId?: unknown; round?: unknown };
@@ -135,7 +154,7 @@ export class ActiveRound {
     this.expectedEvent ??= roundDpEvent(this.config);
     const wrong = attestationMismatches(parsed, this.config, deviceId, this.expectedEvent);
     if (wrong.length > 0) throw new RpcError(grpc.status.INVALID_ARGUMENT, `attestation does not match round ${this.key}: ${wrong.join("; ")}`);
-    this.attestations.set(idx, { deviceId, identityPublicKey: member.identityPublicKey, body, signature });
+    this.attestations.set(idx, { deviceId, identityPublicKey: Buffer.from(this.cohort.identityKeys[idx]!).toString("base64"), body, signature });
   }
 
   maskedInput(deviceId: string, y: ModularVector): void {

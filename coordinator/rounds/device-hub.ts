@@ -8,12 +8,11 @@ import type { ServerEvent } from "../../shared/proto-gen/tacit/v1/ServerEvent.ts
 import { encodeRetryWindow, RETRY_WINDOW_KEY, retryWindowFor, type RetryWindow } from "../../shared/transport/retry-window.ts";
 import type { RoundInvite } from "../../shared/proto-gen/tacit/v1/RoundInvite.ts";
 import type { RoundRef } from "../../shared/proto-gen/tacit/v1/RoundRef.ts";
+import type { CohortProof } from "../../shared/proto-gen/tacit/v1/CohortProof.ts";
 import { wireAdvertisedKeys, type AdvertisedKeys } from "../../shared/secagg/index.ts";
 
-/** ServerEvent.invite is field 1 (length-delimited); RoundInvite.index is field 4 (varint). */
+/** ServerEvent.invite, .roster and .unmask are fields 1, 2 and 4 (all length-delimited). */
 const INVITE_TAG = (1 << 3) | 2;
-const INDEX_TAG = (4 << 3) | 0;
-/** ServerEvent.roster is field 2 and ServerEvent.unmask field 4 (both length-delimited). */
 const ROSTER_TAG = (2 << 3) | 2;
 const UNMASK_TAG = (4 << 3) | 2;
 
@@ -70,38 +69,29 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
   }
 
   /**
-   * The invitations of one round, which differ only in the device's cohort index: the shared
-   * part (config JSON, signature, checkpoint — 110 KB at n = 1,000) is serialized once and each
-   * device's message is that body with its index field appended (protobuf fields may come in
-   * any order), one memory copy instead of one protobuf encoding per device.
+   * The invitations of one round, which differ only in the device's cohort index and the proof
+   * of its membership (O(log n)): the shared part (config JSON, signature, checkpoint) is
+   * serialized once and each device's message is that body with its own fields appended
+   * (protobuf fields may come in any order), one memory copy instead of one protobuf encoding of
+   * the checkpoint per device.
    */
-  encodeInvites(shared: Omit<RoundInvite, "index">): (index: number) => ServerEvent | EncodedEvent {
-    const perDevice = (index: number): ServerEvent => ({ invite: { ...shared, index } });
-    if (!this.encoder) return perDevice;
-    const whole = this.encoder({ invite: { ...shared } });
-    const len = whole[0] === INVITE_TAG ? readVarint(whole, 1) : undefined;
-    // Anything but exactly [invite tag][length][body] (a serializer we do not expect): encode per device.
-    if (!len || len[1] + len[0] !== whole.length) return (index) => this.encodeOnce(perDevice(index));
-    const body = whole.subarray(len[1]);
-    return (index) => {
-      const indexField = index === 0 ? [] : [INDEX_TAG, ...varint(index)];
-      const head = [INVITE_TAG, ...varint(body.length + indexField.length)];
-      const out = Buffer.allocUnsafe(head.length + body.length + indexField.length);
-      out.set(head, 0);
-      body.copy(out, head.length);
-      out.set(indexField, head.length + body.length);
-      return { encoded: out };
-    };
+  encodeInvites(shared: Omit<RoundInvite, "index" | "cohortPath">, cohortPath: (index: number) => Buffer[]): (index: number) => ServerEvent | EncodedEvent {
+    const own = (index: number): RoundInvite => ({ index, cohortPath: cohortPath(index) });
+    const perDevice = (index: number): ServerEvent => ({ invite: { ...shared, ...own(index) } });
+    const spliced = this.spliced(INVITE_TAG, { invite: { ...shared } }, (index: number) => ({ invite: own(index) }), (index) => index, false);
+    if (spliced) return (index) => spliced([index]);
+    return this.encoder ? (index) => this.encodeOnce(perDevice(index)) : perDevice;
   }
 
   /**
    * Per-device messages made of one shared part and a few of many pieces (each device's own
    * selection): the shared part is serialized once and each piece once; a device's message is
    * the shared body followed by its pieces' fields (protobuf repeated fields may come in several
-   * runs). `tag` is the ServerEvent field (length-delimited). Undefined without an encoder or
-   * when the serializer's output is not the bare field we expect.
+   * runs). `tag` is the ServerEvent field (length-delimited). A piece shared by many devices is
+   * serialized once (`reuse`); one only its own device gets is not kept. Undefined without an
+   * encoder or when the serializer's output is not the bare field we expect.
    */
-  private spliced<P>(tag: number, shared: ServerEvent, piece: (p: P) => ServerEvent, keyOf: (p: P) => number): ((pieces: P[]) => EncodedEvent) | undefined {
+  private spliced<P>(tag: number, shared: ServerEvent, piece: (p: P) => ServerEvent, keyOf: (p: P) => number, reuse = true): ((pieces: P[]) => EncodedEvent) | undefined {
     if (!this.encoder) return undefined;
     const body = (ev: ServerEvent): Buffer | undefined => {
       const whole = this.encoder!(ev);
@@ -116,7 +106,7 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
       if (!f) {
         f = body(piece(p));
         if (!f) throw new Error("a per-device piece did not serialize as one field");
-        fields.set(keyOf(p), f);
+        if (reuse) fields.set(keyOf(p), f);
       }
       return f;
     };
@@ -131,12 +121,17 @@ export class DeviceHub extends EventEmitter<{ disconnect: [deviceId: string]; co
    * The rosters of one round's ShareKeys phase. Each device gets the list of every advertiser
    * (the neighbour graph is built over it) and only the advertisements it uses, `keysFor(index)`
    * — its own and its neighbours' — instead of all n (at n = 3,000 the full roster was ≈ 0.4 MB
-   * per device, 1.2 GB per round).
+   * per device, 1.2 GB per round), each with the identity key the signed cohort commits to for
+   * its index and the proof of it, `memberOf(index)`.
    */
-  encodeRosters(ref: RoundRef, advertised: number[], keysFor: (index: number) => AdvertisedKeys[]): (index: number) => ServerEvent | EncodedEvent {
+  encodeRosters(ref: RoundRef, advertised: number[], keysFor: (index: number) => AdvertisedKeys[], memberOf: (index: number) => CohortProof): (index: number) => ServerEvent | EncodedEvent {
     const wire = wireAdvertisedKeys;
-    const perDevice = (index: number): ServerEvent => ({ roster: { ref, advertised, keys: keysFor(index).map(wire) } });
-    const spliced = this.spliced(ROSTER_TAG, { roster: { ref, advertised, keys: [] } }, (k: AdvertisedKeys) => ({ roster: { keys: [wire(k)] } }), (k) => k.index);
+    const perDevice = (index: number): ServerEvent => {
+      const keys = keysFor(index);
+      return { roster: { ref, advertised, keys: keys.map(wire), members: keys.map((k) => memberOf(k.index)) } };
+    };
+    const piece = (k: AdvertisedKeys): ServerEvent => ({ roster: { keys: [wire(k)], members: [memberOf(k.index)] } });
+    const spliced = this.spliced(ROSTER_TAG, { roster: { ref, advertised, keys: [] } }, piece, (k) => k.index);
     if (spliced) return (index) => spliced(keysFor(index));
     return this.encoder ? (index) => this.encodeOnce(perDevice(index)) : perDevice;
   }

@@ -12,10 +12,10 @@ import type { ModularVector } from "../../shared/modular/index.ts";
 import { SecAggError, type SecAggParams } from "../../shared/secagg/index.ts";
 import { checkedEvalSum, evalDpEvent, evalErrorBound, metricsFromSums, sumsFromVector, type EvalDpConfig, type FederatedEvalSums } from "../../shared/eval/index.ts";
 import type { DpEvent } from "../../shared/dp/index.ts";
-import { evalDpFor, evalRoundNumber, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { evalDpFor, evalRoundNumber, signRoundConfig, type CohortCommitment, type RoundConfig } from "../../shared/run/index.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
 import type { RoundContext } from "./round-context.ts";
-import { cohortKeys, commonConfig, secaggParams, selectCohort } from "./round-setup.ts";
+import { cohortTree, commonConfig, secaggParams, selectCohort } from "./round-setup.ts";
 import { emptyCounts, openActiveRound, runSecAggPhases, tellCohort } from "./secagg-phases.ts";
 import { causeOf, describe, statusOf } from "./round-interrupt.ts";
 import type { RunRecord } from "../runs/run-store.ts";
@@ -73,11 +73,12 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
   const cohortIds = selected.members.map((m) => m.deviceId);
   if (cohortIds.length < spec.minSurvivors) return e.record("aborted", `only ${cohortIds.length} eligible devices connected, the evaluation needs at least minSurvivors=${spec.minSurvivors}`, { cohort: cohortIds.length });
 
-  const { cohort, identityKeys } = cohortKeys(selected.members);
+  const tree = cohortTree(selected.members);
+  const cohort = tree.commitment;
   const config = evaluationConfig(e, cohort, secaggParams(spec, cohortIds.length));
   const dp = evalDpFor(config);
   const signed = signRoundConfig(config, ctx.signingKey.privateKey);
-  const active = new ActiveRound(config, identityKeys, cohortIds);
+  const active = new ActiveRound(config, tree, cohortIds);
   const close = openActiveRound(ctx, active, signal);
   let result: EvaluationRecord;
   let survivorIds: string[] = [];
@@ -89,14 +90,14 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
       invitation: { json: signed.json, signature: signed.signature, weights: current.weights },
       unmaskMs: spec.deadlines.unmaskMs,
     });
-    result = evaluationResult(e, dp, sum, survivors, cohort.length);
+    result = evaluationResult(e, dp, sum, survivors, cohort.size);
     survivorIds = survivors.map((i) => active.deviceByIndex.get(i)!);
     attestations = survivors.map((i) => active.attestations.get(i)).filter((a): a is Attestation => a !== undefined);
   } catch (err) {
     const phase = active.phase;
     active.phase = "finished";
     const why = err instanceof SecAggError ? `secure aggregation aborted in phase ${phase}` : `stopped in phase ${phase}`;
-    result = e.record(statusOf(causeOf(err)), `${why}: ${describe(err)}`, { cohort: cohort.length });
+    result = e.record(statusOf(causeOf(err)), `${why}: ${describe(err)}`, { cohort: cohort.size });
   } finally {
     close();
   }
@@ -107,7 +108,7 @@ export async function executeEvaluation(ctx: RoundContext & { evaluations: Evalu
 }
 
 /** The signed config of an evaluation: the held-out slice to count on and the evaluation's own noise. */
-function evaluationConfig(e: Evaluation, cohort: RoundConfig["cohort"], params: SecAggParams): RoundConfig {
+function evaluationConfig(e: Evaluation, cohort: CohortCommitment, params: SecAggParams): RoundConfig {
   const spec = e.run.spec;
   const ev = spec.evaluation!;
   return {
@@ -115,7 +116,7 @@ function evaluationConfig(e: Evaluation, cohort: RoundConfig["cohort"], params: 
     ...commonConfig(e.run, e.round, 0, e.modelHash, cohort, params),
     training: { localEpochs: spec.localEpochs, maxLocalSteps: spec.maxLocalSteps, batchSize: spec.batchSize, learningRate: spec.clientLearningRate, optimizer: spec.clientOptimizer, seed: 0, heldOutFraction: ev.heldOutFraction },
     // The noise of this round is the evaluation's: devices check (and attest) this multiplier.
-    dp: { mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: ev.noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: cohort.length, colluders: params.colluders, delta: spec.delta, rotationSeed: randomBytes(32).toString("base64") },
+    dp: { mechanism: spec.mechanism, clip: spec.clip, noiseMultiplier: ev.noiseMultiplier, minSurvivors: spec.minSurvivors, expectedSurvivors: cohort.size, colluders: params.colluders, delta: spec.delta, rotationSeed: randomBytes(32).toString("base64") },
     evaluation: { afterRound: e.afterRound, maxExamplesPerDevice: ev.maxExamplesPerDevice, noiseMultiplier: ev.noiseMultiplier },
   };
 }

@@ -13,10 +13,10 @@ import { SecAggError, type SecAggParams } from "../../shared/secagg/index.ts";
 import type { ModularVector } from "../../shared/modular/index.ts";
 import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
 import { applyServerUpdateChecked, weightsHash } from "../../shared/model/index.ts";
-import { adaptClip, dpInputsFor, roundClip, signRoundConfig, type RoundConfig } from "../../shared/run/index.ts";
+import { adaptClip, dpInputsFor, roundClip, signRoundConfig, type CohortCommitment, type RoundConfig } from "../../shared/run/index.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
 import type { RoundContext } from "./round-context.ts";
-import { cohortKeys, commonConfig, secaggParams, selectCohort } from "./round-setup.ts";
+import { cohortTree, commonConfig, secaggParams, selectCohort } from "./round-setup.ts";
 import { boundary, emptyCounts, openActiveRound, runSecAggPhases, tellCohort } from "./secagg-phases.ts";
 import type { CheckpointStore } from "../runs/checkpoint-store.ts";
 import type { PhaseCounts, RoundRecord, RunRecord } from "../runs/run-store.ts";
@@ -121,7 +121,8 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
   }
   const params = secaggParams(spec, cohortIds.length);
   a.base.secagg = { threshold: params.threshold, degree: params.degree, mode: params.mode, guarantee: params.guarantee, bits: spec.bits };
-  const { cohort, identityKeys } = cohortKeys(selected.members);
+  const tree = cohortTree(selected.members);
+  const cohort = tree.commitment;
   const config = trainingConfig(a, cohort, params);
   // What the ledger records about this round's privacy: the pool the cohort was drawn from, the
   // sampling scheme, the collusion assumption behind σ², and the wrap-around bound.
@@ -133,7 +134,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
     wrapProbability: calibrateDistributedDp(dpInputsFor(config)).overflowProbabilityBound,
   };
   const signed = signRoundConfig(config, ctx.signingKey.privateKey);
-  const active = new ActiveRound(config, identityKeys, cohortIds);
+  const active = new ActiveRound(config, tree, cohortIds);
   const close = openActiveRound(ctx, active, signal);
   try {
     const { sum, survivors } = await runSecAggPhases({
@@ -156,7 +157,7 @@ export async function executeRound(ctx: RoundContext, run: RunRecord, round: num
 }
 
 /** The signed config of a training attempt: what the devices train, and the DP and SecAgg they apply. */
-function trainingConfig(a: Attempt, cohort: RoundConfig["cohort"], params: SecAggParams): RoundConfig {
+function trainingConfig(a: Attempt, cohort: CohortCommitment, params: SecAggParams): RoundConfig {
   const { run, round, attempt, current } = a;
   const spec = run.spec;
   return {
@@ -179,7 +180,7 @@ function trainingConfig(a: Attempt, cohort: RoundConfig["cohort"], params: SecAg
       noiseMultiplier: spec.noiseMultiplier,
       minSurvivors: spec.minSurvivors,
       // Upper bound on the number of inputs summed: sizes the modulus headroom.
-      expectedSurvivors: cohort.length,
+      expectedSurvivors: cohort.size,
       // Survivors that may collude with a malicious coordinator: noise is sized without theirs.
       colluders: params.colluders,
       delta: spec.delta,
@@ -223,7 +224,7 @@ function declinesByDevice(active: ActiveRound): Record<string, string> {
 /** The completed round's record, and the commit record its checkpoint carries. */
 function roundCommit(a: Attempt, active: ActiveRound, survivors: number[], modelHashAfter: string, event: DpEvent): RoundCommit {
   const deviceOf = (i: number): string => active.deviceByIndex.get(i)!;
-  const cohort = active.config.cohort.map((m) => deviceOf(m.index));
+  const cohort = active.cohortDevices();
   const record: RoundRecord = {
     ...a.base,
     status: "completed",
@@ -273,7 +274,7 @@ function abortAttempt(a: Attempt, active: ActiveRound, err: unknown): RoundResul
     cause === "secagg" ? `secure aggregation aborted in phase ${phase}: ${describe(err)}`
     : cause === "error" ? `error in phase ${phase}: ${describe(err)}`
     : `${describe(err)} during phase ${phase}`;
-  const cohort = active.config.cohort.map((m) => active.deviceByIndex.get(m.index)!);
+  const cohort = active.cohortDevices();
   const res = ended(a, status, cause, detail, cohort, declinesByDevice(active));
   tellCohort(a.ctx, active, { status, modelHash: a.current.hash, detail, survivors: 0 });
   return res;

@@ -3,11 +3,10 @@
  * cohort from the connected devices, size SecAgg for exactly the devices invited, and fix the
  * sections of the signed config that do not depend on the kind of round.
  */
-import { randomBytes, type KeyObject } from "node:crypto";
-import { publicKeyFromRaw } from "../../shared/crypto/index.ts";
+import { randomBytes } from "node:crypto";
 import { chooseParams, type SecAggParams } from "../../shared/secagg/index.ts";
 import { parameterCount } from "../../shared/model/index.ts";
-import type { Deadlines, RoundConfig, RunSpec } from "../../shared/run/index.ts";
+import { CohortTree, type CohortCommitment, type Deadlines, type RoundConfig, type RunSpec } from "../../shared/run/index.ts";
 import { sampleCohort } from "./cohort.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import type { RoundContext } from "./round-context.ts";
@@ -47,16 +46,13 @@ export async function selectCohort(ctx: RoundContext, run: RunRecord, signal: Ab
 }
 
 /**
- * The config's cohort (peers see indices and identity keys only, finding L1: index → device id
- * stays with the coordinator) and the identity keys the SecAgg server verifies signatures with.
+ * The cohort's tree, members in the order sampled (index i is `members[i]`): its commitment goes
+ * into the signed config, and each member's proof travels with its invitation and its
+ * neighbours' rosters. Peers see indices and identity keys only (finding L1: index → device id
+ * stays with the coordinator).
  */
-export function cohortKeys(members: readonly CohortMember[]): { cohort: RoundConfig["cohort"]; identityKeys: Map<number, KeyObject> } {
-  const identityKeys = new Map<number, KeyObject>();
-  const cohort = members.map(({ identityPublicKey }, index) => {
-    identityKeys.set(index, publicKeyFromRaw(Buffer.from(identityPublicKey, "base64")));
-    return { index, identityPublicKey };
-  });
-  return { cohort, identityKeys };
+export function cohortTree(members: readonly CohortMember[]): CohortTree {
+  return new CohortTree(members.map((m) => new Uint8Array(Buffer.from(m.identityPublicKey, "base64"))));
 }
 
 /** SecAgg's threshold, graph degree and collusion bound for a cohort of `cohortSize` under the run's tolerances. */
@@ -69,7 +65,7 @@ export function secaggParams(spec: RunSpec, cohortSize: number): SecAggParams {
  * round: which run, round and model, the cohort, SecAgg's sizes (with a fresh round seed every
  * attempt) and each phase's deadline.
  */
-export function commonConfig(run: RunRecord, round: number, attempt: number, modelHash: string, cohort: RoundConfig["cohort"], params: SecAggParams): Omit<RoundConfig, "protocol" | "training" | "dp" | "evaluation"> {
+export function commonConfig(run: RunRecord, round: number, attempt: number, modelHash: string, cohort: CohortCommitment, params: SecAggParams): Omit<RoundConfig, "protocol" | "training" | "dp" | "evaluation"> {
   const spec = run.spec;
   const now = Date.now();
   return {

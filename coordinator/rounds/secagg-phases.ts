@@ -53,7 +53,7 @@ export function openActiveRound(ctx: RoundContext, active: ActiveRound, signal: 
 
 /** What every invited device is told when the round ends, however it ended. */
 export function tellCohort(ctx: RoundContext, active: ActiveRound, outcome: { status: string; modelHash: string; detail: string; survivors: number }): void {
-  for (const m of active.config.cohort) ctx.hub.send(active.deviceByIndex.get(m.index)!, { outcome: { ref: refOf(active), ...outcome } });
+  for (const deviceId of active.cohortDevices()) ctx.hub.send(deviceId, { outcome: { ref: refOf(active), ...outcome } });
 }
 
 /** The phases whose opening a caller may act on (a training round persists its progress there). */
@@ -91,11 +91,12 @@ const refOf = (active: ActiveRound): { runId: string; round: number } => ({ runI
 /** Invitation + AdvertiseKeys: every cohort member gets the signed config and the model. */
 async function advertisePhase(r: SecAggRound): Promise<AdvertisedKeys[]> {
   const { ctx, active, counts } = r;
-  const cohort = active.config.cohort.map((m) => m.index);
+  const cohort = active.cohortIndices();
   await r.onPhase?.("advertise");
   const checkpoint = Buffer.from(r.invitation.weights.buffer, r.invitation.weights.byteOffset, r.invitation.weights.byteLength);
   active.gate = new PhaseGate(cohort, active.config.deadlines.advertise);
-  const invites = ctx.hub.encodeInvites({ ref: refOf(active), attempt: active.config.attempt, configJson: r.invitation.json, configSignature: Buffer.from(r.invitation.signature), checkpoint });
+  const invitation = { ref: refOf(active), attempt: active.config.attempt, configJson: r.invitation.json, configSignature: Buffer.from(r.invitation.signature), checkpoint };
+  const invites = ctx.hub.encodeInvites(invitation, (i) => active.cohort.proof(i));
   await fanOut(ctx.hub, active, cohort, invites);
   await boundary(ctx, active.config.runId, r.signal);
   counts.declined = active.declines.size;
@@ -112,7 +113,7 @@ async function shareKeysPhase(r: SecAggRound, roster: AdvertisedKeys[]): Promise
   const advertisers = [...active.answered.advertise];
   active.gate = new PhaseGate(advertisers, active.config.deadlines.share);
   // Each device's roster: every advertiser's index, but only its own and its neighbours' keys.
-  const rosterOf = ctx.hub.encodeRosters(refOf(active), roster.map((k) => k.index), (i) => active.secagg.rosterFor(i));
+  const rosterOf = ctx.hub.encodeRosters(refOf(active), roster.map((k) => k.index), (i) => active.secagg.rosterFor(i), (i) => active.memberProof(i));
   await fanOut(ctx.hub, active, advertisers, rosterOf);
   await boundary(ctx, active.config.runId, r.signal);
   counts.shared = active.answered.share.size;

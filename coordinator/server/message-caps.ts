@@ -33,9 +33,9 @@ export function requestCap(method: string, active: readonly ActiveConfig[]): num
       // Exactly the round's vector, one or two 32-bit limbs per element.
       return perRound((c) => aggregationLength(c) * (c.secagg.bits > 32 ? 8 : 4));
     case "/tacit.v1.Rounds/ShareKeys":
-      return perRound((c) => c.cohort.length * (MAX_SHARE_BYTES + 32));
+      return perRound((c) => c.cohort.size * (MAX_SHARE_BYTES + 32));
     case "/tacit.v1.Rounds/SubmitUnmasking":
-      return perRound((c) => c.cohort.length * 2 * UNMASK_SHARE_BYTES);
+      return perRound((c) => c.cohort.size * 2 * UNMASK_SHARE_BYTES);
     default:
       return DEFAULT_REQUEST_CAP;
   }

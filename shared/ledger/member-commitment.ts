@@ -16,8 +16,9 @@
  * of its own leaf: the entry hash, and so the coordinator's signature, still verifies, and the
  * device learns its own roles and the counts, never another member's id or role.
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { canonicalJson } from "../crypto/canonical-json.ts";
+import { inclusionPath, leafHash, merkleLevels, merkleRoot, verifyInclusion } from "../crypto/merkle.ts";
 
 const SALT_DOMAIN = "tacit/ledger-member/v1|";
 /** The fields of a full entry that name members; the commitment replaces them in the hash. */
@@ -42,77 +43,6 @@ export interface MemberProof {
   roles: MemberRoles;
   index: number;
   path: string[];
-}
-
-const sha256 = (...parts: Buffer[]): Buffer => {
-  const h = createHash("sha256");
-  for (const p of parts) h.update(p);
-  return h.digest();
-};
-const LEAF = Buffer.from([0]);
-const NODE = Buffer.from([1]);
-
-export function leafHash(data: string): Buffer {
-  return sha256(LEAF, Buffer.from(data, "utf8"));
-}
-
-function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return sha256(NODE, left, right);
-}
-
-/**
- * The tree's levels, leaves first. Pairing nodes left to right and carrying an unpaired last node
- * up unchanged builds exactly RFC 9162's tree (split at the largest power of two below n), and
- * gives every inclusion proof in O(log n) once the levels exist.
- */
-export function merkleLevels(leaves: readonly Buffer[]): Buffer[][] {
-  const levels: Buffer[][] = [[...leaves]];
-  for (let cur = levels[0]!; cur.length > 1; ) {
-    const next: Buffer[] = [];
-    for (let i = 0; i < cur.length; i += 2) next.push(i + 1 < cur.length ? nodeHash(cur[i]!, cur[i + 1]!) : cur[i]!);
-    levels.push(next);
-    cur = next;
-  }
-  return levels;
-}
-
-/** RFC 9162 §2.1.1 Merkle tree head; the hash of the empty string for no leaves. */
-export function merkleRoot(levels: readonly Buffer[][]): Buffer {
-  const top = levels[levels.length - 1]!;
-  return top.length === 0 ? sha256() : top[0]!;
-}
-
-/** RFC 9162 §2.1.3.1 inclusion proof of leaf `m`: the siblings from the leaf up. */
-export function inclusionPath(m: number, levels: readonly Buffer[][]): Buffer[] {
-  const path: Buffer[] = [];
-  let i = m;
-  for (let l = 0; l < levels.length - 1; l++) {
-    const sibling = i ^ 1;
-    if (sibling < levels[l]!.length) path.push(levels[l]![sibling]!);
-    i >>= 1;
-  }
-  return path;
-}
-
-/** RFC 9162 §2.1.3.2: whether `leaf` sits at `index` of a tree of `size` leaves with head `root`. */
-export function verifyInclusion(leaf: Buffer, index: number, size: number, path: readonly Buffer[], root: Buffer): boolean {
-  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
-  let fn = index;
-  let sn = size - 1;
-  let r = leaf;
-  for (const p of path) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      r = nodeHash(p, r);
-      while (fn % 2 === 0 && fn !== 0) {
-        fn = Math.floor(fn / 2);
-        sn = Math.floor(sn / 2);
-      }
-    } else r = nodeHash(r, p);
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  return sn === 0 && r.equals(root);
 }
 
 function memberSalt(memberKey: Buffer, deviceId: string): string {

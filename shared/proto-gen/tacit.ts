@@ -6,6 +6,7 @@ import type { AdvertiseKeysRequest as _tacit_v1_AdvertiseKeysRequest, AdvertiseK
 import type { AdvertisedKeys as _tacit_v1_AdvertisedKeys, AdvertisedKeys__Output as _tacit_v1_AdvertisedKeys__Output } from './tacit/v1/AdvertisedKeys.ts';
 import type { AttestationRequest as _tacit_v1_AttestationRequest, AttestationRequest__Output as _tacit_v1_AttestationRequest__Output } from './tacit/v1/AttestationRequest.ts';
 import type { CohortMember as _tacit_v1_CohortMember, CohortMember__Output as _tacit_v1_CohortMember__Output } from './tacit/v1/CohortMember.ts';
+import type { CohortProof as _tacit_v1_CohortProof, CohortProof__Output as _tacit_v1_CohortProof__Output } from './tacit/v1/CohortProof.ts';
 import type { ConsistencyCheck as _tacit_v1_ConsistencyCheck, ConsistencyCheck__Output as _tacit_v1_ConsistencyCheck__Output } from './tacit/v1/ConsistencyCheck.ts';
 import type { CreateTokenRequest as _tacit_v1_CreateTokenRequest, CreateTokenRequest__Output as _tacit_v1_CreateTokenRequest__Output } from './tacit/v1/CreateTokenRequest.ts';
 import type { CreateTokenResponse as _tacit_v1_CreateTokenResponse, CreateTokenResponse__Output as _tacit_v1_CreateTokenResponse__Output } from './tacit/v1/CreateTokenResponse.ts';
@@ -57,6 +58,7 @@ export interface ProtoGrpcType {
       AdvertisedKeys: MessageTypeDefinition<_tacit_v1_AdvertisedKeys, _tacit_v1_AdvertisedKeys__Output>
       AttestationRequest: MessageTypeDefinition<_tacit_v1_AttestationRequest, _tacit_v1_AttestationRequest__Output>
       CohortMember: MessageTypeDefinition<_tacit_v1_CohortMember, _tacit_v1_CohortMember__Output>
+      CohortProof: MessageTypeDefinition<_tacit_v1_CohortProof, _tacit_v1_CohortProof__Output>
       ConsistencyCheck: MessageTypeDefinition<_tacit_v1_ConsistencyCheck, _tacit_v1_ConsistencyCheck__Output>
       CreateTokenRequest: MessageTypeDefinition<_tacit_v1_CreateTokenRequest, _tacit_v1_CreateTokenRequest__Output>
       CreateTokenResponse: MessageTypeDefinition<_tacit_v1_CreateTokenResponse, _tacit_v1_CreateTokenResponse__Output>

@@ -77,11 +77,14 @@ export class SecAggDevice {
     for (const i of seen.keys()) if (!all.has(i)) throw new SecAggError("UNKNOWN_PEER", `the roster carries keys of device ${i}, which is not listed as having advertised`);
     // Only neighbours' keys are ever used, so only their signatures need checking: k, not n,
     // verifications per device (this is what keeps SecAgg+ device cost at O(log n)).
-    const verify = (r: RosterEntry): void => {
-      const idKey = r.identityPublicKey instanceof Uint8Array ? publicKeyFromRaw(r.identityPublicKey) : r.identityPublicKey;
+    // Each identity key is imported once: for this check and for the consistency signatures.
+    const identityOf = (r: RosterEntry): KeyObject => (r.identityPublicKey instanceof Uint8Array ? publicKeyFromRaw(r.identityPublicKey) : r.identityPublicKey);
+    const verify = (r: RosterEntry): KeyObject => {
+      const idKey = identityOf(r);
       if (!verifyBytes(idKey, advertisePayload(this.cfg, r.index, r.cPk, r.sPk, r.selfMaskCommitment), r.signature)) {
         throw new SecAggError("BAD_SIGNATURE", `advertised keys of device ${r.index} are not signed by its identity`);
       }
+      return idKey;
     };
     const mine = seen.get(this.self);
     if (!mine || Buffer.compare(Buffer.from(mine.sPk), Buffer.from(this.s.publicRaw)) !== 0 || Buffer.compare(Buffer.from(mine.cPk), Buffer.from(this.c.publicRaw)) !== 0) {
@@ -94,12 +97,9 @@ export class SecAggDevice {
     for (const v of this.neighbours) {
       const r = seen.get(v);
       if (!r) throw new SecAggError("UNKNOWN_PEER", `the roster lacks the advertised keys of neighbour ${v}`);
-      verify(r);
+      this.identities.set(v, verify(r));
     }
-    for (const v of [...this.neighbours, this.self]) {
-      const id = seen.get(v)!.identityPublicKey;
-      this.identities.set(v, id instanceof Uint8Array ? publicKeyFromRaw(id) : id);
-    }
+    this.identities.set(this.self, identityOf(mine));
     if (this.neighbours.length < this.cfg.threshold) throw new SecAggError("TOO_FEW_SURVIVORS", `device ${this.self} has ${this.neighbours.length} neighbours, threshold ${this.cfg.threshold}`);
     const xs = this.neighbours.map((v) => v + 1);
     const bShares = createShares(bytesToField(this.seed), this.cfg.threshold, xs);

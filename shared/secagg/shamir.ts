@@ -68,7 +68,8 @@ export function createShares(secret: bigint, threshold: number, xs: readonly num
     if (!Number.isInteger(x) || x <= 0) throw new SecAggError("BAD_SHARE", `share x-coordinate must be a positive integer, got ${x}`);
     const bx = BigInt(x);
     let y = 0n;
-    for (let i = coeffs.length - 1; i >= 0; i--) y = (y * bx + coeffs[i]!) % FIELD_PRIME; // Horner
+    // Horner, reduced by the Mersenne fold (y·x + c < 2^554: two folds, no BigInt division).
+    for (let i = coeffs.length - 1; i >= 0; i--) y = reduceModP(y * bx + coeffs[i]!);
     return { x, y };
   });
 }

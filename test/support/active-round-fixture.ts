@@ -4,7 +4,7 @@
  * running round makes on the messages it is sent.
  */
 import { generateEd25519 } from "../../shared/crypto/index.ts";
-import type { RoundConfig } from "../../shared/run/index.ts";
+import { CohortTree, type RoundConfig } from "../../shared/run/index.ts";
 import { ActiveRound } from "../../coordinator/rounds/active-round.ts";
 import { tinyRunSpec } from "./cluster.ts";
 
@@ -12,6 +12,7 @@ export function activeRoundFixture(o: { devices: number; runId: string; round: n
   const n = o.devices;
   const spec = tinyRunSpec({ noiseMultiplier: 1, cohortSize: n, minSurvivors: 2, populationSize: n });
   const ids = Array.from({ length: n }, () => generateEd25519());
+  const tree = new CohortTree(ids.map((k) => k.publicRaw));
   const config = {
     protocol: "tacit-round-v1",
     runId: o.runId,
@@ -22,8 +23,8 @@ export function activeRoundFixture(o: { devices: number; runId: string; round: n
     model: spec.model,
     dp: { mechanism: "ddgauss", clip: 5, noiseMultiplier: 1, minSurvivors: 2, expectedSurvivors: n, delta: 1e-6, rotationSeed: Buffer.alloc(32).toString("base64") },
     secagg: { bits: 32, threshold: 2, degree: n - 1, mode: "full", roundSeed: Buffer.alloc(32, 1).toString("base64"), guarantee: "" },
-    cohort: ids.map((k, index) => ({ index, identityPublicKey: Buffer.from(k.publicRaw).toString("base64") })),
+    cohort: tree.commitment,
   } as unknown as RoundConfig;
-  const active = new ActiveRound(config, new Map(ids.map((k, i) => [i, k.publicKey])), ids.map((_, i) => `dev-${i}`));
+  const active = new ActiveRound(config, tree, ids.map((_, i) => `dev-${i}`));
   return { config, ids, active };
 }

@@ -2,15 +2,18 @@
 
 import type { RoundRef as _tacit_v1_RoundRef, RoundRef__Output as _tacit_v1_RoundRef__Output } from '../../tacit/v1/RoundRef.ts';
 import type { AdvertisedKeys as _tacit_v1_AdvertisedKeys, AdvertisedKeys__Output as _tacit_v1_AdvertisedKeys__Output } from '../../tacit/v1/AdvertisedKeys.ts';
+import type { CohortProof as _tacit_v1_CohortProof, CohortProof__Output as _tacit_v1_CohortProof__Output } from '../../tacit/v1/CohortProof.ts';
 
 export interface KeyRoster {
   'ref'?: (_tacit_v1_RoundRef | null);
   'keys'?: (_tacit_v1_AdvertisedKeys)[];
   'advertised'?: (number)[];
+  'members'?: (_tacit_v1_CohortProof)[];
 }
 
 export interface KeyRoster__Output {
   'ref': (_tacit_v1_RoundRef__Output | null);
   'keys': (_tacit_v1_AdvertisedKeys__Output)[];
   'advertised': (number)[];
+  'members': (_tacit_v1_CohortProof__Output)[];
 }

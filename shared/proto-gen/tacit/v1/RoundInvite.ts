@@ -9,6 +9,7 @@ export interface RoundInvite {
   'index'?: (number);
   'ref'?: (_tacit_v1_RoundRef | null);
   'attempt'?: (number);
+  'cohortPath'?: (Buffer | Uint8Array | string)[];
 }
 
 export interface RoundInvite__Output {
@@ -18,4 +19,5 @@ export interface RoundInvite__Output {
   'index': (number);
   'ref': (_tacit_v1_RoundRef__Output | null);
   'attempt': (number);
+  'cohortPath': (Buffer)[];
 }
