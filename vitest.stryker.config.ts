@@ -44,8 +44,9 @@ const TESTS: Record<string, string[]> = {
   "coordinator/server": [
     "coordinator-limits-pure", "server-guards-pure", "replay-guard", "coordinator-status-boundary", "auth-failed-bucket",
     "coordinator-bad-input", "subscribe-backlog", "server-mutants",
+    "handlers-roles", "handlers-admin", "handlers-rounds", "handlers-reviewer", "handlers-watchrun", "handlers-live", "tls-listener",
   ],
-  "coordinator/rounds": ["device-hub-invites", "server-update-finite", "phase-deadlines", "rounds-mutants"],
+  "coordinator/rounds": ["device-hub-invites", "device-hub-rosters", "server-update-finite", "phase-deadlines", "rounds-mutants", "handlers-rounds"],
 };
 
 const folders = (process.env.STRYKER_FOLDERS ?? Object.keys(TESTS).join(",")).split(",");

@@ -176,6 +176,13 @@ export class ActiveRound {
     this.gate!.settle(idx);
   }
 
+  /** The caller's index if it is a member expected in the unmask phase now; refuses as `unmask` would otherwise. */
+  unmaskingSender(deviceId: string): number {
+    const idx = this.memberIndex(deviceId);
+    this.expectPhase("unmask", idx);
+    return idx;
+  }
+
   unmask(deviceId: string, u: UnmaskShares): void {
     const idx = this.memberIndex(deviceId);
     if (u.from !== idx) throw denied(`unmasking shares claim sender ${u.from}, caller is ${idx}`);

@@ -257,17 +257,22 @@ function submitUnmasking(c: CoordinatorApi) {
     const conv = (xs: Share[] | undefined) => (xs ?? []).map((s) => ({ owner: s.owner, share: bytesOf(s.share, "share") }));
     const selfMaskShares = conv(req.selfMaskShares);
     const secretKeyShares = conv(req.secretKeyShares);
+    // Only a member expected in the unmask phase gets this far: anyone else is refused before
+    // its shares are looked at, so no enrolled device can fill the ledger with offences
+    // against rounds it is not in, or repeat one in a round.
+    const from = round.unmaskingSender(caller.keyId);
     // A share that is not a field element would abort the whole round at reconstruction:
     // refuse it here (the round goes on without this device), name the sender, and
     // quarantine a repeat offender.
     const bad = malformedShareReason([...selfMaskShares, ...secretKeyShares]);
     if (bad) {
+      // Its answer will not come: the phase stops waiting for it, and before the ledger write,
+      // so a second message of the device's is refused as not expected, never counted twice.
+      round.gate?.settle(from);
       await recordOffence(c, { deviceId: caller.keyId, runId: round.config.runId, round: round.config.round, reason: bad });
-      // Its answer will not come: the phase need not wait for it until the deadline.
-      if (round.phase === "unmask") round.gate?.settle(round.memberIndex(caller.keyId));
       throw invalid(`${bad}: this device is named in the ledger`);
     }
-    round.unmask(caller.keyId, { from: round.memberIndex(caller.keyId), selfMaskShares, secretKeyShares });
+    round.unmask(caller.keyId, { from, selfMaskShares, secretKeyShares });
     return ACK;
   });
 }
