@@ -77,6 +77,14 @@ describe("Ledger/ReadLedger paging", () => {
     expect([seen.asked, s.writes, s.ended]).toEqual([[[0, undefined]], [{ line: "l0" }], true]);
   });
 
+  it("a reviewer's device_id is no filter and no refusal: the reviewer reads the whole ledger", async () => {
+    const { seen, ledgerPages } = pagesOf([["l0"]]);
+    const h = handlerHarness({ ledgerPages });
+    const s = h.stream("ledger", "ReadLedger", "reviewer-1", { fromSeq: "0", deviceId: "dev-a" });
+    await s.done;
+    expect([seen.asked, s.writes, s.ended]).toEqual([[[0, undefined]], [{ line: "l0" }], true]);
+  });
+
   it("writes every line of a page even when the buffer is full, then waits for it to drain before the next page", async () => {
     const { seen, ledgerPages } = pagesOf([["a", "b", "c"], ["d"], ["e"]]);
     const h = handlerHarness({ ledgerPages });

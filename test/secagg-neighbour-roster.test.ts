@@ -65,4 +65,35 @@ describe("SecAgg+ with per-device rosters", () => {
     const k = all[2]!;
     expect(() => devices[k]!.shareKeys(server.rosterFor(k).map(entry), [...all, all[5]!])).toThrow(/names one twice/);
   });
+
+  it("the coordinator waits only for the signers that can unmask: exactly those the devices' own check lets through", () => {
+    const { devices, server, all, entry } = setup();
+    for (const i of all) server.receiveShares(i, devices[i]!.shareKeys(server.rosterFor(i).map(entry), all));
+    const inboxes = server.closeShareKeys();
+    for (const i of all) server.receiveMaskedInput(i, devices[i]!.maskInput({ bits: 32, length: d, data: new Uint32Array(d) }, inboxes.get(i) ?? []));
+    const shown = server.closeMaskedInput();
+    // Device x loses all but t − 1 of its neighbourhood's signatures: it must refuse to unmask.
+    const x = shown.survivors[0]!;
+    const silent = new Set(server.neighbourhood(x).filter((j) => j !== x).slice(0, p.degree + 2 - p.threshold));
+    const signers = shown.survivors.filter((i) => !silent.has(i));
+    for (const i of shown.survivors) {
+      const sig = devices[i]!.signSurvivors(shown.survivors);
+      if (!silent.has(i)) server.receiveConsistency(sig);
+    }
+    const req = server.closeConsistency();
+    const able = server.ableToUnmask(signers);
+    expect(able).not.toContain(x);
+    expect(able.length).toBeGreaterThan(0);
+    const willing = signers.filter((i) => {
+      try {
+        devices[i]!.unmask(req);
+        return true;
+      } catch (err) {
+        expect(String(err)).toMatch(/valid signatures on the survivor set from this device's neighbourhood/);
+        return false;
+      }
+    });
+    expect(able).toEqual(willing);
+    expect(server.ableToUnmask(shown.survivors)).toEqual(shown.survivors);
+  });
 });

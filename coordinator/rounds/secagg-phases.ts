@@ -141,12 +141,14 @@ async function unmaskPhase(r: SecAggRound, request: UnmaskRequest): Promise<Modu
   const { ctx, active, counts } = r;
   active.phase = "unmask";
   await r.onPhase?.("unmask");
-  // Only survivors that signed the set are asked (the others could not be answered).
+  // Only survivors that signed the set are asked (the others could not be answered), and of
+  // those only the ones with t signatures in their neighbourhood: the rest must refuse.
   const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
-  active.gate = new PhaseGate(signers, Math.max(active.config.deadlines.unmask, Date.now() + r.unmaskMs));
+  const asked = active.secagg.ableToUnmask(signers);
+  active.gate = new PhaseGate(asked, Math.max(active.config.deadlines.unmask, Date.now() + r.unmaskMs));
   // Each device gets the sets and the signatures of its own neighbourhood (those it checks).
   const unmaskOf = ctx.hub.encodeUnmaskRequests(refOf(active), request.survivors, request.dropouts, request.signatures ?? [], (i) => active.secagg.neighbourhood(i));
-  await fanOut(ctx.hub, active, signers, unmaskOf);
+  await fanOut(ctx.hub, active, asked, unmaskOf);
   await boundary(ctx, active.config.runId, r.signal);
   counts.unmasked = active.answered.unmask.size;
   counts.dropouts.unmask = request.survivors.length - counts.unmasked;

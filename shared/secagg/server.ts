@@ -122,6 +122,18 @@ export class SecAggServer {
     return [...(this.graph.get(i) ?? []), i].sort((a, b) => a - b);
   }
 
+  /**
+   * Of the devices that signed the survivor set, those that can unmask: a device reveals shares
+   * only with at least t signatures on the set from its own neighbourhood (itself included), so
+   * one without them refuses — rightly, and silently. The coordinator waits for these alone:
+   * waiting for the others held the round until its last deadline (11 minutes with the
+   * defaults) when many neighbours had dropped out.
+   */
+  ableToUnmask(signers: readonly number[]): number[] {
+    const signed = new Set(signers);
+    return signers.filter((i) => this.neighbourhood(i).filter((j) => signed.has(j)).length >= this.cfg.threshold);
+  }
+
   receiveShares(from: number, shares: EncryptedShare[]): void {
     this.expect("share");
     const nbrs = this.graph.get(from);
