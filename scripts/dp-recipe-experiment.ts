@@ -29,7 +29,7 @@ import { applyServerUpdate, buildExamples, saveCheckpoint, DEFAULT_MODEL_SPEC, i
 import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
 import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
 import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
-import { evaluateModel, rankOf, type EvalSet } from "../simulation/evaluation.ts";
+import { AnchorDistributions, evaluateModel, rankOf, type EvalSet } from "../simulation/evaluation.ts";
 
 const { values } = parseArgs({
   options: {
@@ -47,6 +47,8 @@ const { values } = parseArgs({
     "server-momentum": { type: "string" },
     // Each device scales its clipped delta by min(1, examples / cap): sensitivity stays C.
     "weight-cap": { type: "string" },
+    // The federated model's weight in the released mixture with the public model (default: the recipe's).
+    "release-mix": { type: "string" },
     "eval-fraction": { type: "string", default: "0.3" },
     alpha: { type: "string" },
     seed: { type: "string", default: "1" },
@@ -85,6 +87,8 @@ const recipe = resolveRecipe(
     serverLearningRate: values["server-lr"] === undefined ? undefined : Number(values["server-lr"]),
     localEpochs: values["local-epochs"] === undefined ? undefined : Number(values["local-epochs"]),
     personalizationStrength: values.alpha === undefined ? undefined : Number(values.alpha),
+    pretrained: values.pretrain !== "none",
+    releaseMix: optionalNumber("release-mix"),
     // Without noise the DP recipe is still the comparison point (same optimizer and clip).
     serverOptimizer: "fedavgm",
   },
@@ -149,9 +153,12 @@ const log = (o: object): void => {
   process.stderr.write(JSON.stringify(o) + "\n");
 };
 const evalEvents = evalSets.reduce((a, s) => a + s.examples.count, 0);
-if (!values["skip-initial-eval"]) {
-  const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalization);
-  log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
+// With a released mixture the public model's distributions are recorded once (the public-only pass).
+const anchor = recipe.releaseMix !== undefined ? new AnchorDistributions(trainer.outputs) : undefined;
+const mix = anchor && { anchor, federatedWeight: recipe.releaseMix! };
+if (!values["skip-initial-eval"] || anchor) {
+  const ev0 = evaluateModel(trainer, initial, evalSets, recipe.personalization, { record: anchor });
+  if (!values["skip-initial-eval"]) log({ round: -1, global: ev0.eval.top3Micro, personalized: ev0.evalPersonalized.top3Micro, globalMacro: ev0.eval.top3Macro, alphaSweep: alphaSweep(initial), seconds: (Date.now() - t0) / 1000 });
 }
 let weights = initial;
 let state: ServerOptimizerState | null = null;
@@ -187,10 +194,11 @@ for (let r = 0; r < recipe.rounds; r++) {
     log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, seconds: (Date.now() - t0) / 1000 });
     continue;
   }
-  const ev = evaluateModel(trainer, weights, evalSets, recipe.personalization);
-  log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, global: ev.eval.top3Micro, personalized: ev.evalPersonalized.top3Micro, globalMacro: ev.eval.top3Macro, seconds: (Date.now() - t0) / 1000 });
+  const ev = evaluateModel(trainer, weights, evalSets, recipe.personalization, { mix });
+  const federatedOnly = ev.evalFederatedOnly && { federatedOnly: ev.evalFederatedOnly.top3Micro, federatedOnlyMacro: ev.evalFederatedOnly.top3Macro };
+  log({ round: r, trainLoss: lossSum / finiteLosses, diverged, clippedFraction: clipped / n, global: ev.eval.top3Micro, personalized: ev.evalPersonalized.top3Micro, globalMacro: ev.eval.top3Macro, ...federatedOnly, seconds: (Date.now() - t0) / 1000 });
 }
 if (recipe.rounds > 0) log({ final: true, alphaSweep: alphaSweep(weights) });
-const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, devices: n, minSurvivors, training, personalization: recipe.personalization, evalEvents, rows, wallSeconds: (Date.now() - t0) / 1000 };
+const result = { epsilon: values.epsilon, z, sigma, clip, rounds: recipe.rounds, releaseMix: recipe.releaseMix ?? null, devices: n, minSurvivors, training, personalization: recipe.personalization, evalEvents, rows, wallSeconds: (Date.now() - t0) / 1000 };
 if (values.out) writeFileSync(values.out, JSON.stringify(result, null, 2));
 process.stdout.write(JSON.stringify(result) + "\n");

@@ -5,7 +5,7 @@
  * device's own context counts and its recent actions, shared/model/personalize.ts). One forward
  * pass serves both.
  */
-import { applyMixture, DEFAULT_PERSONALIZATION, PersonalizationError, personalMixture, validatePersonalization, type Examples, type LocalCounts, type PersonalizationConfig, type Trainer } from "../shared/model/index.ts";
+import { applyMixture, DEFAULT_PERSONALIZATION, mixWithAnchor, PersonalizationError, personalMixture, ReleaseMixError, validateFederatedWeight, validatePersonalization, type Examples, type LocalCounts, type PersonalizationConfig, type Trainer } from "../shared/model/index.ts";
 
 export interface EvalSet {
   userId: string;
@@ -75,9 +75,58 @@ class Tally {
   }
 }
 
+/**
+ * The public (initial) model's distributions on every eval set, recorded once while it is
+ * evaluated as the public-only baseline: the released mixture needs them in every round, and the
+ * public model never changes, so one forward pass serves the whole run (Float32, V per event).
+ */
+export class AnchorDistributions {
+  private readonly byUser = new Map<string, { events: number; rows: Float32Array }>();
+
+  constructor(private readonly outputs: number) {}
+
+  /** A recorder for `s`'s rows, in the order forEachDistribution visits them. */
+  recorder(s: EvalSet): (row: number, probs: Float64Array) => void {
+    const rows = new Float32Array(s.examples.count * this.outputs);
+    this.byUser.set(s.userId, { events: s.examples.count, rows });
+    return (row, probs) => rows.set(probs, row * this.outputs);
+  }
+
+  /** The recorded distribution of `s`'s event `row`. */
+  row(s: EvalSet, row: number): Float32Array {
+    const recorded = this.byUser.get(s.userId);
+    if (!recorded) throw new ReleaseMixError(`eval set ${s.userId}: the public model's distributions were not recorded`);
+    // Another eval set under the same user would be mixed with the wrong rows.
+    if (recorded.events !== s.examples.count) throw new ReleaseMixError(`eval set ${s.userId}: ${s.examples.count} events, the public model's distributions were recorded for ${recorded.events}`);
+    const rows = recorded.rows;
+    return rows.subarray(row * this.outputs, (row + 1) * this.outputs);
+  }
+}
+
+/** How a run releases its model: mixed with the public model (shared/model/release-mix.ts). */
+export interface ReleaseMix {
+  anchor: AnchorDistributions;
+  /** w in p = (1 − w)·p_public + w·p_federated. */
+  federatedWeight: number;
+}
+
+export interface EvaluationOptions {
+  /** Evaluate the released mixture; the federated model alone is reported as `evalFederatedOnly`. */
+  mix?: ReleaseMix;
+  /** Record these weights' distributions as the anchor of later mixtures (the public-only pass). */
+  record?: AnchorDistributions;
+}
+
+export interface Evaluation {
+  eval: EvalMetrics;
+  evalPersonalized: EvalMetrics;
+  /** The federated model alone, when the released predictor is a mixture. */
+  evalFederatedOnly?: EvalMetrics;
+}
+
 /** Global and personalized metrics of `weights` on every eval set, personalized as `personalization` says. */
-export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
-  const e = new ModelEvaluation(trainer, weights, personalization);
+export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION, options: EvaluationOptions = {}): Evaluation {
+  const e = new ModelEvaluation(trainer, weights, personalization, options);
   for (const s of sets) {
     if (s.examples.count === 0) continue;
     trainer.forEachDistribution(s.examples, e.visitor(s));
@@ -90,8 +139,8 @@ export function evaluateModel(trainer: Trainer, weights: Float32Array, sets: rea
  * evaluateModel for a thread that must stay responsive meanwhile (the simulation's coordinator):
  * the same figures, with a macrotask turn after every forward pass.
  */
-export async function evaluateModelYielding(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION): Promise<{ eval: EvalMetrics; evalPersonalized: EvalMetrics }> {
-  const e = new ModelEvaluation(trainer, weights, personalization);
+export async function evaluateModelYielding(trainer: Trainer, weights: Float32Array, sets: readonly EvalSet[], personalization: PersonalizationConfig = DEFAULT_PERSONALIZATION, options: EvaluationOptions = {}): Promise<Evaluation> {
+  const e = new ModelEvaluation(trainer, weights, personalization, options);
   for (const s of sets) {
     if (s.examples.count === 0) continue;
     await trainer.forEachDistributionYielding(s.examples, e.visitor(s));
@@ -104,13 +153,16 @@ export async function evaluateModelYielding(trainer: Trainer, weights: Float32Ar
 class ModelEvaluation {
   private readonly global = new Tally();
   private readonly personal = new Tally();
+  private readonly federatedOnly = new Tally();
 
   constructor(
     private readonly trainer: Trainer,
     weights: Float32Array,
     private readonly personalization: PersonalizationConfig,
+    private readonly options: EvaluationOptions,
   ) {
     validatePersonalization(personalization);
+    if (options.mix) validateFederatedWeight(options.mix.federatedWeight);
     trainer.setWeights(weights);
   }
 
@@ -118,8 +170,15 @@ class ModelEvaluation {
     const T = this.trainer.spec.window;
     if (s.local && s.local.window !== T) throw new PersonalizationError(`eval set ${s.userId}: local counts use window ${s.local.window}, the model ${T}`);
     const ex = s.examples;
+    const record = this.options.record?.recorder(s);
+    const mix = this.options.mix;
     return (row, probs) => {
       const y = ex.y[row]!;
+      record?.(row, probs);
+      if (mix) {
+        this.federatedOnly.add(probs, y);
+        mixWithAnchor(probs, mix.anchor.row(s, row), mix.federatedWeight);
+      }
       this.global.add(probs, y);
       if (s.local) applyMixture(probs, personalMixture(s.local, ex.x, row, this.personalization));
       this.personal.add(probs, y);
@@ -130,10 +189,11 @@ class ModelEvaluation {
   endSet(): void {
     this.global.endUser();
     this.personal.endUser();
+    this.federatedOnly.endUser();
   }
 
-  metrics(): { eval: EvalMetrics; evalPersonalized: EvalMetrics } {
-    return { eval: this.global.metrics(), evalPersonalized: this.personal.metrics() };
+  metrics(): Evaluation {
+    return { eval: this.global.metrics(), evalPersonalized: this.personal.metrics(), ...(this.options.mix ? { evalFederatedOnly: this.federatedOnly.metrics() } : {}) };
   }
 }
 

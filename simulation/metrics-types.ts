@@ -10,8 +10,14 @@ export interface RoundMetrics {
   trainLoss: number | null;
   /** Devices whose local training diverged this round (they sent a zero update with its noise). */
   divergedDevices?: number;
+  /**
+   * The released predictor: the global model, or — when the run releases a mixture with the
+   * public model (`release`) — that mixture.
+   */
   eval: EvalMetrics;
-  /** The global model combined on each device with its own statistics (simulation/evaluation.ts). */
+  /** With a released mixture: the federated model alone. */
+  evalFederatedOnly?: EvalMetrics;
+  /** The released predictor combined on each device with its own statistics (simulation/evaluation.ts). */
   evalPersonalized?: EvalMetrics;
   /**
    * The same global model evaluated federatedly: each device's held-out slice (the eval set's
@@ -63,6 +69,11 @@ export interface SimulationMetrics {
   /** The initial model's metrics on the same eval set: what public data alone achieves. */
   publicOnly?: EvalMetrics;
   publicOnlyPersonalized?: EvalMetrics;
+  /**
+   * The released predictor is (1 − w)·p_public + w·p_federated (shared/model/release-mix.ts);
+   * absent: the federated model alone.
+   */
+  release?: { federatedWeight: number; publicModelSha256: string };
   /** How the personalized evaluation combined the global model with each device's own data. */
   personalization?: { method: string; strength: number; config: PersonalizationConfig };
 }

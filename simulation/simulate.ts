@@ -21,7 +21,7 @@ import { DEFAULT_SERVER_LIMITS } from "../coordinator/server/server-limits.ts";
 import { DEFAULT_ADDRESS_LIMITS } from "../coordinator/server/authenticator.ts";
 import { readLedgerText } from "../coordinator/ledger/segment-writer.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
-import { evaluateModel, evaluateModelYielding, type EvalMetrics, type EvalSet } from "./evaluation.ts";
+import { AnchorDistributions, evaluateModel, evaluateModelYielding, type EvalMetrics, type EvalSet, type Evaluation, type ReleaseMix } from "./evaluation.ts";
 import { resolveRecipe, type Recipe } from "./recipe.ts";
 import { prepareInitialModel, withLocalStatistics, type InitialModel } from "./initial-model.ts";
 import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
@@ -63,6 +63,8 @@ export interface SimulateOptions {
   personalizationStrength?: number;
   /** Adaptive clipping (Andrew et al. 2021) with the reference defaults; `clip` is the initial C. */
   adaptiveClip?: boolean;
+  /** The federated model's weight in the released mixture with the public model (default: recipe). */
+  releaseMix?: number;
   seed: number;
   quiet?: boolean;
   /** Aborting it stops the simulation at once; its coordinator, Redis and devices are stopped. */
@@ -174,12 +176,16 @@ export async function runSimulation(opts: SimulateOptions): Promise<SimulationMe
   const trainEvents = data.train.reduce((a, u) => a + u.events.length, 0);
   const evalEvents = data.evalSets.reduce((a, s) => a + s.examples.count, 0);
   try {
-    const publicOnly = evaluateModel(evalTrainer, initial.weights, data.evalSets, recipe.personalization);
-    const extra = { initialModel: initial.info, publicOnly: publicOnly.eval, publicOnlyPersonalized: publicOnly.evalPersonalized, personalization: describePersonalization(recipe.personalization) };
+    // The public model's distributions are recorded in the same pass when the run releases a mixture with it.
+    const anchor = recipe.releaseMix !== undefined ? new AnchorDistributions(evalTrainer.outputs) : undefined;
+    const publicOnly = evaluateModel(evalTrainer, initial.weights, data.evalSets, recipe.personalization, { record: anchor });
+    const mix = anchor && { anchor, federatedWeight: recipe.releaseMix! };
+    const release = mix ? { release: { federatedWeight: mix.federatedWeight, publicModelSha256: initial.info.sha256 } } : {};
+    const extra = { initialModel: initial.info, publicOnly: publicOnly.eval, publicOnlyPersonalized: publicOnly.evalPersonalized, personalization: describePersonalization(recipe.personalization), ...release };
     // Every metrics.json written along the way carries the public-only baseline too.
     const run = { ...opts, onRound: opts.onRound && ((m: SimulationMetrics) => opts.onRound!({ ...m, ...extra })) };
     if (opts.centralized) return { ...(await runCentralized(run, recipe, initial, data, backend, evalTrainer, progress, started, trainEvents, evalEvents)), ...extra };
-    return { ...(await runFederated(run, recipe, initial, data, backend, evalTrainer, progress, started, trainEvents, evalEvents)), ...extra };
+    return { ...(await runFederated(run, recipe, initial, data, backend, evalTrainer, progress, started, trainEvents, evalEvents, mix)), ...extra };
   } finally {
     progress.stop();
     evalTrainer.dispose();
@@ -272,6 +278,8 @@ interface FederatedSim {
   /** Every device host started so far: terminated however the simulation ends. */
   workers: Worker[];
   progress: SimulationProgress;
+  /** The released mixture with the public model, when the run releases one (recipe.releaseMix). */
+  mix: ReleaseMix | undefined;
 }
 
 /** The simulated devices' reports, gathered from the host threads as they arrive. */
@@ -303,7 +311,7 @@ export function simulationCoordinatorBounds(devices: number): Pick<CoordinatorOp
   };
 }
 
-async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number): Promise<SimulationMetrics> {
+async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: InitialModel, data: Prepared, backend: string, evalTrainer: Trainer, progress: SimulationProgress, started: number, trainEvents: number, evalEvents: number, mix: ReleaseMix | undefined): Promise<SimulationMetrics> {
   const n = data.train.length;
   const ownState = !opts.stateDir;
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "tacit-sim-"));
@@ -316,7 +324,7 @@ async function runFederated(opts: SimulateOptions, recipe: Recipe, initial: Init
   const workers: Worker[] = [];
   try {
     coordinator = await startCoordinator({ stateDir, autoInit: true, logger, ...simulationCoordinatorBounds(n) });
-    const sim: FederatedSim = { opts, recipe, data, spec, noiseMultiplier, coordinator, address: `localhost:${coordinator.port}`, caFile: join(coordinator.paths.root, "tls", "ca.pem"), workers, progress };
+    const sim: FederatedSim = { opts, recipe, data, spec, noiseMultiplier, coordinator, address: `localhost:${coordinator.port}`, caFile: join(coordinator.paths.root, "tls", "ca.pem"), workers, progress, mix };
     const admin = principalClient(sim, "admin-1");
     const mlTeam = principalClient(sim, "ml-team-1");
     // With federated evaluation each device holds its whole sequence and keeps the held-out
@@ -527,15 +535,15 @@ export function deviceEpsilons(histories: readonly DpEvent[][], delta: number): 
 async function roundMetrics(sim: FederatedSim, f: RunFollower, r: RunStatus["rounds"][number], lastWall: number): Promise<RoundMetrics> {
   const { opts, spec, noiseMultiplier, recipe, data } = sim;
   const phases = JSON.parse(r.phaseCountsJson) as Record<string, unknown>;
-  let evaluated: { eval: EvalMetrics; evalPersonalized: EvalMetrics };
+  let evaluated: Evaluation;
   let nextClip: number | undefined;
   const previous = f.rounds.at(-1);
   if (r.status !== "completed" && previous) {
-    evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized! };
+    evaluated = { eval: previous.eval, evalPersonalized: previous.evalPersonalized!, ...(previous.evalFederatedOnly ? { evalFederatedOnly: previous.evalFederatedOnly } : {}) };
   } else {
     const cp = await sim.coordinator.checkpoints.latest(f.runId);
     // The coordinator serves the next round on this thread meanwhile: evaluate in slices.
-    evaluated = await evaluateModelYielding(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalization);
+    evaluated = await evaluateModelYielding(f.evalTrainer, cp!.weights, data.evalSets, recipe.personalization, { mix: sim.mix });
     const c = (cp!.serverState as { clip?: unknown } | undefined)?.clip;
     if (typeof c === "number") nextClip = c;
   }
@@ -549,6 +557,7 @@ async function roundMetrics(sim: FederatedSim, f: RunFollower, r: RunStatus["rou
     divergedDevices: loss?.diverged ?? 0,
     eval: evaluated.eval,
     evalPersonalized: evaluated.evalPersonalized,
+    ...(evaluated.evalFederatedOnly ? { evalFederatedOnly: evaluated.evalFederatedOnly } : {}),
     cohort: r.cohort,
     survivors: r.survivors,
     declines: f.reports.roundDeclines.get(r.round) ?? 0,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { runTacit } from "./support/run-tacit.ts";
 
 describe("tacit simulate: DP recipe refusals", () => {
-  it("refuses FedAdam under DP, pretraining on the federation's own files, a missing --pretrain dir and an unknown optimizer", async () => {
+  it("refuses FedAdam under DP, pretraining on the federation's own files, a missing --pretrain dir, an unknown optimizer and a release mixture it cannot make", async () => {
     const out = mkdtempSync(join(tmpdir(), "tacit-recipe-out-"));
     const cases: [string[], RegExp][] = [
       [["--target-epsilon", "8", "--server-optimizer", "fedadam"], /refusing a DP run: serverOptimizer fedadam diverges under DP noise/],
@@ -14,6 +14,10 @@ describe("tacit simulate: DP recipe refusals", () => {
       [["--pretrain", "data/devactions"], /--pretrain data\/devactions is the --dataset directory/],
       [["--pretrain", "/nonexistent-public"], /--pretrain \/nonexistent-public: no such directory/],
       [["--server-optimizer", "adam"], /--server-optimizer must be fedavg, fedavgm or fedadam/],
+      [["--target-epsilon", "8", "--release-mix", "0.5"], /--release-mix mixes the federated model with the public initial model: it needs --pretrain/],
+      [["--release-mix", "1.5"], /--release-mix must be at most 1, got 1.5/],
+      [["--release-mix", "0"], /--release-mix must be at least 0.000001, got 0/],
+      [["--centralized", "--release-mix", "0.5"], /--release-mix mixes a federated model with the public one; a --centralized run has none/],
     ];
     for (const [extra, re] of cases) {
       const r = await runTacit(["simulate", "--dataset", "data/devactions", "--clients", "3", "--rounds", "1", "--out", out, ...extra], { env: { REDIS_URL: "redis://127.0.0.1:1" } });

@@ -27,6 +27,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--clip <c>", "L2 clip norm of each device's update; default 1 with DP noise (server step scaled to it), else 5")
     .option("--adaptive-clip", "adaptive clipping (Andrew et al. 2021): --clip is the initial C, moved each round towards the median update norm; the clip count's noise is part of the noise multiplier")
     .option("--pretrain <dir>", "pretrain the initial model centrally on these PUBLIC per-user files (cached), then federate from it")
+    .option("--release-mix <w>", "release (1 − W)·public model + W·federated model, evaluated as the global model (needs --pretrain; default 0.75 for DP runs, 1 = the federated model alone)")
     .option("--server-optimizer <opt>", "fedavg | fedavgm | fedadam (default: fedavgm with DP noise, where fedadam is refused; else fedadam)")
     .option("--server-lr <lr>", "server learning rate (default: 2/clip with DP noise, else 0.1)")
     .option("--personalization-strength <a>", "on-device personalization: base prior strength α of the global model over the device's own context counts (shared/model/personalize.ts)")
@@ -47,6 +48,7 @@ async function simulate(o: Record<string, string | boolean | undefined>): Promis
   if (o.evalDir && (!existsSync(String(o.evalDir)) || !statSync(String(o.evalDir)).isDirectory())) throw new CliError(`--eval-dir ${o.evalDir}: no such directory`);
   if (o.noiseMultiplier !== undefined && o.targetEpsilon !== undefined) throw new CliError("give either --noise-multiplier or --target-epsilon, not both");
   if (o.pretrain && (!existsSync(String(o.pretrain)) || !statSync(String(o.pretrain)).isDirectory())) throw new CliError(`--pretrain ${o.pretrain}: no such directory`);
+  if (o.releaseMix !== undefined && o.centralized) throw new CliError("--release-mix mixes a federated model with the public one; a --centralized run has none");
   const serverOptimizer = o.serverOptimizer === undefined ? undefined : String(o.serverOptimizer);
   if (serverOptimizer !== undefined && serverOptimizer !== "fedavg" && serverOptimizer !== "fedavgm" && serverOptimizer !== "fedadam") throw new CliError(`--server-optimizer must be fedavg, fedavgm or fedadam, got '${serverOptimizer}'`);
   const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
@@ -57,6 +59,7 @@ async function simulate(o: Record<string, string | boolean | undefined>): Promis
     serverOptimizer,
     adaptiveClip: Boolean(o.adaptiveClip),
     serverLearningRate: num("serverLr", "--server-lr", { min: 1e-6, max: 100 }),
+    releaseMix: num("releaseMix", "--release-mix", { min: 1e-6, max: 1 }),
     personalizationStrength: num("personalizationStrength", "--personalization-strength", { min: 1e-6, max: 1e6 }),
     dataset,
     clients: num("clients", "--clients", { min: 2, integer: true }),

@@ -14,3 +14,4 @@ export * from "./predict.ts";
 export * from "./export.ts";
 export * from "./exported-model.ts";
 export * from "./export-release.ts";
+export * from "./release-mix.ts";
