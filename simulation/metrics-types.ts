@@ -21,7 +21,8 @@ export interface RoundMetrics {
   evalPersonalized?: EvalMetrics;
   /**
    * The same global model evaluated federatedly: each device's held-out slice (the eval set's
-   * part of that user), summed by secure aggregation — counts only. Absent when the run does not
+   * part of that user), summed by secure aggregation — counts only. The devices score the
+   * federated model: with a released mixture, compare it with `evalFederatedOnly`. Absent when the run does not
    * evaluate federatedly (an --eval-dir eval set, or a DP run) or the evaluation failed.
    */
   federatedEval?: FederatedEvalMetrics;

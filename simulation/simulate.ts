@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
-import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, exportModel, exportRelease, initBackend, parameterCount, Trainer } from "../shared/model/index.ts";
+import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, exportModel, exportRelease, exportReleasedMixture, initBackend, loadCheckpoint, parameterCount, Trainer } from "../shared/model/index.ts";
 import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
 import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
@@ -583,9 +583,19 @@ async function writeRunOutputs(sim: FederatedSim, runId: string): Promise<void> 
   const head = JSON.parse(lines.at(-1)!) as { seq: number; hash: string };
   writeFileSync(join(opts.out, "ledger.head"), `${head.seq}:${head.hash}\n`);
   // The final global model, exported as `tacit model export` does: named by the ledger's hash.
-  const release = findRelease(modelReleases(lines.join("\n") + "\n"), runId);
+  const releases = modelReleases(lines.join("\n") + "\n");
+  const release = findRelease(releases, runId);
   const cp = await coordinator.checkpoints.readRound(runId, release.round);
-  await exportRelease(join(opts.out, "model"), release, { spec: sim.spec.model, weights: cp.weights, path: cp.path }, "simulation");
+  const federated = { release, checkpoint: { spec: sim.spec.model, weights: cp.weights, path: cp.path } };
+  if (!sim.mix) {
+    await exportRelease(join(opts.out, "model"), release, federated.checkpoint, "simulation");
+    return;
+  }
+  // The released mixture: the run's public initial model (round −1, pinned by its launch entry) goes in too.
+  const initial = findRelease(releases, runId, -1);
+  const initialDir = await coordinator.checkpoints.localDir(runId, coordinator.checkpoints.dirFor(runId, -1));
+  const publicModel = { release: initial, checkpoint: { spec: sim.spec.model, weights: (await loadCheckpoint(initialDir)).weights, path: initialDir } };
+  await exportReleasedMixture(join(opts.out, "model"), federated, publicModel, sim.mix.federatedWeight, "simulation");
 }
 
 /** Completed federated evaluations by the training round whose model they evaluated. */

@@ -66,6 +66,15 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     const r0 = await exportFromStateDir({ run: runId, round: "0", out: join(tmp, "r0"), stateDir: state });
     expect(r0).toMatchObject({ round: 0, modelHash: rounds[0]!.modelHash, ledgerSeq: rounds[0]!.seq });
     expect(readExportedModel(join(tmp, "r0")).modelHash).toBe(rounds[0]!.modelHash);
+
+    // A released mixture needs the run's public initial model; this run started from random weights.
+    await expect(exportFromStateDir({ run: runId, out: join(tmp, "mix"), stateDir: state, releaseMix: "0.5" })).rejects.toThrow(`--release-mix: run ${runId} started from a random initialisation; there is no public model to mix with`);
+    await expect(exportFromStateDir({ run: runId, out: join(tmp, "mix"), stateDir: state, releaseMix: "2" })).rejects.toThrow("--release-mix must be at most 1, got 2");
+    expect(existsSync(join(tmp, "mix"))).toBe(false);
+    // Weight 1 is the federated model alone: a plain export.
+    await exportFromStateDir({ run: runId, out: join(tmp, "w1"), stateDir: state, releaseMix: "1" });
+    expect(readExportedModel(join(tmp, "w1")).mixture).toBeUndefined();
+    expect(existsSync(join(tmp, "w1", "public"))).toBe(false);
   });
 
   it("verify --model names the release and its ε, which grows from round 0 to round 1", async () => {

@@ -5,11 +5,13 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readDevactionsDir } from "../shared/data/index.ts";
-import { buildExamples, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localCounts, mixWithAnchor, ReleaseMixError, Trainer, validateFederatedWeight, type ModelSpec } from "../shared/model/index.ts";
+import { buildExamples, contextIds, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localCounts, mixWithAnchor, predictDistribution, readExportedModel, ReleaseMixError, topBuckets, Trainer, validateFederatedWeight, type ModelSpec } from "../shared/model/index.ts";
+import { exportFromStateDir, predictFromExport } from "../cli/commands/model.ts";
+import { runVerify } from "../cli/commands/verify.ts";
 import { AnchorDistributions, evaluateModel, rankOf, type EvalSet } from "../simulation/evaluation.ts";
 import { DP_RELEASE_MIX, RecipeError, resolveRecipe } from "../simulation/recipe.ts";
 import { runSimulation } from "../simulation/simulate.ts";
@@ -150,7 +152,9 @@ describe("simulate: a run that releases the mixture", () => {
     for (const u of [27, 39, 51]) copyFileSync(`data/devactions/user-${u}.tsv`, join(pub, `user-${u}.tsv`));
     for (const u of [24, 56, 11]) copyFileSync(`data/devactions/user-${u}.tsv`, join(fed, `user-${u}.tsv`));
     process.env.TACIT_CACHE_DIR = join(root, "cache");
-    const m = await runSimulation({ dataset: fed, pretrain: pub, releaseMix: 0.5, rounds: 1, out: join(root, "out"), centralized: false, dropout: 0, delta: 1e-6, seed: 3, quiet: true, workers: 1 });
+    const out = join(root, "out");
+    const state = join(root, "state");
+    const m = await runSimulation({ dataset: fed, pretrain: pub, releaseMix: 0.5, rounds: 1, out, stateDir: state, centralized: false, dropout: 0, delta: 1e-6, seed: 3, quiet: true, workers: 1 });
     delete process.env.TACIT_CACHE_DIR;
     expect(m.release).toEqual({ federatedWeight: 0.5, publicModelSha256: m.initialModel!.sha256 });
     const last = m.final!;
@@ -161,5 +165,44 @@ describe("simulate: a run that releases the mixture", () => {
     expect(last.eval.loss).not.toBeCloseTo(m.publicOnly!.loss, 4);
     // A mixture's loss is at most the mean of its parts' losses (the log is concave).
     expect(last.eval.loss).toBeLessThanOrEqual(0.5 * (last.evalFederatedOnly!.loss + m.publicOnly!.loss) + 1e-9);
+
+    // What was evaluated is what is exported: the final model with the run's public model beside it.
+    const exported = readExportedModel(join(out, "model"));
+    expect(exported.mixture?.federatedWeight).toBe(0.5);
+    expect(exported.mixture?.publicModel.modelHash).toBe(m.initialModel!.sha256);
+    expect(exported.modelHash).not.toBe(m.initialModel!.sha256);
+    // predict applies the mixture.
+    const context = "git-commit save build";
+    const ids = contextIds(context.split(" "), exported.spec);
+    const expected = mixWithAnchor(predictDistribution(exported.spec, exported.weights, ids), predictDistribution(exported.spec, exported.mixture!.publicModel.weights, ids), 0.5);
+    const predicted = predictFromExport({ model: join(out, "model"), context, top: "3" }).predictions;
+    expect(predicted).toEqual(topBuckets(expected, 3));
+    // …which is neither model alone.
+    expect(predicted).not.toEqual(topBuckets(predictDistribution(exported.spec, exported.weights, ids), 3).map((b) => ({ ...b })));
+
+    // The ML team's export from the coordinator's state writes the same two models.
+    const runId = readdirSync(join(state, "store", "checkpoints"))[0]!;
+    const again = await exportFromStateDir({ run: runId, out: join(root, "again"), stateDir: state, releaseMix: "0.5" });
+    expect(again.mixture).toEqual({ federatedWeight: 0.5, publicModelHash: m.initialModel!.sha256 });
+    for (const f of ["weights.bin", "public/weights.bin"]) expect(readFileSync(join(root, "again", f)).equals(readFileSync(join(out, "model", f))), f).toBe(true);
+
+    // verify --model names the release and the public half; a public half from elsewhere is not released.
+    const v = await runVerify({ ledger: join(out, "ledger.jsonl"), model: join(out, "model"), delta: "1e-6" });
+    expect(v.exitCode, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(new RegExp(`RELEASED after round 0 of run ${runId} .*mixed at weight 0.5 with the run's public initial model \\(hash ${m.initialModel!.sha256}`));
+    const forged = join(root, "forged");
+    cpSync(join(out, "model"), forged, { recursive: true });
+    rmSync(join(forged, "public"), { recursive: true });
+    // Its own federated model as the "public" half: a valid plain export, but not the run's initial model.
+    await exportFromStateDir({ run: runId, out: join(forged, "public"), stateDir: state });
+    expect(() => readExportedModel(forged)).toThrow(/public model hashes to [0-9a-f]{64}, but .* mixes in [0-9a-f]{64}/);
+    // Made consistent (the description names the new half): it reads, but the ledger never pinned that public model.
+    const desc = JSON.parse(readFileSync(join(forged, "tacit-model.json"), "utf8"));
+    desc.release.publicModelHash = readExportedModel(join(forged, "public")).modelHash;
+    writeFileSync(join(forged, "tacit-model.json"), JSON.stringify(desc));
+    expect(readExportedModel(forged).mixture?.publicModel.modelHash).toBe(exported.modelHash);
+    const refused = await runVerify({ ledger: join(out, "ledger.jsonl"), model: forged, delta: "1e-6" });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stdout).toMatch(/NOT RELEASED — its weights hash to [0-9a-f]{64}, which no completed round or run launch in this ledger records, or its public half \(hash [0-9a-f]{64}\) is not the initial model of the run that released it/);
   }, 240_000);
 });

@@ -8,10 +8,10 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CliError, parseNumber } from "../errors.ts";
 import {
-  bucketVocabulary, contextIds, DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, exportRelease, labelPredictions, loadCheckpoint, predictDistribution, pretrainToCheckpoint, PretrainError,
+  bucketVocabulary, contextIds, DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, exportRelease, exportReleasedMixture, labelPredictions, loadCheckpoint, mixWithAnchor, predictDistribution, pretrainToCheckpoint, PretrainError,
   readExportedModel, topBuckets, validateModelSpec, type ModelSpec, type Prediction,
 } from "../../shared/model/index.ts";
-import { findRelease, modelReleases } from "../../shared/ledger/model-releases.ts";
+import { findRelease, modelReleases, type ModelRelease } from "../../shared/ledger/model-releases.ts";
 import { coordinatorPaths, DEFAULT_COORDINATOR_STATE_DIR } from "../../coordinator/state/state-dir.ts";
 import { CheckpointStore } from "../../coordinator/runs/checkpoint-store.ts";
 import { RoundDecisions } from "../../coordinator/runs/round-decisions.ts";
@@ -68,11 +68,13 @@ export function registerModelCommands(program: Command): void {
     .requiredOption("--run <id>", "run id")
     .option("--round <r>", "the model after this round (default: the run's last completed round)")
     .requiredOption("--out <dir>", "directory to write the export into")
+    .option("--release-mix <w>", "export the mixture (1 − W)·the run's public initial model + W·this model (its public half goes to OUT/public; tacit model predict applies it)")
     .option("--state-dir <dir>", "the coordinator's state directory", DEFAULT_COORDINATOR_STATE_DIR)
     .option("--json", "print JSON")
     .action(async (o: ExportOptions & { json?: boolean }) => {
       const result = await exportFromStateDir(o);
-      process.stdout.write(o.json ? JSON.stringify(result, null, 2) + "\n" : `exported the model after round ${result.round} of run ${result.runId} (model hash ${result.modelHash}, ledger entry ${result.ledgerSeq}) to ${result.out}\n`);
+      const mixed = result.mixture ? `, mixed at weight ${result.mixture.federatedWeight} with the run's public initial model ${result.mixture.publicModelHash}` : "";
+      process.stdout.write(o.json ? JSON.stringify(result, null, 2) + "\n" : `exported the model after round ${result.round} of run ${result.runId} (model hash ${result.modelHash}, ledger entry ${result.ledgerSeq})${mixed} to ${result.out}\n`);
     });
 
   model
@@ -91,31 +93,44 @@ export function registerModelCommands(program: Command): void {
 }
 
 /** Options of `tacit model export`, as commander parses them. */
-export interface ExportOptions { run: string; round?: string; out: string; stateDir: string }
+export interface ExportOptions { run: string; round?: string; out: string; stateDir: string; releaseMix?: string }
 
 /** `tacit model export` without a process: throws an expected error (CliError and friends) on bad input. */
-export async function exportFromStateDir(o: ExportOptions): Promise<{ out: string; runId: string; round: number; modelHash: string; ledgerSeq: number }> {
+export async function exportFromStateDir(o: ExportOptions): Promise<{ out: string; runId: string; round: number; modelHash: string; ledgerSeq: number; mixture?: { federatedWeight: number; publicModelHash: string } }> {
   const round = o.round === undefined ? undefined : parseNumber("--round", o.round, { min: -1, integer: true });
+  const federatedWeight = o.releaseMix === undefined ? undefined : parseNumber("--release-mix", o.releaseMix, { min: 1e-6, max: 1 });
   const paths = coordinatorPaths(o.stateDir);
   // The coordinator's durable store holds the ledger segments and the checkpoints.
   const store = openDurableStore(process.env.TACIT_STORE_URL ?? defaultStoreUrl(paths.root));
   const ledger = await readLedgerText(store);
   if (ledger === "") throw new CliError(`no ledger in ${store.url}: is --state-dir ${o.stateDir} the coordinator's state directory?`);
   // Only a model the ledger records as released is exported, named by the ledger's hash.
-  const release = findRelease(modelReleases(ledger), o.run, round);
+  const releases = modelReleases(ledger);
+  const release = findRelease(releases, o.run, round);
   // A directory store holds the checkpoints; from S3 they are fetched into the state dir's cache.
   const decisions = new RoundDecisions(store);
   const checkpoints = store.localRoot
     ? new CheckpointStore(join(store.localRoot, "checkpoints"), decisions, "tacit-model-export")
     : new CheckpointStore(join(paths.root, "checkpoint-cache"), decisions, "tacit-model-export", store);
-  const commit = release.round < 0 ? undefined : await checkpoints.committed(release.runId, release.round);
-  const missing = new CliError(`no checkpoint for round ${release.round} of run ${release.runId} in ${store.url}`);
-  const name = commit ? commit.checkpoint.dir : checkpoints.dirFor(release.runId, release.round);
-  const dir = await checkpoints.localDir(release.runId, name).catch(() => Promise.reject(missing));
-  if (!existsSync(dir)) throw missing;
-  const cp = await loadCheckpoint(dir);
-  const { modelHash } = await exportRelease(o.out, release, { ...cp, path: dir }, "coordinator-run");
-  return { out: resolve(o.out), runId: release.runId, round: release.round, modelHash, ledgerSeq: release.seq };
+  const released = async (r: ModelRelease) => {
+    const commit = r.round < 0 ? undefined : await checkpoints.committed(r.runId, r.round);
+    const missing = new CliError(`no checkpoint for ${r.round < 0 ? "the initial model" : `round ${r.round}`} of run ${r.runId} in ${store.url}`);
+    const name = commit ? commit.checkpoint.dir : checkpoints.dirFor(r.runId, r.round);
+    const dir = await checkpoints.localDir(r.runId, name).catch(() => Promise.reject(missing));
+    if (!existsSync(dir)) throw missing;
+    return { release: r, checkpoint: { ...(await loadCheckpoint(dir)), path: dir } };
+  };
+  const federated = await released(release);
+  const done = { out: resolve(o.out), runId: release.runId, round: release.round, ledgerSeq: release.seq };
+  if (federatedWeight === undefined || federatedWeight === 1) {
+    const { modelHash } = await exportRelease(o.out, release, federated.checkpoint, "coordinator-run");
+    return { ...done, modelHash };
+  }
+  // The public half is the run's own initial model, as its launch entry pins it.
+  const initial = releases.find((r) => r.runId === release.runId && r.round === -1);
+  if (!initial) throw new CliError(`--release-mix: run ${release.runId} started from a random initialisation; there is no public model to mix with`);
+  const { modelHash, publicModelHash } = await exportReleasedMixture(o.out, federated, await released(initial), federatedWeight, "coordinator-run");
+  return { ...done, modelHash, mixture: { federatedWeight, publicModelHash } };
 }
 
 /** Options of `tacit model predict`, as commander parses them. */
@@ -142,7 +157,10 @@ export function predictFromExport(o: PredictOptions): { predictions: Prediction[
     tokens = tokensByFrequency(s.read().records);
     s.close();
   }
-  const probs = predictDistribution(m.spec, m.weights, contextIds(context, m.spec));
+  const ids = contextIds(context, m.spec);
+  const probs = predictDistribution(m.spec, m.weights, ids);
+  // A mixture export predicts with (1 − w)·public + w·federated, as the run released it.
+  if (m.mixture) mixWithAnchor(probs, predictDistribution(m.spec, m.mixture.publicModel.weights, ids), m.mixture.federatedWeight);
   const predictions = labelPredictions(topBuckets(probs, top), tokens ? bucketVocabulary(tokens, m.spec) : undefined);
   return { predictions, context, modelHash: m.modelHash };
 }

@@ -115,33 +115,44 @@ interface ModelAtRelease {
   modelHash: string;
   released: boolean;
   releases: { runId: string; round: number; ledgerSeq: number; worstDeviceEpsilon: number; populationEpsilon: number; delta: number }[];
+  /** A mixture export: its public half must be the initial model of the run that released the federated half. */
+  mixture?: { federatedWeight: number; publicModelHash: string };
 }
 
 function modelAtRelease(dir: string, ledger: string, findings: Findings): ModelAtRelease {
-  let hash: string;
+  let exported: ReturnType<typeof readExportedModel>;
   try {
-    hash = readExportedModel(dir).modelHash;
+    exported = readExportedModel(dir);
   } catch (err) {
     if (err instanceof ExportedModelError) throw new CliError(`--model: ${err.message}`);
     throw err;
   }
-  const releases = modelReleases(ledger)
-    .filter((r) => r.modelHash === hash)
+  const hash = exported.modelHash;
+  const mixture = exported.mixture && { federatedWeight: exported.mixture.federatedWeight, publicModelHash: exported.mixture.publicModel.modelHash };
+  const all = modelReleases(ledger);
+  // Public data costs nothing, but only the public model the run's launch entry pinned is public.
+  const pinnedPublic = (runId: string): boolean => !mixture || all.some((r) => r.runId === runId && r.round === -1 && r.modelHash === mixture.publicModelHash);
+  const releases = all
+    .filter((r) => r.modelHash === hash && pinnedPublic(r.runId))
     .map((r) => {
       // ε as the reviewer's own recomputation has it after that round (0 before any round).
       const fig = findings.runs.find((x) => x.runId === r.runId)?.rounds.find((x) => x.round === r.round && x.status === "completed");
       return { runId: r.runId, round: r.round, ledgerSeq: r.seq, worstDeviceEpsilon: fig?.worstDeviceEpsilon ?? 0, populationEpsilon: fig?.populationEpsilon ?? 0, delta: fig?.delta ?? findings.delta };
     });
-  return { dir, modelHash: hash, released: releases.length > 0, releases };
+  return { dir, modelHash: hash, released: releases.length > 0, releases, ...(mixture ? { mixture } : {}) };
 }
 
 function describeModelRelease(m: ModelAtRelease): string {
   const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(3) : "∞");
-  if (!m.released) return `  model ${m.dir}: NOT RELEASED — its weights hash to ${m.modelHash}, which no completed round or run launch in this ledger records\n`;
+  const mixed = m.mixture ? `, mixed at weight ${m.mixture.federatedWeight} with the run's public initial model (hash ${m.mixture.publicModelHash}; public data, no privacy cost)` : "";
+  if (!m.released) {
+    const why = m.mixture ? `, or its public half (hash ${m.mixture.publicModelHash}) is not the initial model of the run that released it` : "";
+    return `  model ${m.dir}: NOT RELEASED — its weights hash to ${m.modelHash}, which no completed round or run launch in this ledger records${why}\n`;
+  }
   return m.releases
     .map((r) => r.round < 0
-      ? `  model ${m.dir}: RELEASED as the initial model of run ${r.runId} (ledger entry ${r.ledgerSeq}, hash ${m.modelHash}); ε at release 0 (no round had run)\n`
-      : `  model ${m.dir}: RELEASED after round ${r.round} of run ${r.runId} (ledger entry ${r.ledgerSeq}, hash ${m.modelHash}); ε at release: worst device ${f(r.worstDeviceEpsilon)} at δ = ${r.delta}, population ${f(r.populationEpsilon)}\n`)
+      ? `  model ${m.dir}: RELEASED as the initial model of run ${r.runId} (ledger entry ${r.ledgerSeq}, hash ${m.modelHash})${mixed}; ε at release 0 (no round had run)\n`
+      : `  model ${m.dir}: RELEASED after round ${r.round} of run ${r.runId} (ledger entry ${r.ledgerSeq}, hash ${m.modelHash})${mixed}; ε at release: worst device ${f(r.worstDeviceEpsilon)} at δ = ${r.delta}, population ${f(r.populationEpsilon)}\n`)
     .join("");
 }
 

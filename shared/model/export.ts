@@ -24,6 +24,18 @@ export const MODEL_JSON = "model.json";
 export const WEIGHTS_BIN = "weights.bin";
 export const TACIT_MODEL_JSON = "tacit-model.json";
 
+/**
+ * An export whose predictor is a mixture with the run's public initial model
+ * (shared/model/release-mix.ts): that model is exported too, in the subdirectory `publicModel`,
+ * and p = (1 − federatedWeight)·p_public + federatedWeight·p_this.
+ */
+export interface ReleasedMixture {
+  federatedWeight: number;
+  publicModel: typeof PUBLIC_MODEL_DIR;
+  publicModelHash: string;
+}
+export const PUBLIC_MODEL_DIR = "public";
+
 /** Where an exported model came from; written into tacit-model.json as is. */
 export type ModelSource =
   | { kind: "coordinator-run"; runId: string; round: number; ledgerSeq: number }
@@ -99,7 +111,7 @@ export function tacitModelDescription(spec: ModelSpec, modelHash: string, source
  * Writes the export into `dir` (created if needed). Files are replaced atomically, and
  * tacit-model.json last, so a directory with tacit-model.json holds a complete export.
  */
-export async function exportModel(dir: string, spec: ModelSpec, flat: Float32Array, source: ModelSource): Promise<{ modelHash: string }> {
+export async function exportModel(dir: string, spec: ModelSpec, flat: Float32Array, source: ModelSource, release?: ReleasedMixture): Promise<{ modelHash: string }> {
   if (flat.length !== parameterCount(spec)) throw new Error(`weights have ${flat.length} values, the spec needs ${parameterCount(spec)}`);
   await initBackend();
   const modelHash = weightsHash(flat);
@@ -131,6 +143,7 @@ export async function exportModel(dir: string, spec: ModelSpec, flat: Float32Arr
   } finally {
     model.dispose();
   }
-  writeFileAtomic(join(dir, TACIT_MODEL_JSON), JSON.stringify(tacitModelDescription(spec, modelHash, source), null, 2) + "\n", 0o644);
+  const description = { ...tacitModelDescription(spec, modelHash, source), ...(release ? { release } : {}) };
+  writeFileAtomic(join(dir, TACIT_MODEL_JSON), JSON.stringify(description, null, 2) + "\n", 0o644);
   return { modelHash };
 }

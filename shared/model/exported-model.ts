@@ -7,8 +7,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { EXPORT_FORMAT, layerWeights, MODEL_JSON, TACIT_MODEL_JSON, transpose, type ModelSource } from "./export.ts";
-import { isTied, modelSpecSchema, outputSize, parameterShapes, type ModelSpec } from "./spec.ts";
+import { EXPORT_FORMAT, layerWeights, MODEL_JSON, PUBLIC_MODEL_DIR, TACIT_MODEL_JSON, transpose, type ModelSource } from "./export.ts";
+import { isTied, modelSpecSchema, outputSize, parameterShapes, sameModelSpec, type ModelSpec } from "./spec.ts";
 import { weightsHash } from "./weights.ts";
 
 export class ExportedModelError extends Error {
@@ -21,6 +21,14 @@ const tacitModelSchema = z
     model: modelSpecSchema,
     modelHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 hex digits"),
     source: z.record(z.unknown()),
+    release: z
+      .object({
+        federatedWeight: z.number().gt(0).lte(1),
+        publicModel: z.literal(PUBLIC_MODEL_DIR),
+        publicModelHash: z.string().regex(/^[0-9a-f]{64}$/, "must be 64 hex digits"),
+      })
+      .strict()
+      .optional(),
   })
   .passthrough();
 
@@ -48,6 +56,8 @@ export interface ExportedModel {
   /** SHA-256 of `weights`, recomputed here (equal to the hash tacit-model.json records). */
   modelHash: string;
   source: ModelSource | Record<string, unknown>;
+  /** The released predictor mixes this model with the run's public one (shared/model/release-mix.ts). */
+  mixture?: { federatedWeight: number; publicModel: ExportedModel };
 }
 
 function readJson(path: string, what: string): unknown {
@@ -117,5 +127,17 @@ export function readExportedModel(dir: string): ExportedModel {
   if (modelHash !== desc.data.modelHash) {
     throw new ExportedModelError(`${dir}: the weights hash to ${modelHash}, but ${TACIT_MODEL_JSON} records ${desc.data.modelHash} (hash mismatch: the weights were changed after export)`);
   }
-  return { spec, weights, modelHash, source: desc.data.source };
+  const release = desc.data.release;
+  if (!release) return { spec, weights, modelHash, source: desc.data.source };
+  return { spec, weights, modelHash, source: desc.data.source, mixture: { federatedWeight: release.federatedWeight, publicModel: readPublicModel(dir, spec, release.publicModelHash) } };
+}
+
+/** The public half of a mixture export: itself a plain export, of the same spec, hashing as recorded. */
+function readPublicModel(dir: string, spec: ModelSpec, recordedHash: string): ExportedModel {
+  const sub = join(dir, PUBLIC_MODEL_DIR);
+  const pub = readExportedModel(sub);
+  if (pub.mixture) throw new ExportedModelError(`${sub}: the public model of a mixture must be a plain model, not a mixture itself`);
+  if (pub.modelHash !== recordedHash) throw new ExportedModelError(`${sub}: the public model hashes to ${pub.modelHash}, but ${join(dir, TACIT_MODEL_JSON)} mixes in ${recordedHash}`);
+  if (!sameModelSpec(pub.spec, spec)) throw new ExportedModelError(`${sub}: the public model's spec differs from the federated model's; they cannot be mixed`);
+  return pub;
 }

@@ -8,7 +8,7 @@
  * model moves toward the *average* device (the median has 31 events) and away from what the public
  * model learned from long developer histories — which is what the heavy devices, and so most
  * events, look like. The mixture keeps both. On devactions-large at ε 8 the DP model alone scores
- * 51.8 % top-3, the public model 46.0 %, their mixture at w = 0.6 about 55 % (bench/RESULTS.md).
+ * 51.8 % top-3, the public model 46.0 %, their mixture at w = 0.75 55.1 % (bench/RESULTS.md).
  * Mixing two released models is post-processing: it costs no privacy budget.
  */
 export class ReleaseMixError extends Error {
