@@ -9,18 +9,15 @@
  *     [--settings "epochs:steps:lr,..."] [--devices N] [--out FILE]
  */
 import { writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { HELD_OUT_OPTIONS } from "./lib/held-out-options.ts";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
 import { buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_PERSONALIZATION, initBackend, loadCheckpoint, localCounts, pretrainCached, Trainer } from "../shared/model/index.ts";
 import { evaluateModel, type EvalSet } from "../simulation/evaluation.ts";
 
 const { values } = parseArgs({
   options: {
-    dataset: { type: "string", default: resolve("../shared/datasets/devactions-large") },
-    pretrain: { type: "string", default: "data/devactions" },
-    checkpoint: { type: "string" },
-    "eval-fraction": { type: "string", default: "0.3" },
+    ...HELD_OUT_OPTIONS,
     settings: { type: "string", default: "0:0:0,1:8:0.05,2:16:0.05,2:16:0.1,2:32:0.05" },
     devices: { type: "string" },
     // Prior strengths α of the count personalization on top of each model (1e9: the cache alone).

@@ -20,8 +20,8 @@
  *     [--dataset DIR] [--eval-fraction 0.3] [--val-fraction 0.2] [--devices N] [--grid final|alpha|lean|refine|focus|full|small] [--on-validation] [--out FILE]
  */
 import { writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { HELD_OUT_OPTIONS } from "./lib/held-out-options.ts";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
 import {
   addEvent, buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_PERSONALIZATION, DIRICHLET_BIGRAM, initBackend, loadCheckpoint, localCounts, personalMixture, pretrainCached, Trainer,
@@ -30,10 +30,7 @@ import {
 
 const { values } = parseArgs({
   options: {
-    dataset: { type: "string", default: resolve("../shared/datasets/devactions-large") },
-    pretrain: { type: "string", default: "data/devactions" },
-    checkpoint: { type: "string" },
-    "eval-fraction": { type: "string", default: "0.3" },
+    ...HELD_OUT_OPTIONS,
     "val-fraction": { type: "string", default: "0.2" },
     devices: { type: "string" },
     grid: { type: "string", default: "lean" },

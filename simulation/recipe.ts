@@ -17,6 +17,8 @@ export interface RecipeInput {
   cohort?: number;
   minSurvivors?: number;
   localEpochs?: number;
+  /** Cap on a device's SGD steps per round (default 16). */
+  maxLocalSteps?: number;
   serverOptimizer?: RunSpec["serverOptimizer"];
   serverLearningRate?: number;
   /** Overrides the default personalization's base prior strength α (shared/model/personalize.ts). */
@@ -94,6 +96,7 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
     ...defaultTrainingFields(i.dp ? { clip } : undefined),
     ...gentle,
     ...(i.localEpochs !== undefined ? { localEpochs: i.localEpochs } : {}),
+    ...(i.maxLocalSteps !== undefined ? { maxLocalSteps: i.maxLocalSteps } : {}),
     ...(i.serverOptimizer !== undefined ? { serverOptimizer: i.serverOptimizer } : {}),
     ...(i.serverLearningRate !== undefined ? { serverLearningRate: i.serverLearningRate } : {}),
   };

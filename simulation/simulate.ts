@@ -57,6 +57,8 @@ export interface SimulateOptions {
   stateDir?: string;
   cohort?: number;
   localEpochs?: number;
+  /** Cap on a device's SGD steps per round (default: the recipe's). */
+  maxLocalSteps?: number;
   serverOptimizer?: "fedavg" | "fedavgm" | "fedadam";
   serverLearningRate?: number;
   /** Prior strength α of on-device personalization (shared/model/personalize.ts). */

@@ -17,6 +17,7 @@ describe("tacit simulate: DP recipe refusals", () => {
       [["--target-epsilon", "8", "--release-mix", "0.5"], /--release-mix mixes the federated model with the public initial model: it needs --pretrain/],
       [["--release-mix", "1.5"], /--release-mix must be at most 1, got 1.5/],
       [["--release-mix", "0"], /--release-mix must be at least 0.000001, got 0/],
+      [["--max-local-steps", "0"], /--max-local-steps must be at least 1, got 0/],
       [["--centralized", "--release-mix", "0.5"], /--release-mix mixes a federated model with the public one; a --centralized run has none/],
     ];
     for (const [extra, re] of cases) {

@@ -62,6 +62,12 @@ describe("DP recipe defaults", () => {
     expect(DEFAULT_MODEL_SPEC.output).toBe("tied");
   });
 
+  it("takes the step cap per round from the caller, else the recipe's", () => {
+    expect(resolveRecipe({ dp: false, maxLocalSteps: 64 }, 10).training.maxLocalSteps).toBe(64);
+    expect(resolveRecipe({ dp: true, maxLocalSteps: 8 }, 10).training.maxLocalSteps).toBe(8);
+    expect(resolveRecipe({ dp: false }, 10).training.maxLocalSteps).toBe(16);
+  });
+
   it("refuses more required survivors than the cohort", () => {
     expect(() => resolveRecipe({ dp: true, cohort: 10, minSurvivors: 11 }, 100)).toThrow(/exceeds the cohort/);
   });

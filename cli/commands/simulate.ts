@@ -35,6 +35,7 @@ export function registerSimulateCommand(program: Command): void {
     .option("--delta <d>", "DP delta", "1e-6")
     .option("--cohort <k>", "devices per round (default: all)")
     .option("--local-epochs <e>", "local epochs per round")
+    .option("--max-local-steps <n>", "cap on a device's SGD steps per round (default 16)")
     .option("--workers <w>", "device-host worker threads")
     .option("--state-dir <dir>", "coordinator state dir (default: a temporary dir)")
     .option("--seed <s>", "seed of the model initialisation", "1")
@@ -76,6 +77,7 @@ async function simulate(o: Record<string, string | boolean | undefined>): Promis
     delta: num("delta", "--delta", { min: 1e-15, max: 0.1 })!,
     cohort: num("cohort", "--cohort", { min: 2, integer: true }),
     localEpochs: num("localEpochs", "--local-epochs", { min: 1, max: 100, integer: true }),
+    maxLocalSteps: num("maxLocalSteps", "--max-local-steps", { min: 1, max: 100_000, integer: true }),
     workers: num("workers", "--workers", { min: 1, max: 64, integer: true }),
     stateDir: o.stateDir ? String(o.stateDir) : undefined,
     seed: num("seed", "--seed", { min: 0, integer: true })!,
