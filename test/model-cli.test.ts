@@ -71,6 +71,14 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     await expect(exportFromStateDir({ run: runId, out: join(tmp, "mix"), stateDir: state, releaseMix: "0.5" })).rejects.toThrow(`--release-mix: run ${runId} started from a random initialisation; there is no public model to mix with`);
     await expect(exportFromStateDir({ run: runId, out: join(tmp, "mix"), stateDir: state, releaseMix: "2" })).rejects.toThrow("--release-mix must be at most 1, got 2");
     expect(existsSync(join(tmp, "mix"))).toBe(false);
+    // Built by hand with this run's random initial model as the "public" half: verify does not call it released.
+    const initial = await exportFromStateDir({ run: runId, round: "-1", out: join(tmp, "hand", "public"), stateDir: state });
+    const last = readExportedModel(join(tmp, "last"));
+    await exportModel(join(tmp, "hand"), last.spec, last.weights, { kind: "simulation", runId, round: 1, ledgerSeq: rounds[1]!.seq }, { federatedWeight: 0.5, publicModel: "public", publicModelHash: initial.modelHash });
+    expect(readExportedModel(join(tmp, "hand")).mixture?.publicModel.modelHash).toBe(initial.modelHash);
+    const v = await verify(join(out, "ledger.jsonl"), join(tmp, "hand"));
+    expect(v.exitCode).toBe(1);
+    expect(v.stdout).toMatch(/NOT RELEASED — .* or its public half \(hash [0-9a-f]{64}\) is not the initial model of the run that released it/);
     // Weight 1 is the federated model alone: a plain export.
     await exportFromStateDir({ run: runId, out: join(tmp, "w1"), stateDir: state, releaseMix: "1" });
     expect(readExportedModel(join(tmp, "w1")).mixture).toBeUndefined();

@@ -16,7 +16,7 @@ const h = (c: string): string => c.repeat(64);
 function ledger(): string {
   const entries = sealChain(
     [
-      { type: "run-launch", body: { runId: "run-a", spec: { model: SPEC_A }, initialModelHash: h("a") } },
+      { type: "run-launch", body: { runId: "run-a", spec: { model: SPEC_A, initialModel: { source: "public", sha256: h("a") } }, initialModelHash: h("a") } },
       { type: "run-launch", body: { runId: "run-b", spec: { model: SPEC_B } } },
       { type: "round", body: { runId: "run-a", round: 0, status: "completed", modelHashAfter: h("1") } },
       // An aborted attempt releases nothing, nor does a completed round without a model hash.
@@ -27,6 +27,9 @@ function ledger(): string {
       // Not a release: no run id, a non-numeric round.
       { type: "round", body: { round: 2, status: "completed", modelHashAfter: h("4") } },
       { type: "round", body: { runId: "run-a", round: "2", status: "completed", modelHashAfter: h("5") } },
+      // Initial models that are not public: a seeded random initialisation, and a spec naming another hash.
+      { type: "run-launch", body: { runId: "run-c", spec: { model: SPEC_A }, initialModelHash: h("c") } },
+      { type: "run-launch", body: { runId: "run-d", spec: { model: SPEC_A, initialModel: { source: "public", sha256: h("e") } }, initialModelHash: h("d") } },
     ],
     undefined,
     1_700_000_000_000,
@@ -36,18 +39,20 @@ function ledger(): string {
 }
 
 describe("modelReleases", () => {
-  it("lists each run's initial model (round −1, only when its launch names one) and every completed round's model, with the run's spec", () => {
+  it("lists each run's initial model (round −1, only when its launch names one; public only when the spec pins it as public) and every completed round's model, with the run's spec", () => {
     expect(modelReleases(ledger())).toEqual([
-      { runId: "run-a", round: -1, modelHash: h("a"), seq: 0, spec: SPEC_A },
+      { runId: "run-a", round: -1, modelHash: h("a"), seq: 0, spec: SPEC_A, public: true },
       { runId: "run-a", round: 0, modelHash: h("1"), seq: 2, spec: SPEC_A },
       { runId: "run-b", round: 0, modelHash: h("2"), seq: 5, spec: SPEC_B },
       { runId: "run-a", round: 1, modelHash: h("3"), seq: 6, spec: SPEC_A },
+      { runId: "run-c", round: -1, modelHash: h("c"), seq: 9, spec: SPEC_A, public: false },
+      { runId: "run-d", round: -1, modelHash: h("d"), seq: 10, spec: SPEC_A, public: false },
     ]);
   });
 
   it("reads nothing from an empty ledger and refuses a malformed line by its number", () => {
     expect(modelReleases("")).toEqual([]);
-    expect(() => modelReleases(ledger() + "{not json\n")).toThrow(/line 10: not JSON/);
+    expect(() => modelReleases(ledger() + "{not json\n")).toThrow(/line 12: not JSON/);
   });
 });
 
@@ -62,7 +67,7 @@ describe("findRelease", () => {
   });
 
   it("refuses an unknown run, a round never released and a run with no completed round, naming what there is", () => {
-    expect(() => findRelease(releases, "run-z")).toThrow(new ModelReleaseError("run run-z is not in the ledger (runs: run-a, run-b)"));
+    expect(() => findRelease(releases, "run-z")).toThrow(new ModelReleaseError("run run-z is not in the ledger (runs: run-a, run-b, run-c, run-d)"));
     expect(() => findRelease([], "run-z")).toThrow(new ModelReleaseError("run run-z is not in the ledger"));
     expect(() => findRelease(releases, "run-a", 2)).toThrow(new ModelReleaseError("round 2 of run run-a was not released (completed rounds in the ledger: 0, 1)"));
     expect(() => findRelease(releases, "run-b", -1)).toThrow(new ModelReleaseError("round -1 of run run-b was not released (completed rounds in the ledger: 0)"));

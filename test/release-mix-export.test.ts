@@ -15,7 +15,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const federatedWeights = initialWeights(SPEC, 2);
 const publicWeights = initialWeights(SPEC, 1);
-const release = (round: number, weights: Float32Array, runId = "run-a"): ModelRelease => ({ runId, round, modelHash: weightsHash(weights), seq: round + 10, spec: SPEC });
+const release = (round: number, weights: Float32Array, runId = "run-a", isPublic = true): ModelRelease => ({ runId, round, modelHash: weightsHash(weights), seq: round + 10, spec: SPEC, ...(round < 0 ? { public: isPublic } : {}) });
 const checkpoint = (weights: Float32Array) => ({ spec: SPEC, weights, path: "(memory)" });
 const source = { kind: "simulation" as const, runId: "run-a", round: 0, ledgerSeq: 3 };
 
@@ -34,6 +34,7 @@ describe("exportReleasedMixture", () => {
     const fed = { release: release(4, federatedWeights), checkpoint: checkpoint(federatedWeights) };
     await expect(exportReleasedMixture(join(root, "r2"), fed, { release: release(2, publicWeights), checkpoint: checkpoint(publicWeights) }, 0.5, "simulation")).rejects.toThrow(new ExportedModelError("the mixture's public model must be the initial model of run run-a, not round 2 of run run-a"));
     await expect(exportReleasedMixture(join(root, "other"), fed, { release: release(-1, publicWeights, "run-b"), checkpoint: checkpoint(publicWeights) }, 0.5, "simulation")).rejects.toThrow(new ExportedModelError("the mixture's public model must be the initial model of run run-a, not that of run run-b"));
+    await expect(exportReleasedMixture(join(root, "random"), fed, { release: release(-1, publicWeights, "run-a", false), checkpoint: checkpoint(publicWeights) }, 0.5, "simulation")).rejects.toThrow(new ExportedModelError("run run-a started from a random initialisation, not a public pretrained model: there is no public model to mix with"));
     await expect(exportReleasedMixture(join(root, "w"), fed, { release: release(-1, publicWeights), checkpoint: checkpoint(publicWeights) }, 0, "simulation")).rejects.toThrow(ReleaseMixError);
     // A public checkpoint that is not what the ledger pinned is refused before anything is written.
     await expect(exportReleasedMixture(join(root, "h"), fed, { release: release(-1, publicWeights), checkpoint: checkpoint(initialWeights(SPEC, 9)) }, 0.5, "simulation")).rejects.toThrow(/hash mismatch: .* as the initial model of run run-a/);

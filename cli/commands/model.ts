@@ -128,7 +128,7 @@ export async function exportFromStateDir(o: ExportOptions): Promise<{ out: strin
   }
   // The public half is the run's own initial model, as its launch entry pins it.
   const initial = releases.find((r) => r.runId === release.runId && r.round === -1);
-  if (!initial) throw new CliError(`--release-mix: run ${release.runId} started from a random initialisation; there is no public model to mix with`);
+  if (!initial?.public) throw new CliError(`--release-mix: run ${release.runId} started from a random initialisation; there is no public model to mix with`);
   const { modelHash, publicModelHash } = await exportReleasedMixture(o.out, federated, await released(initial), federatedWeight, "coordinator-run");
   return { ...done, modelHash, mixture: { federatedWeight, publicModelHash } };
 }

@@ -131,7 +131,7 @@ function modelAtRelease(dir: string, ledger: string, findings: Findings): ModelA
   const mixture = exported.mixture && { federatedWeight: exported.mixture.federatedWeight, publicModelHash: exported.mixture.publicModel.modelHash };
   const all = modelReleases(ledger);
   // Public data costs nothing, but only the public model the run's launch entry pinned is public.
-  const pinnedPublic = (runId: string): boolean => !mixture || all.some((r) => r.runId === runId && r.round === -1 && r.modelHash === mixture.publicModelHash);
+  const pinnedPublic = (runId: string): boolean => !mixture || all.some((r) => r.runId === runId && r.round === -1 && r.public === true && r.modelHash === mixture.publicModelHash);
   const releases = all
     .filter((r) => r.modelHash === hash && pinnedPublic(r.runId))
     .map((r) => {

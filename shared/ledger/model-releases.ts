@@ -16,6 +16,11 @@ export interface ModelRelease {
   seq: number;
   /** The run's model spec as its run-launch entry records it. */
   spec: unknown;
+  /**
+   * Round −1 only: whether the run spec named this initial model as pretrained on public data
+   * (`initialModel.source: "public"` with this hash) rather than a seeded random initialisation.
+   */
+  public?: boolean;
 }
 
 export function modelReleases(ledgerText: string): ModelRelease[] {
@@ -27,9 +32,12 @@ export function modelReleases(ledgerText: string): ModelRelease[] {
     const b = e.body as Record<string, unknown>;
     if (typeof b.runId !== "string") return;
     if (e.type === "run-launch") {
-      const spec = (b.spec as { model?: unknown } | undefined)?.model;
+      const runSpec = b.spec as { model?: unknown; initialModel?: { source?: unknown; sha256?: unknown } } | undefined;
+      const spec = runSpec?.model;
       specs.set(b.runId, spec);
-      if (typeof b.initialModelHash === "string") out.push({ runId: b.runId, round: -1, modelHash: b.initialModelHash, seq: e.seq, spec });
+      const hash = b.initialModelHash;
+      const isPublic = runSpec?.initialModel?.source === "public" && runSpec.initialModel.sha256 === hash;
+      if (typeof hash === "string") out.push({ runId: b.runId, round: -1, modelHash: hash, seq: e.seq, spec, public: isPublic });
     } else if (e.type === "round" && b.status === "completed" && typeof b.modelHashAfter === "string" && typeof b.round === "number") {
       out.push({ runId: b.runId, round: b.round, modelHash: b.modelHashAfter, seq: e.seq, spec: specs.get(b.runId) });
     }

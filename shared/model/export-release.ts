@@ -39,6 +39,7 @@ export async function exportReleasedMixture(dir: string, federated: ReleasedChec
   if (pub.round !== -1 || pub.runId !== federated.release.runId) {
     throw new ExportedModelError(`the mixture's public model must be the initial model of run ${federated.release.runId}, not ${pub.round < 0 ? "that" : `round ${pub.round}`} of run ${pub.runId}`);
   }
+  if (!pub.public) throw new ExportedModelError(`run ${pub.runId} started from a random initialisation, not a public pretrained model: there is no public model to mix with`);
   const { modelHash: publicModelHash } = await exportRelease(join(dir, PUBLIC_MODEL_DIR), pub, publicModel.checkpoint, kind);
   const { modelHash } = await exportRelease(dir, federated.release, federated.checkpoint, kind, { federatedWeight, publicModel: PUBLIC_MODEL_DIR, publicModelHash });
   return { modelHash, publicModelHash };
