@@ -92,14 +92,18 @@ export class AnchorDistributions {
     return (row, probs) => rows.set(probs, row * this.outputs);
   }
 
-  /** The recorded distribution of `s`'s event `row`. */
-  row(s: EvalSet, row: number): Float32Array {
+  /**
+   * `s`'s recorded distributions, one row of `outputs` per event, checked once per set so that the
+   * per-event mixing only slices.
+   */
+  rowsFor(s: EvalSet): (row: number) => Float32Array {
     const recorded = this.byUser.get(s.userId);
     if (!recorded) throw new ReleaseMixError(`eval set ${s.userId}: the public model's distributions were not recorded`);
     // Another eval set under the same user would be mixed with the wrong rows.
     if (recorded.events !== s.examples.count) throw new ReleaseMixError(`eval set ${s.userId}: ${s.examples.count} events, the public model's distributions were recorded for ${recorded.events}`);
-    const rows = recorded.rows;
-    return rows.subarray(row * this.outputs, (row + 1) * this.outputs);
+    const { rows } = recorded;
+    const V = this.outputs;
+    return (row) => rows.subarray(row * V, (row + 1) * V);
   }
 }
 
@@ -172,12 +176,13 @@ class ModelEvaluation {
     const ex = s.examples;
     const record = this.options.record?.recorder(s);
     const mix = this.options.mix;
+    const anchorRow = mix?.anchor.rowsFor(s);
     return (row, probs) => {
       const y = ex.y[row]!;
       record?.(row, probs);
       if (mix) {
         this.federatedOnly.add(probs, y);
-        mixWithAnchor(probs, mix.anchor.row(s, row), mix.federatedWeight);
+        mixWithAnchor(probs, anchorRow!(row), mix.federatedWeight);
       }
       this.global.add(probs, y);
       if (s.local) applyMixture(probs, personalMixture(s.local, ex.x, row, this.personalization));

@@ -44,7 +44,6 @@ describe("exportReleasedMixture", () => {
 describe("readExportedModel: a mixture export on disk", () => {
   const mixtureOf = async (name: string, publicSpec: ModelSpec, publicW: Float32Array, nested = false): Promise<string> => {
     const dir = join(root, name);
-    if (nested) await exportModel(join(dir, "public", "public"), publicSpec, publicW, source);
     await exportModel(join(dir, "public"), publicSpec, publicW, source, nested ? { federatedWeight: 0.5, publicModel: "public", publicModelHash: weightsHash(publicW) } : undefined);
     await exportModel(dir, SPEC, federatedWeights, source, { federatedWeight: 0.5, publicModel: "public", publicModelHash: weightsHash(publicW) });
     return dir;
@@ -56,7 +55,8 @@ describe("readExportedModel: a mixture export on disk", () => {
     expect(() => readExportedModel(dir)).toThrow(new ExportedModelError(`${join(dir, "public")}: the public model's spec differs from the federated model's; they cannot be mixed`));
   });
 
-  it("refuses a public half that is itself a mixture", async () => {
+  it("refuses a public half that is itself a mixture, before following it any deeper", async () => {
+    // Its own public/ does not even exist: the refusal comes from the description alone.
     const dir = await mixtureOf("nested", SPEC, publicWeights, true);
     expect(() => readExportedModel(dir)).toThrow(new ExportedModelError(`${join(dir, "public")}: the public model of a mixture must be a plain model, not a mixture itself`));
   });

@@ -73,6 +73,11 @@ function issues(e: z.ZodError): string {
 }
 
 export function readExportedModel(dir: string): ExportedModel {
+  return readExport(dir, false);
+}
+
+/** `asPublicHalf`: the public half of a mixture, refused as soon as it claims a mixture of its own. */
+function readExport(dir: string, asPublicHalf: boolean): ExportedModel {
   const descPath = join(dir, TACIT_MODEL_JSON);
   if (!existsSync(descPath)) {
     throw new ExportedModelError(`${dir} is not a Tacit model export (no ${TACIT_MODEL_JSON}); write one with \`tacit model export\` or \`tacit simulate --out\``);
@@ -80,6 +85,8 @@ export function readExportedModel(dir: string): ExportedModel {
   const desc = tacitModelSchema.safeParse(readJson(descPath, "the model description"));
   if (!desc.success) throw new ExportedModelError(`${descPath} is malformed: ${issues(desc.error)}`);
   const spec = desc.data.model as ModelSpec;
+  // Refused before anything else is read: a nested mixture would recurse into public/public/….
+  if (asPublicHalf && desc.data.release) throw new ExportedModelError(`${dir}: the public model of a mixture must be a plain model, not a mixture itself`);
 
   const mj = modelJsonSchema.safeParse(readJson(join(dir, MODEL_JSON), "the LayersModel"));
   if (!mj.success) throw new ExportedModelError(`${join(dir, MODEL_JSON)} is not a LayersModel: ${issues(mj.error)}`);
@@ -135,8 +142,7 @@ export function readExportedModel(dir: string): ExportedModel {
 /** The public half of a mixture export: itself a plain export, of the same spec, hashing as recorded. */
 function readPublicModel(dir: string, spec: ModelSpec, recordedHash: string): ExportedModel {
   const sub = join(dir, PUBLIC_MODEL_DIR);
-  const pub = readExportedModel(sub);
-  if (pub.mixture) throw new ExportedModelError(`${sub}: the public model of a mixture must be a plain model, not a mixture itself`);
+  const pub = readExport(sub, true);
   if (pub.modelHash !== recordedHash) throw new ExportedModelError(`${sub}: the public model hashes to ${pub.modelHash}, but ${join(dir, TACIT_MODEL_JSON)} mixes in ${recordedHash}`);
   if (!sameModelSpec(pub.spec, spec)) throw new ExportedModelError(`${sub}: the public model's spec differs from the federated model's; they cannot be mixed`);
   return pub;
