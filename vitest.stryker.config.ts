@@ -38,7 +38,7 @@ const TESTS: Record<string, string[]> = {
   ],
   "shared/ledger": [
     "ledger-local-copy", "ledger-verify-truth", "ledger-verify-initial-model", "ledger-group-commit", "ledger-mutants",
-    "ledger-member-commitment", "model-releases",
+    "ledger-member-commitment", "model-releases", "ledger-report", "ledger-adaptive-clip-check", "ledger-verify-mutants",
   ],
   "client/participant": ["client-guard", "adaptive-clip-device-floor", "participant-mutants", "participant-superseded", "budget-record"],
   "coordinator/server": [

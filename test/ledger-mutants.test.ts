@@ -4,61 +4,13 @@
  * changes one thing, then asserts the exact violation code the reviewer is shown.
  */
 import { describe, expect, it } from "vitest";
+import { LedgerWriter, memberView, verifyLedger } from "../shared/ledger/index.ts";
+import { b64, signedLedgerKit } from "./support/ledger-text.ts";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sign } from "node:crypto";
-import { canonicalJson, generateEd25519 } from "../shared/crypto/index.ts";
-import { signPolicy, type DpEvent } from "../shared/dp/index.ts";
-import { LedgerWriter, memberView, verifyLedger } from "../shared/ledger/index.ts";
-import type { RunSpec } from "../shared/run/index.ts";
-import { tinyRunSpec } from "./support/cluster.ts";
 
-const MODEL_HASH = "cd".repeat(32);
-const EVENT: DpEvent = { kind: "distributedDiscreteGaussian", l2Sensitivity: 1000, l1Sensitivity: 1000 * 32, perDeviceVariance: 1e6 / 3, devices: 3, dimension: 1024 };
-const DEVICES = Array.from({ length: 5 }, (_, i) => ({ id: `dev-${i}`, key: generateEd25519() }));
-const COORDINATOR = generateEd25519();
-const REVIEWER = generateEd25519();
-const ML = generateEd25519();
-const SPEC: RunSpec = tinyRunSpec({ noiseMultiplier: 1, rounds: 2, cohortSize: 5, minSurvivors: 4, populationSize: 5, clip: 5 });
-const POLICY = signPolicy({ version: 1, minNoiseMultiplier: 1, maxDeviceEpsilon: 1000, delta: 1e-6, minSurvivors: 4, allowedSignals: ["commit", "file-change"] }, REVIEWER.privateKey, REVIEWER.publicKey);
-const b64 = (u: Uint8Array): string => Buffer.from(u).toString("base64");
-
-type Item = { type: Parameters<LedgerWriter["append"]>[0]; body: Record<string, unknown> };
-
-function launch(runId: string, spec: RunSpec = SPEC, signed: RunSpec = spec): Item {
-  const body = JSON.stringify(signed);
-  return { type: "run-launch", body: { runId, spec, request: { body, publicKey: b64(ML.publicRaw), signature: b64(sign(null, Buffer.from(body), ML.privateKey)) } } };
-}
-
-function round(runId: string, r: number, o: { cohort?: string[]; survivors?: string[]; status?: string } = {}): Item {
-  const cohort = o.cohort ?? DEVICES.map((d) => d.id);
-  return { type: "round", body: { runId, round: r, attempt: 0, status: o.status ?? "completed", modelHashBefore: MODEL_HASH, cohort, survivors: o.survivors ?? cohort, declined: [], memberKey: "3c".repeat(32), mechanism: EVENT } };
-}
-
-function attestation(runId: string, r: number, device: number, over: Record<string, unknown> = {}): Item {
-  const d = DEVICES[device]!;
-  const bodyJson = canonicalJson({ type: "tacit-attestation-v1", deviceId: d.id, runId, round: r, attempt: 0, modelHash: MODEL_HASH, mechanism: SPEC.mechanism, clip: SPEC.clip, noiseMultiplier: SPEC.noiseMultiplier, minSurvivors: SPEC.minSurvivors, event: EVENT, ...over });
-  return { type: "attestation", body: { runId, round: r, deviceId: d.id, identityPublicKey: b64(d.key.publicRaw), bodyJson, signature: b64(sign(null, Buffer.from(bodyJson), d.key.privateKey)) } };
-}
-
-/** A completed round with every survivor's attestation. */
-function attestedRound(runId: string, r: number, survivors = [0, 1, 2, 3, 4]): Item[] {
-  return [round(runId, r, { survivors: survivors.map((i) => DEVICES[i]!.id) }), ...survivors.map((i) => attestation(runId, r, i))];
-}
-
-function honestRun(runId: string): Item[] {
-  return [launch(runId), ...attestedRound(runId, 0), ...attestedRound(runId, 1), { type: "run-end", body: { runId, state: "completed", detail: "" } }];
-}
-
-function ledger(items: Item[]): string {
-  const dir = mkdtempSync(join(tmpdir(), "tacit-ledger-mutants-"));
-  const w = LedgerWriter.open(join(dir, "l.jsonl"), COORDINATOR.privateKey);
-  w.append("genesis", { coordinatorPublicKey: b64(COORDINATOR.publicRaw) });
-  w.append("policy", { policy: POLICY });
-  for (const it of items) w.append(it.type, it.body);
-  return readFileSync(join(dir, "l.jsonl"), "utf8");
-}
+const { EVENT, DEVICES, COORDINATOR, REVIEWER, ML, SPEC, POLICY, signedPolicy, launch, round, attestation, attestedRound, honestRun, ledger } = signedLedgerKit();
 
 const codes = (text: string, opts: Parameters<typeof verifyLedger>[1] = {}): string[] => verifyLedger(text, { policy: POLICY, ...opts }).violations.map((v) => v.code);
 
@@ -124,23 +76,16 @@ describe("verifyLedger: one change, one violation", () => {
   });
 
   it("POLICY_NOT_IN_LEDGER when the reviewer holds another policy", () => {
-    const mine = signPolicy({ version: 1, minNoiseMultiplier: 1, maxDeviceEpsilon: 999, delta: 1e-6, minSurvivors: 4, allowedSignals: ["commit"] }, REVIEWER.privateKey, REVIEWER.publicKey);
+    const mine = signedPolicy({ maxDeviceEpsilon: 999, allowedSignals: ["commit"] });
     expect(codes(ledger(honestRun("r1")), { policy: mine })).toEqual(["POLICY_NOT_IN_LEDGER"]);
   });
 
   it("DEVICE_BUDGET when a device's ε exceeds the policy's maximum", () => {
     const text = ledger(honestRun("r1"));
     const eps = verifyLedger(text, { policy: POLICY }).devices[0]!.deviceEpsilon;
-    const tight = signPolicy({ version: 1, minNoiseMultiplier: 1, maxDeviceEpsilon: eps * 0.99, delta: 1e-6, minSurvivors: 4, allowedSignals: ["commit", "file-change"] }, REVIEWER.privateKey, REVIEWER.publicKey);
-    const atLimit = signPolicy({ version: 1, minNoiseMultiplier: 1, maxDeviceEpsilon: eps, delta: 1e-6, minSurvivors: 4, allowedSignals: ["commit", "file-change"] }, REVIEWER.privateKey, REVIEWER.publicKey);
-    const withPolicy = (p: typeof POLICY): string => {
-      const dir = mkdtempSync(join(tmpdir(), "tacit-ledger-mutants-"));
-      const w = LedgerWriter.open(join(dir, "l.jsonl"), COORDINATOR.privateKey);
-      w.append("genesis", { coordinatorPublicKey: b64(COORDINATOR.publicRaw) });
-      w.append("policy", { policy: p });
-      for (const it of honestRun("r1")) w.append(it.type, it.body);
-      return readFileSync(join(dir, "l.jsonl"), "utf8");
-    };
+    const tight = signedPolicy({ maxDeviceEpsilon: eps * 0.99 });
+    const atLimit = signedPolicy({ maxDeviceEpsilon: eps });
+    const withPolicy = (p: typeof POLICY): string => ledger(honestRun("r1"), { policy: p });
     // (The launch's projected ε is checked against the same limit: POLICY_maxDeviceEpsilon.)
     const budget = (p: typeof POLICY) => verifyLedger(withPolicy(p), { policy: p }).violations.filter((v) => v.code === "DEVICE_BUDGET");
     expect(budget(tight).map((v) => v.message.split(" reached")[0])).toEqual(DEVICES.map((d) => `device ${d.id}`));

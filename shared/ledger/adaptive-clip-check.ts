@@ -38,8 +38,14 @@ export class ClipChain {
     if (this.expected !== undefined && !close(rec.clip, this.expected)) out.push(`round ${round}: clipped at ${rec.clip}, but the chain gives ${this.expected}`);
     if (!(rec.unclippedFraction >= 0 && rec.unclippedFraction <= 1)) out.push(`round ${round}: unclippedFraction ${rec.unclippedFraction} is not in [0, 1]`);
     else {
-      const want = nextClip(rec.clip, rec.unclippedFraction, p);
-      if (!close(rec.nextClip, want)) out.push(`round ${round}: nextClip ${rec.nextClip} ≠ ${rec.clip}·exp(−${p.learningRate}·(${rec.unclippedFraction} − ${p.targetQuantile})) = ${want}`);
+      // nextClip refuses a C that is not positive: a forged ledger must yield a violation, not a crash.
+      let want: number | undefined;
+      try {
+        want = nextClip(rec.clip, rec.unclippedFraction, p);
+      } catch (err) {
+        out.push(`round ${round}: ${(err as Error).message}`);
+      }
+      if (want !== undefined && !close(rec.nextClip, want)) out.push(`round ${round}: nextClip ${rec.nextClip} ≠ ${rec.clip}·exp(−${p.learningRate}·(${rec.unclippedFraction} − ${p.targetQuantile})) = ${want}`);
     }
     this.expected = rec.nextClip;
     return out;
