@@ -16,6 +16,10 @@ import {
 
 const TIED: ModelSpec = { version: 1, vocabBuckets: 24, window: 3, embedDim: 4, hidden: 12, sessionGapSeconds: 600, output: "tied" };
 const DENSE: ModelSpec = { ...TIED, output: "dense" };
+/** The dense model with the context-copy path (spec.ts `copy`). */
+const COPY: ModelSpec = { ...DENSE, copy: true };
+const SPECS = [TIED, DENSE, COPY];
+const label = (spec: ModelSpec): string => `${spec.output}${spec.copy ? "+copy" : ""}`;
 const TOKENS = ["git:commit", "git:push", "vim:save", "term:make", "term:test", "browser:reload"];
 
 /** A person who repeats commit → push → save → make → test, in sessions split by long gaps. */
@@ -60,26 +64,28 @@ describe("model export (TensorFlow.js LayersModel + tacit-model.json)", () => {
   beforeAll(async () => {
     await initBackend();
     dir = mkdtempSync(join(tmpdir(), "tacit-export-"));
-    for (const spec of [TIED, DENSE]) {
+    for (const spec of SPECS) {
       ex = buildExamples(sequence(), spec);
       const t = new Trainer(spec);
       t.setWeights(initialWeights(spec, 3));
       await t.train(ex, { epochs: 3, batchSize: 32, learningRate: 0.5, seed: 1 });
-      trained.set(spec.output!, t.getWeights());
+      trained.set(label(spec), t.getWeights());
       t.dispose();
     }
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  for (const spec of [TIED, DENSE]) {
-    it(`a plain Node tfjs script loads the ${spec.output} export and reproduces Tacit's predictions`, async () => {
-      const weights = trained.get(spec.output!)!;
-      const out = join(dir, spec.output!);
+  for (const spec of SPECS) {
+    it(`a plain Node tfjs script loads the ${label(spec)} export and reproduces Tacit's predictions`, async () => {
+      const weights = trained.get(label(spec))!;
+      const out = join(dir, label(spec));
       const { modelHash } = await exportModel(out, spec, weights, { kind: "centralized-simulation", epochs: 3 });
 
       const modelJson = JSON.parse(readFileSync(join(out, "model.json"), "utf8"));
       expect(modelJson.format).toBe("layers-model");
-      expect(modelJson.modelTopology.config.layers.map((l: { class_name: string }) => l.class_name)).toEqual(["InputLayer", "Embedding", "Flatten", "Dense", ...(spec.output === "tied" ? ["Dense"] : []), "Dense"]);
+      const copyLayers = ["copy_onehot:Embedding", "copy_positions:Permute", "copy:Dense", "copy_flatten:Flatten", "logits:Add", "softmax:Activation"];
+      const layers = modelJson.modelTopology.config.layers.map((l: { class_name: string; config: { name: string } }) => `${l.config.name}:${l.class_name}`);
+      expect(layers.sort()).toEqual(["context:InputLayer", "embedding:Embedding", "flatten:Flatten", "hidden:Dense", ...(spec.output === "tied" ? ["projection:Dense"] : []), "output:Dense", ...(spec.copy ? copyLayers : [])].sort());
       expect(modelJson.weightsManifest[0].paths).toEqual(["weights.bin"]);
       const desc = JSON.parse(readFileSync(join(out, "tacit-model.json"), "utf8"));
       expect(desc).toMatchObject({ format: "tacit-model-export-v1", model: spec, modelHash, window: 3, sessionGapSeconds: 600, tokenHashing: { algorithm: "sha256", vocabBuckets: 24 } });
@@ -112,7 +118,7 @@ describe("model export (TensorFlow.js LayersModel + tacit-model.json)", () => {
       const back = readExportedModel(out);
       expect(back.modelHash).toBe(modelHash);
       expect(Buffer.from(back.weights.buffer).equals(Buffer.from(weights.buffer, weights.byteOffset, weights.byteLength))).toBe(true);
-      process.stdout.write(`${spec.output} export: max |p_tfjs − p_trainer| = ${maxDiff.toExponential(2)} over ${rows} windows\n`);
+      process.stdout.write(`${label(spec)} export: max |p_tfjs − p_trainer| = ${maxDiff.toExponential(2)} over ${rows} windows\n`);
     }, 60_000);
   }
 
@@ -213,6 +219,21 @@ describe("model export (TensorFlow.js LayersModel + tacit-model.json)", () => {
       const d = copy("untied");
       bump(d, "output/kernel");
       expect(() => readExportedModel(d)).toThrow(/output\/kernel is not the transposed embedding/);
+    });
+
+    it("a context-copy model whose one-hot table is no longer the identity, or whose copy weights changed", () => {
+      const d = join(dir, "copy-altered");
+      cpSync(join(dir, label(COPY)), d, { recursive: true });
+      expect(readExportedModel(d).spec.copy).toBe(true);
+      const w = readFileSync(join(d, "weights.bin"));
+      const o = offsetOf(d, "copy_onehot/embeddings") + 4 * 5; // row 0, column 5: an off-diagonal 0
+      w.writeFloatLE(0.25, o);
+      writeFileSync(join(d, "weights.bin"), w);
+      expect(() => readExportedModel(d)).toThrow(/copy_onehot\/embeddings is not the identity table the context-copy path requires/);
+      const e = join(dir, "copy-kernel-altered");
+      cpSync(join(dir, label(COPY)), e, { recursive: true });
+      bump(e, "copy/kernel");
+      expect(() => readExportedModel(e)).toThrow(/hash mismatch/);
     });
   });
 });

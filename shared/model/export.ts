@@ -16,7 +16,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../fs/write-file-atomic.ts";
 import { initBackend } from "./backend.ts";
-import { isTied, outputSize, PAD_ID, parameterCount, parameterShapes, SESSION_START_ID, SPECIAL_IDS, type ModelSpec } from "./spec.ts";
+import { COPY_PARAMETER, hasCopy, isTied, outputSize, PAD_ID, parameterCount, parameterShapes, SESSION_START_ID, SPECIAL_IDS, type ModelSpec } from "./spec.ts";
 import { weightsHash } from "./weights.ts";
 
 export const EXPORT_FORMAT = "tacit-model-export-v1";
@@ -62,7 +62,22 @@ export function layerWeights(spec: ModelSpec, flat: Float32Array): { name: strin
     out.push({ name: "output/kernel", ...get("output/kernel") });
   }
   out.push({ name: "output/bias", ...get("output/bias") });
+  if (hasCopy(spec)) {
+    // The copy path as stock layers: a fixed one-hot Embedding (the V×V identity), then a Dense of
+    // one unit over the window positions, whose kernel is c.
+    out.push({ name: COPY_ONEHOT_WEIGHT, shape: [outputSize(spec), outputSize(spec)], values: identity(outputSize(spec)) });
+    out.push({ name: COPY_PARAMETER, shape: [spec.window, 1], values: get(COPY_PARAMETER).values });
+  }
   return out;
+}
+
+/** The export's fixed one-hot table of the copy path; not a parameter, so not hashed (it is checked on reading). */
+export const COPY_ONEHOT_WEIGHT = "copy_onehot/embeddings";
+
+export function identity(n: number): Float32Array {
+  const m = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) m[i * n + i] = 1;
+  return m;
 }
 
 /** Row-major [rows, cols] → [cols, rows]. */
@@ -81,7 +96,18 @@ function buildLayersModel(spec: ModelSpec): tf.LayersModel {
   x = tf.layers.flatten({ name: "flatten" }).apply(x) as tf.SymbolicTensor;
   x = tf.layers.dense({ name: "hidden", units: spec.hidden, activation: "relu" }).apply(x) as tf.SymbolicTensor;
   if (isTied(spec)) x = tf.layers.dense({ name: "projection", units: spec.embedDim }).apply(x) as tf.SymbolicTensor;
-  const output = tf.layers.dense({ name: "output", units: V, activation: "softmax" }).apply(x) as tf.SymbolicTensor;
+  if (!hasCopy(spec)) {
+    const output = tf.layers.dense({ name: "output", units: V, activation: "softmax" }).apply(x) as tf.SymbolicTensor;
+    return tf.model({ name: "tacit_next_action", inputs: input, outputs: output });
+  }
+  const logits = tf.layers.dense({ name: "output", units: V }).apply(x) as tf.SymbolicTensor;
+  // [batch, window, V] one-hot rows → [batch, V, window] → Σ_t c_t · onehot_t = [batch, V].
+  let copy = tf.layers.embedding({ name: "copy_onehot", inputDim: V, outputDim: V, inputLength: spec.window, trainable: false }).apply(input) as tf.SymbolicTensor;
+  copy = tf.layers.permute({ name: "copy_positions", dims: [2, 1] }).apply(copy) as tf.SymbolicTensor;
+  copy = tf.layers.dense({ name: "copy", units: 1, useBias: false }).apply(copy) as tf.SymbolicTensor;
+  copy = tf.layers.flatten({ name: "copy_flatten" }).apply(copy) as tf.SymbolicTensor;
+  const summed = tf.layers.add({ name: "logits" }).apply([logits, copy]) as tf.SymbolicTensor;
+  const output = tf.layers.activation({ name: "softmax", activation: "softmax" }).apply(summed) as tf.SymbolicTensor;
   return tf.model({ name: "tacit_next_action", inputs: input, outputs: output });
 }
 
@@ -92,7 +118,8 @@ export function tacitModelDescription(spec: ModelSpec, modelHash: string, source
     model: spec,
     modelHash,
     modelHashAlgorithm: `SHA-256 of the float32 little-endian weights concatenated in this order: ${parameterShapes(spec).map((p) => `${p.name} [${p.shape.join("×")}]`).join(", ")}` +
-      (isTied(spec) ? "; the LayersModel's output/kernel is embedding transposed (tied output) and is not hashed separately" : ""),
+      (isTied(spec) ? "; the LayersModel's output/kernel is embedding transposed (tied output) and is not hashed separately" : "") +
+      (hasCopy(spec) ? `; ${COPY_ONEHOT_WEIGHT} is the fixed identity (one-hot) table of the context-copy path and is not hashed` : ""),
     source,
     tokenHashing: {
       algorithm: "sha256",

@@ -7,8 +7,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { EXPORT_FORMAT, layerWeights, MODEL_JSON, PUBLIC_MODEL_DIR, TACIT_MODEL_JSON, transpose, type ModelSource } from "./export.ts";
-import { isTied, modelSpecSchema, outputSize, parameterShapes, sameModelSpec, type ModelSpec } from "./spec.ts";
+import { COPY_ONEHOT_WEIGHT, EXPORT_FORMAT, identity, layerWeights, MODEL_JSON, PUBLIC_MODEL_DIR, TACIT_MODEL_JSON, transpose, type ModelSource } from "./export.ts";
+import { hasCopy, isTied, modelSpecSchema, outputSize, parameterShapes, sameModelSpec, type ModelSpec } from "./spec.ts";
 import { weightsHash } from "./weights.ts";
 
 export class ExportedModelError extends Error {
@@ -129,6 +129,11 @@ function readExport(dir: string, asPublicHalf: boolean): ExportedModel {
     const et = transpose(byName.get("embedding/embeddings")!.values, outputSize(spec), spec.embedDim);
     const k = byName.get("output/kernel")!.values;
     if (et.some((v, i) => !Object.is(v, k[i]))) throw new ExportedModelError(`${dir}: output/kernel is not the transposed embedding this tied model requires (the export was altered)`);
+  }
+  if (hasCopy(spec)) {
+    const n = outputSize(spec);
+    const table = byName.get(COPY_ONEHOT_WEIGHT)!.values;
+    if (!identity(n).every((v, i) => Object.is(v, table[i]))) throw new ExportedModelError(`${dir}: ${COPY_ONEHOT_WEIGHT} is not the identity table the context-copy path requires (the export was altered)`);
   }
   const modelHash = weightsHash(weights);
   if (modelHash !== desc.data.modelHash) {

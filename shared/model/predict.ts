@@ -6,7 +6,7 @@
  * agrees with the training model (Trainer) and with the exported TensorFlow.js LayersModel.
  * Pure functions.
  */
-import { isTied, outputSize, PAD_ID, parameterShapes, SESSION_START_ID, SPECIAL_IDS, tokenBucket, type ModelSpec } from "./spec.ts";
+import { COPY_PARAMETER, hasCopy, isTied, outputSize, PAD_ID, parameterShapes, SESSION_START_ID, SPECIAL_IDS, tokenBucket, type ModelSpec } from "./spec.ts";
 
 /** One timed action, as the action store and the datasets hold them. */
 export interface TimedToken {
@@ -95,6 +95,10 @@ export function predictDistribution(spec: ModelSpec, weights: Float32Array, ids:
     }
   } else {
     logits = dense(h, p.get("output/kernel")!, p.get("output/bias")!, V);
+  }
+  if (hasCopy(spec)) {
+    const c = p.get(COPY_PARAMETER)!;
+    for (let t = 0; t < spec.window; t++) logits[ids[t]!] = logits[ids[t]!]! + c[t]!;
   }
   let max = -Infinity;
   for (const l of logits) max = Math.max(max, l);

@@ -20,6 +20,13 @@ export interface ModelSpec {
    * which matters under DP because the noise norm grows with √d.
    */
   output?: "dense" | "tied";
+  /**
+   * Context copy (a cache/pointer path): logits[v] += Σ_t c_t · [context_t = v], one learned weight
+   * per window position. Repeating a recent action is the strongest signal a device has and it is
+   * the same for every device, so it transfers to devices and repositories the model never saw;
+   * the other layers, which must learn it through the embeddings, learn it slowly.
+   */
+  copy?: boolean;
 }
 
 export const PAD_ID = 0;
@@ -48,6 +55,7 @@ export const modelSpecSchema = z
     hidden: z.number().int().min(1).max(2048),
     sessionGapSeconds: z.number().int().min(1).max(86_400 * 30),
     output: z.enum(["dense", "tied"]).optional(),
+    copy: z.boolean().optional(),
   })
   .strict();
 
@@ -65,6 +73,9 @@ export function outputSize(spec: ModelSpec): number {
   return spec.vocabBuckets + SPECIAL_IDS;
 }
 
+/** The context-copy weights c_t, one per window position (last in the layout). */
+export const COPY_PARAMETER = "copy/kernel";
+
 /** Parameter layout, in the order of the flat weight vector. */
 export function parameterShapes(spec: ModelSpec): { name: string; shape: number[] }[] {
   const v = outputSize(spec);
@@ -73,18 +84,24 @@ export function parameterShapes(spec: ModelSpec): { name: string; shape: number[
     { name: "hidden/kernel", shape: [spec.window * spec.embedDim, spec.hidden] },
     { name: "hidden/bias", shape: [spec.hidden] },
   ];
+  const copy = hasCopy(spec) ? [{ name: COPY_PARAMETER, shape: [spec.window] }] : [];
   if (isTied(spec)) {
-    return [...input, { name: "projection/kernel", shape: [spec.hidden, spec.embedDim] }, { name: "projection/bias", shape: [spec.embedDim] }, { name: "output/bias", shape: [v] }];
+    return [...input, { name: "projection/kernel", shape: [spec.hidden, spec.embedDim] }, { name: "projection/bias", shape: [spec.embedDim] }, { name: "output/bias", shape: [v] }, ...copy];
   }
-  return [...input, { name: "output/kernel", shape: [spec.hidden, v] }, { name: "output/bias", shape: [v] }];
+  return [...input, { name: "output/kernel", shape: [spec.hidden, v] }, { name: "output/bias", shape: [v] }, ...copy];
 }
 
 /** Field-by-field equality (key order and an absent `output` = "dense" do not matter). */
 export function sameModelSpec(a: ModelSpec, b: ModelSpec): boolean {
   return (
     a.version === b.version && a.vocabBuckets === b.vocabBuckets && a.window === b.window && a.embedDim === b.embedDim &&
-    a.hidden === b.hidden && a.sessionGapSeconds === b.sessionGapSeconds && isTied(a) === isTied(b)
+    a.hidden === b.hidden && a.sessionGapSeconds === b.sessionGapSeconds && isTied(a) === isTied(b) &&
+    hasCopy(a) === hasCopy(b)
   );
+}
+
+export function hasCopy(spec: ModelSpec): boolean {
+  return spec.copy === true;
 }
 
 export function isTied(spec: ModelSpec): boolean {

@@ -5,7 +5,7 @@
  * set of variables and is reused across rounds; weights move in and out as flat vectors.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { isTied, outputSize, parameterCount, parameterShapes, type ModelSpec } from "./spec.ts";
+import { hasCopy, isTied, outputSize, parameterCount, parameterShapes, type ModelSpec } from "./spec.ts";
 import type { Examples } from "./examples.ts";
 import { seededRandom } from "./weights.ts";
 
@@ -119,14 +119,25 @@ export class Trainer {
     // gather's gradient needs (and a gather forward with a one-hot gradient measured slower).
     const e = embedRows(emb as tf.Tensor2D, tf.reshape(x, [batch * T]) as tf.Tensor1D); // [B*T, D]
     const h = tf.relu(tf.add(matMulPlain(tf.reshape(e, [batch, T * this.spec.embedDim]), w1 as tf.Tensor2D), b1));
+    let logits: tf.Tensor2D;
     if (isTied(this.spec)) {
       // Tied output: project to the embedding width and score against the embedding table.
       const [, , , p, c, b] = this.vars as tf.Variable[];
       const q = tf.add(matMulPlain(h as tf.Tensor2D, p as tf.Tensor2D), c!) as tf.Tensor2D;
-      return tf.add(matMulPlain(q, tf.transpose(emb as tf.Tensor2D)), b!) as tf.Tensor2D;
+      logits = tf.add(matMulPlain(q, tf.transpose(emb as tf.Tensor2D)), b!) as tf.Tensor2D;
+    } else {
+      const [, , , w2, b2] = this.vars as tf.Variable[];
+      logits = tf.add(matMulPlain(h as tf.Tensor2D, w2 as tf.Tensor2D), b2!) as tf.Tensor2D;
     }
-    const [, , , w2, b2] = this.vars as tf.Variable[];
-    return tf.add(matMulPlain(h as tf.Tensor2D, w2 as tf.Tensor2D), b2!) as tf.Tensor2D;
+    return hasCopy(this.spec) ? tf.add(logits, this.copyLogits(x)) : logits;
+  }
+
+  /** Σ_t c_t · onehot(context_t): [batch, V]; the copy weights are the last variable (spec.ts). */
+  private copyLogits(x: tf.Tensor2D): tf.Tensor2D {
+    const [batch, T] = x.shape;
+    const c = this.vars[this.vars.length - 1]!;
+    const onehot = tf.reshape(tf.oneHot(tf.reshape(x, [batch * T]) as tf.Tensor1D, this.outputs), [batch, T, this.outputs]);
+    return tf.sum(tf.mul(onehot, tf.reshape(c, [1, T, 1])), 1) as tf.Tensor2D;
   }
 
   private batchTensors(ex: Examples, idx: Int32Array | number[], from: number, to: number): { x: tf.Tensor2D; y: tf.Tensor1D } {

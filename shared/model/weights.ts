@@ -1,6 +1,9 @@
 /** Flat weight vectors: deterministic initialisation and content hashing. */
 import { createHash } from "node:crypto";
-import { parameterShapes, type ModelSpec } from "./spec.ts";
+import { COPY_PARAMETER, parameterShapes, type ModelSpec } from "./spec.ts";
+
+/** The copy path starts neutral: it is learned from data, not assumed. */
+export const COPY_INITIAL_WEIGHT = 0;
 
 /** mulberry32: a small seeded PRNG for reproducible initialisation and shuffling (not for secrets). */
 export function seededRandom(seed: number): () => number {
@@ -27,6 +30,7 @@ export function initialWeights(spec: ModelSpec, seed: number): Float32Array {
       const limit = Math.sqrt(6 / (p.shape[0]! + p.shape[1]!));
       for (let i = 0; i < n; i++) out[o + i] = (rand() * 2 - 1) * limit;
     }
+    if (p.name === COPY_PARAMETER) out.fill(COPY_INITIAL_WEIGHT, o, o + n);
     o += n;
   }
   return out;
