@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   buildExamples, contextIds, currentSession, exportModel, initBackend, initialWeights, predictDistribution, readExportedModel, topBuckets, Trainer,
-  bucketVocabulary, tokenBucket, SESSION_START_ID, PAD_ID, type ModelSpec, type Examples,
+  bucketVocabulary, tokenBucket, sameModelSpec, SESSION_START_ID, PAD_ID, type ModelSpec, type Examples,
 } from "../shared/model/index.ts";
 
 const TIED: ModelSpec = { version: 1, vocabBuckets: 24, window: 3, embedDim: 4, hidden: 12, sessionGapSeconds: 600, output: "tied" };
@@ -225,6 +225,9 @@ describe("model export (TensorFlow.js LayersModel + tacit-model.json)", () => {
       const d = join(dir, "copy-altered");
       cpSync(join(dir, label(COPY)), d, { recursive: true });
       expect(readExportedModel(d).spec.copy).toBe(true);
+      // A copy model is another model: it is never mixed with, or taken for, the same spec without the path.
+      expect(sameModelSpec(COPY, DENSE)).toBe(false);
+      expect(sameModelSpec(COPY, { ...DENSE, copy: true })).toBe(true);
       const w = readFileSync(join(d, "weights.bin"));
       const o = offsetOf(d, "copy_onehot/embeddings") + 4 * 5; // row 0, column 5: an off-diagonal 0
       w.writeFloatLE(0.25, o);

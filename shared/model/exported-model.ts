@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { COPY_ONEHOT_WEIGHT, EXPORT_FORMAT, identity, layerWeights, MODEL_JSON, PUBLIC_MODEL_DIR, TACIT_MODEL_JSON, transpose, type ModelSource } from "./export.ts";
+import { COPY_ONEHOT_WEIGHT, EXPORT_FORMAT, layerWeights, MODEL_JSON, PUBLIC_MODEL_DIR, TACIT_MODEL_JSON, transpose, type ModelSource } from "./export.ts";
 import { hasCopy, isTied, modelSpecSchema, outputSize, parameterShapes, sameModelSpec, type ModelSpec } from "./spec.ts";
 import { weightsHash } from "./weights.ts";
 
@@ -131,9 +131,10 @@ function readExport(dir: string, asPublicHalf: boolean): ExportedModel {
     if (et.some((v, i) => !Object.is(v, k[i]))) throw new ExportedModelError(`${dir}: output/kernel is not the transposed embedding this tied model requires (the export was altered)`);
   }
   if (hasCopy(spec)) {
+    // Entry i is on the diagonal of the n×n table exactly when i is a multiple of n + 1.
     const n = outputSize(spec);
     const table = byName.get(COPY_ONEHOT_WEIGHT)!.values;
-    if (!identity(n).every((v, i) => Object.is(v, table[i]))) throw new ExportedModelError(`${dir}: ${COPY_ONEHOT_WEIGHT} is not the identity table the context-copy path requires (the export was altered)`);
+    if (!table.every((v, i) => Object.is(v, i % (n + 1) === 0 ? 1 : 0))) throw new ExportedModelError(`${dir}: ${COPY_ONEHOT_WEIGHT} is not the identity table the context-copy path requires (the export was altered)`);
   }
   const modelHash = weightsHash(weights);
   if (modelHash !== desc.data.modelHash) {
