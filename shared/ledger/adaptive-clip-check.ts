@@ -6,7 +6,7 @@
  * check of its own: the round's event (which the devices computed and attested) already
  * describes the clip count, and the accountant composes it like any other.
  */
-import { nextClip } from "../dp/index.ts";
+import { AdaptiveClipError, nextClip } from "../dp/index.ts";
 import type { RunSpec } from "../run/index.ts";
 
 /** Tracks one run's clip chain through its completed rounds, in ledger order. */
@@ -43,7 +43,8 @@ export class ClipChain {
       try {
         want = nextClip(rec.clip, rec.unclippedFraction, p);
       } catch (err) {
-        out.push(`round ${round}: ${(err as Error).message}`);
+        if (!(err instanceof AdaptiveClipError)) throw err;
+        out.push(`round ${round}: ${err.message}`);
       }
       if (want !== undefined && !close(rec.nextClip, want)) out.push(`round ${round}: nextClip ${rec.nextClip} ≠ ${rec.clip}·exp(−${p.learningRate}·(${rec.unclippedFraction} − ${p.targetQuantile})) = ${want}`);
     }
