@@ -7,6 +7,11 @@
  *   npx tsx scripts/experiment-fedavg.ts --train CARVE/train --eval CARVE/eval [--clients 10] [--rounds 5]
  *     [--model dense|tied] [--client-lr 0.5] [--client-opt sgd|adam] [--epochs 1] [--max-steps 16]
  *     [--batch 64] [--server fedavg|fedavgm|fedadam] [--server-lr 0.1] [--central] [--copy]
+ *     [--fedavg-rounds K]   (the first K rounds take plain FedAvg steps at server lr 1, then --server)
+ *     [--schedule constant|cosine|linear]   (the server learning rate over the rounds)
+ *     [--copy-init A]   (start every copy weight at A instead of the default)
+ *     [--weighted]   (weight each device's delta by its example count instead of uniformly)
+ *     [--clip C]   (clip each device's delta to L2 norm C, as the real pipeline does before quantizing)
  */
 import { parseArgs } from "node:util";
 import { readDevactionsDir } from "../shared/data/index.ts";
@@ -28,6 +33,11 @@ const { values: v } = parseArgs({
     "server-lr": { type: "string", default: "0.1" },
     central: { type: "boolean", default: false },
     copy: { type: "boolean", default: false },
+    clip: { type: "string" },
+    "fedavg-rounds": { type: "string", default: "0" },
+    weighted: { type: "boolean", default: false },
+    schedule: { type: "string", default: "constant" },
+    "copy-init": { type: "string" },
   },
 });
 if (!v.train || !v.eval) throw new Error("--train DIR and --eval DIR: a carve's two halves (scripts/carve-holdout.ts)");
@@ -39,6 +49,7 @@ const byId = new Map(users.map((u) => [u.userId, u]));
 const train = users.map((u) => buildExamples(u, spec));
 const evals = (await readDevactionsDir(v.eval)).map((e) => buildExamples(e, spec, byId.has(e.userId) ? { contextFrom: byId.get(e.userId)! } : undefined));
 const t = new Trainer(spec);
+const totalExamples = train.reduce((a, e) => a + e.count, 0);
 const rounds = Number(v.rounds);
 const local = { epochs: Number(v.epochs), batchSize: Number(v.batch), learningRate: Number(v["client-lr"]), maxSteps: Number(v["max-steps"]), optimizer: v["client-opt"] as "sgd" | "adam" };
 
@@ -53,6 +64,12 @@ async function evaluate(w: Float32Array): Promise<{ top1: number; top3: number; 
   return { top1: h1 / n, top3: h3 / n, loss: l / n };
 }
 
+function scheduleFactor(r: number): number {
+  if (v.schedule === "cosine") return 0.5 * (1 + Math.cos((Math.PI * r) / rounds));
+  if (v.schedule === "linear") return 1 - r / rounds;
+  return 1;
+}
+
 const t0 = Date.now();
 const elapsed = (): string => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
 if (v.central) {
@@ -64,17 +81,34 @@ if (v.central) {
   }
 } else {
   let w = initialWeights(spec, 1);
+  if (v["copy-init"] !== undefined) w.fill(Number(v["copy-init"]), w.length - spec.window);
   let state: ServerOptimizerState | null = null;
   for (let r = 0; r < rounds; r++) {
     const sum = new Float32Array(w.length);
+    const clip = v.clip === undefined ? Infinity : Number(v.clip);
+    let clipped = 0;
+    let norms = 0;
     for (const [i, ex] of train.entries()) {
       t.setWeights(w);
       await t.train(ex, { ...local, seed: r * 1000 + i });
       const after = t.getWeights();
-      for (let k = 0; k < w.length; k++) sum[k]! += after[k]! - w[k]!;
+      let sq = 0;
+      for (let k = 0; k < w.length; k++) sq += (after[k]! - w[k]!) ** 2;
+      const norm = Math.sqrt(sq);
+      norms += norm;
+      const factor = norm > clip ? clip / norm : 1;
+      if (factor < 1) clipped++;
+      const weight = v.weighted ? (ex.count * train.length) / totalExamples : 1;
+      for (let k = 0; k < w.length; k++) sum[k]! += (after[k]! - w[k]!) * factor * weight;
     }
+    console.log(`  mean delta norm ${(norms / train.length).toFixed(2)}, clipped ${clipped}/${train.length}`);
     for (let k = 0; k < w.length; k++) sum[k]! /= train.length;
-    const next = applyServerUpdate(state, w, sum, { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: Number(v["server-lr"]), momentum: 0.9 });
+    const next = applyServerUpdate(
+      state,
+      w,
+      sum,
+      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: Number(v["server-lr"]) * scheduleFactor(r), momentum: 0.9 },
+    );
     w = next.weights;
     state = next.state;
     console.log(`fed round ${r + 1}`, JSON.stringify(await evaluate(w)), elapsed());

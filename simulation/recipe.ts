@@ -5,7 +5,7 @@
  * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
  * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
  */
-import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DEFAULT_TRAINING, DENSE_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, validateFederatedWeight, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DEFAULT_TRAINING, DENSE_COPY_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, validateFederatedWeight, type LearningRateSchedule, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
 import type { AdaptiveClipParams } from "../shared/dp/index.ts";
 
@@ -21,6 +21,7 @@ export interface RecipeInput {
   maxLocalSteps?: number;
   serverOptimizer?: RunSpec["serverOptimizer"];
   serverLearningRate?: number;
+  serverLearningRateSchedule?: LearningRateSchedule;
   /** Overrides the default personalization's base prior strength α (shared/model/personalize.ts). */
   personalizationStrength?: number;
   /** Whether the run adds DP noise (a noise multiplier > 0 or a target ε). */
@@ -99,6 +100,7 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
     ...(i.maxLocalSteps !== undefined ? { maxLocalSteps: i.maxLocalSteps } : {}),
     ...(i.serverOptimizer !== undefined ? { serverOptimizer: i.serverOptimizer } : {}),
     ...(i.serverLearningRate !== undefined ? { serverLearningRate: i.serverLearningRate } : {}),
+    ...(i.serverLearningRateSchedule !== undefined ? { serverLearningRateSchedule: i.serverLearningRateSchedule } : {}),
   };
   if (i.releaseMix !== undefined && !i.pretrained) throw new RecipeError("--release-mix mixes the federated model with the public initial model: it needs --pretrain");
   if (i.releaseMix !== undefined) validateFederatedWeight(i.releaseMix);
@@ -106,7 +108,7 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
   const problems = dpSpecProblems({ noiseMultiplier: i.dp ? 1 : 0, serverOptimizer: training.serverOptimizer });
   if (problems.length > 0) throw new RecipeError(`refusing a DP run: ${problems.join("; ")}`);
   return {
-    model: i.dp || i.pretrained ? DEFAULT_MODEL_SPEC : DENSE_MODEL_SPEC,
+    model: i.dp || i.pretrained ? DEFAULT_MODEL_SPEC : DENSE_COPY_MODEL_SPEC,
     rounds: i.rounds ?? (i.dp ? DP_DEFAULT_ROUNDS : DEFAULT_ROUNDS),
     clip,
     cohort,

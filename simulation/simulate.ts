@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import pino from "pino";
 import { readDevactionsDir, splitHoldout, type UserSequence } from "../shared/data/index.ts";
-import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, exportModel, exportRelease, exportReleasedMixture, initBackend, loadCheckpoint, parameterCount, Trainer } from "../shared/model/index.ts";
+import { buildExamples, concatExamples, DEFAULT_MODEL_SPEC, describePersonalization, exportModel, exportRelease, exportReleasedMixture, initBackend, loadCheckpoint, parameterCount, Trainer, type LearningRateSchedule } from "../shared/model/index.ts";
 import { findRelease, modelReleases } from "../shared/ledger/model-releases.ts";
 import { DEFAULT_DEADLINES, parseRunSpec, perRoundEvent, projectRun, type RunSpec } from "../shared/run/index.ts";
 import { privateKeyFromPem, signBytes } from "../shared/crypto/index.ts";
@@ -61,6 +61,7 @@ export interface SimulateOptions {
   maxLocalSteps?: number;
   serverOptimizer?: "fedavg" | "fedavgm" | "fedadam";
   serverLearningRate?: number;
+  serverLearningRateSchedule?: LearningRateSchedule;
   /** Prior strength α of on-device personalization (shared/model/personalize.ts). */
   personalizationStrength?: number;
   /** Adaptive clipping (Andrew et al. 2021) with the reference defaults; `clip` is the initial C. */

@@ -14,6 +14,7 @@ describe("tacit simulate: DP recipe refusals", () => {
       [["--pretrain", "data/devactions"], /--pretrain data\/devactions is the --dataset directory/],
       [["--pretrain", "/nonexistent-public"], /--pretrain \/nonexistent-public: no such directory/],
       [["--server-optimizer", "adam"], /--server-optimizer must be fedavg, fedavgm or fedadam/],
+      [["--server-lr-schedule", "linear"], /--server-lr-schedule must be constant or cosine, got .linear./],
       [["--target-epsilon", "8", "--release-mix", "0.5"], /--release-mix mixes the federated model with the public initial model: it needs --pretrain/],
       [["--release-mix", "1.5"], /--release-mix must be at most 1, got 1.5/],
       [["--release-mix", "0"], /--release-mix must be at least 0.000001, got 0/],

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DP_TRAINING, dpServerLearningRate } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, parseRunSpec, RunSpecError, DEFAULT_DEADLINES } from "../shared/run/index.ts";
-import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_MODEL_SPEC } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_COPY_MODEL_SPEC, DENSE_MODEL_SPEC } from "../shared/model/index.ts";
 import { RecipeError, resolveRecipe } from "../simulation/recipe.ts";
 import { InitialModelSetupError, prepareInitialModel } from "../simulation/initial-model.ts";
 
@@ -55,8 +55,9 @@ describe("DP recipe defaults", () => {
     expect(resolveRecipe({ dp: false }, 51).centralized).toEqual({ batchSize: 32, learningRate: 0.5, optimizer: "sgd" });
   });
 
-  it("plain runs keep the dense model their defaults were measured with; DP and pretrained runs use the tied one", () => {
-    expect(resolveRecipe({ dp: false }, 51).model).toEqual(DENSE_MODEL_SPEC);
+  it("plain runs use the dense model with the copy path their defaults were measured with; DP and pretrained runs use the tied one", () => {
+    expect(resolveRecipe({ dp: false }, 51).model).toEqual(DENSE_COPY_MODEL_SPEC);
+    expect(DENSE_COPY_MODEL_SPEC).toEqual({ ...DENSE_MODEL_SPEC, copy: true });
     expect(resolveRecipe({ dp: true }, 51).model).toEqual(DEFAULT_MODEL_SPEC);
     expect(resolveRecipe({ dp: false, pretrained: true }, 51).model).toEqual(DEFAULT_MODEL_SPEC);
     expect(DEFAULT_MODEL_SPEC.output).toBe("tied");
@@ -65,7 +66,15 @@ describe("DP recipe defaults", () => {
   it("takes the step cap per round from the caller, else the recipe's", () => {
     expect(resolveRecipe({ dp: false, maxLocalSteps: 64 }, 10).training.maxLocalSteps).toBe(64);
     expect(resolveRecipe({ dp: true, maxLocalSteps: 8 }, 10).training.maxLocalSteps).toBe(8);
-    expect(resolveRecipe({ dp: false }, 10).training.maxLocalSteps).toBe(16);
+    expect(resolveRecipe({ dp: false }, 10).training.maxLocalSteps).toBe(32);
+    expect(resolveRecipe({ dp: false }, 10).training.localEpochs).toBe(2);
+  });
+
+  it("decays the server rate on a cosine without noise, keeps it constant with noise, and takes the caller's", () => {
+    expect(resolveRecipe({ dp: false }, 51).training.serverLearningRateSchedule).toBe("cosine");
+    expect(resolveRecipe({ dp: true }, 51).training.serverLearningRateSchedule).toBe("constant");
+    expect(resolveRecipe({ dp: false, serverLearningRateSchedule: "constant" }, 51).training.serverLearningRateSchedule).toBe("constant");
+    expect(resolveRecipe({ dp: true, serverLearningRateSchedule: "cosine" }, 51).training.serverLearningRateSchedule).toBe("cosine");
   });
 
   it("refuses more required survivors than the cohort", () => {

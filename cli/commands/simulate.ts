@@ -8,6 +8,7 @@ import { RecipeError } from "../../simulation/recipe.ts";
 import { InitialModelSetupError } from "../../simulation/initial-model.ts";
 import { ShutdownSignals } from "../shutdown.ts";
 import { jsonWithInfinity } from "../../simulation/write-json-atomic.ts";
+import { LEARNING_RATE_SCHEDULES, type LearningRateSchedule } from "../../shared/model/index.ts";
 
 export function registerSimulateCommand(program: Command): void {
   program
@@ -30,12 +31,13 @@ export function registerSimulateCommand(program: Command): void {
     .option("--release-mix <w>", "release (1 − W)·public model + W·federated model, evaluated as the global model (needs --pretrain; default 0.75 for DP runs, 1 = the federated model alone)")
     .option("--server-optimizer <opt>", "fedavg | fedavgm | fedadam (default: fedavgm with DP noise, where fedadam is refused; else fedadam)")
     .option("--server-lr <lr>", "server learning rate (default: 2/clip with DP noise, else 0.1)")
+    .option("--server-lr-schedule <s>", "constant | cosine: the server learning rate over the rounds (default: constant with DP noise, else cosine)")
     .option("--personalization-strength <a>", "on-device personalization: base prior strength α of the global model over the device's own context counts (shared/model/personalize.ts)")
     .option("--min-survivors <n>", "devices that must survive for a round to release (noise sized for them)")
     .option("--delta <d>", "DP delta", "1e-6")
     .option("--cohort <k>", "devices per round (default: all)")
     .option("--local-epochs <e>", "local epochs per round")
-    .option("--max-local-steps <n>", "cap on a device's SGD steps per round (default 16)")
+    .option("--max-local-steps <n>", "cap on a device's SGD steps per round (default 16 with DP noise or --pretrain, else 32)")
     .option("--workers <w>", "device-host worker threads")
     .option("--state-dir <dir>", "coordinator state dir (default: a temporary dir)")
     .option("--seed <s>", "seed of the model initialisation", "1")
@@ -52,6 +54,8 @@ async function simulate(o: Record<string, string | boolean | undefined>): Promis
   if (o.releaseMix !== undefined && o.centralized) throw new CliError("--release-mix mixes a federated model with the public one; a --centralized run has none");
   const serverOptimizer = o.serverOptimizer === undefined ? undefined : String(o.serverOptimizer);
   if (serverOptimizer !== undefined && serverOptimizer !== "fedavg" && serverOptimizer !== "fedavgm" && serverOptimizer !== "fedadam") throw new CliError(`--server-optimizer must be fedavg, fedavgm or fedadam, got '${serverOptimizer}'`);
+  const schedule = o.serverLrSchedule === undefined ? undefined : String(o.serverLrSchedule);
+  if (schedule !== undefined && !(LEARNING_RATE_SCHEDULES as readonly string[]).includes(schedule)) throw new CliError(`--server-lr-schedule must be ${LEARNING_RATE_SCHEDULES.join(" or ")}, got '${schedule}'`);
   const num = (k: string, flag: string, lim: Parameters<typeof parseNumber>[2]) => (o[k] === undefined ? undefined : parseNumber(flag, String(o[k]), lim));
   const out = String(o.out);
   const shutdown = new ShutdownSignals();
@@ -60,6 +64,7 @@ async function simulate(o: Record<string, string | boolean | undefined>): Promis
     serverOptimizer,
     adaptiveClip: Boolean(o.adaptiveClip),
     serverLearningRate: num("serverLr", "--server-lr", { min: 1e-6, max: 100 }),
+    serverLearningRateSchedule: schedule as LearningRateSchedule | undefined,
     releaseMix: num("releaseMix", "--release-mix", { min: 1e-6, max: 1 }),
     personalizationStrength: num("personalizationStrength", "--personalization-strength", { min: 1e-6, max: 1e6 }),
     dataset,

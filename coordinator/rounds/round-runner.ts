@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { SecAggError, type SecAggParams } from "../../shared/secagg/index.ts";
 import type { ModularVector } from "../../shared/modular/index.ts";
 import { calibrateDistributedDp, decodeAggregate, impossibleAggregate, roundEvent, type DpEvent } from "../../shared/dp/index.ts";
-import { applyServerUpdateChecked, weightsHash } from "../../shared/model/index.ts";
+import { applyServerUpdateChecked, scheduledLearningRate, weightsHash } from "../../shared/model/index.ts";
 import { adaptClip, dpInputsFor, roundClip, signRoundConfig, type CohortCommitment, type RoundConfig } from "../../shared/run/index.ts";
 import { ActiveRound, type Attestation } from "./active-round.ts";
 import type { RoundContext } from "./round-context.ts";
@@ -211,7 +211,7 @@ function serverStep(a: Attempt, config: RoundConfig, sum: ModularVector, survivo
     serverStateFromJson(a.current.serverState),
     a.current.weights,
     meanDelta,
-    { optimizer: spec.serverOptimizer, learningRate: spec.serverLearningRate, momentum: spec.serverMomentum },
+    { optimizer: spec.serverOptimizer, learningRate: scheduledLearningRate(spec.serverLearningRate, spec.serverLearningRateSchedule ?? "constant", a.round, spec.rounds), momentum: spec.serverMomentum },
   );
   return { dp, next, clipUpdate };
 }

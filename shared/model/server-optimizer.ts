@@ -13,6 +13,22 @@ export interface ServerOptimizerConfig {
   epsilon?: number;
 }
 
+/**
+ * How the server learning rate moves over a run's rounds. "cosine" decays η_r = η·½(1 + cos(π·r/R))
+ * for round r = 0…R−1 (never reaching 0): FedAdam's late steps at full η undo what it learned
+ * (held-out loss rose from round 12 of 20 on data/devactions), and the decayed ones settle it
+ * (bench/RESULTS.md, "Non-DP devactions").
+ */
+export const LEARNING_RATE_SCHEDULES = ["constant", "cosine"] as const;
+export type LearningRateSchedule = (typeof LEARNING_RATE_SCHEDULES)[number];
+
+export function scheduledLearningRate(base: number, schedule: LearningRateSchedule, round: number, rounds: number): number {
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`a schedule needs a positive whole number of rounds, got ${rounds}`);
+  if (!Number.isInteger(round) || round < 0 || round >= rounds) throw new RangeError(`round ${round} is outside the run's rounds 0…${rounds - 1}`);
+  if (schedule === "constant") return base;
+  return base * 0.5 * (1 + Math.cos((Math.PI * round) / rounds));
+}
+
 export interface ServerOptimizerState {
   step: number;
   m?: Float32Array;

@@ -2,8 +2,13 @@
 import { createHash } from "node:crypto";
 import { COPY_PARAMETER, parameterShapes, type ModelSpec } from "./spec.ts";
 
-/** The copy path starts neutral: it is learned from data, not assumed. */
-export const COPY_INITIAL_WEIGHT = 0;
+/**
+ * The copy path starts at 1 on every window position: "a recent action is likelier next" as a
+ * prior, which training then tunes. From 0, FedAdam (whose per-coordinate step is bounded by its
+ * learning rate) had barely moved it after 5 rounds: 10 devices × 5 rounds on data/devactions
+ * scored 31.3 % held-out top-3 from 0 and 42.1 % from 1. From 2, local SGD at lr 0.5 diverged.
+ */
+export const COPY_INITIAL_WEIGHT = 1;
 
 /** mulberry32: a small seeded PRNG for reproducible initialisation and shuffling (not for secrets). */
 export function seededRandom(seed: number): () => number {

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { modelSpecSchema, parameterCount, type ModelSpec } from "../model/spec.ts";
 import { paddedDimension } from "../dp/index.ts";
 import { DEFAULT_TRAINING, DP_TRAINING, dpServerLearningRate } from "../model/defaults.ts";
+import { LEARNING_RATE_SCHEDULES } from "../model/server-optimizer.ts";
 import { MAX_BITS } from "../dp/distributed-dp.ts";
 import { corruptCount } from "../secagg/params.ts";
 import { calibrateEvalDp, type EvalDpInput } from "../eval/eval-dp.ts";
@@ -103,6 +104,8 @@ export const runSpecSchema = z
     serverOptimizer: z.enum(["fedavg", "fedavgm", "fedadam"]),
     serverLearningRate: z.number().positive().max(100),
     serverMomentum: z.number().min(0).max(0.999),
+    /** How the server learning rate moves over the rounds (shared/model/server-optimizer.ts); absent: constant. */
+    serverLearningRateSchedule: z.enum(LEARNING_RATE_SCHEDULES).optional(),
     clip: z.number().positive().max(1e6),
     noiseMultiplier: z.number().min(0).max(1000),
     delta: z.number().gt(0).lt(1),
@@ -174,7 +177,7 @@ export const DEFAULT_DEADLINES: Deadlines = {
 };
 
 /** The training fields of a run spec from the measured defaults (shared/model/defaults.ts); DP runs (`dp`) get DP-FedAvgM. */
-export function defaultTrainingFields(dp?: { clip: number }): Pick<RunSpec, "localEpochs" | "maxLocalSteps" | "batchSize" | "clientLearningRate" | "clientOptimizer" | "serverOptimizer" | "serverLearningRate" | "serverMomentum"> {
+export function defaultTrainingFields(dp?: { clip: number }): Pick<RunSpec, "localEpochs" | "maxLocalSteps" | "batchSize" | "clientLearningRate" | "clientOptimizer" | "serverOptimizer" | "serverLearningRate" | "serverMomentum" | "serverLearningRateSchedule"> {
   const t = dp ? { ...DP_TRAINING, serverLearningRate: dpServerLearningRate(dp.clip) } : DEFAULT_TRAINING;
   return {
     localEpochs: t.localEpochs,
@@ -185,6 +188,7 @@ export function defaultTrainingFields(dp?: { clip: number }): Pick<RunSpec, "loc
     serverOptimizer: t.serverOptimizer,
     serverLearningRate: t.serverLearningRate,
     serverMomentum: t.serverMomentum ?? 0,
+    serverLearningRateSchedule: t.serverLearningRateSchedule,
   };
 }
 
