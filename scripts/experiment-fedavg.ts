@@ -9,6 +9,7 @@
  *     [--batch 64] [--server fedavg|fedavgm|fedadam] [--server-lr 0.1] [--central] [--copy]
  *     [--fedavg-rounds K]   (the first K rounds take plain FedAvg steps at server lr 1, then --server)
  *     [--schedule constant|cosine|linear]   (the server learning rate over the rounds)
+ *     [--tau T]   (FedAdam's adaptivity τ)
  *     [--copy-init A]   (start every copy weight at A instead of the default)
  *     [--weighted]   (weight each device's delta by its example count instead of uniformly)
  *     [--clip C]   (clip each device's delta to L2 norm C, as the real pipeline does before quantizing)
@@ -38,6 +39,7 @@ const { values: v } = parseArgs({
     weighted: { type: "boolean", default: false },
     schedule: { type: "string", default: "constant" },
     "copy-init": { type: "string" },
+    tau: { type: "string", default: "0.001" },
   },
 });
 if (!v.train || !v.eval) throw new Error("--train DIR and --eval DIR: a carve's two halves (scripts/carve-holdout.ts)");
@@ -107,7 +109,7 @@ if (v.central) {
       state,
       w,
       sum,
-      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: Number(v["server-lr"]) * scheduleFactor(r), momentum: 0.9 },
+      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: Number(v["server-lr"]) * scheduleFactor(r), momentum: 0.9, epsilon: Number(v.tau) },
     );
     w = next.weights;
     state = next.state;

@@ -37,8 +37,9 @@ export interface RecipeInput {
 export interface Recipe {
   /**
    * DP runs and runs from a public pretrained model use the tied-output model the DP recipe was
-   * measured with; plain federated runs keep the dense model their defaults were measured with
-   * (the tied model at the non-DP client learning rate 0.5 diverged within 5 rounds).
+   * measured with; plain federated runs use the dense model with the context-copy path their
+   * defaults were measured with (the tied model at the non-DP client learning rate 0.5 diverged
+   * within 5 rounds).
    */
   model: ModelSpec;
   rounds: number;

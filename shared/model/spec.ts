@@ -47,8 +47,8 @@ export const DENSE_MODEL_SPEC: ModelSpec = {
  * Runs without DP noise and without a public initial model: the dense model with the context-copy
  * path: a device's repeats are the strongest signal it has, the same for every device, and
  * FedAdam's bounded steps learn them slowly through the embeddings alone. On a 30 % carve of
- * data/devactions, 10 clients × 5 rounds scored 32.8 % held-out top-3 without it (16.7 % with
- * the earlier 1-epoch recipe) and 41.4 % with it over gRPC (bench/RESULTS.md).
+ * data/devactions, 10 clients × 5 rounds scored 26.5 % held-out top-3 without it (in process)
+ * and 41.4 % with it (over gRPC); 51 users × 20 rounds 59.5 % (bench/RESULTS.md).
  */
 export const DENSE_COPY_MODEL_SPEC: ModelSpec = { ...DENSE_MODEL_SPEC, copy: true };
 
