@@ -13,7 +13,7 @@
  * (the rest is that device's training data and its personalization statistics).
  *
  *   npx tsx scripts/dp-recipe-experiment.ts --epsilon 8 [--rounds 10] [--dataset DIR] [--pretrain DIR] [--out FILE]
- *     [--save-weights DIR] [--skip-initial-eval]
+ *     [--save-weights DIR] [--skip-initial-eval] [--copy]
  *   --save-weights: the global model as a checkpoint after every round (for evaluating on-device
  *   personalization on it later, scripts/personalization-experiment.ts --checkpoint DIR).
  *   --epsilon inf: no noise; --rounds 0: the initial (public-only) model alone.
@@ -58,6 +58,8 @@ const { values } = parseArgs({
     "save-weights": { type: "string" },
     // The public-only row is the same for every ε; skipping it saves minutes on a busy machine.
     "skip-initial-eval": { type: "boolean", default: false },
+    // The tied model with the context-copy path (spec.ts `copy`), pretrained afresh (the cache is keyed by the spec).
+    copy: { type: "boolean", default: false },
   },
 });
 
@@ -70,7 +72,7 @@ function optionalNumber(name: keyof typeof values): number | undefined {
   if (typeof v !== "string" || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got ${String(v)}`);
   return n;
 }
-const spec = DEFAULT_MODEL_SPEC;
+const spec = values.copy ? { ...DEFAULT_MODEL_SPEC, copy: true } : DEFAULT_MODEL_SPEC;
 const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
 const users = await readDevactionsDir(values.dataset);
 const splits = users.map((u) => ({ id: u.userId, ...splitHoldout(u, Number(values["eval-fraction"])) }));

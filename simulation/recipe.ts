@@ -5,7 +5,7 @@
  * server step scaled to it, noise sized for 90 % of the cohort, and 10 rounds (more rounds need
  * more noise per round at the same ε). Runs without noise keep the non-DP defaults.
  */
-import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DEFAULT_TRAINING, DENSE_COPY_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, validateFederatedWeight, type LearningRateSchedule, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
+import { TIED_COPY_MODEL_SPEC, DEFAULT_PRETRAIN, DEFAULT_TRAINING, DENSE_COPY_MODEL_SPEC, DP_DEFAULT_CLIP, DP_TRAINING, DEFAULT_PERSONALIZATION, validateFederatedWeight, type LearningRateSchedule, type ModelSpec, type PersonalizationConfig } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, type RunSpec } from "../shared/run/index.ts";
 import type { AdaptiveClipParams } from "../shared/dp/index.ts";
 
@@ -36,10 +36,10 @@ export interface RecipeInput {
 
 export interface Recipe {
   /**
-   * DP runs and runs from a public pretrained model use the tied-output model the DP recipe was
-   * measured with; plain federated runs use the dense model with the context-copy path their
-   * defaults were measured with (the tied model at the non-DP client learning rate 0.5 diverged
-   * within 5 rounds).
+   * DP runs and runs from a public pretrained model use the tied-output model with the
+   * context-copy path (ε 8 on devactions-large: 57.6 % against 54.9 % without it); plain
+   * federated runs the dense model with it, which their defaults were measured with (the tied
+   * model at the non-DP client learning rate 0.5 diverged within 5 rounds).
    */
   model: ModelSpec;
   rounds: number;
@@ -109,7 +109,7 @@ export function resolveRecipe(i: RecipeInput, population: number): Recipe {
   const problems = dpSpecProblems({ noiseMultiplier: i.dp ? 1 : 0, serverOptimizer: training.serverOptimizer });
   if (problems.length > 0) throw new RecipeError(`refusing a DP run: ${problems.join("; ")}`);
   return {
-    model: i.dp || i.pretrained ? DEFAULT_MODEL_SPEC : DENSE_COPY_MODEL_SPEC,
+    model: i.dp || i.pretrained ? TIED_COPY_MODEL_SPEC : DENSE_COPY_MODEL_SPEC,
     rounds: i.rounds ?? (i.dp ? DP_DEFAULT_ROUNDS : DEFAULT_ROUNDS),
     clip,
     cohort,

@@ -109,8 +109,15 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     const altered = join(tmp, "altered");
     cpSync(join(out, "model"), altered, { recursive: true });
     const w = readFileSync(join(altered, "weights.bin"));
-    // The last weight (output/bias): a change the tied-kernel check cannot see, only the hash.
-    w.writeFloatLE(w.readFloatLE(w.length - 4) + 1, w.length - 4);
+    // The last value of output/bias: a change the tied-kernel and copy-table checks cannot see, only the hash.
+    const manifest = JSON.parse(readFileSync(join(altered, "model.json"), "utf8")).weightsManifest[0].weights as { name: string; shape: number[] }[];
+    let end = 0;
+    for (const entry of manifest) {
+      end += 4 * entry.shape.reduce((a, b) => a * b, 1);
+      if (entry.name === "output/bias") break;
+    }
+    expect(manifest.some((e) => e.name === "output/bias")).toBe(true);
+    w.writeFloatLE(w.readFloatLE(end - 4) + 1, end - 4);
     writeFileSync(join(altered, "weights.bin"), w);
     const bad = await verify(join(out, "ledger.jsonl"), altered);
     expect(bad.exitCode).toBe(2);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DP_TRAINING, dpServerLearningRate } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, parseRunSpec, RunSpecError, DEFAULT_DEADLINES } from "../shared/run/index.ts";
-import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_COPY_MODEL_SPEC, DENSE_MODEL_SPEC } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_COPY_MODEL_SPEC, DENSE_MODEL_SPEC, TIED_COPY_MODEL_SPEC } from "../shared/model/index.ts";
 import { RecipeError, resolveRecipe } from "../simulation/recipe.ts";
 import { InitialModelSetupError, prepareInitialModel } from "../simulation/initial-model.ts";
 
@@ -55,11 +55,12 @@ describe("DP recipe defaults", () => {
     expect(resolveRecipe({ dp: false }, 51).centralized).toEqual({ batchSize: 32, learningRate: 0.5, optimizer: "sgd" });
   });
 
-  it("plain runs use the dense model with the copy path their defaults were measured with; DP and pretrained runs use the tied one", () => {
+  it("plain runs use the dense model with the copy path; DP and pretrained runs the tied one with it", () => {
     expect(resolveRecipe({ dp: false }, 51).model).toEqual(DENSE_COPY_MODEL_SPEC);
     expect(DENSE_COPY_MODEL_SPEC).toEqual({ ...DENSE_MODEL_SPEC, copy: true });
-    expect(resolveRecipe({ dp: true }, 51).model).toEqual(DEFAULT_MODEL_SPEC);
-    expect(resolveRecipe({ dp: false, pretrained: true }, 51).model).toEqual(DEFAULT_MODEL_SPEC);
+    expect(resolveRecipe({ dp: true }, 51).model).toEqual(TIED_COPY_MODEL_SPEC);
+    expect(resolveRecipe({ dp: false, pretrained: true }, 51).model).toEqual(TIED_COPY_MODEL_SPEC);
+    expect(TIED_COPY_MODEL_SPEC).toEqual({ ...DEFAULT_MODEL_SPEC, copy: true });
     expect(DEFAULT_MODEL_SPEC.output).toBe("tied");
   });
 
