@@ -25,7 +25,7 @@ import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
-import { applyServerUpdate, buildExamples, saveCheckpoint, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localCounts, personalizeInPlace, pretrainCached, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
+import { applyServerUpdate, buildExamples, saveCheckpoint, DEFAULT_MODEL_SPEC, initBackend, initialWeights, localCounts, personalizeInPlace, pretrainCached, TIED_COPY_MODEL_SPEC, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
 import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
 import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
 import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
@@ -58,7 +58,8 @@ const { values } = parseArgs({
     "save-weights": { type: "string" },
     // The public-only row is the same for every ε; skipping it saves minutes on a busy machine.
     "skip-initial-eval": { type: "boolean", default: false },
-    // The tied model with the context-copy path (spec.ts `copy`), pretrained afresh (the cache is keyed by the spec).
+    // The tied model with the context-copy path, as `tacit simulate` now uses (TIED_COPY_MODEL_SPEC); without
+    // it, the tied model alone, as the earlier ε tables were measured. The pretrain cache is keyed by the spec.
     copy: { type: "boolean", default: false },
   },
 });
@@ -72,7 +73,7 @@ function optionalNumber(name: keyof typeof values): number | undefined {
   if (typeof v !== "string" || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got ${String(v)}`);
   return n;
 }
-const spec = values.copy ? { ...DEFAULT_MODEL_SPEC, copy: true } : DEFAULT_MODEL_SPEC;
+const spec = values.copy ? TIED_COPY_MODEL_SPEC : DEFAULT_MODEL_SPEC;
 const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
 const users = await readDevactionsDir(values.dataset);
 const splits = users.map((u) => ({ id: u.userId, ...splitHoldout(u, Number(values["eval-fraction"])) }));

@@ -8,15 +8,15 @@
  *     [--model dense|tied] [--client-lr 0.5] [--client-opt sgd|adam] [--epochs 1] [--max-steps 16]
  *     [--batch 64] [--server fedavg|fedavgm|fedadam] [--server-lr 0.1] [--central] [--copy]
  *     [--fedavg-rounds K]   (the first K rounds take plain FedAvg steps at server lr 1, then --server)
- *     [--schedule constant|cosine|linear]   (the server learning rate over the rounds)
+ *     [--schedule constant|cosine]   (the server learning rate over the rounds, as a run spec's serverLearningRateSchedule)
  *     [--tau T]   (FedAdam's adaptivity τ)
- *     [--copy-init A]   (start every copy weight at A instead of the default)
+ *     [--copy-init A]   (with --copy: start every copy weight at A instead of the default)
  *     [--weighted]   (weight each device's delta by its example count instead of uniformly)
  *     [--clip C]   (clip each device's delta to L2 norm C, as the real pipeline does before quantizing)
  */
 import { parseArgs } from "node:util";
 import { readDevactionsDir } from "../shared/data/index.ts";
-import { applyServerUpdate, buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, initBackend, initialWeights, Trainer, type ServerOptimizerState } from "../shared/model/index.ts";
+import { applyServerUpdate, buildExamples, concatExamples, DEFAULT_MODEL_SPEC, DENSE_MODEL_SPEC, initBackend, initialWeights, LEARNING_RATE_SCHEDULES, scheduledLearningRate, Trainer, type LearningRateSchedule, type ServerOptimizerState } from "../shared/model/index.ts";
 
 const { values: v } = parseArgs({
   options: {
@@ -43,6 +43,10 @@ const { values: v } = parseArgs({
   },
 });
 if (!v.train || !v.eval) throw new Error("--train DIR and --eval DIR: a carve's two halves (scripts/carve-holdout.ts)");
+if (!(LEARNING_RATE_SCHEDULES as readonly string[]).includes(v.schedule!)) throw new Error(`--schedule must be ${LEARNING_RATE_SCHEDULES.join(" or ")}, got '${v.schedule}'`);
+const schedule = v.schedule as LearningRateSchedule;
+// The copy weights are the last `window` values of the layout (spec.ts COPY_PARAMETER): without --copy those are other weights.
+if (v["copy-init"] !== undefined && !v.copy) throw new Error("--copy-init sets the copy path's weights: it needs --copy");
 await initBackend();
 const spec = { ...(v.model === "tied" ? DEFAULT_MODEL_SPEC : DENSE_MODEL_SPEC), ...(v.copy ? { copy: true } : {}) };
 let users = await readDevactionsDir(v.train);
@@ -66,12 +70,6 @@ async function evaluate(w: Float32Array): Promise<{ top1: number; top3: number; 
   return { top1: h1 / n, top3: h3 / n, loss: l / n };
 }
 
-function scheduleFactor(r: number): number {
-  if (v.schedule === "cosine") return 0.5 * (1 + Math.cos((Math.PI * r) / rounds));
-  if (v.schedule === "linear") return 1 - r / rounds;
-  return 1;
-}
-
 const t0 = Date.now();
 const elapsed = (): string => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
 if (v.central) {
@@ -85,9 +83,9 @@ if (v.central) {
   let w = initialWeights(spec, 1);
   if (v["copy-init"] !== undefined) w.fill(Number(v["copy-init"]), w.length - spec.window);
   let state: ServerOptimizerState | null = null;
+  const clip = v.clip === undefined ? Infinity : Number(v.clip);
   for (let r = 0; r < rounds; r++) {
     const sum = new Float32Array(w.length);
-    const clip = v.clip === undefined ? Infinity : Number(v.clip);
     let clipped = 0;
     let norms = 0;
     for (const [i, ex] of train.entries()) {
@@ -109,7 +107,7 @@ if (v.central) {
       state,
       w,
       sum,
-      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: Number(v["server-lr"]) * scheduleFactor(r), momentum: 0.9, epsilon: Number(v.tau) },
+      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: scheduledLearningRate(Number(v["server-lr"]), schedule, r, rounds), momentum: 0.9, epsilon: Number(v.tau) },
     );
     w = next.weights;
     state = next.state;
