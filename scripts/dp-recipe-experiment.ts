@@ -19,7 +19,8 @@
  *   --epsilon inf: no noise; --rounds 0: the initial (public-only) model alone.
  *   Tuning (bench/RESULTS.md, "Searching for the missing optimization"): --local-epochs N, --max-steps N,
  *   --client-lr X, --client-optimizer sgd|adam, --batch-size N, --server-lr X, --server-momentum X, and
- *   --weight-cap N (each device scales its clipped delta by min(1, examples / N)).
+ *   --weight-cap N (each device scales its clipped delta by min(1, examples / N)); --hidden N and
+ *   --embed-dim N change the layer widths of the model (a new spec, pretrained and cached on its own).
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -61,6 +62,9 @@ const { values } = parseArgs({
     // The tied model with the context-copy path, as `tacit simulate` now uses (TIED_COPY_MODEL_SPEC); without
     // it, the tied model alone, as the earlier ε tables were measured. The pretrain cache is keyed by the spec.
     copy: { type: "boolean", default: false },
+    // Layer widths other than the spec's (model-size experiments; the pretrain cache is keyed by the spec).
+    hidden: { type: "string" },
+    "embed-dim": { type: "string" },
   },
 });
 
@@ -73,7 +77,11 @@ function optionalNumber(name: keyof typeof values): number | undefined {
   if (typeof v !== "string" || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got ${String(v)}`);
   return n;
 }
-const spec = values.copy ? TIED_COPY_MODEL_SPEC : DEFAULT_MODEL_SPEC;
+const spec = {
+  ...(values.copy ? TIED_COPY_MODEL_SPEC : DEFAULT_MODEL_SPEC),
+  ...(values.hidden ? { hidden: optionalNumber("hidden")! } : {}),
+  ...(values["embed-dim"] ? { embedDim: optionalNumber("embed-dim")! } : {}),
+};
 const eps = values.epsilon === "inf" ? Infinity : Number(values.epsilon);
 const users = await readDevactionsDir(values.dataset);
 const splits = users.map((u) => ({ id: u.userId, ...splitHoldout(u, Number(values["eval-fraction"])) }));

@@ -10,7 +10,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { readDevactionsDir, splitHoldout } from "../shared/data/index.ts";
-import { applyMixture, buildExamples, DEFAULT_MODEL_SPEC, DEFAULT_PERSONALIZATION, initBackend, loadCheckpoint, localCounts, mixWithAnchor, personalMixture, pretrainCached, Trainer } from "../shared/model/index.ts";
+import { applyMixture, buildExamples, DEFAULT_PERSONALIZATION, initBackend, loadCheckpoint, localCounts, mixWithAnchor, personalMixture, pretrainCached, Trainer } from "../shared/model/index.ts";
 import { rankOf } from "../simulation/evaluation.ts";
 
 const { values } = parseArgs({
@@ -23,13 +23,15 @@ const { values } = parseArgs({
   },
 });
 if (!values.checkpoint) throw new Error("--checkpoint DIR: the federated model to mix (scripts/dp-recipe-experiment.ts --save-weights DIR)");
-const spec = DEFAULT_MODEL_SPEC;
 const splits = (await readDevactionsDir(values.dataset)).map((u) => splitHoldout(u, Number(values["eval-fraction"])));
 await initBackend();
+// The public half is pretrained with the federated model's own spec (the cache is keyed by it).
+const checkpoint = await loadCheckpoint(values.checkpoint);
+const spec = checkpoint.spec;
 const publicModel = new Trainer(spec);
 publicModel.setWeights((await pretrainCached(values.pretrain, spec)).weights);
 const federated = new Trainer(spec);
-federated.setWeights((await loadCheckpoint(values.checkpoint)).weights);
+federated.setWeights(checkpoint.weights);
 const W = values.weights.split(",").map(Number);
 const hits = W.map(() => ({ global: 0, personalized: 0 }));
 let events = 0;

@@ -107,6 +107,42 @@ describe("embedded redis", () => {
       await again.stop();
     }
   });
+  it("stops its redis-server when the process exits while Redis is still starting", async () => {
+    const data = join(dir, "early-exit");
+    // Exits in the first turn after the spawn (redis.conf is written just before it, in the same
+    // turn), long before the child can answer PING, and reports the child's pid first.
+    const script = `
+      const { existsSync, readFileSync } = await import("node:fs");
+      const { startEmbeddedRedis } = await import(${JSON.stringify(resolve("coordinator/redis/embedded-redis.ts"))});
+      void startEmbeddedRedis(${JSON.stringify(data)}).catch(() => {});
+      const conf = ${JSON.stringify(join(data, "redis.conf"))};
+      const poll = setInterval(() => {
+        if (!existsSync(conf)) return;
+        clearInterval(poll);
+        const children = readFileSync("/proc/" + process.pid + "/task/" + process.pid + "/children", "utf8").trim();
+        process.stdout.write("children " + children + "\\n");
+        process.exit(0);
+      }, 0);
+    `;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    await new Promise((res) => child.once("exit", res));
+    const pids = (/children ([\d ]+)/.exec(out)?.[1] ?? "").split(" ").filter(Boolean).map(Number);
+    const redisPids = pids.filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("redis-server");
+      } catch {
+        return true; // already gone: it was the child (the only one this script spawns)
+      }
+    });
+    expect(redisPids.length).toBe(1);
+    const deadline = Date.now() + 5_000;
+    while (processAlive(redisPids[0]!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const orphaned = processAlive(redisPids[0]!);
+    if (orphaned) process.kill(redisPids[0]!, "SIGKILL");
+    expect(orphaned).toBe(false);
+  });
 });
 
 describe("device registry (real Redis)", () => {

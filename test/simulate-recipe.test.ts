@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { DP_TRAINING, dpServerLearningRate } from "../shared/model/index.ts";
 import { defaultTrainingFields, dpSpecProblems, parseRunSpec, RunSpecError, DEFAULT_DEADLINES } from "../shared/run/index.ts";
-import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_COPY_MODEL_SPEC, DENSE_MODEL_SPEC, TIED_COPY_MODEL_SPEC } from "../shared/model/index.ts";
+import { DEFAULT_MODEL_SPEC, DEFAULT_PRETRAIN, DENSE_COPY_MODEL_SPEC, DENSE_MODEL_SPEC, parameterCount, TIED_COPY_MODEL_SPEC } from "../shared/model/index.ts";
+import { paddedDimension } from "../shared/dp/index.ts";
 import { RecipeError, resolveRecipe } from "../simulation/recipe.ts";
 import { InitialModelSetupError, prepareInitialModel } from "../simulation/initial-model.ts";
 
@@ -60,7 +61,10 @@ describe("DP recipe defaults", () => {
     expect(DENSE_COPY_MODEL_SPEC).toEqual({ ...DENSE_MODEL_SPEC, copy: true });
     expect(resolveRecipe({ dp: true }, 51).model).toEqual(TIED_COPY_MODEL_SPEC);
     expect(resolveRecipe({ dp: false, pretrained: true }, 51).model).toEqual(TIED_COPY_MODEL_SPEC);
-    expect(TIED_COPY_MODEL_SPEC).toEqual({ ...DEFAULT_MODEL_SPEC, copy: true });
+    expect(TIED_COPY_MODEL_SPEC).toEqual({ ...DEFAULT_MODEL_SPEC, embedDim: 28, copy: true });
+    // Under 2^16 parameters, so the DP encoding's power-of-two padding stays at 65,536 coordinates.
+    expect(parameterCount(TIED_COPY_MODEL_SPEC)).toBe(62_174);
+    expect(paddedDimension(parameterCount(TIED_COPY_MODEL_SPEC))).toBe(65_536);
     expect(DEFAULT_MODEL_SPEC.output).toBe("tied");
   });
 

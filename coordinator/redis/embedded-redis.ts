@@ -139,21 +139,24 @@ export async function startEmbeddedRedis(dataDir: string): Promise<EmbeddedRedis
       ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
+    // Registered at once, not after the first PONG: a process that exits while Redis is still
+    // starting (Ctrl-C during a simulation's setup) must not leave the child running.
+    const onExit = (): void => {
+      child.kill("SIGTERM");
+    };
+    process.once("exit", onExit);
     let stderr = "";
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
     const url = `redis://:${password}@127.0.0.1:${port}`;
     try {
       await waitForPing(url, child, 15_000);
     } catch (err) {
+      process.removeListener("exit", onExit);
       child.kill("SIGKILL");
       lastErr = new RedisUnavailableError(`${(err as Error).message}${stderr ? `: ${stderr.trim().split("\n").pop()}` : ""}`);
       continue;
     }
     writeFileSync(join(dataDir, "redis.pid"), String(child.pid));
-    const onExit = (): void => {
-      child.kill("SIGTERM");
-    };
-    process.once("exit", onExit);
     return {
       url,
       port,
