@@ -14,7 +14,7 @@ import { runTacit } from "./support/run-tacit.ts";
 import { modelReleases } from "../shared/ledger/model-releases.ts";
 import { readDevactionsDir } from "../shared/data/index.ts";
 import {
-  buildExamples, concatExamples, contextIds, exportModel, initBackend, initialWeights, predictDistribution, readExportedModel, saveCheckpoint, tokenBucket, topBuckets, Trainer, DEFAULT_MODEL_SPEC,
+  buildExamples, concatExamples, contextIds, exportModel, initBackend, initialWeights, predictDistribution, readExportedModel, saveCheckpoint, tokenBucket, topBuckets, Trainer, DEFAULT_MODEL_SPEC, TIED_COPY_MODEL_SPEC,
 } from "../shared/model/index.ts";
 import { exportFromStateDir, predictFromExport } from "../cli/commands/model.ts";
 import { ledgerText } from "./support/ledger-text.ts";
@@ -56,7 +56,7 @@ describe("tacit model export / predict and verify --model (real simulation)", ()
     const rounds = modelReleases(ledger).filter((r) => r.round >= 0);
     expect(rounds.map((r) => r.round)).toEqual([0, 1]);
     const sim = JSON.parse(readFileSync(join(out, "model", "tacit-model.json"), "utf8"));
-    expect(sim).toMatchObject({ format: "tacit-model-export-v1", model: DEFAULT_MODEL_SPEC, modelHash: rounds[1]!.modelHash, window: 8, sessionGapSeconds: 1800, source: { kind: "simulation", runId, round: 1, ledgerSeq: rounds[1]!.seq } });
+    expect(sim).toMatchObject({ format: "tacit-model-export-v1", model: TIED_COPY_MODEL_SPEC, modelHash: rounds[1]!.modelHash, window: 8, sessionGapSeconds: 1800, source: { kind: "simulation", runId, round: 1, ledgerSeq: rounds[1]!.seq } });
 
     const r = await cli(["model", "export", "--run", runId, "--out", join(tmp, "last"), "--state-dir", state, "--json"]);
     expect(r.status, r.stderr).toBe(0);
