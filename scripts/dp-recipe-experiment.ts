@@ -59,8 +59,9 @@ const { values } = parseArgs({
     "save-weights": { type: "string" },
     // The public-only row is the same for every ε; skipping it saves minutes on a busy machine.
     "skip-initial-eval": { type: "boolean", default: false },
-    // The tied model with the context-copy path, as `tacit simulate` now uses (TIED_COPY_MODEL_SPEC); without
-    // it, the tied model alone, as the earlier ε tables were measured. The pretrain cache is keyed by the spec.
+    // The tied model with the context-copy path at width 28, as `tacit simulate` now uses (TIED_COPY_MODEL_SPEC;
+    // add --embed-dim 32 for session 14's copy table); without it, the width-32 tied model alone, as the earlier
+    // ε tables were measured. The pretrain cache is keyed by the spec.
     copy: { type: "boolean", default: false },
     // Layer widths other than the spec's (model-size experiments; the pretrain cache is keyed by the spec).
     hidden: { type: "string" },
