@@ -13,6 +13,10 @@
  *     [--copy-init A]   (with --copy: start every copy weight at A instead of the default)
  *     [--weighted]   (weight each device's delta by its example count instead of uniformly)
  *     [--clip C]   (clip each device's delta to L2 norm C, as the real pipeline does before quantizing)
+ *     [--beta1 B] [--beta2 B]   (FedAdam's moment decays, default 0.9 and 0.99)
+ *     [--client-schedule constant|cosine]   (the client learning rate over the rounds)
+ *     [--avg-last K]   (also score the average of the last K server models)
+ *     [--window N]   (context length other than the spec's 8)
  */
 import { parseArgs } from "node:util";
 import { readDevactionsDir } from "../shared/data/index.ts";
@@ -40,15 +44,22 @@ const { values: v } = parseArgs({
     schedule: { type: "string", default: "constant" },
     "copy-init": { type: "string" },
     tau: { type: "string", default: "0.001" },
+    beta1: { type: "string", default: "0.9" },
+    beta2: { type: "string", default: "0.99" },
+    "client-schedule": { type: "string", default: "constant" },
+    "avg-last": { type: "string", default: "0" },
+    window: { type: "string" },
   },
 });
 if (!v.train || !v.eval) throw new Error("--train DIR and --eval DIR: a carve's two halves (scripts/carve-holdout.ts)");
 if (!(LEARNING_RATE_SCHEDULES as readonly string[]).includes(v.schedule!)) throw new Error(`--schedule must be ${LEARNING_RATE_SCHEDULES.join(" or ")}, got '${v.schedule}'`);
 const schedule = v.schedule as LearningRateSchedule;
+if (!(LEARNING_RATE_SCHEDULES as readonly string[]).includes(v["client-schedule"]!)) throw new Error(`--client-schedule must be ${LEARNING_RATE_SCHEDULES.join(" or ")}, got '${v["client-schedule"]}'`);
+const clientSchedule = v["client-schedule"] as LearningRateSchedule;
 // The copy weights are the last `window` values of the layout (spec.ts COPY_PARAMETER): without --copy those are other weights.
 if (v["copy-init"] !== undefined && !v.copy) throw new Error("--copy-init sets the copy path's weights: it needs --copy");
 await initBackend();
-const spec = { ...(v.model === "tied" ? DEFAULT_MODEL_SPEC : DENSE_MODEL_SPEC), ...(v.copy ? { copy: true } : {}) };
+const spec = { ...(v.model === "tied" ? DEFAULT_MODEL_SPEC : DENSE_MODEL_SPEC), ...(v.copy ? { copy: true } : {}), ...(v.window ? { window: Number(v.window) } : {}) };
 let users = await readDevactionsDir(v.train);
 if (v.clients) users = users.slice(0, Number(v.clients));
 const byId = new Map(users.map((u) => [u.userId, u]));
@@ -84,13 +95,15 @@ if (v.central) {
   if (v["copy-init"] !== undefined) w.fill(Number(v["copy-init"]), w.length - spec.window);
   let state: ServerOptimizerState | null = null;
   const clip = v.clip === undefined ? Infinity : Number(v.clip);
+  const avgLast = Number(v["avg-last"]);
+  const avg = new Float32Array(w.length);
   for (let r = 0; r < rounds; r++) {
     const sum = new Float32Array(w.length);
     let clipped = 0;
     let norms = 0;
     for (const [i, ex] of train.entries()) {
       t.setWeights(w);
-      await t.train(ex, { ...local, seed: r * 1000 + i });
+      await t.train(ex, { ...local, learningRate: scheduledLearningRate(local.learningRate, clientSchedule, r, rounds), seed: r * 1000 + i });
       const after = t.getWeights();
       let sq = 0;
       for (let k = 0; k < w.length; k++) sq += (after[k]! - w[k]!) ** 2;
@@ -107,10 +120,12 @@ if (v.central) {
       state,
       w,
       sum,
-      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: scheduledLearningRate(Number(v["server-lr"]), schedule, r, rounds), momentum: 0.9, epsilon: Number(v.tau) },
+      r < Number(v["fedavg-rounds"]) ? { optimizer: "fedavg", learningRate: 1 } : { optimizer: v.server as "fedavg" | "fedavgm" | "fedadam", learningRate: scheduledLearningRate(Number(v["server-lr"]), schedule, r, rounds), momentum: 0.9, epsilon: Number(v.tau), beta1: Number(v.beta1), beta2: Number(v.beta2) },
     );
     w = next.weights;
     state = next.state;
     console.log(`fed round ${r + 1}`, JSON.stringify(await evaluate(w)), elapsed());
+    if (r >= rounds - avgLast) for (let k = 0; k < w.length; k++) avg[k]! += w[k]! / avgLast;
   }
+  if (avgLast > 0) console.log(`average of the last ${avgLast} server iterates`, JSON.stringify(await evaluate(avg)), elapsed());
 }

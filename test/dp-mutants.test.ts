@@ -1,0 +1,528 @@
+/**
+ * In-process pins of shared/dp's guards and formulas (issue 16): each refusal with its own
+ * message, each boundary on the side it belongs, and the closed forms a reviewer's ε rests on
+ * (the DDG round event, the aggregate bound, the adaptive-clip multipliers). A mutant that drops
+ * a guard, flips a comparison or changes a constant fails one of these. Fast: no training, no
+ * Redis, no child processes (vitest.stryker.config.ts offers this file for shared/dp).
+ */
+import { describe, expect, it } from "vitest";
+import { generateKeyPairSync } from "node:crypto";
+import { fromSigned, zeros, addInPlace } from "../shared/modular/index.ts";
+import {
+  aggregateNormBound,
+  calibrateDistributedDp,
+  calibrateNoiseMultiplier,
+  checkRunAgainstPolicy,
+  combinedNoiseMultiplier,
+  decodeAggregate,
+  decodeCenteredCount,
+  deviceEpsilon,
+  DistributedDpError,
+  encodeClientUpdate,
+  gaussianRoundsEpsilon,
+  impossibleAggregate,
+  makeAccountant,
+  MAX_BITS,
+  MAX_CLIP,
+  MIN_CLIP,
+  nextClip,
+  paddedDimension,
+  parseDpEvent,
+  PldAccountant,
+  populationEpsilon,
+  populationEpsilonFixedSize,
+  projectedPopulationEpsilon,
+  RandomSource,
+  RdpAccountant,
+  replaceOneGaussian,
+  rotate,
+  roundEvent,
+  signPolicy,
+  unclippedBit,
+  unclippedFraction,
+  unrotate,
+  updateNoiseMultiplier,
+  verifyPolicy,
+  type CalibrateInput,
+  type DpEvent,
+  type PolicyBody,
+} from "../shared/dp/index.ts";
+import { lgamma, logAdd, logComb, logErfc } from "../shared/dp/numerics.ts";
+
+const SEED = new Uint8Array(32).fill(7);
+const base = (o: Partial<CalibrateInput> = {}): CalibrateInput => ({ clip: 1, noiseMultiplier: 1, minSurvivors: 8, expectedSurvivors: 10, colluders: 1, bits: 32, dimension: 100, rotationSeed: SEED, ...o });
+
+describe("calibrateDistributedDp refuses what it cannot encode", () => {
+  it("a clip that is not positive", () => {
+    expect(() => calibrateDistributedDp(base({ clip: 0 }))).toThrow("clip must be positive, got 0");
+    expect(() => calibrateDistributedDp(base({ clip: NaN }))).toThrow("clip must be positive, got NaN");
+  });
+  it("a negative or NaN noise multiplier; zero is allowed (no noise)", () => {
+    expect(() => calibrateDistributedDp(base({ noiseMultiplier: -0.5 }))).toThrow("noise multiplier must be ≥ 0, got -0.5");
+    expect(() => calibrateDistributedDp(base({ noiseMultiplier: NaN }))).toThrow("noise multiplier must be ≥ 0, got NaN");
+    const quiet = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    expect(quiet.perDeviceVariance.num).toBe(0n);
+  });
+  it("minSurvivors below 1", () => {
+    expect(() => calibrateDistributedDp(base({ minSurvivors: 0, colluders: 0 }))).toThrow("minSurvivors must be ≥ 1");
+  });
+  it("bits outside [8, MAX_BITS] or not an integer, and accepts both ends", () => {
+    expect(() => calibrateDistributedDp(base({ bits: 7 }))).toThrow(`bits must be an integer in [8, ${MAX_BITS}], got 7`);
+    expect(() => calibrateDistributedDp(base({ bits: MAX_BITS + 1 }))).toThrow(`got ${MAX_BITS + 1}`);
+    expect(() => calibrateDistributedDp(base({ bits: 32.5 }))).toThrow("got 32.5");
+    expect(calibrateDistributedDp(base({ bits: MAX_BITS })).bits).toBe(MAX_BITS);
+    expect(calibrateDistributedDp(base({ bits: 8, minSurvivors: 2, expectedSurvivors: 2, colluders: 0, noiseMultiplier: 0 })).bits).toBe(8);
+  });
+  it("colluders that leave no honest survivor, negative or fractional; minSurvivors − 1 is the most allowed", () => {
+    expect(() => calibrateDistributedDp(base({ colluders: 8 }))).toThrow("colluders must be an integer in [0, minSurvivors − 1], got 8 with minSurvivors 8");
+    expect(() => calibrateDistributedDp(base({ colluders: -1 }))).toThrow("got -1 with minSurvivors 8");
+    expect(() => calibrateDistributedDp(base({ colluders: 1.5 }))).toThrow("got 1.5 with minSurvivors 8");
+    expect(calibrateDistributedDp(base({ colluders: 7 })).colluders).toBe(7);
+  });
+  it("a modulus too small for the summands", () => {
+    expect(() => calibrateDistributedDp(base({ bits: 8, minSurvivors: 200, expectedSurvivors: 200, colluders: 0 }))).toThrow("modulus 2^8 is too small for 200 summands");
+  });
+});
+
+describe("calibrateDistributedDp's numbers", () => {
+  it("sizes σ² for the honest survivors, rounded up to a multiple of 2^-20, never down", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 1.3, colluders: 3 }));
+    const exact = (1.3 * c.scale * 1) ** 2 / (8 - 3);
+    const v = Number(c.perDeviceVariance.num) / Number(c.perDeviceVariance.den);
+    expect(v).toBeGreaterThanOrEqual(exact);
+    expect(v - exact).toBeLessThan(2 ** -20 + exact * 1e-15);
+    expect(Number.isInteger(v * 2 ** 20)).toBe(true);
+  });
+  it("uses the larger of expected and minimum survivors as the summand count", () => {
+    expect(calibrateDistributedDp(base({ minSurvivors: 8, expectedSurvivors: 10 })).maxSummands).toBe(10);
+    expect(calibrateDistributedDp(base({ minSurvivors: 8, expectedSurvivors: 5 })).maxSummands).toBe(8);
+  });
+  it("pads to the next power of two and bounds Δ₁ by Δ₂·min(√d', Δ₂)", () => {
+    const c = calibrateDistributedDp(base({ dimension: 100 }));
+    expect(c.paddedDimension).toBe(128);
+    expect(c.vectorLength).toBe(128);
+    expect(c.l1Bound).toBeCloseTo(c.l2Bound * Math.min(Math.sqrt(128), c.l2Bound), 6);
+    // Δ₂ of the rounded vector: min(γC + √d', √(γ²C² + d'/4 + √(2 ln(1/β))(γC + √d'/2))), β = e^(−1/2).
+    const g = c.scale;
+    const b1 = g + Math.sqrt(128);
+    const b2 = Math.sqrt(g * g + 32 + 1 * (g + 0.5 * Math.sqrt(128)));
+    expect(c.l2Bound).toBeCloseTo(Math.min(b1, b2), 3);
+  });
+  it("takes Δ₂ from the first bound when it is the smaller one (tiny γC)", () => {
+    const c = calibrateDistributedDp(base({ bits: 8, minSurvivors: 2, expectedSurvivors: 2, colluders: 0, noiseMultiplier: 0, dimension: 4 }));
+    const g = c.scale;
+    const b1 = g + 2;
+    const b2 = Math.sqrt(g * g + 1 + (g + 1));
+    expect(c.l2Bound).toBeCloseTo(Math.min(b1, b2), 9);
+  });
+  it("keeps the summed coordinate 8σ (plus m) inside the modulus, and reports a tiny wrap probability", () => {
+    const c = calibrateDistributedDp(base());
+    const m = 10;
+    const z = 1;
+    const perGamma = Math.sqrt((m * m) / 128 + (m * z * z) / 7);
+    const expected = (2 ** 31 - m - 8 * Math.sqrt(m / 4)) / (8 * perGamma);
+    expect(c.scale).toBeCloseTo(expected, 3);
+    expect(c.overflowProbabilityBound).toBeGreaterThan(0);
+    expect(c.overflowProbabilityBound).toBeLessThan(1e-10);
+  });
+  it("an adaptive-clip round carries one more coordinate, raises the update's multiplier and charges both", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 1, adaptiveClip: { countStddev: 2 } }));
+    expect(c.vectorLength).toBe(c.paddedDimension + 1);
+    expect(c.updateNoiseMultiplier).toBeCloseTo(updateNoiseMultiplier(1, 2), 12);
+    expect(c.countScale).toBeGreaterThanOrEqual(1);
+    const e = roundEvent(c);
+    if (e.kind !== "distributedDiscreteGaussian") throw new Error("expected a DDG event");
+    expect(e.l2Sensitivity).toBeCloseTo(Math.hypot(c.l2Bound, c.countScale), 6);
+    expect(e.l1Sensitivity).toBeCloseTo(c.l1Bound + c.countScale, 6);
+    expect(e.dimension).toBe(c.paddedDimension + 1);
+  });
+  it("the round event: honest devices only, sensitivities and variance as calibrated", () => {
+    const c = calibrateDistributedDp(base({ colluders: 2 }));
+    const e = roundEvent(c);
+    expect(e).toEqual({
+      kind: "distributedDiscreteGaussian",
+      l2Sensitivity: c.l2Bound,
+      l1Sensitivity: c.l1Bound,
+      perDeviceVariance: Number(c.perDeviceVariance.num) / Number(c.perDeviceVariance.den),
+      devices: 6,
+      dimension: 128,
+    });
+  });
+});
+
+describe("encodeClientUpdate and the decoders", () => {
+  it("refuses an update of the wrong length or with a non-finite coordinate", () => {
+    const c = calibrateDistributedDp(base());
+    expect(() => encodeClientUpdate(new Float32Array(99), c)).toThrow("update has 99 values, the round expects 100");
+    const bad = new Float32Array(100);
+    bad[42] = NaN;
+    expect(() => encodeClientUpdate(bad, c)).toThrow("update coordinate 42 is not finite (NaN); refusing to encode");
+    bad[42] = Infinity;
+    expect(() => encodeClientUpdate(bad, c)).toThrow("update coordinate 42 is not finite (Infinity)");
+  });
+  it("clips to C and says so; an update at or under C is kept whole", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    const big = new Float32Array(100).fill(0.5); // norm 5
+    const r = encodeClientUpdate(big, c);
+    expect(r.wasClipped).toBe(true);
+    expect(r.clippedNorm).toBeCloseTo(1, 6);
+    const small = new Float32Array(100);
+    small[3] = 1; // norm exactly 1 = C: not clipped
+    const s = encodeClientUpdate(small, c);
+    expect(s.wasClipped).toBe(false);
+    expect(s.clippedNorm).toBeCloseTo(1, 6);
+  });
+  it("without noise, one encoded update decodes to itself (32-bit and wider moduli)", () => {
+    for (const bits of [32, 40]) {
+      const c = calibrateDistributedDp(base({ noiseMultiplier: 0, bits }));
+      const x = Float32Array.from({ length: 100 }, (_, i) => Math.sin(i) / 20);
+      const sum = zeros(bits, c.vectorLength);
+      addInPlace(sum, encodeClientUpdate(x, c).encoded);
+      const out = decodeAggregate(sum, c);
+      expect(out.length).toBe(100);
+      for (let i = 0; i < 100; i++) expect(Math.abs(out[i]! - x[i]!)).toBeLessThan(1e-6);
+    }
+  });
+  it("with noise the decoded update is perturbed, by about the calibrated σ/γ", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 1, dimension: 4096, colluders: 0, minSurvivors: 1, expectedSurvivors: 1 }));
+    const x = new Float32Array(4096);
+    const sum = zeros(32, c.vectorLength);
+    addInPlace(sum, encodeClientUpdate(x, c).encoded);
+    const out = decodeAggregate(sum, c);
+    const std = Math.sqrt(out.reduce((a, v) => a + v * v, 0) / out.length);
+    // σ = zγC/√honest per device; in model units z·C = 1.
+    expect(std).toBeGreaterThan(0.9);
+    expect(std).toBeLessThan(1.1);
+  });
+  it("gives up when conditional rounding cannot meet the bound", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    const x = new Float32Array(100).fill(0.1);
+    expect(() => encodeClientUpdate(x, { ...c, l2Bound: 1 })).toThrow("conditional rounding did not meet the norm bound in 1000 attempts");
+  });
+  it("writes the clip bit as ±k in the last coordinate and decodes the centred count", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0, adaptiveClip: { countStddev: 2 } }));
+    const under = new Float32Array(100);
+    under[0] = 0.5;
+    const over = new Float32Array(100).fill(1);
+    const sum = zeros(32, c.vectorLength);
+    addInPlace(sum, encodeClientUpdate(under, c).encoded);
+    addInPlace(sum, encodeClientUpdate(under, c).encoded);
+    addInPlace(sum, encodeClientUpdate(over, c).encoded);
+    // Σ(b − ½) = ½ + ½ − ½.
+    expect(decodeCenteredCount(sum, c)).toBeCloseTo(0.5, 12);
+    expect(decodeAggregate(sum, c).length).toBe(100);
+  });
+  it("refuses aggregates of the wrong length and a count where the round has none", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    expect(() => decodeAggregate(zeros(32, 64), c)).toThrow("aggregate has 64 values, expected 128");
+    expect(() => decodeCenteredCount(zeros(32, 128), c)).toThrow("this round carries no clip count");
+    const a = calibrateDistributedDp(base({ noiseMultiplier: 0, adaptiveClip: { countStddev: 2 } }));
+    expect(() => decodeCenteredCount(zeros(32, 128), a)).toThrow("aggregate has 128 values, expected 129");
+  });
+});
+
+describe("the aggregate's plausibility bound", () => {
+  it("is m·Δ₂ plus the noise's tail plus one, with ±k per input when the round counts clips", () => {
+    const c = calibrateDistributedDp(base());
+    const s2 = Number(c.perDeviceVariance.num) / Number(c.perDeviceVariance.den);
+    const noise = Math.sqrt(5 * s2) * (Math.sqrt(128) + Math.sqrt(80 * Math.LN2)) * 1.1;
+    expect(aggregateNormBound(c, 5)).toBeCloseTo(5 * c.l2Bound + noise + 1, 0);
+    const a = calibrateDistributedDp(base({ adaptiveClip: { countStddev: 2 } }));
+    const s2a = Number(a.perDeviceVariance.num) / Number(a.perDeviceVariance.den);
+    const noiseA = Math.sqrt(5 * s2a) * (Math.sqrt(129) + Math.sqrt(80 * Math.LN2)) * 1.1;
+    expect(aggregateNormBound(a, 5)).toBeCloseTo(5 * Math.hypot(a.l2Bound, a.countScale) + noiseA + 1, 0);
+  });
+  it("accepts a sum at the bound and refuses one just past it, naming both norms", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    const bound = aggregateNormBound(c, 2);
+    const at = new Float64Array(128);
+    at[0] = Math.floor(bound);
+    expect(impossibleAggregate(fromSigned(32, at), c, 2)).toBeUndefined();
+    const past = new Float64Array(128);
+    past[0] = Math.ceil(bound) + 1;
+    expect(impossibleAggregate(fromSigned(32, past), c, 2)).toMatch(/^the aggregate's norm .* exceeds what 2 clipped, noised inputs can reach \(/);
+  });
+});
+
+describe("accounting entry points", () => {
+  const g: DpEvent = { kind: "gaussian", noiseMultiplier: 1 };
+  it("makes the two accountants and refuses any other", () => {
+    expect(makeAccountant("rdp")).toBeInstanceOf(RdpAccountant);
+    expect(makeAccountant("pld")).toBeInstanceOf(PldAccountant);
+    expect(() => makeAccountant("laplace" as "rdp")).toThrow("unknown accountant 'laplace' (rdp or pld)");
+  });
+  it("no rounds cost nothing, whatever the accountant", () => {
+    expect(deviceEpsilon([], 1e-6)).toBe(0);
+    expect(deviceEpsilon([], 1e-6, "pld")).toBe(0);
+    expect(populationEpsilon({ perRound: g, samplingProbability: 0.1, rounds: 0, delta: 1e-6 })).toBe(0);
+    expect(populationEpsilon({ perRound: [], samplingProbability: 0.1, rounds: 5, delta: 1e-6 })).toBe(0);
+    expect(populationEpsilonFixedSize([], 1e-6)).toBe(0);
+    expect(projectedPopulationEpsilon({ event: g, eligible: 100, cohort: 10 }, 0, 1e-6)).toBe(0);
+  });
+  it("device ε uses the accountant asked for", () => {
+    const events = [g, g, g];
+    expect(deviceEpsilon(events, 1e-6, "rdp")).toBeCloseTo(new RdpAccountant().compose(g, 3).getEpsilon(1e-6), 12);
+    expect(deviceEpsilon(events, 1e-6, "pld")).toBeCloseTo(new PldAccountant().compose(g, 3).getEpsilon(1e-6), 12);
+    expect(deviceEpsilon(events, 1e-6, "pld")).not.toBeCloseTo(deviceEpsilon(events, 1e-6, "rdp"), 3);
+  });
+  it("population ε: a list of rounds and a repeated round agree, and sampling lowers ε", () => {
+    const list = populationEpsilon({ perRound: [g, g, g, g], samplingProbability: 0.05, rounds: 99, delta: 1e-6 });
+    const repeated = populationEpsilon({ perRound: g, samplingProbability: 0.05, rounds: 4, delta: 1e-6 });
+    expect(list).toBeCloseTo(repeated, 9);
+    expect(repeated).toBeLessThan(deviceEpsilon([g, g, g, g], 1e-6));
+  });
+  it("replace-one doubles the sensitivity: half the Gaussian's multiplier; other kinds are refused", () => {
+    expect(replaceOneGaussian({ kind: "gaussian", noiseMultiplier: 3 })).toEqual({ kind: "gaussian", noiseMultiplier: 1.5 });
+    expect(() => replaceOneGaussian({ kind: "noOp" })).toThrow("no replace-one Gaussian for a noOp event");
+  });
+  it("fixed-size sampling: amplified when the cohort is a small share, never above the unamplified figure", () => {
+    const g = { kind: "gaussian", noiseMultiplier: 2 } as const;
+    const small = populationEpsilonFixedSize([{ event: g, eligible: 1000, cohort: 10 }], 1e-6);
+    const all = populationEpsilonFixedSize([{ event: g, eligible: 10, cohort: 10 }], 1e-6);
+    expect(small).toBeLessThan(all);
+    expect(all).toBeCloseTo(deviceEpsilon([g], 1e-6), 12);
+    expect(projectedPopulationEpsilon({ event: g, eligible: 1000, cohort: 10 }, 3, 1e-6)).toBeLessThan(deviceEpsilon([g, g, g], 1e-6));
+    expect(projectedPopulationEpsilon({ event: g, eligible: 10, cohort: 10 }, 3, 1e-6)).toBeCloseTo(deviceEpsilon([g, g, g], 1e-6), 12);
+  });
+  it("refuses a cohort that cannot be drawn: empty, larger than the eligible pool, fractional", () => {
+    expect(() => populationEpsilonFixedSize([{ event: g, eligible: 10, cohort: 0 }], 1e-6)).toThrow("a cohort of 0 cannot be drawn from 10 eligible devices");
+    expect(() => populationEpsilonFixedSize([{ event: g, eligible: 10, cohort: 11 }], 1e-6)).toThrow("a cohort of 11 cannot be drawn from 10 eligible devices");
+    expect(() => populationEpsilonFixedSize([{ event: g, eligible: 10.5, cohort: 5 }], 1e-6)).toThrow("a cohort of 5 cannot be drawn from 10.5 eligible devices");
+    expect(() => populationEpsilonFixedSize([{ event: g, eligible: 10, cohort: 2.5 }], 1e-6)).toThrow("a cohort of 2.5 cannot be drawn");
+  });
+  it("gaussianRoundsEpsilon samples only below q = 1", () => {
+    expect(gaussianRoundsEpsilon(1, 5, 1e-6)).toBeCloseTo(deviceEpsilon([g, g, g, g, g], 1e-6), 12);
+    expect(gaussianRoundsEpsilon(1, 5, 1e-6, 0.01)).toBeLessThan(gaussianRoundsEpsilon(1, 5, 1e-6));
+  });
+});
+
+describe("calibrateNoiseMultiplier", () => {
+  it("returns the smallest z within the target: ε(z) ≤ target < ε(z − 10⁻⁶·z)", () => {
+    const z = calibrateNoiseMultiplier({ targetEpsilon: 3, delta: 1e-6, rounds: 10 });
+    expect(gaussianRoundsEpsilon(z, 10, 1e-6)).toBeLessThanOrEqual(3);
+    expect(gaussianRoundsEpsilon(z * (1 - 1e-6), 10, 1e-6)).toBeGreaterThan(3);
+  });
+  it("searches below 1 too, and over a given event with sampling ignored", () => {
+    const z = calibrateNoiseMultiplier({ targetEpsilon: 50, delta: 1e-6, rounds: 1 });
+    expect(z).toBeLessThan(1);
+    expect(gaussianRoundsEpsilon(z, 1, 1e-6)).toBeLessThanOrEqual(50);
+    const viaEvent = calibrateNoiseMultiplier({ targetEpsilon: 3, delta: 1e-6, rounds: 10, eventFor: (zz) => ({ kind: "gaussian", noiseMultiplier: zz }) });
+    expect(viaEvent).toBeCloseTo(calibrateNoiseMultiplier({ targetEpsilon: 3, delta: 1e-6, rounds: 10 }), 9);
+  });
+  it("uses the sampling probability when there is no event", () => {
+    const sampled = calibrateNoiseMultiplier({ targetEpsilon: 3, delta: 1e-6, rounds: 100, samplingProbability: 0.01 });
+    expect(sampled).toBeLessThan(calibrateNoiseMultiplier({ targetEpsilon: 3, delta: 1e-6, rounds: 100 }));
+    expect(gaussianRoundsEpsilon(sampled, 100, 1e-6, 0.01)).toBeLessThanOrEqual(3);
+  });
+  it("refuses a target that is not positive, and one no multiplier up to 10⁶ reaches", () => {
+    expect(() => calibrateNoiseMultiplier({ targetEpsilon: 0, delta: 1e-6, rounds: 1 })).toThrow("target ε must be positive, got 0");
+    expect(() => calibrateNoiseMultiplier({ targetEpsilon: NaN, delta: 1e-6, rounds: 1 })).toThrow("target ε must be positive, got NaN");
+    expect(() => calibrateNoiseMultiplier({ targetEpsilon: 1, delta: 1e-6, rounds: 1, eventFor: () => ({ kind: "nonPrivate" }) })).toThrow("no noise multiplier up to 1e6 reaches ε = 1");
+  });
+});
+
+describe("parseDpEvent", () => {
+  it("names an unknown mechanism, and the field of a malformed event", () => {
+    expect(() => parseDpEvent({ kind: "laplace", scale: 1 })).toThrow("unknown mechanism 'laplace'");
+    expect(() => parseDpEvent({ kind: "gaussian", noiseMultiplier: -1 })).toThrow(/^malformed DP event: noiseMultiplier: /);
+    expect(() => parseDpEvent({ kind: "gaussian", noiseMultiplier: 1, extra: 2 })).toThrow(/^malformed DP event: /);
+    expect(() => parseDpEvent(null)).toThrow(/^malformed DP event: /);
+    expect(parseDpEvent({ kind: "selfComposed", count: 2, event: { kind: "gaussian", noiseMultiplier: 1 } })).toEqual({ kind: "selfComposed", count: 2, event: { kind: "gaussian", noiseMultiplier: 1 } });
+  });
+});
+
+describe("adaptive clipping's pure functions", () => {
+  it("updateNoiseMultiplier: refuses bad inputs, keeps no noise, needs 2σ_b > z strictly", () => {
+    expect(() => updateNoiseMultiplier(-1, 1)).toThrow("noise multiplier must be finite and ≥ 0, got -1");
+    expect(() => updateNoiseMultiplier(Infinity, 1)).toThrow("noise multiplier must be finite and ≥ 0, got Infinity");
+    expect(() => updateNoiseMultiplier(1, 0)).toThrow("count noise σ_b must be finite and > 0, got 0");
+    expect(() => updateNoiseMultiplier(1, Infinity)).toThrow("count noise σ_b must be finite and > 0, got Infinity");
+    expect(updateNoiseMultiplier(0, 1)).toBe(0);
+    expect(() => updateNoiseMultiplier(2, 1)).toThrow("count noise σ_b 1 is too small for noise multiplier 2: adaptive clipping needs 2σ_b > z");
+    expect(updateNoiseMultiplier(1, 1)).toBeCloseTo(1 / Math.sqrt(1 - 0.25), 12);
+  });
+  it("combinedNoiseMultiplier inverts updateNoiseMultiplier", () => {
+    for (const [z, s] of [[0.5, 1], [1, 3], [2.2, 40]] as const) expect(combinedNoiseMultiplier(updateNoiseMultiplier(z, s), s)).toBeCloseTo(z, 12);
+    expect(combinedNoiseMultiplier(0, 5)).toBe(0);
+  });
+  it("the clip bit is 1 at the clip norm", () => {
+    expect(unclippedBit(1, 1)).toBe(1);
+    expect(unclippedBit(1 + 1e-12, 1)).toBe(0);
+  });
+  it("unclippedFraction shifts by ½, clamps to [0, 1], maps NaN to ½ and needs a device", () => {
+    expect(unclippedFraction(1, 4)).toBeCloseTo(0.75, 12);
+    expect(unclippedFraction(10, 4)).toBe(1);
+    expect(unclippedFraction(-10, 4)).toBe(0);
+    expect(unclippedFraction(NaN, 4)).toBe(0.5);
+    expect(() => unclippedFraction(0, 0)).toThrow("a fraction needs ≥ 1 device, got 0");
+    expect(unclippedFraction(0, 1)).toBe(0.5);
+  });
+  it("nextClip: the geometric step, within [MIN_CLIP, MAX_CLIP], refusing a clip that is not positive and finite", () => {
+    expect(nextClip(2, 0.8, { targetQuantile: 0.5, learningRate: 0.2 })).toBeCloseTo(2 * Math.exp(-0.2 * 0.3), 12);
+    expect(nextClip(2, 0.2, { targetQuantile: 0.5, learningRate: 0.2 })).toBeGreaterThan(2);
+    expect(nextClip(MAX_CLIP, 0, { targetQuantile: 0.5, learningRate: 1 })).toBe(MAX_CLIP);
+    expect(nextClip(MIN_CLIP, 1, { targetQuantile: 0.5, learningRate: 1 })).toBe(MIN_CLIP);
+    expect(() => nextClip(0, 0.5, { targetQuantile: 0.5, learningRate: 0.2 })).toThrow("clip must be finite and > 0, got 0");
+    expect(() => nextClip(Infinity, 0.5, { targetQuantile: 0.5, learningRate: 0.2 })).toThrow("clip must be finite and > 0, got Infinity");
+  });
+});
+
+describe("the rotation", () => {
+  it("pads to powers of two", () => {
+    expect([1, 2, 3, 4, 5, 8, 9, 1000].map(paddedDimension)).toEqual([1, 2, 4, 4, 8, 8, 16, 1024]);
+  });
+  it("preserves the norm, spreads a spike, and unrotates exactly, for odd and even log₂ d'", () => {
+    for (const d of [6, 13, 100]) {
+      const x = new Float64Array(d);
+      x[d - 1] = 3;
+      const y = rotate(x, SEED);
+      expect(y.length).toBe(paddedDimension(d));
+      expect(Math.hypot(...y)).toBeCloseTo(3, 9);
+      for (const v of y) expect(Math.abs(v)).toBeCloseTo(3 / Math.sqrt(y.length), 9);
+      const back = unrotate(y, SEED, d);
+      for (let i = 0; i < d; i++) expect(back[i]).toBeCloseTo(x[i]!, 9);
+    }
+  });
+  it("depends on the seed's signs", () => {
+    const x = Float64Array.from({ length: 16 }, (_, i) => i + 1);
+    const a = rotate(x, SEED);
+    const b = rotate(x, new Uint8Array(32).fill(8));
+    expect([...a]).not.toEqual([...b]);
+    // The wrong seed does not invert it.
+    expect([...unrotate(a, new Uint8Array(32).fill(8), 16)].map((v) => Math.round(v))).not.toEqual([...x]);
+  });
+});
+
+describe("RandomSource", () => {
+  it("refuses a chunk that is not a positive multiple of 4 bytes", () => {
+    expect(() => new RandomSource(0)).toThrow("RandomSource chunk must be a positive multiple of 4 bytes, got 0");
+    expect(() => new RandomSource(2)).toThrow("got 2");
+    expect(() => new RandomSource(10)).toThrow("got 10");
+    expect(() => new RandomSource(4)).not.toThrow();
+  });
+  it("counts the words it hands out across refills", () => {
+    const r = new RandomSource(8); // two words per refill
+    expect(r.wordsDrawn).toBe(0);
+    r.nextWord();
+    expect(r.wordsDrawn).toBe(1);
+    r.nextWord();
+    r.nextWord();
+    expect(r.wordsDrawn).toBe(3);
+  });
+  it("nextBit spends one word per 32 bits", () => {
+    const r = new RandomSource(8);
+    for (let i = 0; i < 32; i++) expect([0, 1]).toContain(r.nextBit());
+    expect(r.wordsDrawn).toBe(1);
+    r.nextBit();
+    expect(r.wordsDrawn).toBe(2);
+  });
+  it("uniformInt: refuses bounds below 1 or unsafe, returns 0 for 1, stays in range on both paths", () => {
+    const r = new RandomSource();
+    expect(() => r.uniformInt(0)).toThrow("uniformInt bound must be a safe integer ≥ 1, got 0");
+    expect(() => r.uniformInt(2.5)).toThrow("got 2.5");
+    expect(() => r.uniformInt(2 ** 54)).toThrow(`got ${2 ** 54}`);
+    expect(r.uniformInt(1)).toBe(0);
+    const seen = new Set<number>();
+    for (let i = 0; i < 400; i++) {
+      const v = r.uniformInt(3);
+      expect(v).toBeGreaterThanOrEqual(0);
+      expect(v).toBeLessThan(3);
+      seen.add(v);
+    }
+    expect(seen.size).toBe(3);
+    let high = 0;
+    for (let i = 0; i < 200; i++) {
+      const v = r.uniformInt(2 ** 40 + 3);
+      expect(Number.isInteger(v) && v >= 0 && v < 2 ** 40 + 3).toBe(true);
+      if (v > 2 ** 39) high++;
+    }
+    expect(high).toBeGreaterThan(50); // the 53-bit path really draws high values
+  });
+  it("uniformBigInt: refuses a bound ≤ 0; small and large bounds stay in range", () => {
+    const r = new RandomSource();
+    expect(() => r.uniformBigInt(0n)).toThrow("uniformBigInt bound must be positive");
+    expect(() => r.uniformBigInt(-5n)).toThrow("uniformBigInt bound must be positive");
+    for (let i = 0; i < 50; i++) expect(r.uniformBigInt(7n) < 7n).toBe(true);
+    const big = 3n * 2n ** 70n + 1n;
+    let high = 0;
+    for (let i = 0; i < 100; i++) {
+      const v = r.uniformBigInt(big);
+      expect(v >= 0n && v < big).toBe(true);
+      if (v > 2n ** 70n) high++;
+    }
+    expect(high).toBeGreaterThan(30);
+  });
+});
+
+describe("log-space numerics", () => {
+  it("logAdd is log(eᵃ + eᵇ), with −∞ as zero", () => {
+    expect(logAdd(Math.log(2), Math.log(3))).toBeCloseTo(Math.log(5), 14);
+    expect(logAdd(-Infinity, 1.5)).toBe(1.5);
+    expect(logAdd(1.5, -Infinity)).toBe(1.5);
+    expect(logAdd(1000, 1000)).toBeCloseTo(1000 + Math.LN2, 12);
+  });
+  it("lgamma and logComb match factorials, also below ½ (the reflection)", () => {
+    expect(lgamma(5)).toBeCloseTo(Math.log(24), 12);
+    expect(lgamma(0.5)).toBeCloseTo(0.5 * Math.log(Math.PI), 12);
+    expect(lgamma(0.25)).toBeCloseTo(1.2880225246980774, 12);
+    expect(logComb(10, 3)).toBeCloseTo(Math.log(120), 11);
+  });
+  it("logErfc on both sides of the series/continued-fraction switch and in the far tail", () => {
+    const cases: [number, number][] = [
+      [0, Math.log(1)],
+      [0.5, Math.log(0.4795001221869535)],
+      [2.9, Math.log(4.109787809945886e-5)],
+      [3, Math.log(2.209049699858544e-5)],
+      [4, Math.log(1.541725790028002e-8)],
+      [-1, Math.log(1.8427007929497148)],
+      [-4, Math.log(2 - 1.541725790028002e-8)],
+    ];
+    // Near the switch 1 − erf(x) cancels: about 5·10⁻¹⁰ of log erfc(2.9) is lost there.
+    for (const [x, want] of cases) expect(logErfc(x)).toBeCloseTo(want, 8);
+    // erfc(30) ≈ 10⁻³⁹³ underflows a double; its logarithm does not (mpmath: −903.974117110644).
+    expect(logErfc(30)).toBeCloseTo(-903.974117110644, 6);
+  });
+});
+
+describe("the privacy policy", () => {
+  const reviewer = generateKeyPairSync("ed25519");
+  const body: PolicyBody = { version: 1, minNoiseMultiplier: 0.8, maxDeviceEpsilon: 8, delta: 1e-6, minSurvivors: 10, allowedSignals: ["commit"] };
+  const file = signPolicy(body, reviewer.privateKey, reviewer.publicKey);
+
+  it("verifies its own signature, from JSON text or an object", () => {
+    expect(verifyPolicy(JSON.stringify(file)).body).toEqual(body);
+    expect(verifyPolicy(file, [file.reviewerPublicKey]).reviewerPublicKey).toBe(file.reviewerPublicKey);
+  });
+  it("refuses text that is not JSON, a file without its parts, impossible values, a bad key, an untrusted signer", () => {
+    expect(() => verifyPolicy("{not json")).toThrow(/^policy is not valid JSON: /);
+    expect(() => verifyPolicy({ body })).toThrow("policy file must have body, reviewerPublicKey and signature");
+    expect(() => verifyPolicy({ body, signature: file.signature })).toThrow("policy file must have body, reviewerPublicKey and signature");
+    expect(() => verifyPolicy({ body, reviewerPublicKey: file.reviewerPublicKey })).toThrow("policy file must have body, reviewerPublicKey and signature");
+    expect(() => verifyPolicy("null")).toThrow("policy file must have body, reviewerPublicKey and signature");
+    expect(() => verifyPolicy({ ...file, body: { ...body, delta: 2 } })).toThrow(/^impossible policy values: delta: /);
+    expect(() => verifyPolicy({ ...file, reviewerPublicKey: Buffer.from("short").toString("base64") })).toThrow("policy reviewerPublicKey is not an ed25519 public key");
+    expect(() => verifyPolicy({ ...file, body: { ...body, maxDeviceEpsilon: 80 } })).toThrow(/^policy signature does not verify/);
+    expect(() => verifyPolicy(file, ["someone else"])).toThrow("policy is signed by a key that is not a registered reviewer");
+  });
+  it("signPolicy refuses impossible values before signing", () => {
+    expect(() => signPolicy({ ...body, minSurvivors: 0 }, reviewer.privateKey, reviewer.publicKey)).toThrow(/^impossible policy values: minSurvivors: /);
+  });
+  it("checks each rule at its boundary: equal to a limit is allowed, past it is a violation", () => {
+    const ok = { noiseMultiplier: 0.8, minSurvivors: 10, signals: ["commit"], projectedDeviceEpsilon: 8 };
+    expect(checkRunAgainstPolicy(ok, body)).toEqual([]);
+    const rules = (r: typeof ok): string[] => checkRunAgainstPolicy(r, body).map((v) => v.rule);
+    expect(rules({ ...ok, noiseMultiplier: 0.79 })).toEqual(["minNoiseMultiplier"]);
+    expect(rules({ ...ok, projectedDeviceEpsilon: 8.001 })).toEqual(["maxDeviceEpsilon"]);
+    expect(rules({ ...ok, projectedDeviceEpsilon: NaN })).toEqual(["maxDeviceEpsilon"]);
+    expect(rules({ ...ok, minSurvivors: 9 })).toEqual(["minSurvivors"]);
+    expect(rules({ ...ok, signals: ["commit", "app-switch"] })).toEqual(["allowedSignals"]);
+    const v = checkRunAgainstPolicy({ noiseMultiplier: 0.5, minSurvivors: 3, signals: ["x"], projectedDeviceEpsilon: Infinity }, body);
+    expect(v.map((x) => x.message)).toEqual([
+      "noise multiplier 0.5 is below the policy minimum 0.8 (projected device ε ∞ at δ=0.000001)",
+      "projected device ε ∞ at δ=0.000001 exceeds the policy maximum 8",
+      "minSurvivors 3 is below the policy minimum 10 (projected device ε ∞)",
+      "signals x are not allowed by the policy (allowed: commit)",
+    ]);
+    expect(checkRunAgainstPolicy({ ...ok, projectedDeviceEpsilon: 9.12345 }, body)[0]!.message).toBe("projected device ε 9.123 at δ=0.000001 exceeds the policy maximum 8");
+  });
+});
