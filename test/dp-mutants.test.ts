@@ -48,6 +48,7 @@ import {
   type PolicyBody,
 } from "../shared/dp/index.ts";
 import { lgamma, logAdd, logComb, logErfc } from "../shared/dp/numerics.ts";
+import { AccountantInputError, AdaptiveClipError, PolicyError, UnsupportedEventError } from "../shared/dp/index.ts";
 
 const SEED = new Uint8Array(32).fill(7);
 const base = (o: Partial<CalibrateInput> = {}): CalibrateInput => ({ clip: 1, noiseMultiplier: 1, minSurvivors: 8, expectedSurvivors: 10, colluders: 1, bits: 32, dimension: 100, rotationSeed: SEED, ...o });
@@ -108,7 +109,7 @@ describe("calibrateDistributedDp's numbers", () => {
     const b2 = Math.sqrt(g * g + 32 + 1 * (g + 0.5 * Math.sqrt(128)));
     expect(c.l2Bound).toBeCloseTo(Math.min(b1, b2), 3);
   });
-  it("takes Δ₂ from the first bound when it is the smaller one (tiny γC)", () => {
+  it("Δ₂ at a tiny γC (an 8-bit modulus) follows the same bound", () => {
     const c = calibrateDistributedDp(base({ bits: 8, minSurvivors: 2, expectedSurvivors: 2, colluders: 0, noiseMultiplier: 0, dimension: 4 }));
     const g = c.scale;
     const b1 = g + 2;
@@ -524,5 +525,166 @@ describe("the privacy policy", () => {
       "signals x are not allowed by the policy (allowed: commit)",
     ]);
     expect(checkRunAgainstPolicy({ ...ok, projectedDeviceEpsilon: 9.12345 }, body)[0]!.message).toBe("projected device ε 9.123 at δ=0.000001 exceeds the policy maximum 8");
+  });
+});
+
+describe("more of calibrateDistributedDp, encodeClientUpdate and the decoders", () => {
+  it("every error class names itself", () => {
+    expect(new DistributedDpError("x").name).toBe("DistributedDpError");
+    expect(new PolicyError("x").name).toBe("PolicyError");
+    expect(new AccountantInputError("x").name).toBe("AccountantInputError");
+    expect(new AdaptiveClipError("x").name).toBe("AdaptiveClipError");
+    expect(new UnsupportedEventError("x").name).toBe("UnsupportedEventError");
+    expect(() => new RdpAccountant().getEpsilon(0)).toThrow("delta must be in (0, 1), got 0");
+  });
+  it("implements the distributed discrete Gaussian only", () => {
+    expect(() => calibrateDistributedDp(base({ mechanism: "skellam" }))).toThrow("mechanism skellam is not implemented; use ddgauss");
+    expect(calibrateDistributedDp(base({ mechanism: "ddgauss" })).mechanism).toBe("ddgauss");
+    expect(calibrateDistributedDp(base()).mechanism).toBe("ddgauss");
+  });
+  it("with a clip count, γ also leaves room for the count's sum (here the binding limit)", () => {
+    // 8-bit modulus, 4 summands, z 0.1, σ_b 0.06, d' = 1024: the count, not the update, limits γ.
+    const c = calibrateDistributedDp({ clip: 1, noiseMultiplier: 0.1, minSurvivors: 4, expectedSurvivors: 4, colluders: 0, bits: 8, dimension: 1024, rotationSeed: SEED, adaptiveClip: { countStddev: 0.06 } });
+    const zD = updateNoiseMultiplier(0.1, 0.06);
+    const forUpdate = (128 - 4 - 8 * Math.sqrt(1)) / (8 * Math.sqrt(16 / 1024 + zD ** 2));
+    const forCount = 127 / (zD * (4 / 0.12 + 8 * Math.sqrt(1)));
+    expect(forCount).toBeLessThan(forUpdate);
+    expect(c.scale).toBeCloseTo(forCount, 9);
+    // k = ⌊S / 2σ_b⌋ with S the honest noise std, and the overflow bound adds the count's wrap.
+    const s2 = Number(c.perDeviceVariance.num) / Number(c.perDeviceVariance.den);
+    expect(c.countScale).toBe(Math.floor(Math.sqrt(4 * s2) / 0.12));
+    const v = (4 * c.scale) ** 2 / 1024 + 1 + 4 * s2;
+    const wrap = 1024 * 2 * Math.exp(-((128 - 4) ** 2) / (2 * v));
+    const count = 2 * Math.exp(-((128 - 4 * c.countScale) ** 2) / (2 * 4 * s2));
+    expect(wrap).toBeGreaterThan(0);
+    expect(count).toBeGreaterThan(0);
+    expect(c.overflowProbabilityBound / (wrap + count)).toBeCloseTo(1, 9);
+  });
+  it("without a clip count the overflow bound is the coordinates' wrap alone (γ·C, at C ≠ 1)", () => {
+    const c = calibrateDistributedDp({ clip: 2, noiseMultiplier: 0.5, minSurvivors: 2, expectedSurvivors: 2, colluders: 0, bits: 8, dimension: 4, rotationSeed: SEED });
+    const s2 = Number(c.perDeviceVariance.num) / Number(c.perDeviceVariance.den);
+    const v = (2 * c.scale * 2) ** 2 / 4 + 0.5 + 2 * s2;
+    const wrap = 4 * 2 * Math.exp(-((128 - 2) ** 2) / (2 * v));
+    expect(wrap).toBeGreaterThan(0);
+    expect(c.overflowProbabilityBound / wrap).toBeCloseTo(1, 9);
+  });
+  it("refuses a clip count whose scale k would round to 0 (σ_b far above the honest noise)", () => {
+    expect(() => calibrateDistributedDp(base({ noiseMultiplier: 1, adaptiveClip: { countStddev: 1e12 } }))).toThrow(/^the clip count cannot be encoded: with 10 summands, count noise σ_b 1000000000000 and this modulus, its scale k is 0 < 1$/);
+  });
+  it("conditional rounding tries 1001 times (one word per coordinate each) before giving up", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    const rng = new RandomSource();
+    expect(() => encodeClientUpdate(new Float32Array(100).fill(0.1), { ...c, l2Bound: 1 }, rng)).toThrow("conditional rounding did not meet the norm bound in 1000 attempts");
+    expect(rng.wordsDrawn).toBe(1001 * 128);
+  });
+  it("a modulus wider than 32 bits: clips, says so, and adds the noise", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0, bits: 40 }));
+    const over = encodeClientUpdate(new Float32Array(100).fill(0.5), c);
+    expect(over.wasClipped).toBe(true);
+    expect(over.clippedNorm).toBeCloseTo(1, 6);
+    expect(over.encoded.bits).toBe(40);
+    const under = new Float32Array(100);
+    under[3] = 0.5;
+    const u = encodeClientUpdate(under, c);
+    expect(u.wasClipped).toBe(false);
+    expect(u.clippedNorm).toBeCloseTo(0.5, 6);
+    const noisy = calibrateDistributedDp(base({ noiseMultiplier: 1, bits: 40, dimension: 4096, colluders: 0, minSurvivors: 1, expectedSurvivors: 1 }));
+    const sum = zeros(40, noisy.vectorLength);
+    addInPlace(sum, encodeClientUpdate(new Float32Array(4096), noisy).encoded);
+    const out = decodeAggregate(sum, noisy);
+    const std = Math.sqrt(out.reduce((a, x) => a + x * x, 0) / out.length);
+    expect(std).toBeGreaterThan(0.9);
+    expect(std).toBeLessThan(1.1);
+  });
+  it("decodes the centred count as the last coordinate over 2k", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0, adaptiveClip: { countStddev: 2 } }));
+    const k3 = { ...c, countScale: 3 };
+    const v = new Float64Array(c.vectorLength);
+    v[c.paddedDimension] = 3 + 3 - 3;
+    expect(decodeCenteredCount(fromSigned(32, v), k3)).toBeCloseTo(0.5, 12);
+  });
+  it("the plausibility bound uses σ² = num/den and accepts a norm exactly at it", () => {
+    const c = calibrateDistributedDp(base({ noiseMultiplier: 0 }));
+    const frac = { ...c, perDeviceVariance: { num: 3n, den: 4n } };
+    expect(aggregateNormBound(frac, 2)).toBeCloseTo(2 * c.l2Bound + Math.sqrt(1.5) * (Math.sqrt(128) + Math.sqrt(80 * Math.LN2)) * 1.1 + 1, 9);
+    const exact = { ...c, l2Bound: 3, perDeviceVariance: { num: 0n, den: 1n } };
+    expect(aggregateNormBound(exact, 2)).toBe(7);
+    const at = new Float64Array(128);
+    at[0] = 7;
+    expect(impossibleAggregate(fromSigned(32, at), exact, 2)).toBeUndefined();
+    at[0] = 8;
+    expect(impossibleAggregate(fromSigned(32, at), exact, 2)).toBeDefined();
+  });
+});
+
+describe("DP events: every kind parses, every bound holds", () => {
+  const g = { kind: "gaussian", noiseMultiplier: 1 };
+  const ddg = { kind: "distributedDiscreteGaussian", l2Sensitivity: 2, l1Sensitivity: 3, perDeviceVariance: 0, devices: 1, dimension: 1 };
+  it("accepts each kind at its bounds", () => {
+    for (const e of [
+      { kind: "noOp" },
+      { kind: "nonPrivate" },
+      { kind: "gaussian", noiseMultiplier: 0 },
+      { kind: "poissonSampled", samplingProbability: 0, event: g },
+      { kind: "poissonSampled", samplingProbability: 1, event: g },
+      { kind: "sampledWithoutReplacement", sourceDatasetSize: 1, sampleSize: 0, event: g },
+      { kind: "sampledWithoutReplacement", sourceDatasetSize: 100, sampleSize: 10, event: g },
+      { kind: "selfComposed", count: 0, event: g },
+      { kind: "composed", events: [g, { kind: "noOp" }] },
+      ddg,
+      { ...ddg, perDeviceVariance: 5, devices: 9, dimension: 1024 },
+    ]) expect(parseDpEvent(e)).toEqual(e);
+  });
+  it("refuses each value out of its range, naming the nested field", () => {
+    const bad: [unknown, RegExp][] = [
+      [{ kind: "poissonSampled", samplingProbability: 1.5, event: g }, /^malformed DP event: samplingProbability: /],
+      [{ kind: "poissonSampled", samplingProbability: -0.1, event: g }, /^malformed DP event: samplingProbability: /],
+      [{ kind: "sampledWithoutReplacement", sourceDatasetSize: 0, sampleSize: 0, event: g }, /^malformed DP event: sourceDatasetSize: /],
+      [{ kind: "sampledWithoutReplacement", sourceDatasetSize: 5, sampleSize: -1, event: g }, /^malformed DP event: sampleSize: /],
+      [{ kind: "selfComposed", count: 2, event: { kind: "gaussian", noiseMultiplier: -1 } }, /^malformed DP event: event\.noiseMultiplier: /],
+      // Inside an array zod reports the union as a whole (empty path): still refused.
+      [{ kind: "composed", events: [g, { kind: "gaussian" }] }, /^malformed DP event: /],
+      [{ ...ddg, perDeviceVariance: -1 }, /^malformed DP event: perDeviceVariance: /],
+      [{ ...ddg, devices: 0 }, /^malformed DP event: devices: /],
+      [{ ...ddg, dimension: 0 }, /^malformed DP event: dimension: /],
+      [{ ...ddg, l2Sensitivity: 0 }, /^malformed DP event: l2Sensitivity: /],
+    ];
+    for (const [e, re] of bad) expect(() => parseDpEvent(e)).toThrow(re);
+  });
+  it("a value that is not an object is malformed, not an unknown mechanism", () => {
+    expect(() => parseDpEvent("gaussian")).toThrow(/^malformed DP event: /);
+    expect(() => parseDpEvent(3)).toThrow(/^malformed DP event: /);
+  });
+});
+
+describe("the policy's signal list and note", () => {
+  const reviewer = generateKeyPairSync("ed25519");
+  const body: PolicyBody = { version: 1, minNoiseMultiplier: 0.8, maxDeviceEpsilon: 8, delta: 1e-6, minSurvivors: 10, allowedSignals: ["commit"] };
+  const sign = (b: PolicyBody): unknown => signPolicy(b, reviewer.privateKey, reviewer.publicKey);
+  it("names unknown signal kinds (three at most, then a count), once each", () => {
+    expect(() => sign({ ...body, allowedSignals: ["commit", "bogus", "bogus"] })).toThrow('impossible policy values: allowedSignals: unknown signal kind "bogus" (valid: shortcut, click, app-switch, typing-burst, key, commit, file-change)');
+    expect(() => sign({ ...body, allowedSignals: ["a", "b", "c", "d", "e"] })).toThrow('unknown signal kind "a", "b", "c" and 2 more (valid: ');
+    expect(() => sign({ ...body, allowedSignals: ["a", "b", "c"] })).toThrow('unknown signal kind "a", "b", "c" (valid: ');
+  });
+  it("shows at most 64 characters of an unknown name", () => {
+    const long = "z".repeat(100);
+    expect(() => sign({ ...body, allowedSignals: [long] })).toThrow(`unknown signal kind "${"z".repeat(64)}" (valid: `);
+  });
+  it("lists the signals a run may not use, and the allowed ones, comma-separated", () => {
+    const two = { ...body, allowedSignals: ["commit", "click"] };
+    const v = checkRunAgainstPolicy({ noiseMultiplier: 1, minSurvivors: 10, signals: ["key", "shortcut", "commit"], projectedDeviceEpsilon: 1 }, two);
+    expect(v).toEqual([{ rule: "allowedSignals", message: "signals key, shortcut are not allowed by the policy (allowed: commit, click)" }]);
+  });
+  it("allows several known kinds, refuses none, bounds the note", () => {
+    expect(verifyPolicy(sign({ ...body, allowedSignals: ["commit", "click", "shortcut"], note: "n" })).body.allowedSignals).toEqual(["commit", "click", "shortcut"]);
+    expect(() => sign({ ...body, allowedSignals: [] })).toThrow(/^impossible policy values: allowedSignals: /);
+    expect(verifyPolicy(sign({ ...body, note: "x".repeat(2000) })).body.note).toHaveLength(2000);
+    expect(() => sign({ ...body, note: "x".repeat(2001) })).toThrow(/^impossible policy values: note: /);
+  });
+  it("lists every problem with its path: nested paths joined by dots, problems by semicolons", () => {
+    const bad = { ...body, delta: 2, allowedSignals: [5] } as unknown as PolicyBody;
+    expect(() => sign(bad)).toThrow(/^impossible policy values: delta: .+; allowedSignals\.0: /);
+    const file = sign(body) as { body: PolicyBody };
+    expect(() => verifyPolicy({ ...file, body: bad })).toThrow(/^impossible policy values: delta: .+; allowedSignals\.0: /);
   });
 });
