@@ -19,6 +19,7 @@ import {
   deviceEpsilon,
   DistributedDpError,
   encodeClientUpdate,
+  equivalentNoiseMultiplier,
   gaussianRoundsEpsilon,
   impossibleAggregate,
   makeAccountant,
@@ -285,6 +286,18 @@ describe("accounting entry points", () => {
     expect(projectedPopulationEpsilon({ event: g, eligible: 1000, cohort: 10 }, 3, 1e-6)).toBeLessThan(deviceEpsilon([g, g, g], 1e-6));
     expect(projectedPopulationEpsilon({ event: g, eligible: 10, cohort: 10 }, 3, 1e-6)).toBeCloseTo(deviceEpsilon([g, g, g], 1e-6), 12);
   });
+  it("a cohort of one drawn from one device is allowed", () => {
+    expect(Number.isFinite(populationEpsilonFixedSize([{ event: { kind: "gaussian", noiseMultiplier: 2 }, eligible: 1, cohort: 1 }], 1e-6))).toBe(true);
+  });
+  it("replace-one for a distributed discrete Gaussian round doubles both sensitivities", () => {
+    const e = roundEvent(calibrateDistributedDp(base()));
+    if (e.kind !== "distributedDiscreteGaussian") throw new Error("expected a DDG event");
+    const r = replaceOneGaussian(e);
+    expect(r).toEqual({ kind: "gaussian", noiseMultiplier: equivalentNoiseMultiplier({ ...e, l2Sensitivity: 2 * e.l2Sensitivity, l1Sensitivity: 2 * e.l1Sensitivity }) });
+    // τ is 0 at this σ², so the multiplier is the zero-out one halved.
+    if (r.kind !== "gaussian") throw new Error("expected a Gaussian");
+    expect(r.noiseMultiplier).toBeCloseTo(equivalentNoiseMultiplier(e) / 2, 9);
+  });
   it("refuses a cohort that cannot be drawn: empty, larger than the eligible pool, fractional", () => {
     expect(() => populationEpsilonFixedSize([{ event: g, eligible: 10, cohort: 0 }], 1e-6)).toThrow("a cohort of 0 cannot be drawn from 10 eligible devices");
     expect(() => populationEpsilonFixedSize([{ event: g, eligible: 10, cohort: 11 }], 1e-6)).toThrow("a cohort of 11 cannot be drawn from 10 eligible devices");
@@ -383,6 +396,16 @@ describe("the rotation", () => {
       const back = unrotate(y, SEED, d);
       for (let i = 0; i < d; i++) expect(back[i]).toBeCloseTo(x[i]!, 9);
     }
+  });
+  it("derives its signs from the seed exactly as every other device does (a fixed vector)", () => {
+    // Sign i is the sign of the first rotated coordinate of the basis vector eᵢ (H's first row is all +1).
+    // Devices and the coordinator must agree on these bits, so they are pinned.
+    const bits = Array.from({ length: 32 }, (_, i) => {
+      const x = new Float64Array(32);
+      x[i] = 1;
+      return rotate(x, SEED)[0]! < 0 ? 1 : 0;
+    }).join("");
+    expect(bits).toBe("10011100000000100100101011111111");
   });
   it("depends on the seed's signs", () => {
     const x = Float64Array.from({ length: 16 }, (_, i) => i + 1);
