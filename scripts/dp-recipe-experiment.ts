@@ -33,7 +33,7 @@ import { applyServerUpdate, buildExamples, saveCheckpoint, DEFAULT_MODEL_SPEC, i
 import { calibrateNoiseMultiplier } from "../shared/dp/index.ts";
 import { perRoundEvent, type RunSpec } from "../shared/run/index.ts";
 import { corruptCount } from "../shared/secagg/index.ts";
-import { DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
+import { DEFAULT_CORRUPT_TOLERANCE, DP_DEFAULT_ROUNDS, resolveRecipe } from "../simulation/recipe.ts";
 import { AnchorDistributions, evaluateModel, rankOf, type EvalSet } from "../simulation/evaluation.ts";
 
 const { values } = parseArgs({
@@ -129,17 +129,15 @@ const minSurvivors = dp ? recipe.minSurvivors : Math.floor(n * 0.9);
 await initBackend();
 const initial = values.pretrain === "none" ? initialWeights(spec, Number(values.seed)) : (await pretrainCached(values.pretrain, spec)).weights;
 
-/** `tacit simulate`'s default colluder tolerance (simulation/simulate.ts). */
-const CORRUPT_TOLERANCE = 0.1;
 const runSpecFor = (z: number): RunSpec => ({
   name: "experiment", model: spec, rounds: recipe.rounds, cohortSize: n, minSurvivors, populationSize: n, ...training, clip, noiseMultiplier: z, delta: 1e-6,
-  mechanism: "ddgauss", bits: 32, dropoutTolerance: 0.1, corruptTolerance: CORRUPT_TOLERANCE, signals: ["commit"],
+  mechanism: "ddgauss", bits: 32, dropoutTolerance: 0.1, corruptTolerance: DEFAULT_CORRUPT_TOLERANCE, signals: ["commit"],
   deadlines: { selectionMs: 1000, advertiseMs: 1000, shareMs: 1000, maskedInputMs: 1000, unmaskMs: 1000 }, seed: Number(values.seed),
 });
 const z = dp && recipe.rounds > 0 ? calibrateNoiseMultiplier({ targetEpsilon: eps, delta: 1e-6, rounds: recipe.rounds, eventFor: (zz) => perRoundEvent(runSpecFor(zz)) }) : 0;
 // As on the devices (shared/dp/distributed-dp.ts): the noise is sized for the honest survivors
 // alone, minSurvivors − ⌈corruptTolerance · n⌉, and every one of the n devices adds its share.
-const sigma = z * clip * Math.sqrt(n / (minSurvivors - corruptCount(n, CORRUPT_TOLERANCE)));
+const sigma = z * clip * Math.sqrt(n / (minSurvivors - corruptCount(n, DEFAULT_CORRUPT_TOLERANCE)));
 
 // Seeded (--noise-seed) so two configurations can be compared on the same noise draw: this noise
 // only estimates utility (see the header). mulberry32, a small non-cryptographic PRNG.

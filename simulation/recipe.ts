@@ -86,6 +86,12 @@ export const DP_RELEASE_MIX = 0.75;
 /** Fraction of the cohort the DP noise is sized for (it must survive for a round to release). */
 export const DP_SURVIVOR_FRACTION = 0.9;
 
+/**
+ * Fraction of the cohort SecAgg+ and the noise tolerate as colluders by default: the noise is
+ * sized for minSurvivors − ⌈0.1·cohort⌉ honest devices (shared/dp/distributed-dp.ts).
+ */
+export const DEFAULT_CORRUPT_TOLERANCE = 0.1;
+
 export function resolveRecipe(i: RecipeInput, population: number): Recipe {
   const clip = i.clip ?? (i.dp ? DP_DEFAULT_CLIP : 5);
   const cohort = Math.min(i.cohort ?? population, population);

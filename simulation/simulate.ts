@@ -22,7 +22,7 @@ import { DEFAULT_ADDRESS_LIMITS } from "../coordinator/server/authenticator.ts";
 import { readLedgerText } from "../coordinator/ledger/segment-writer.ts";
 import { CoordinatorClient, type RunStatus } from "../client/transport/coordinator-client.ts";
 import { AnchorDistributions, evaluateModel, evaluateModelYielding, type EvalMetrics, type EvalSet, type Evaluation, type ReleaseMix } from "./evaluation.ts";
-import { resolveRecipe, type Recipe } from "./recipe.ts";
+import { DEFAULT_CORRUPT_TOLERANCE, resolveRecipe, type Recipe } from "./recipe.ts";
 import { prepareInitialModel, withLocalStatistics, type InitialModel } from "./initial-model.ts";
 import type { HostInit, HostMessage, SimDeviceSpec } from "./messages.ts";
 import { writeJsonAtomic } from "./write-json-atomic.ts";
@@ -45,7 +45,7 @@ export interface SimulateOptions {
   out: string;
   centralized: boolean;
   dropout: number;
-  /** Fraction of the cohort SecAgg and the noise must tolerate as colluders (default 0.1). */
+  /** Fraction of the cohort SecAgg and the noise must tolerate as colluders (default DEFAULT_CORRUPT_TOLERANCE, 0.1). */
   corruptTolerance?: number;
   noiseMultiplier?: number;
   targetEpsilon?: number;
@@ -244,7 +244,7 @@ function buildRunSpec(opts: SimulateOptions, recipe: Recipe, initial: InitialMod
     mechanism: "ddgauss",
     bits: 32,
     dropoutTolerance: Math.min(0.9, Math.max(0.1, opts.dropout * 1.5)),
-    corruptTolerance: opts.corruptTolerance ?? 0.1,
+    corruptTolerance: opts.corruptTolerance ?? DEFAULT_CORRUPT_TOLERANCE,
     signals: ["commit", "file-change"],
     deadlines: { ...DEFAULT_DEADLINES, selectionMs: 30_000, advertiseMs: 60_000, shareMs: 60_000, maskedInputMs: 900_000, unmaskMs: 60_000 },
     seed: opts.seed,

@@ -9,6 +9,8 @@ import { describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { fromSigned, zeros, addInPlace } from "../shared/modular/index.ts";
 import {
+  AccountantInputError,
+  AdaptiveClipError,
   aggregateNormBound,
   calibrateDistributedDp,
   calibrateNoiseMultiplier,
@@ -30,6 +32,7 @@ import {
   paddedDimension,
   parseDpEvent,
   PldAccountant,
+  PolicyError,
   populationEpsilon,
   populationEpsilonFixedSize,
   projectedPopulationEpsilon,
@@ -41,6 +44,7 @@ import {
   signPolicy,
   unclippedBit,
   unclippedFraction,
+  UnsupportedEventError,
   unrotate,
   updateNoiseMultiplier,
   verifyPolicy,
@@ -49,9 +53,11 @@ import {
   type PolicyBody,
 } from "../shared/dp/index.ts";
 import { lgamma, logAdd, logComb, logErfc } from "../shared/dp/numerics.ts";
-import { AccountantInputError, AdaptiveClipError, PolicyError, UnsupportedEventError } from "../shared/dp/index.ts";
 
 const SEED = new Uint8Array(32).fill(7);
+/** The privacy policy the policy tests sign and check runs against. */
+const reviewer = generateKeyPairSync("ed25519");
+const body: PolicyBody = { version: 1, minNoiseMultiplier: 0.8, maxDeviceEpsilon: 8, delta: 1e-6, minSurvivors: 10, allowedSignals: ["commit"] };
 const base = (o: Partial<CalibrateInput> = {}): CalibrateInput => ({ clip: 1, noiseMultiplier: 1, minSurvivors: 8, expectedSurvivors: 10, colluders: 1, bits: 32, dimension: 100, rotationSeed: SEED, ...o });
 
 describe("calibrateDistributedDp refuses what it cannot encode", () => {
@@ -509,8 +515,6 @@ describe("log-space numerics", () => {
 });
 
 describe("the privacy policy", () => {
-  const reviewer = generateKeyPairSync("ed25519");
-  const body: PolicyBody = { version: 1, minNoiseMultiplier: 0.8, maxDeviceEpsilon: 8, delta: 1e-6, minSurvivors: 10, allowedSignals: ["commit"] };
   const file = signPolicy(body, reviewer.privateKey, reviewer.publicKey);
 
   it("verifies its own signature, from JSON text or an object", () => {
@@ -681,8 +685,6 @@ describe("DP events: every kind parses, every bound holds", () => {
 });
 
 describe("the policy's signal list and note", () => {
-  const reviewer = generateKeyPairSync("ed25519");
-  const body: PolicyBody = { version: 1, minNoiseMultiplier: 0.8, maxDeviceEpsilon: 8, delta: 1e-6, minSurvivors: 10, allowedSignals: ["commit"] };
   const sign = (b: PolicyBody): unknown => signPolicy(b, reviewer.privateKey, reviewer.publicKey);
   it("names unknown signal kinds (three at most, then a count), once each", () => {
     expect(() => sign({ ...body, allowedSignals: ["commit", "bogus", "bogus"] })).toThrow('impossible policy values: allowedSignals: unknown signal kind "bogus" (valid: shortcut, click, app-switch, typing-burst, key, commit, file-change)');
