@@ -54,6 +54,20 @@ import {
 } from "../shared/dp/index.ts";
 import { lgamma, logAdd, logComb, logErfc } from "../shared/dp/numerics.ts";
 
+/** A RandomSource handing out scripted words, to pin rejection sampling at its boundaries. */
+class ScriptedSource extends RandomSource {
+  readonly script: number[];
+  constructor(words: number[]) {
+    super(4);
+    this.script = [...words];
+  }
+  override nextWord(): number {
+    const w = this.script.shift();
+    if (w === undefined) throw new Error("the script has no more words");
+    return w;
+  }
+}
+
 const SEED = new Uint8Array(32).fill(7);
 /** The privacy policy the policy tests sign and check runs against. */
 const reviewer = generateKeyPairSync("ed25519");
@@ -314,6 +328,46 @@ describe("accounting entry points", () => {
     expect(gaussianRoundsEpsilon(1, 5, 1e-6)).toBeCloseTo(deviceEpsilon([g, g, g, g, g], 1e-6), 12);
     expect(gaussianRoundsEpsilon(1, 5, 1e-6, 0.01)).toBeLessThan(gaussianRoundsEpsilon(1, 5, 1e-6));
   });
+  it("gaussianRoundsEpsilon at q = 1 is the plain Gaussian bit for bit, not a Poisson event at rate 1", () => {
+    // Where 2z² is subnormal, the Gaussian's α/(2·z²) and the sampled Gaussian's α/(2z·z) round
+    // apart (ε ≈ 1.44·10³⁰⁸ here, one ulp): the one place a rate-1 sampling event shows.
+    const z = 6.174195969233767e-155;
+    const plain = deviceEpsilon([{ kind: "gaussian", noiseMultiplier: z }], 1e-6);
+    expect(plain).not.toBe(new RdpAccountant().compose({ kind: "poissonSampled", samplingProbability: 1, event: { kind: "gaussian", noiseMultiplier: z } }).getEpsilon(1e-6));
+    expect(gaussianRoundsEpsilon(z, 1, 1e-6)).toBe(plain);
+    expect(gaussianRoundsEpsilon(z, 1, 1e-6, 1)).toBe(plain);
+  });
+  it("population ε is the RDP account of the Poisson-sampled rounds (a list: its events in turn)", () => {
+    const g2: DpEvent = { kind: "gaussian", noiseMultiplier: 1.5 };
+    const sampled = (e: DpEvent): DpEvent => ({ kind: "poissonSampled", samplingProbability: 0.05, event: e });
+    const four = new RdpAccountant().compose(sampled(g), 4).getEpsilon(1e-6);
+    expect(four).toBeGreaterThan(0.1);
+    expect(populationEpsilon({ perRound: g, samplingProbability: 0.05, rounds: 4, delta: 1e-6 })).toBeCloseTo(four, 12);
+    const mixed = new RdpAccountant().compose(sampled(g)).compose(sampled(g2)).getEpsilon(1e-6);
+    expect(mixed).toBeGreaterThan(0.1);
+    expect(populationEpsilon({ perRound: [g, g2], samplingProbability: 0.05, rounds: 0, delta: 1e-6 })).toBeCloseTo(mixed, 12);
+  });
+  it("no rounds cost nothing even at δ = 0 (nothing released is (0, 0)-DP), which no accountant is asked", () => {
+    expect(() => new RdpAccountant().getEpsilon(0)).toThrow("delta must be in (0, 1), got 0");
+    expect(deviceEpsilon([], 0)).toBe(0);
+    expect(populationEpsilon({ perRound: g, samplingProbability: 0.1, rounds: 0, delta: 0 })).toBe(0);
+    expect(populationEpsilon({ perRound: [], samplingProbability: 0.1, rounds: 5, delta: 0 })).toBe(0);
+    expect(populationEpsilonFixedSize([], 0)).toBe(0);
+    expect(projectedPopulationEpsilon({ event: g, eligible: 100, cohort: 10 }, 0, 0)).toBe(0);
+  });
+  it("replace-one doubles Δ₁ too: it counts once the rounding term τ is not 0", () => {
+    // σ² = 0.05 over 2 devices: τ = 10·e^(−π²·0.05) ≈ 6.1, and Δ₁ < Δ₂·√d keeps the Δ₁ bound the smaller.
+    const e: DpEvent = { kind: "distributedDiscreteGaussian", l2Sensitivity: 1, l1Sensitivity: 1.5, perDeviceVariance: 0.05, devices: 2, dimension: 4 };
+    const tau = 10 * Math.exp(-Math.PI * Math.PI * 0.05);
+    const central = Math.sqrt(2 * 0.05);
+    const l2 = 2 / central;
+    const l1 = 3 / central;
+    const rho = 0.5 * (l2 * l2 + 2 * l1 * tau + tau * tau * 4);
+    expect(rho).toBeLessThan(0.5 * (l2 + 2 * tau) ** 2);
+    const r = replaceOneGaussian(e);
+    if (r.kind !== "gaussian") throw new Error("expected a Gaussian");
+    expect(r.noiseMultiplier).toBeCloseTo(1 / Math.sqrt(2 * rho), 12);
+  });
 });
 
 describe("calibrateNoiseMultiplier", () => {
@@ -338,6 +392,12 @@ describe("calibrateNoiseMultiplier", () => {
     expect(() => calibrateNoiseMultiplier({ targetEpsilon: 0, delta: 1e-6, rounds: 1 })).toThrow("target ε must be positive, got 0");
     expect(() => calibrateNoiseMultiplier({ targetEpsilon: NaN, delta: 1e-6, rounds: 1 })).toThrow("target ε must be positive, got NaN");
     expect(() => calibrateNoiseMultiplier({ targetEpsilon: 1, delta: 1e-6, rounds: 1, eventFor: () => ({ kind: "nonPrivate" }) })).toThrow("no noise multiplier up to 1e6 reaches ε = 1");
+  });
+  it("a target met exactly is met: under a noise floor every z meets it, and the search halves [0, 1] all 60 times", () => {
+    // The mechanism never adds less noise than z = 2, so ε(z) = ε(2) = the target for every z ≤ 2.
+    const floored = (z: number): DpEvent => ({ kind: "gaussian", noiseMultiplier: Math.max(z, 2) });
+    const target = deviceEpsilon([floored(2)], 1e-6);
+    expect(calibrateNoiseMultiplier({ targetEpsilon: target, delta: 1e-6, rounds: 1, eventFor: floored })).toBe(2 ** -60);
   });
 });
 
@@ -482,6 +542,40 @@ describe("RandomSource", () => {
     }
     expect(high).toBeGreaterThan(30);
   });
+  it("uniformInt(1) is 0 without drawing a word", () => {
+    expect(new ScriptedSource([]).uniformInt(1)).toBe(0);
+  });
+  it("uniformInt up to 2^32: one word per try, rejected from ⌊2^32/n⌋·n up", () => {
+    // n = 3: the limit is 2^32 − 1, so the all-ones word is the only one rejected.
+    const r = new ScriptedSource([0xffffffff, 7]);
+    expect(r.uniformInt(3)).toBe(1);
+    expect(r.script).toEqual([]);
+    expect(new ScriptedSource([0xfffffffe]).uniformInt(3)).toBe(2);
+    // n = 2^32 still takes a single word, whole.
+    const edge = new ScriptedSource([0x00200005, 9]);
+    expect(edge.uniformInt(2 ** 32)).toBe(0x00200005);
+    expect(edge.script).toEqual([9]);
+  });
+  it("uniformInt above 2^32: 53-bit draws (21 bits of one word, then 32), rejected from ⌊2^53/n⌋·n up", () => {
+    // n = 2^40 + 3: ⌊2^53/n⌋ = 8191, so the limit is 8191·n = 2^53 − 2^40 + 24573 = 0x1fff00·2^32 + 24573.
+    const n = 2 ** 40 + 3;
+    // 2^53 − 1 and the limit itself are rejected; the third draw's top 11 bits are dropped, leaving 5.
+    const r = new ScriptedSource([0x1fffff, 0xffffffff, 0x1fff00, 24573, 0xffe00000, 5]);
+    expect(r.uniformInt(n)).toBe(5);
+    expect(r.script).toEqual([]);
+    // limit − 1 = 8191·n − 1 is kept: n − 1.
+    expect(new ScriptedSource([0x1fff00, 24572]).uniformInt(n)).toBe(2 ** 40 + 2);
+  });
+  it("uniformBigInt: below 2^53 one uniformInt; from 2^53 up whole words masked to the bound's bits, rejected from n up", () => {
+    expect(new ScriptedSource([10]).uniformBigInt(7n)).toBe(3n);
+    // 2^53 is not a safe integer, so it takes the word path: 54 bits in two words. The first
+    // draw is exactly 2^53 (rejected); the next high word keeps its low 22 bits, 1.
+    const r = new ScriptedSource([0x00200000, 0, 0xffc00001, 5]);
+    expect(r.uniformBigInt(2n ** 53n)).toBe(2n ** 32n + 5n);
+    expect(r.script).toEqual([]);
+    const v = new RandomSource().uniformBigInt(2n ** 53n);
+    expect(v >= 0n && v < 2n ** 53n).toBe(true);
+  });
 });
 
 describe("log-space numerics", () => {
@@ -490,6 +584,7 @@ describe("log-space numerics", () => {
     expect(logAdd(-Infinity, 1.5)).toBe(1.5);
     expect(logAdd(1.5, -Infinity)).toBe(1.5);
     expect(logAdd(1000, 1000)).toBeCloseTo(1000 + Math.LN2, 12);
+    expect(logAdd(-Infinity, -Infinity)).toBe(-Infinity);
   });
   it("lgamma and logComb match factorials, also below ½ (the reflection)", () => {
     expect(lgamma(5)).toBeCloseTo(Math.log(24), 12);
@@ -511,6 +606,11 @@ describe("log-space numerics", () => {
     for (const [x, want] of cases) expect(logErfc(x)).toBeCloseTo(want, 8);
     // erfc(30) ≈ 10⁻³⁹³ underflows a double; its logarithm does not (mpmath: −903.974117110644).
     expect(logErfc(30)).toBeCloseTo(-903.974117110644, 6);
+  });
+  it("logErfc at ±3 itself takes the tail forms: the series would lose 1.4·10⁻⁹ at 3 and 1.6·10⁻¹⁴ at −3", () => {
+    // mpmath: log erfc(3) = −10.7203630419811125677, log erfc(−3) = 0.69313613525044681032.
+    expect(logErfc(3)).toBeCloseTo(-10.7203630419811125677, 12);
+    expect(logErfc(-3)).toBeCloseTo(0.69313613525044681032, 14);
   });
 });
 

@@ -47,7 +47,7 @@ export class RandomSource {
     return b;
   }
 
-  /** Uniform integer in [0, n) for 1 ≤ n ≤ 2^53. */
+  /** Uniform integer in [0, n) for a safe integer n ≥ 1 (so n < 2^53). */
   uniformInt(n: number): number {
     if (!(n >= 1) || !Number.isSafeInteger(n)) throw new RangeError(`uniformInt bound must be a safe integer ≥ 1, got ${n}`);
     if (n === 1) return 0;
@@ -69,7 +69,7 @@ export class RandomSource {
   /** Uniform BigInt in [0, n). */
   uniformBigInt(n: bigint): bigint {
     if (n <= 0n) throw new RangeError("uniformBigInt bound must be positive");
-    if (n <= 2n ** 53n) return BigInt(this.uniformInt(Number(n)));
+    if (n < 2n ** 53n) return BigInt(this.uniformInt(Number(n))); // 2^53 itself is not a safe integer
     const bits = n.toString(2).length;
     const words = Math.ceil(bits / 32);
     const mask = (1n << BigInt(bits)) - 1n;
