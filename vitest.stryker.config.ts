@@ -31,6 +31,7 @@ const TESTS: Record<string, string[]> = {
   "shared/secagg": [
     "secagg-protocol", "secagg-shamir", "secagg-params", "secagg-share-decoding", "secagg-wrong-shares",
     "secagg-malicious-coordinator", "modular-vector", "client-guard", "secagg-mutants",
+    "secagg-batched-decoding", "secagg-neighbour-roster", "okp-keys", "participant-mutants",
   ],
   "shared/dp": [
     "dp-accountant-contract", "dp-adaptive-clip", "dp-calibration", "dp-discrete-gaussian", "dp-exact-aggregate",
@@ -46,7 +47,7 @@ const TESTS: Record<string, string[]> = {
     "coordinator-bad-input", "subscribe-backlog", "server-mutants",
     "handlers-roles", "handlers-admin", "handlers-rounds", "handlers-reviewer", "handlers-watchrun", "handlers-live", "tls-listener",
   ],
-  "coordinator/rounds": ["device-hub-invites", "device-hub-rosters", "server-update-finite", "phase-deadlines", "rounds-mutants", "handlers-rounds"],
+  "coordinator/rounds": ["device-hub-invites", "device-hub-rosters", "server-update-finite", "phase-deadlines", "rounds-mutants", "handlers-rounds", "round-runner-mutants"],
 };
 
 const folders = (process.env.STRYKER_FOLDERS ?? Object.keys(TESTS).join(",")).split(",");

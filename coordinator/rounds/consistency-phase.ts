@@ -8,19 +8,20 @@
 import type { UnmaskRequest } from "../../shared/secagg/index.ts";
 import type { DeviceHub } from "./device-hub.ts";
 import type { ActiveRound } from "./active-round.ts";
-import { PhaseGate } from "./phase-gate.ts";
+import { openPhaseGate } from "./phase-gate.ts";
 import { fanOut } from "./fan-out.ts";
 
 export async function runConsistencyPhase(o: {
   hub: DeviceHub;
   active: ActiveRound;
+  signal: AbortSignal;
   ref: { runId: string; round: number };
   shown: UnmaskRequest;
   deadline: number;
 }): Promise<UnmaskRequest> {
   const { hub, active, ref, shown } = o;
   active.phase = "consistency";
-  active.gate = new PhaseGate(shown.survivors, o.deadline);
+  openPhaseGate(active, o.signal, shown.survivors, o.deadline);
   // One message for every survivor: the same set, serialized once.
   const msg = hub.encodeOnce({ consistency: { ref, survivors: shown.survivors } });
   await fanOut(hub, active, shown.survivors, () => msg);

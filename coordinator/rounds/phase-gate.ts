@@ -34,3 +34,16 @@ export class PhaseGate {
     this.resolve();
   }
 }
+
+/**
+ * Opens the next phase's gate on `round`, unless the round's signal is already aborted. The
+ * round's abort listener ends whichever gate is open when the abort fires; an abort that lands
+ * between two gates (while a boundary or a phase hook awaits Redis) finds none, and without this
+ * check the next phase would wait for its deadline (minutes) before anyone noticed.
+ */
+export function openPhaseGate(round: { gate: PhaseGate | undefined }, signal: AbortSignal, expected: Iterable<number>, deadlineMs: number): PhaseGate {
+  if (signal.aborted) throw signal.reason;
+  const gate = new PhaseGate(expected, deadlineMs);
+  round.gate = gate;
+  return gate;
+}

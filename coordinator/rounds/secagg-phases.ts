@@ -9,7 +9,7 @@
 import type { ModularVector } from "../../shared/modular/index.ts";
 import { type AdvertisedKeys, type EncryptedShare, type UnmaskRequest } from "../../shared/secagg/index.ts";
 import type { ActiveRound } from "./active-round.ts";
-import { PhaseGate } from "./phase-gate.ts";
+import { openPhaseGate } from "./phase-gate.ts";
 import { runConsistencyPhase } from "./consistency-phase.ts";
 import { fanOut } from "./fan-out.ts";
 import { RoundInterrupted } from "./round-interrupt.ts";
@@ -80,7 +80,7 @@ export async function runSecAggPhases(r: SecAggRound): Promise<{ sum: ModularVec
   const inboxes = await shareKeysPhase(r, roster);
   const shown = await maskedInputPhase(r, inboxes);
   // ConsistencyCheck: every survivor signs the survivor set.
-  const request = await runConsistencyPhase({ hub: r.ctx.hub, active: r.active, ref: refOf(r.active), shown, deadline: Date.now() + r.unmaskMs });
+  const request = await runConsistencyPhase({ hub: r.ctx.hub, active: r.active, signal: r.signal, ref: refOf(r.active), shown, deadline: Date.now() + r.unmaskMs });
   await boundary(r.ctx, r.active.config.runId, r.signal);
   const sum = await unmaskPhase(r, request);
   return { sum, survivors: request.survivors };
@@ -94,7 +94,7 @@ async function advertisePhase(r: SecAggRound): Promise<AdvertisedKeys[]> {
   const cohort = active.cohortIndices();
   await r.onPhase?.("advertise");
   const checkpoint = Buffer.from(r.invitation.weights.buffer, r.invitation.weights.byteOffset, r.invitation.weights.byteLength);
-  active.gate = new PhaseGate(cohort, active.config.deadlines.advertise);
+  openPhaseGate(active, r.signal, cohort, active.config.deadlines.advertise);
   const invitation = { ref: refOf(active), attempt: active.config.attempt, configJson: r.invitation.json, configSignature: Buffer.from(r.invitation.signature), checkpoint };
   const invites = ctx.hub.encodeInvites(invitation, (i) => active.cohort.proof(i));
   await fanOut(ctx.hub, active, cohort, invites);
@@ -111,7 +111,7 @@ async function shareKeysPhase(r: SecAggRound, roster: AdvertisedKeys[]): Promise
   active.phase = "share";
   await r.onPhase?.("share");
   const advertisers = [...active.answered.advertise];
-  active.gate = new PhaseGate(advertisers, active.config.deadlines.share);
+  openPhaseGate(active, r.signal, advertisers, active.config.deadlines.share);
   // Each device's roster: every advertiser's index, but only its own and its neighbours' keys.
   const rosterOf = ctx.hub.encodeRosters(refOf(active), roster.map((k) => k.index), (i) => active.secagg.rosterFor(i), (i) => active.memberProof(i));
   await fanOut(ctx.hub, active, advertisers, rosterOf);
@@ -127,7 +127,7 @@ async function maskedInputPhase(r: SecAggRound, inboxes: Map<number, EncryptedSh
   active.phase = "masked-input";
   await r.onPhase?.("masked-input");
   const sharers = [...active.answered.share];
-  active.gate = new PhaseGate(sharers, active.config.deadlines.maskedInput);
+  openPhaseGate(active, r.signal, sharers, active.config.deadlines.maskedInput);
   const ref = refOf(active);
   await fanOut(ctx.hub, active, sharers, (i) => ({ inbox: { ref, shares: (inboxes.get(i) ?? []).map((s) => ({ from: s.from, to: s.to, ciphertext: Buffer.from(s.ciphertext) })) } }));
   await boundary(ctx, active.config.runId, r.signal);
@@ -145,7 +145,7 @@ async function unmaskPhase(r: SecAggRound, request: UnmaskRequest): Promise<Modu
   // those only the ones with t signatures in their neighbourhood: the rest must refuse.
   const signers = (request.signatures ?? []).map((s) => s.index).sort((a, b) => a - b);
   const asked = active.secagg.ableToUnmask(signers);
-  active.gate = new PhaseGate(asked, Math.max(active.config.deadlines.unmask, Date.now() + r.unmaskMs));
+  openPhaseGate(active, r.signal, asked, Math.max(active.config.deadlines.unmask, Date.now() + r.unmaskMs));
   // Each device gets the sets and the signatures of its own neighbourhood (those it checks).
   const unmaskOf = ctx.hub.encodeUnmaskRequests(refOf(active), request.survivors, request.dropouts, request.signatures ?? [], (i) => active.secagg.neighbourhood(i));
   await fanOut(ctx.hub, active, asked, unmaskOf);
