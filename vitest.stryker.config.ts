@@ -32,6 +32,7 @@ const TESTS: Record<string, string[]> = {
     "secagg-protocol", "secagg-shamir", "secagg-params", "secagg-share-decoding", "secagg-wrong-shares",
     "secagg-malicious-coordinator", "modular-vector", "client-guard", "secagg-mutants",
     "secagg-batched-decoding", "secagg-neighbour-roster", "okp-keys", "participant-mutants",
+    "secagg-params-mutants", "secagg-shamir-mutants", "secagg-primitives-mutants", "secagg-device-server-mutants",
   ],
   "shared/dp": [
     "dp-accountant-contract", "dp-adaptive-clip", "dp-calibration", "dp-discrete-gaussian", "dp-exact-aggregate",

@@ -152,7 +152,9 @@ export function maximumThreshold(n: number, k: number, r: ThreatRates): number {
  * the pairs of places.
  */
 function logProbDisconnected(n: number, k: number, r: ThreatRates): number {
-  const bad = Math.floor(r.corruptFraction * n + EPS) + Math.floor(r.dropoutFraction * n + EPS);
+  // Counted as the thresholds and the advertised colluders count them (rounded up): a fractional
+  // γn still means that many colluders may be present.
+  const bad = corruptCount(n, r.corruptFraction) + dropoutCount(n, r.dropoutFraction);
   if (k > bad) return -Infinity;
   const pairs = Math.log(n) + Math.log(Math.max(1, n - k - 1)) - LN2;
   return pairs + lgamma(bad + 1) + lgamma(n - k + 1) - lgamma(n + 1) - lgamma(bad - k + 1);

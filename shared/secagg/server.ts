@@ -50,6 +50,8 @@ export class SecAggServer {
     identityKeys: Map<number, KeyObject | Uint8Array>,
   ) {
     limbsFor(cfg.bits);
+    // Reconstruction walks the shares in windows of t: with t = 0 it would never end.
+    if (!Number.isInteger(cfg.threshold) || cfg.threshold < 1) throw new RangeError(`SecAgg threshold must be an integer ≥ 1, got ${cfg.threshold}`);
     for (const i of cohort) {
       const k = identityKeys.get(i);
       if (!k) throw new SecAggError("UNKNOWN_PEER", `no identity key for cohort member ${i}`);
