@@ -48,7 +48,8 @@ const TESTS: Record<string, string[]> = {
     "coordinator-bad-input", "subscribe-backlog", "server-mutants",
     "handlers-roles", "handlers-admin", "handlers-rounds", "handlers-reviewer", "handlers-watchrun", "handlers-live", "tls-listener",
   ],
-  "coordinator/rounds": ["device-hub-invites", "device-hub-rosters", "server-update-finite", "phase-deadlines", "rounds-mutants", "handlers-rounds", "round-runner-mutants"],
+  "coordinator/rounds": ["device-hub-invites", "device-hub-rosters", "server-update-finite", "phase-deadlines", "rounds-mutants", "handlers-rounds", "round-runner-mutants",
+    "device-hub-mutants", "rounds-rest-mutants"],
 };
 
 const folders = (process.env.STRYKER_FOLDERS ?? Object.keys(TESTS).join(",")).split(",");
