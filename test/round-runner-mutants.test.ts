@@ -13,7 +13,7 @@
  * timeout if it did not. Only the tests of a silent device use short budgets, because there the
  * deadline is what ends the phase.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { executeRound, PublishError, type RoundCommit, type RoundResult } from "../coordinator/rounds/round-runner.ts";
 import { executeEvaluation } from "../coordinator/rounds/evaluation-round.ts";
 import { causeOf, describe as describeError, RoundInterrupted, statusOf } from "../coordinator/rounds/round-interrupt.ts";
@@ -30,7 +30,7 @@ import { weightsHash } from "../shared/model/index.ts";
 import { attestationBody, dpInputsFor, evalDpFor, roundDpEvent, type RoundConfig, type RunSpec } from "../shared/run/index.ts";
 import { bytesToField, chooseParams, FIELD_PRIME, fieldToBytes, SecAggError } from "../shared/secagg/index.ts";
 import type { PhaseCounts, RunRecord } from "../coordinator/runs/run-store.ts";
-import { initialWeights, LONG_DEADLINES, RoundBackend, RoundHarness, ROUND_MODEL, ROUND_PARAMS, roundSpec, type HarnessDevice } from "./support/round-harness.ts";
+import { initialWeights, LONG_DEADLINES, RoundHarness, ROUND_MODEL, ROUND_PARAMS, roundSpec, useRoundHarnesses, type HarnessDevice } from "./support/round-harness.ts";
 
 /** Decoding is exact up to float32 and the randomized rounding (1/scale ≈ 2e-8 here): far below any wrong mean. */
 const TOL = 1e-5;
@@ -41,23 +41,7 @@ const LONG = LONG_DEADLINES;
 const deltaOf = (i: number) => (cfg: RoundConfig): Float32Array => Float32Array.from({ length: cfg.parameterCount }, (_, j) => 0.01 * (i + 1) * (1 + (j % 3)));
 const spec = (over: Partial<RunSpec> = {}): RunSpec => roundSpec(over);
 
-let backend: RoundBackend;
-const open: RoundHarness[] = [];
-beforeAll(async () => {
-  backend = await RoundBackend.start();
-});
-afterEach(async () => {
-  for (const h of open.splice(0)) await h.close();
-});
-afterAll(async () => {
-  await backend?.stop();
-});
-
-async function harness(): Promise<RoundHarness> {
-  const h = await RoundHarness.create(backend);
-  open.push(h);
-  return h;
-}
+const harness = useRoundHarnesses();
 
 /** Devices 0…n−1 with updates deltaOf(i), each with extra behaviour if given. */
 async function fleet(h: RoundHarness, n: number, extra: (i: number) => Parameters<RoundHarness["addDevice"]>[0] = () => ({})): Promise<HarnessDevice[]> {

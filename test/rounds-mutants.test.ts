@@ -11,21 +11,10 @@ import { attestationBody, CohortTree, dpInputsFor } from "../shared/run/index.ts
 import { ActiveRound } from "../coordinator/rounds/active-round.ts";
 import { calibrateDistributedDp, roundEvent } from "../shared/dp/index.ts";
 import { PhaseGate } from "../coordinator/rounds/phase-gate.ts";
-import { toServiceError } from "../coordinator/server/status-boundary.ts";
-import { activeRoundFixture } from "./support/active-round-fixture.ts";
+import { activeRoundFixture, refusal } from "./support/active-round-fixture.ts";
 
 const round = () => activeRoundFixture({ devices: 3, runId: "run-m", round: 4, modelHash: "ab".repeat(32) });
 
-/** The status a thrown refusal becomes at the RPC boundary, and its message. */
-function refusal(f: () => void): { code: grpc.status; details: string } {
-  try {
-    f();
-  } catch (err) {
-    const e = toServiceError(err);
-    return { code: e.code, details: e.details };
-  }
-  throw new Error("expected a refusal");
-}
 
 const keys = (index: number) => ({ index, cPk: new Uint8Array(32), sPk: new Uint8Array(32), selfMaskCommitment: new Uint8Array(32), signature: new Uint8Array(64) });
 

@@ -7,7 +7,7 @@
  */
 import { getEventListeners } from "node:events";
 import * as grpc from "@grpc/grpc-js";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { signBytes } from "../shared/crypto/index.ts";
 import { calibrateDistributedDp, roundEvent } from "../shared/dp/index.ts";
 import { attestationMismatches, dpInputsFor, type RoundConfig } from "../shared/run/index.ts";
@@ -17,23 +17,12 @@ import { resetFaults } from "../coordinator/runs/failpoint.ts";
 import { selectCohort } from "../coordinator/rounds/round-setup.ts";
 import type { RoundContext } from "../coordinator/rounds/round-context.ts";
 import type { RunRecord } from "../coordinator/runs/run-store.ts";
-import { toServiceError } from "../coordinator/server/status-boundary.ts";
-import { activeRoundFixture } from "./support/active-round-fixture.ts";
-import { LONG_DEADLINES, RoundBackend, RoundHarness, roundSpec } from "./support/round-harness.ts";
+import { activeRoundFixture, refusal } from "./support/active-round-fixture.ts";
+import { LONG_DEADLINES, roundSpec, useRoundHarnesses } from "./support/round-harness.ts";
 
 const TIMEOUT = { timeout: 20_000 };
 const round = () => activeRoundFixture({ devices: 3, runId: "run-r", round: 2, modelHash: "cd".repeat(32) });
 
-/** The status a thrown refusal becomes at the RPC boundary, and its message. */
-function refusal(f: () => void): { code: grpc.status; details: string } {
-  try {
-    f();
-  } catch (err) {
-    const e = toServiceError(err);
-    return { code: e.code, details: e.details };
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("ActiveRound before its first phase gate is open", () => {
   it("refuses a decline as already answered, and a phase message as not expected, instead of failing", () => {
@@ -130,30 +119,16 @@ describe("selectCohort", () => {
 });
 
 describe("whole rounds: the round's abort listener, the fault points and the failpoint", () => {
-  let backend: RoundBackend;
-  const open: RoundHarness[] = [];
+  const harness = useRoundHarnesses();
   const env = { faults: process.env.TACIT_FAULTS, failpoint: process.env.TACIT_FAILPOINT };
-  beforeAll(async () => {
-    backend = await RoundBackend.start();
-  });
-  afterEach(async () => {
+  afterEach(() => {
     vi.restoreAllMocks();
     for (const [k, v] of [["TACIT_FAULTS", env.faults], ["TACIT_FAILPOINT", env.failpoint]] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
     resetFaults();
-    for (const h of open.splice(0)) await h.close();
   });
-  afterAll(async () => {
-    await backend?.stop();
-  });
-
-  async function harness(): Promise<RoundHarness> {
-    const h = await RoundHarness.create(backend);
-    open.push(h);
-    return h;
-  }
 
   it("removes its abort listener from the caller's signal when the round ends", TIMEOUT, async () => {
     const h = await harness();

@@ -6,6 +6,8 @@
 import { generateEd25519 } from "../../shared/crypto/index.ts";
 import { CohortTree, type RoundConfig } from "../../shared/run/index.ts";
 import { ActiveRound } from "../../coordinator/rounds/active-round.ts";
+import type * as grpc from "@grpc/grpc-js";
+import { toServiceError } from "../../coordinator/server/status-boundary.ts";
 import { tinyRunSpec } from "./cluster.ts";
 
 export function activeRoundFixture(o: { devices: number; runId: string; round: number; modelHash: string }) {
@@ -27,4 +29,15 @@ export function activeRoundFixture(o: { devices: number; runId: string; round: n
   } as unknown as RoundConfig;
   const active = new ActiveRound(config, tree, ids.map((_, i) => `dev-${i}`));
   return { config, ids, active };
+}
+
+/** The status a thrown refusal becomes at the RPC boundary, and its message. */
+export function refusal(f: () => void): { code: grpc.status; details: string } {
+  try {
+    f();
+  } catch (err) {
+    const e = toServiceError(err);
+    return { code: e.code, details: e.details };
+  }
+  throw new Error("expected a refusal");
 }

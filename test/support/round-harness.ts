@@ -31,6 +31,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import type * as grpc from "@grpc/grpc-js";
 import pino, { type Logger } from "pino";
+import { afterAll, afterEach, beforeAll } from "vitest";
 import { generateEd25519, type Ed25519KeyPair } from "../../shared/crypto/index.ts";
 import { DEFAULT_DEADLINES, type Deadlines, type RoundConfig, type RunSpec } from "../../shared/run/index.ts";
 import { parameterCount, type ModelSpec } from "../../shared/model/index.ts";
@@ -57,6 +58,7 @@ import { BudgetRecord } from "../../client/participant/budget-record.ts";
 import type { DeviceLimits } from "../../client/participant/device-guard.ts";
 import { RpcCallError, type CoordinatorClient, type ServerEvent } from "../../client/transport/coordinator-client.ts";
 import { RedisProcess } from "./redis-process.ts";
+import { tinyRunSpec } from "./cluster.ts";
 import { Redis } from "ioredis";
 
 /** A model of 62 parameters: the smallest the model spec allows (checkpoints and masks stay tiny). */
@@ -69,9 +71,9 @@ export const ROUND_PARAMS = parameterCount(ROUND_MODEL);
  */
 export const LONG_DEADLINES: Deadlines = { ...DEFAULT_DEADLINES, selectionMs: 60_000, advertiseMs: 60_000, shareMs: 60_000, maskedInputMs: 60_000, unmaskMs: 60_000 };
 
-/** The run spec of these tests (test/support/cluster.ts's tinyRunSpec, on ROUND_MODEL, cohort 5). */
+/** The run spec of these tests: test/support/cluster.ts's tinyRunSpec on ROUND_MODEL, cohort 5 of 10, deadlines that never fire unless a test shortens them. */
 export function roundSpec(over: Partial<RunSpec> = {}): RunSpec {
-  return {
+  return tinyRunSpec({
     name: "harness",
     model: ROUND_MODEL,
     rounds: 3,
@@ -79,25 +81,11 @@ export function roundSpec(over: Partial<RunSpec> = {}): RunSpec {
     minSurvivors: 3,
     populationSize: 10,
     localEpochs: 2,
-    maxLocalSteps: 8,
-    batchSize: 16,
-    clientLearningRate: 0.1,
-    clientOptimizer: "sgd",
-    serverOptimizer: "fedavg",
     serverLearningRate: 0.5,
-    serverMomentum: 0,
-    clip: 10,
-    noiseMultiplier: 0,
-    delta: 1e-6,
-    mechanism: "ddgauss",
-    bits: 32,
-    dropoutTolerance: 0.3,
-    corruptTolerance: 0.1,
-    signals: ["commit", "file-change"],
     deadlines: LONG_DEADLINES,
     seed: 123_456,
     ...over,
-  };
+  });
 }
 
 /** Device limits that accept every round these tests start (the SecAgg floors at no colluders). */
@@ -482,4 +470,27 @@ export class RoundHarness {
 /** A fixed, non-constant initial model: coordinate i is (i mod 7 − 3) / 10. */
 export function initialWeights(n: number): Float32Array {
   return Float32Array.from({ length: n }, (_, i) => ((i % 7) - 3) / 10);
+}
+
+/**
+ * Registers a test file's (or describe block's) harness lifecycle — one Redis-backed backend for
+ * all its tests, every harness closed after its test — and returns the factory its tests call.
+ */
+export function useRoundHarnesses(): () => Promise<RoundHarness> {
+  let backend: RoundBackend | undefined;
+  const open: RoundHarness[] = [];
+  beforeAll(async () => {
+    backend = await RoundBackend.start();
+  });
+  afterEach(async () => {
+    for (const h of open.splice(0)) await h.close();
+  });
+  afterAll(async () => {
+    await backend?.stop();
+  });
+  return async () => {
+    const h = await RoundHarness.create(backend!);
+    open.push(h);
+    return h;
+  };
 }
