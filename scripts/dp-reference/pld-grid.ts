@@ -2,7 +2,7 @@
  * Computes Tacit's PLD ε for every Poisson record of test/fixtures/dp-accounting-vectors.json
  * (the dp_accounting reference grid) and prints one JSON line per record:
  *   {"index": i, "epsilon": ε, "seconds": s}
- * `node --import tsx scripts/dp-reference/pld-grid.ts [fixture]`. test/dp-pld.test.ts runs it as
+ * `node --import tsx scripts/dp-reference/pld-grid.ts [fixture]`. test/dp-pld-grid.test.ts runs it as
  * a child process, so that minutes of FFT work at the grid's extreme corners do not block the
  * test worker.
  */

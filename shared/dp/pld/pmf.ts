@@ -40,7 +40,7 @@ function isIdentity(p: Pmf): boolean {
 
 /**
  * Drops the longest prefix and suffix each of mass ≤ τ/2. The prefix mass is added to the first
- * kept point (its loss only goes up), the suffix mass goes to +∞: both pessimistic.
+ * kept point (its loss only goes up), the suffix mass goes to +∞: both pessimistic. No mass is lost.
  */
 export function truncateTails(probs: Float64Array, tau: number): { offset: number; probs: Float64Array; toInfinity: number } {
   if (tau === 0) return { offset: 0, probs, toInfinity: 0 };
@@ -70,7 +70,10 @@ export function truncateTails(probs: Float64Array, tau: number): { offset: numbe
   let rightMass = 0;
   for (let i = right; i < n; i++) rightMass += probs[i]!;
   const kept = probs.slice(left, right);
-  if (kept.length > 0) kept[0]! += leftMass;
+  // All the finite mass within τ/2 of the left tail: nothing is kept, so the prefix has no point to
+  // join and goes to +∞ with the rest rather than vanish (which would under-count δ).
+  if (kept.length === 0) return { offset: left, probs: kept, toInfinity: leftMass + rightMass };
+  kept[0]! += leftMass;
   return { offset: left, probs: kept, toInfinity: rightMass };
 }
 
