@@ -37,16 +37,19 @@ const TESTS: Record<string, string[]> = {
   "shared/dp": [
     "dp-accountant-contract", "dp-adaptive-clip", "dp-calibration", "dp-discrete-gaussian", "dp-exact-aggregate",
     "dp-samplers", "policy-shared", "eval-counts", "client-guard", "adaptive-clip-device-floor", "dp-mutants",
+    "dp-pld", "dp-accountant", "dp-pld-mutants", "dp-samplers-mutants",
   ],
   "shared/ledger": [
     "ledger-local-copy", "ledger-verify-truth", "ledger-verify-initial-model", "ledger-group-commit", "ledger-mutants",
     "ledger-member-commitment", "model-releases", "ledger-report", "ledger-adaptive-clip-check", "ledger-verify-mutants",
+    "ledger-writer-mutants", "ledger-rest-mutants",
   ],
   "client/participant": ["client-guard", "adaptive-clip-device-floor", "participant-mutants", "participant-superseded", "budget-record"],
   "coordinator/server": [
     "coordinator-limits-pure", "server-guards-pure", "replay-guard", "coordinator-status-boundary", "auth-failed-bucket",
     "coordinator-bad-input", "subscribe-backlog", "server-mutants",
     "handlers-roles", "handlers-admin", "handlers-rounds", "handlers-reviewer", "handlers-watchrun", "handlers-live", "tls-listener",
+    "server-gate-caps-mutants", "server-auth-rest-mutants",
   ],
   "coordinator/rounds": ["device-hub-invites", "device-hub-rosters", "server-update-finite", "phase-deadlines", "rounds-mutants", "handlers-rounds", "round-runner-mutants",
     "device-hub-mutants", "rounds-rest-mutants"],

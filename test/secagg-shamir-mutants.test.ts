@@ -86,11 +86,12 @@ describe("createShares and combineShares", () => {
     expect(() => createShares(7n, 3, [1, 2])).toThrow(refusal("BAD_SHARE", /^threshold 3 not in \[1, 2\]$/));
   });
 
-  it("refuses a secret outside [0, p) — both ends — and accepts p − 1", () => {
+  it("refuses a secret outside [0, p) — both ends — and accepts 0 and p − 1", () => {
     expect(() => createShares(-1n, 2, [1, 2])).toThrow(refusal("BAD_SHARE", /^secret is not a field element$/));
     expect(() => createShares(P, 2, [1, 2])).toThrow(refusal("BAD_SHARE", /^secret is not a field element$/));
     expect(() => createShares(P + 1n, 2, [1, 2])).toThrow(refusal("BAD_SHARE", /^secret is not a field element$/));
     expect(combineShares(createShares(P - 1n, 2, [1, 2]), 2)).toBe(P - 1n);
+    expect(combineShares(createShares(0n, 2, [1, 2]), 2)).toBe(0n);
   });
 
   it("refuses an x-coordinate that is not a positive integer, with BAD_SHARE", () => {
