@@ -15,7 +15,6 @@ import { activeRoundFixture, refusal } from "./support/active-round-fixture.ts";
 
 const round = () => activeRoundFixture({ devices: 3, runId: "run-m", round: 4, modelHash: "ab".repeat(32) });
 
-
 const keys = (index: number) => ({ index, cPk: new Uint8Array(32), sPk: new Uint8Array(32), selfMaskCommitment: new Uint8Array(32), signature: new Uint8Array(64) });
 
 describe("ActiveRound is built only for the cohort its signed config commits to", () => {

@@ -62,8 +62,8 @@ const ISQRT_DOUBLE_START_LIMIT = 1n << 120n;
 /** Integer square root floor(√n). */
 export function isqrt(n: bigint): bigint {
   if (n < 2n) return n;
-  // The double's root is off by up to ~√n·2⁻⁵³, and the loops below step by one: a few steps below
-  // 2^120, but ~2^27 at 2^160, forever at 10^60, and past 2^1024 Number(n) is ∞. There Newton's
+  // The double's root is off by up to ~√n·2⁻⁵³, and the loops below step by one: at most ~2^7 steps
+  // below 2^120, but ~2^27 at 2^160, forever at 10^60, and past 2^1024 Number(n) is ∞. There Newton's
   // iteration from 2^⌈bits/2⌉ ≥ √n, which decreases monotonically to ⌊√n⌋, takes O(log bits) steps.
   if (n >= ISQRT_DOUBLE_START_LIMIT) return isqrtNewton(n);
   let x = BigInt(Math.floor(Math.sqrt(Number(n))));
